@@ -1,0 +1,1 @@
+"""Calibration data, INT8 Q/DQ quantization, FP16 conversion, and TensorRT calibration caches."""

@@ -1,0 +1,1 @@
+"""Runners, parity metrics, latency measurement and report writers."""

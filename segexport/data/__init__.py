@@ -1,0 +1,1 @@
+"""Image loading, the preprocessing contract, and the synthetic labelled dataset."""

@@ -1,0 +1,30 @@
+"""The two failures a user sees, and the exit codes CI scripts rely on.
+
+``UserError`` is anything the user can fix (a bad flag, a missing file, a checkpoint for
+another model): its message is one line that names the problem *and* the fix, and the CLI
+exits with 2. ``CheckFailed`` means the tool ran correctly but an artefact failed a
+threshold (parity, lint, latency gate): exit 1, so a CI job goes red for the right reason.
+"""
+
+from __future__ import annotations
+
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class SegexportError(Exception):
+    """Base class; ``exit_code`` is what the CLI returns."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class UserError(SegexportError):
+    """Bad input the user can fix; the message must say how."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class CheckFailed(SegexportError):
+    """An artefact was produced but failed a check (parity, lint, regression gate)."""
+
+    exit_code = EXIT_CHECK_FAILED
