@@ -4,6 +4,7 @@
 another model): its message is one line that names the problem *and* the fix, and the CLI
 exits with 2. ``CheckFailed`` means the tool ran correctly but an artefact failed a
 threshold (parity, lint, latency gate): exit 1, so a CI job goes red for the right reason.
+The CLI (``segexport.cli``) is the only place that turns them into output and exit codes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ EXIT_BAD_INPUT = 2
 
 
 class SegexportError(Exception):
-    """Base class; ``exit_code`` is what the CLI returns."""
+    """Base class; ``exit_code`` is what the CLI returns. The message is kept to one line."""
 
     exit_code = EXIT_BAD_INPUT
+    label = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
 
 
 class UserError(SegexportError):
@@ -28,3 +33,4 @@ class CheckFailed(SegexportError):
     """An artefact was produced but failed a check (parity, lint, regression gate)."""
 
     exit_code = EXIT_CHECK_FAILED
+    label = "check failed"

@@ -1,11 +1,14 @@
 """The Typer app. Commands live one group a module; this file only wires them up.
 
-The only place that prints errors or chooses exit codes: a :class:`SegexportError` becomes
-one red line on stderr and its exit code (2 bad input, 1 check failed).
+Every command callback is wrapped by :func:`_guard`: a :class:`SegexportError` becomes one
+line on stderr and ``typer.Exit`` with its code (2 bad input, 1 check failed). Wrapping at
+registration means command modules never repeat try/except, and the behaviour is the same
+from the console script, ``python -m segexport`` and ``typer.testing.CliRunner``.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import typer
@@ -41,6 +44,27 @@ def _root(
     """segexport: PyTorch segmentation -> ONNX -> TensorRT, verified."""
 
 
+def _guard(callback):
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except SegexportError as exc:
+            err_console.print(f"[bold red]{exc.label}:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def _guard_all(typer_app: typer.Typer) -> None:
+    for command in typer_app.registered_commands:
+        if command.callback is not None and not getattr(command.callback, "__wrapped__", None):
+            command.callback = _guard(command.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _guard_all(group.typer_instance)
+
+
 def _register() -> None:
     from segexport.cli import models as models_cli
 
@@ -53,26 +77,16 @@ def _register() -> None:
                 raise
             continue
         module.register(app)
+    _guard_all(app)
 
 
 _register()
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning our errors into one line + exit code."""
+    """Console-script entry point."""
     try:
-        app(standalone_mode=False)
-    except SegexportError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("[bold red]aborted[/]")
-        sys.exit(130)
+        app()
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         sys.exit(130)
-    except __import__("click").exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)

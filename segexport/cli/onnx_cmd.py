@@ -1,0 +1,123 @@
+"""``segexport onnx``: export a model to TensorRT-ready ONNX and prove it matches PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from segexport.cli.common import console, parse_model_args, parse_size
+from segexport.errors import UserError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("onnx")(onnx_command)
+
+
+def _parse_range(text: str | None, flag: str, parse) -> tuple | None:
+    if text is None:
+        return None
+    lo, sep, hi = text.partition(":")
+    if not sep:
+        raise UserError(f"{flag} {text!r} must be MIN:MAX, e.g. {'256x256:1024x1024' if 'hw' in flag else '1:8'}")
+    return parse(lo), parse(hi)
+
+
+def _int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise UserError(f"{flag} value {text!r} is not an integer") from None
+    return parse
+
+
+def onnx_command(
+    model: str = typer.Option("deeplabv1", "--model", "-m", help="Zoo name (see `segexport models`) or package.module:factory / path/file.py:factory."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Checkpoint (state_dict) loaded with torch.load(weights_only=True)."),
+    num_classes: int = typer.Option(21, "--num-classes", help="Number of classes the network predicts."),
+    width: float = typer.Option(1.0, "--width", help="Channel width multiplier (1.0 = the paper's network)."),
+    model_arg: Optional[List[str]] = typer.Option(None, "--model-arg", help="key=value passed to the model factory (repeatable)."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW to export at (default: the model's). With --dynamic this is the profile's opt size."),
+    batch: int = typer.Option(1, "--batch", help="Batch size (the opt batch when --dynamic batch)."),
+    dynamic: Optional[str] = typer.Option(None, "--dynamic", help="Dynamic axes: hw, batch or batch,hw. Min/opt/max are recorded for TensorRT profiles."),
+    hw_range: Optional[str] = typer.Option(None, "--hw-range", help="MINxMIN:MAXxMAX for --dynamic hw (default: half to double --input-size)."),
+    batch_range: Optional[str] = typer.Option(None, "--batch-range", help="MIN:MAX for --dynamic batch (default 1:max(8, batch))."),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset (18..22; 18 parses in TensorRT 10.x and 11)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output path (default: <model>.onnx in the current directory)."),
+    argmax: bool = typer.Option(False, "--argmax", help="Append an ArgMax head: output int32 N x H x W labels instead of N x C x H x W logits."),
+    unpool: str = typer.Option("mask", "--unpool", help="mask: rewrite MaxPool-indices + MaxUnpool with TensorRT-safe ops (bit-exact); native: keep ONNX MaxUnpool (ONNX Runtime only)."),
+    no_slim: bool = typer.Option(False, "--no-slim", help="Skip onnxslim graph simplification."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the ONNX Runtime vs PyTorch check."),
+    no_lint: bool = typer.Option(False, "--no-lint", help="Skip the TensorRT op-support lint (needed for --unpool native)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the verification inputs."),
+) -> None:
+    """Export MODEL to ONNX that TensorRT parses, and verify it against PyTorch.
+
+    The export is linted against TensorRT's ONNX support and run in ONNX Runtime on seeded
+    inputs (plus the min/max shapes when dynamic); it fails (exit 1) when pixel agreement is
+    below 99.99 % or max-abs exceeds 1e-4 x max|reference|. Nothing is written unless all
+    checks pass.
+
+    Examples:
+
+      segexport onnx --model deeplabv1
+
+      segexport onnx --model segnet --dynamic hw --input-size 360x480 --hw-range 240x320:720x960
+
+      segexport onnx --model mypkg.nets:build --model-arg in_channels=3 --weights best.pt
+    """
+    from segexport.exporter.export import ExportOptions, export_onnx
+
+    size = parse_size(input_size) if input_size else None
+    dyn = tuple(sorted({d.strip() for d in dynamic.split(",") if d.strip()})) if dynamic else ()
+    safe_name = model.rpartition(":")[2] if ":" in model else model
+    options = ExportOptions(
+        model=model,
+        out=out or Path(f"{safe_name}.onnx"),
+        weights=weights,
+        num_classes=num_classes,
+        width=width,
+        model_args=parse_model_args(model_arg),
+        input_size=size,
+        batch=batch,
+        dynamic=dyn,
+        hw_range=_parse_range(hw_range, "--hw-range", lambda t: parse_size(t, "--hw-range")),
+        batch_range=_parse_range(batch_range, "--batch-range", _int("--batch-range")),
+        opset=opset,
+        unpool=unpool,
+        argmax=argmax,
+        slim=not no_slim,
+        verify=not no_verify,
+        lint=not no_lint and unpool != "native",
+        seed=seed,
+    )
+    if unpool == "native" and not no_lint:
+        console.print("[yellow]note:[/] --unpool native keeps ONNX MaxUnpool, which TensorRT cannot parse; lint skipped")
+    with console.status("exporting", spinner="dots") as status:
+        result = export_onnx(options, progress=lambda msg: status.update(f"[bold]{msg}[/]…"))
+    _print_result(result)
+
+
+def _print_result(result) -> None:
+    from rich.table import Table
+
+    rec = result.record
+    console.print(f"[bold green]✓[/] wrote [bold]{result.path}[/] ({result.path.stat().st_size / 1e6:.1f} MB, "
+                  f"{sum(result.onnx_ops.values())} nodes, opset {rec.opset})")
+    if rec.dynamic:
+        console.print("  dynamic: " + ", ".join(f"{k} {v.min}/{v.opt}/{v.max}" for k, v in rec.dynamic.items()) + " (min/opt/max)")
+    if result.lint is not None:
+        console.print(f"  lint: {len(result.lint.errors)} errors, {len(result.lint.warnings)} warnings"
+                      + ("" if not result.lint.warnings else "  (details: segexport lint " + str(result.path) + ")"))
+    if result.verify:
+        table = Table(title="ONNX Runtime vs PyTorch (fp32)", title_justify="left")
+        for col in ("input", "max |diff|", "max |ref|", "pixel agreement", "result"):
+            table.add_column(col, justify="right")
+        for row in result.verify:
+            m = row.metrics
+            table.add_row("x".join(map(str, row.shape)), f"{m.max_abs:.2e}", f"{m.ref_max_abs:.2e}",
+                          f"{100 * m.pixel_agreement:.4f} %", "[green]pass[/]" if row.passed else "[red]FAIL[/]")
+        console.print(table)
+    console.print("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))

@@ -1,0 +1,416 @@
+"""``segexport onnx``: PyTorch -> TensorRT-ready ONNX, verified before anyone touches a GPU.
+
+The pipeline is a straight line of small steps, each a function of the previous result
+(the loader idea of Polygraphy, without its lazy-callable machinery since every step here
+runs exactly once):
+
+    load model -> check input sizes -> refuse unsafe interpolation -> swap MaxPool-indices/
+    MaxUnpool for the masked rewrite -> (optional ArgMax head) -> torch.onnx.export (dynamo)
+    -> checker + shape inference -> onnxslim -> metadata -> lint -> verify in ONNX Runtime
+    -> rename into place
+
+Everything is written to a temp file beside ``--out`` and renamed only after lint and
+verification pass, so a failed export never leaves an ``.onnx`` a later CI step could use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from segexport import __version__
+from segexport.data.contract import DynamicRange, ExportRecord, PreprocessContract
+from segexport.errors import CheckFailed, UserError
+
+DEFAULT_OPSET = 18  # the lowest opset the dynamo exporter emits natively; TensorRT 10.x and 11 parse 9..22
+SUPPORTED_OPSETS = range(18, 23)
+INPUT_NAME = "input"
+LOGITS_NAME = "logits"
+LABELS_NAME = "labels"
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExportOptions:
+    """What to export and how. ``dynamic`` holds ``"batch"`` and/or ``"hw"``.
+
+    ``hw_range`` is ((min_h, min_w), (max_h, max_w)) and ``batch_range`` (min, max); when a
+    dimension is dynamic and no range is given, a sensible one around the export size is
+    chosen (half to double the size, batch 1 to max(8, batch)). The export size (``input_size``
+    and ``batch``) is the *opt* point of the TensorRT optimisation profile.
+    """
+
+    model: str
+    out: Path
+    weights: Path | None = None
+    num_classes: int = 21
+    width: float = 1.0
+    model_args: dict[str, Any] = field(default_factory=dict)
+    input_size: tuple[int, int] | None = None
+    batch: int = 1
+    dynamic: tuple[str, ...] = ()
+    hw_range: tuple[tuple[int, int], tuple[int, int]] | None = None
+    batch_range: tuple[int, int] | None = None
+    opset: int = DEFAULT_OPSET
+    unpool: str = "mask"
+    argmax: bool = False
+    slim: bool = True
+    verify: bool = True
+    lint: bool = True
+    seed: int = 0
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    record: ExportRecord
+    seconds: dict[str, float]
+    verify: list[Any] | None = None  # one VerifyRow per checked shape
+    lint: Any | None = None
+    onnx_ops: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class VerifyRow:
+    shape: tuple[int, ...]
+    metrics: Any  # segexport.checks.metrics.ParityMetrics
+    checks: list[Any]  # segexport.checks.metrics.CheckResult
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+def export_onnx(options: ExportOptions, progress: Progress | None = None) -> ExportResult:
+    """Run the whole pipeline; raise UserError for bad input, CheckFailed for a failed check."""
+    say = progress or (lambda _msg: None)
+    _validate_options(options)
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[step] = round(now - clock, 3)
+        clock = now
+
+    say("loading model")
+    from segexport.cli.common import atomic_output
+    from segexport.models.loading import check_input_size, describe, load_model
+
+    loaded = load_model(options.model, num_classes=options.num_classes, width=options.width,
+                        model_args=options.model_args, weights=options.weights)
+    spec = describe(loaded)
+    size = options.input_size or spec.default_input_size
+    check_input_size(spec, size)
+    dynamic = _dynamic_ranges(options, size, spec.min_size)
+    lap("load")
+
+    import torch
+
+    torch.manual_seed(options.seed)
+    example = torch.randn(options.batch, 3, *size)
+
+    from segexport.exporter.resize import check_interpolation
+    from segexport.exporter.unpool import prepare_for_export
+
+    check_interpolation(loaded.model, example)
+    export_model = prepare_for_export(loaded.model, mode=options.unpool)
+    if options.argmax:
+        export_model = ArgMaxHead(export_model)
+
+    say(f"exporting {loaded.name} to ONNX (opset {options.opset}, {'dynamic ' + '+'.join(options.dynamic) if options.dynamic else 'static'})")
+    onnx_model = _torch_export(export_model, example, options, dynamic)
+    lap("export")
+
+    say("checking and simplifying the graph")
+    onnx_model = _clean_up(onnx_model, slim=options.slim)
+    lap("clean-up")
+
+    record = ExportRecord(
+        model=loaded.name,
+        num_classes=loaded.num_classes,
+        class_names=spec.class_names,
+        preprocess=PreprocessContract(mean=spec.mean, std=spec.std, input_size=tuple(size)),
+        batch=options.batch,
+        opset=options.opset,
+        unpool=options.unpool,
+        argmax=options.argmax,
+        segexport_version=__version__,
+        weights_sha256=loaded.weights_sha256,
+        width=options.width,
+        dynamic=dynamic,
+        input_name=INPUT_NAME,
+        output_name=LABELS_NAME if options.argmax else LOGITS_NAME,
+    )
+    from segexport.exporter.metadata import write_record
+
+    write_record(onnx_model, record)
+    result = ExportResult(path=Path(options.out), record=record, seconds=seconds, onnx_ops=_op_histogram(onnx_model))
+
+    with atomic_output(options.out) as tmp:
+        _save(onnx_model, tmp)
+        lap("save")
+        if options.lint:
+            say("linting against TensorRT's ONNX support")
+            from segexport.exporter.lint import lint_model
+
+            result.lint = lint_model(str(tmp))
+            lap("lint")
+            if result.lint.errors:
+                first = result.lint.errors[0]
+                raise CheckFailed(
+                    f"lint found {len(result.lint.errors)} TensorRT error(s) in the export, first: {first.message}"
+                    " (run `segexport lint` on a --no-verify export for the full list)"
+                )
+        if options.verify:
+            say("verifying ONNX Runtime against PyTorch")
+            result.verify = verify_export(loaded.model, tmp, record, seed=options.seed)
+            lap("verify")
+            failed = [row for row in result.verify if not row.passed]
+            if failed:
+                bad = next(c for c in failed[0].checks if not c.passed)
+                raise CheckFailed(
+                    f"ONNX Runtime disagrees with PyTorch at input {list(failed[0].shape)}: {bad.message}"
+                )
+    return result
+
+
+def _validate_options(o: ExportOptions) -> None:
+    if o.unpool not in ("mask", "native"):
+        raise UserError(f"--unpool {o.unpool!r} is not one of mask, native")
+    if o.opset not in SUPPORTED_OPSETS:
+        raise UserError(f"--opset {o.opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    if o.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {o.batch}")
+    unknown = set(o.dynamic) - {"batch", "hw"}
+    if unknown:
+        raise UserError(f"--dynamic {','.join(sorted(unknown))} is not one of batch, hw (e.g. --dynamic hw or --dynamic batch,hw)")
+    out = Path(o.out)
+    if out.suffix.lower() != ".onnx":
+        raise UserError(f"--out {str(out)!r} must end in .onnx")
+
+
+def _dynamic_ranges(o: ExportOptions, size: tuple[int, int], min_size: int) -> dict[str, DynamicRange]:
+    """min/opt/max per dynamic axis; refuse inverted or impossible ranges."""
+    ranges: dict[str, DynamicRange] = {}
+    if "batch" in o.dynamic:
+        lo, hi = o.batch_range or (1, max(8, o.batch))
+        if not 1 <= lo <= o.batch <= hi:
+            raise UserError(f"--batch-range {lo}:{hi} must satisfy 1 <= min <= --batch ({o.batch}) <= max")
+        ranges["batch"] = DynamicRange(lo, o.batch, hi)
+    elif o.batch_range:
+        raise UserError("--batch-range needs --dynamic batch")
+    if "hw" in o.dynamic:
+        h, w = size
+        if o.hw_range:
+            (lh, lw), (hh, hw) = o.hw_range
+        else:
+            lh, lw = max(min_size, h // 2), max(min_size, w // 2)
+            hh, hw = 2 * h, 2 * w
+        for axis, lo, opt, hi in (("height", lh, h, hh), ("width", lw, w, hw)):
+            if not lo <= opt <= hi:
+                raise UserError(
+                    f"dynamic {axis} range is inverted: need min {lo} <= opt {opt} (from --input-size) <= max {hi}; fix --hw-range"
+                )
+            if lo < min_size:
+                raise UserError(f"dynamic {axis} minimum {lo} is below the model's minimum size {min_size}: raise --hw-range")
+            ranges[axis] = DynamicRange(lo, opt, hi)
+    elif o.hw_range:
+        raise UserError("--hw-range needs --dynamic hw")
+    return ranges
+
+
+def ArgMaxHead(model):  # noqa: N802 - reads like a module class at the call site
+    """Wrap ``model`` so it returns int32 labels ``N x H x W``.
+
+    Edge devices then copy back 4 bytes a pixel instead of 4*C; int32 because TensorRT has
+    no int64 tensors (it would narrow ArgMax's int64 anyway).
+    """
+    import torch
+    from torch import nn
+
+    class _Head(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.model = inner
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(x).argmax(dim=1).to(torch.int32)
+
+    return _Head(model)
+
+
+def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, DynamicRange]):
+    """torch.onnx.export (dynamo) with dynamic dims; failures name the op and module."""
+    import torch
+    from torch.export import Dim
+
+    dims: dict[int, Any] = {}
+    if "batch" in dynamic:
+        r = dynamic["batch"]
+        dims[0] = Dim("batch", min=r.min, max=r.max)
+    if "height" in dynamic:
+        dims[2] = Dim("height", min=dynamic["height"].min, max=dynamic["height"].max)
+        dims[3] = Dim("width", min=dynamic["width"].min, max=dynamic["width"].max)
+    kwargs: dict[str, Any] = {}
+    if options.unpool == "native":
+        from segexport.exporter.unpool import native_translation_table
+
+        table = native_translation_table()
+        if table:
+            kwargs["custom_translation_table"] = table
+    sink = io.StringIO()
+    try:
+        with torch.no_grad(), contextlib.redirect_stdout(sink), _quiet_warnings():
+            program = torch.onnx.export(
+                model,
+                (example,),
+                dynamo=True,
+                opset_version=options.opset,
+                input_names=[INPUT_NAME],
+                output_names=[LABELS_NAME if options.argmax else LOGITS_NAME],
+                dynamic_shapes={"x": dims} if dims else None,
+                verbose=False,
+                optimize=True,
+                **kwargs,
+            )
+    except UserError:
+        raise
+    except Exception as exc:  # torch.export / onnx translation failure
+        raise UserError(describe_export_failure(exc, model)) from exc
+    if program is None:
+        raise UserError("torch.onnx.export returned nothing: please report this with your torch version")
+    return program.model_proto
+
+
+@contextlib.contextmanager
+def _quiet_warnings():
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            yield
+        finally:
+            for lg, lvl in zip(loggers, levels):
+                lg.setLevel(lvl)
+
+
+_OP_RE = re.compile(r"\baten[.:]{1,2}([A-Za-z0-9_]+)")
+
+
+def describe_export_failure(exc: BaseException, model) -> str:
+    """One line: which PyTorch op failed, in which module, and what to try."""
+    text = "".join(traceback.format_exception_only(type(exc), exc))
+    chain = exc
+    while chain.__cause__ is not None or chain.__context__ is not None:
+        chain = chain.__cause__ or chain.__context__
+        text += "\n" + "".join(traceback.format_exception_only(type(chain), chain))
+    op = _OP_RE.search(text)
+    module = _failing_module(exc, model)
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    if len(first) > 200:
+        first = first[:197] + "..."
+    where = f" in module {module!r}" if module else ""
+    what = f"op aten::{op.group(1)}" if op else type(exc).__name__
+    return (
+        f"ONNX export failed at {what}{where}: {first} — "
+        "try another --opset, --unpool native, or replace the op in your model"
+    )
+
+
+def _failing_module(exc: BaseException, model) -> str | None:
+    """The innermost module of ``model`` on the failing traceback, by its qualified name."""
+    names = {id(m): n for n, m in model.named_modules()}
+    found = None
+    seen = exc
+    while seen is not None:
+        tb = seen.__traceback__
+        while tb is not None:
+            self_obj = tb.tb_frame.f_locals.get("self")
+            if self_obj is not None and id(self_obj) in names:
+                found = names[id(self_obj)] or type(self_obj).__name__
+            tb = tb.tb_next
+        seen = seen.__cause__ or seen.__context__
+    return found
+
+
+def _clean_up(model, *, slim: bool):
+    import onnx
+
+    onnx.checker.check_model(model)
+    if slim:
+        import onnxslim
+
+        sink = io.StringIO()
+        with contextlib.redirect_stdout(sink), _quiet_warnings():
+            model = onnxslim.slim(model)
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _save(model, path: Path) -> None:
+    import onnx
+
+    data = model.SerializeToString()
+    path.write_bytes(data)
+    del data
+    onnx.checker.check_model(str(path))
+
+
+def _op_histogram(model) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def verification_shapes(record: ExportRecord) -> list[tuple[int, int, int, int]]:
+    """The export shape, plus the min and max corners of a dynamic profile."""
+    (lo, opt, hi) = record.profile_shapes()[record.input_name]
+    shapes = [opt]
+    for s in (lo, hi):
+        if s not in shapes:
+            shapes.append(s)
+    return shapes
+
+
+def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: int = 0) -> list[VerifyRow]:
+    """Compare PyTorch eager (the *unmodified* model) with ONNX Runtime on seeded inputs.
+
+    Comparing against the original model, not the export-prepared copy, is what proves the
+    MaxUnpool rewrite exact.
+    """
+    import numpy as np
+    import torch
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+
+    from segexport.checks.metrics import THRESHOLDS, compare, evaluate
+
+    rows: list[VerifyRow] = []
+    rng = np.random.default_rng(seed)
+    with OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["CPUExecutionProvider"])) as runner:
+        for shape in verification_shapes(record):
+            x = rng.standard_normal(shape, dtype=np.float32)
+            with torch.no_grad():
+                ref = torch_model(torch.from_numpy(x)).numpy()
+            got = runner.infer({record.input_name: x})[record.output_name]
+            if record.argmax:
+                ref = ref.argmax(axis=1).astype(np.int32)
+            metrics = compare(ref, np.asarray(got))
+            rows.append(VerifyRow(shape=tuple(shape), metrics=metrics, checks=evaluate(metrics, THRESHOLDS["fp32"])))
+    return rows

@@ -1,0 +1,44 @@
+"""Parameter and FLOP counts of zoo models, measured without allocating their weights.
+
+Models are built on PyTorch's ``meta`` device, so listing the zoo costs no memory even
+for DeconvNet's 252 M parameters. FLOPs come from ``torch.utils.flop_counter``, which
+counts convolutions and matmuls (2 FLOPs per multiply-accumulate) from the real forward
+pass at the model's default input size; pooling, BN and activations are not counted,
+the usual convention for GFLOPs tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from segexport.models.registry import ModelSpec
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    params: int
+    gflops: float | None
+    input_size: tuple[int, int]
+
+
+def model_stats(spec: ModelSpec, *, num_classes: int = 21, width: float = 1.0, flops: bool = True) -> ModelStats:
+    """Params and GFLOPs of ``spec`` at its default input size (batch 1)."""
+    with torch.device("meta"):
+        model = spec.factory(num_classes=num_classes, width=width).eval()
+    params = sum(p.numel() for p in model.parameters())
+    gflops = None
+    if flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        h, w = spec.default_input_size
+        x = torch.empty(1, 3, h, w, device="meta")
+        counter = FlopCounterMode(display=False)
+        try:
+            with counter, torch.no_grad():
+                model(x)
+            gflops = counter.get_total_flops() / 1e9
+        except (NotImplementedError, RuntimeError):
+            gflops = None  # an op without a meta kernel: report unknown rather than guess
+    return ModelStats(params=params, gflops=gflops, input_size=spec.default_input_size)

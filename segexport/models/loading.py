@@ -1,0 +1,249 @@
+"""Resolve a model reference to a ready ``nn.Module``, and load checkpoints safely.
+
+A reference is a zoo name (``deeplabv1``) or a user factory: ``package.module:factory``
+or ``path/to/file.py:factory``. User factories get ``--model-arg`` values as keyword
+arguments, plus ``num_classes``/``width`` when their signature accepts them. A user
+model may carry its own contract as a ``segexport_spec`` attribute (a dict of
+:class:`ModelSpec` fields such as ``default_input_size``, ``mean``, ``std``,
+``class_names``, ``min_size``) — the per-model export config idea of Optimum, kept to
+plain data so a user's package does not need to import segexport.
+
+Checkpoints load with ``torch.load(weights_only=True)``: a checkpoint is data, and
+unpickling arbitrary objects from a downloaded file executes code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from segexport.errors import UserError
+from segexport.models.registry import ModelSpec, build_model, get_spec, is_zoo_name
+
+# Containers that training frameworks wrap a state dict in, most specific first.
+_CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
+# Prefixes added by DataParallel/DDP and torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for export or comparison, with what we know about it."""
+
+    model: nn.Module
+    name: str
+    spec: ModelSpec
+    num_classes: int
+    width: float
+    weights_sha256: str | None = None
+
+
+def load_model(
+    ref: str,
+    *,
+    num_classes: int = 21,
+    width: float = 1.0,
+    model_args: dict[str, Any] | None = None,
+    weights: str | Path | None = None,
+) -> LoadedModel:
+    """Build ``ref`` in eval mode and, when given, load ``weights`` strictly."""
+    model_args = dict(model_args or {})
+    if is_zoo_name(ref):
+        spec = get_spec(ref)
+        try:
+            model = build_model(spec.name, num_classes=num_classes, width=width, **model_args)
+        except TypeError as exc:
+            raise UserError(f"--model-arg not accepted by {spec.name}: {exc}") from exc
+        name = spec.name
+    else:
+        model, spec = _build_user_model(ref, num_classes=num_classes, width=width, model_args=model_args)
+        name = spec.name
+    sha = None
+    if weights is not None:
+        sha = load_weights(model, weights, model_name=name, num_classes=num_classes, width=width)
+    return LoadedModel(model=model.eval(), name=name, spec=spec, num_classes=num_classes, width=width, weights_sha256=sha)
+
+
+def _import_factory(ref: str):
+    target, _, attr = ref.rpartition(":")
+    if not target or not attr:
+        raise UserError(f"model reference {ref!r} must look like package.module:factory or path/to/file.py:factory")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target)
+        if not path.is_file():
+            raise UserError(f"model file {target!r} not found: check the path in {ref!r}")
+        mod_name = f"segexport_user_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        if spec is None or spec.loader is None:
+            raise UserError(f"cannot import {target!r}: is it a Python file?")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's code failed to import
+            raise UserError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        if str(Path.cwd()) not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))  # like `python -m`: the working dir is importable
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            raise UserError(
+                f"cannot import module {target!r} ({exc}): install the package or run from the directory that holds it"
+            ) from exc
+        except Exception as exc:
+            raise UserError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
+    factory = getattr(module, attr, None)
+    if factory is None or not callable(factory):
+        raise UserError(f"{target!r} has no callable {attr!r}: check the name after ':' in {ref!r}")
+    return factory
+
+
+def _build_user_model(ref: str, *, num_classes: int, width: float, model_args: dict[str, Any]) -> tuple[nn.Module, ModelSpec]:
+    factory = _import_factory(ref)
+    kwargs = dict(model_args)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    for key, value in (("num_classes", num_classes), ("width", width)):
+        if key in params and key not in kwargs:
+            kwargs[key] = value
+    try:
+        model = factory(**kwargs)
+    except TypeError as exc:
+        raise UserError(f"calling {ref} failed: {exc} (pass arguments with --model-arg key=value)") from exc
+    if not isinstance(model, nn.Module):
+        raise UserError(f"{ref} returned {type(model).__name__}, not a torch.nn.Module")
+    declared = dict(getattr(model, "segexport_spec", None) or {})
+    known = {f.name for f in fields(ModelSpec)} - {"factory", "name", "family"}
+    unknown = set(declared) - known
+    if unknown:
+        raise UserError(f"{ref}: unknown segexport_spec keys {sorted(unknown)}; allowed: {sorted(known)}")
+    for key in ("default_input_size", "mean", "std", "class_names"):
+        if key in declared:
+            declared[key] = tuple(declared[key])
+    if "class_names" not in declared:
+        declared["class_names"] = tuple(f"class_{i}" for i in range(num_classes))
+    spec = ModelSpec(
+        name=ref,
+        family="user",
+        factory=factory,
+        paper=declared.pop("paper", "user model"),
+        default_input_size=declared.pop("default_input_size", (512, 512)),
+        output_stride=declared.pop("output_stride", 1),
+        min_size=declared.pop("min_size", 1),
+        **declared,
+    )
+    return model, spec
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file, unwrapped from the usual containers."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"weights file {str(path)!r} not found: check the --weights path")
+    if path.is_dir():
+        raise UserError(f"--weights {str(path)!r} is a directory: give the checkpoint file (.pt/.pth)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise UserError(
+                f"{str(path)!r} holds Python objects, not just tensors; refusing to unpickle it. "
+                "Re-save it with torch.save(model.state_dict(), path)"
+            ) from exc
+        raise UserError(f"{str(path)!r} is not a PyTorch checkpoint ({msg}): pass a file written by torch.save") from exc
+    return _unwrap(obj, path)
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
+        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        if isinstance(obj, dict):
+            inner = next((obj[k] for k in _CONTAINER_KEYS if k in obj and isinstance(obj[k], dict)), None)
+            if inner is not None:
+                obj = inner
+                continue
+        raise UserError(
+            f"{str(path)!r} holds no state dict (found {type(obj).__name__}"
+            f"{' with keys ' + ', '.join(map(str, list(obj)[:5])) if isinstance(obj, dict) else ''}): "
+            "save one with torch.save(model.state_dict(), path)"
+        )
+    state = dict(obj)
+    for prefix in _WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path, *, model_name: str, num_classes: int, width: float) -> str:
+    """Load ``path`` strictly into ``model``; return the file's SHA-256.
+
+    A mismatch is summarised on one line (first missing, unexpected and mis-shaped keys)
+    with the likely fix, instead of PyTorch's multi-page RuntimeError.
+    """
+    state = read_state_dict(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [(k, tuple(state[k].shape), tuple(own[k].shape)) for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            k, got, want = shapes[0]
+            parts.append(f"shape mismatch {k}: checkpoint {list(got)} vs model {list(want)}"
+                         + (f" (+{len(shapes) - 1} more)" if len(shapes) > 1 else ""))
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}" + (f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""))
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}" + (f" (+{len(unexpected) - 3} more)" if len(unexpected) > 3 else ""))
+        raise UserError(
+            f"checkpoint {str(path)!r} does not fit {model_name} (num_classes={num_classes}, width={width}): "
+            + "; ".join(parts) + f"; fix: {_guess_fix(shapes, missing, unexpected, num_classes)}"
+        )
+    model.load_state_dict(state, strict=True)
+    return sha256_file(path)
+
+
+def _guess_fix(shapes, missing, unexpected, num_classes: int) -> str:
+    if shapes:
+        k, got, want = shapes[-1]
+        if got and want and got[0] != want[0] and got[1:] == want[1:] and want[0] == num_classes:
+            return f"pass --num-classes {got[0]}"
+        return "pass the --width / --model the checkpoint was trained with"
+    return "pass the --model the checkpoint was trained with (or the matching --model-arg values)"
+
+
+def describe(loaded: LoadedModel) -> ModelSpec:
+    """The spec with class names matching the built model's class count."""
+    return replace(loaded.spec, class_names=loaded.spec.class_names_for(loaded.num_classes))
+
+
+def check_input_size(spec: ModelSpec, size: tuple[int, int], flag: str = "--input-size") -> None:
+    """Refuse sizes the network cannot take, before PyTorch fails cryptically deep inside."""
+    h, w = size
+    if min(h, w) < spec.min_size:
+        raise UserError(
+            f"{flag} {h}x{w} is below {spec.name}'s minimum of {spec.min_size}x{spec.min_size}: "
+            f"use at least {spec.min_size} per side"
+        )

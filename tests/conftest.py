@@ -1,0 +1,42 @@
+"""Shared fixtures: an in-process CLI runner and small-width model settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+TINY_WIDTH = 0.0625  # the real architectures at 1/16 of their channels
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli():
+    """Invoke ``segexport ARGS`` in-process; returns exit code, stdout, stderr."""
+    from typer.testing import CliRunner
+
+    from segexport.cli import app
+
+    def run(*args: str) -> CliResult:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def assert_one_line_error(result: CliResult, *fragments: str, code: int = 2) -> None:
+    """A user-facing failure: the exit code, one line on stderr, the fragments in it."""
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])

@@ -1,0 +1,87 @@
+"""``segexport onnx`` through the CLI: the happy path and every bad input."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import onnx
+
+from tests.conftest import TINY_WIDTH, assert_one_line_error
+
+
+def test_onnx_cli_writes_verified_export(run_cli, tmp_path):
+    out = tmp_path / "d.onnx"
+    result = run_cli("onnx", "--model", "deeplabv1", "--width", TINY_WIDTH, "--input-size", "33x47", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert out.exists() and "pixel agreement" in result.stdout and "pass" in result.stdout
+    onnx.checker.check_model(str(out))
+    assert [p.name for p in tmp_path.iterdir()] == ["d.onnx"]  # no temp files left
+
+
+def test_out_directory_missing(run_cli, tmp_path):
+    result = run_cli("onnx", "--model", "unet", "--width", TINY_WIDTH, "--input-size", "32", "--out", tmp_path / "no" / "u.onnx")
+    assert_one_line_error(result, "does not exist", "--out")
+
+
+def test_out_is_a_directory(run_cli, tmp_path):
+    (tmp_path / "d.onnx").mkdir()
+    result = run_cli("onnx", "--model", "unet", "--width", TINY_WIDTH, "--input-size", "32", "--out", tmp_path / "d.onnx")
+    assert_one_line_error(result, "is a directory")
+
+
+def test_out_not_writable(run_cli, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores permissions; a read-only file system would be needed
+            import pytest
+
+            pytest.skip("running as root: directory permissions do not stop writes")
+        result = run_cli("onnx", "--model", "unet", "--width", TINY_WIDTH, "--input-size", "32", "--out", ro / "u.onnx")
+        assert_one_line_error(result, "not writable")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_inverted_dynamic_range(run_cli, tmp_path):
+    result = run_cli("onnx", "--model", "unet", "--width", TINY_WIDTH, "--input-size", "64x64", "--dynamic", "hw",
+                     "--hw-range", "128x128:32x32", "--out", tmp_path / "u.onnx")
+    assert_one_line_error(result, "inverted", "--hw-range")
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_size_and_dynamic_values(run_cli, tmp_path):
+    assert_one_line_error(run_cli("onnx", "--input-size", "big", "--out", tmp_path / "a.onnx"), "is not a size")
+    assert_one_line_error(run_cli("onnx", "--dynamic", "depth", "--out", tmp_path / "a.onnx"), "--dynamic")
+    assert_one_line_error(run_cli("onnx", "--opset", "11", "--out", tmp_path / "a.onnx"), "--opset 11")
+
+
+def test_exporter_failure_names_op_and_module(run_cli, tmp_path, monkeypatch):
+    (tmp_path / "badnet.py").write_text(textwrap.dedent(
+        """
+        import torch
+        from torch import nn
+
+        class Picky(nn.Module):
+            def forward(self, x):
+                keep = torch.nonzero(x > 0)          # data-dependent shape: not exportable statically
+                return x * keep.shape[0]
+
+        class Net(nn.Module):
+            def __init__(self, num_classes=2):
+                super().__init__()
+                self.stem = nn.Conv2d(3, num_classes, 1)
+                self.picky = Picky()
+
+            def forward(self, x):
+                return self.picky(self.stem(x))
+
+        def build(num_classes=2):
+            return Net(num_classes)
+        """))
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("onnx", "--model", "badnet:build", "--input-size", "16", "--num-classes", "2", "--out", "bad.onnx")
+    assert_one_line_error(result, "ONNX export failed", "picky")
+    assert not (tmp_path / "bad.onnx").exists()

@@ -1,0 +1,115 @@
+"""Every zoo model exports (static and dynamic H/W), matches PyTorch in ONNX Runtime,
+lints clean, and -- where TensorRT-RTX is installed (always in CI) -- parses and builds.
+
+Small widths and sizes keep this CI-sized; the full-width run is benchmarks/bench_export.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+import pytest
+
+from segexport.exporter.export import ExportOptions, export_onnx
+from segexport.models.registry import list_models
+from tests.conftest import TINY_WIDTH
+
+ZOO = [s.name for s in list_models()]
+FORBIDDEN_FOR_TENSORRT = {"MaxUnpool", "ScatterND", "ScatterElements", "Scatter"}
+
+
+def small_size(name: str) -> tuple[int, int]:
+    """An odd, non-square size just above the model's minimum."""
+    spec = next(s for s in list_models() if s.name == name)
+    base = max(spec.min_size, 48)
+    return base + 5, base + 13
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    cache: dict[tuple[str, bool], object] = {}
+    root = tmp_path_factory.mktemp("zoo")
+
+    def get(name: str, dynamic: bool):
+        key = (name, dynamic)
+        if key not in cache:
+            h, w = small_size(name)
+            opts = ExportOptions(
+                model=name, out=root / f"{name}{'-dyn' if dynamic else ''}.onnx", width=TINY_WIDTH,
+                input_size=(h, w), dynamic=("hw",) if dynamic else (),
+                hw_range=((h - 5, w - 13), (h + 24, w + 31)) if dynamic else None,
+            )
+            cache[key] = export_onnx(opts)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic-hw"])
+def test_export_verifies_and_lints(exports, name, dynamic):
+    result = exports(name, dynamic)
+    assert result.path.exists()
+    assert result.lint is not None and not result.lint.errors, [f.message for f in result.lint.errors]
+    assert result.verify and all(row.passed for row in result.verify)
+    # dynamic exports are verified at the export (opt) size and at the profile's min and max
+    assert len(result.verify) == (3 if dynamic else 1)
+    for row in result.verify:
+        assert row.metrics.pixel_agreement >= 0.9999
+    model = onnx.load(str(result.path))
+    ops = {n.op_type for n in model.graph.node}
+    assert not ops & FORBIDDEN_FOR_TENSORRT, ops & FORBIDDEN_FOR_TENSORRT
+    assert not any(n.op_type == "MaxPool" and len([o for o in n.output if o]) > 1 for n in model.graph.node)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if dynamic:
+        assert dims[2].dim_param and dims[3].dim_param  # H and W symbolic, not frozen
+    else:
+        assert [d.dim_value for d in dims] == [1, 3, *small_size(name)]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_tensorrt_rtx_parses_and_builds(exports, name, tmp_path):
+    try:
+        import tensorrt_rtx  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("tensorrt-rtx must be installed in CI (pip install -e '.[rtx]')")
+        pytest.skip("tensorrt_rtx not installed: pip install tensorrt-rtx to run the real TensorRT parser/builder")
+    from segexport.exporter.lint import lint_model
+
+    report = lint_model(str(exports(name, True).path), parser="rtx", build=True)
+    assert not report.errors, [f.message for f in report.errors]
+    assert report.engine_bytes and report.engine_bytes > 0
+
+
+def test_metadata_round_trip(exports):
+    from segexport.exporter.metadata import read_record
+
+    result = exports("deeplabv1", True)
+    record = read_record(result.path)
+    assert record == result.record
+    assert record.model == "deeplabv1" and record.num_classes == 21 and len(record.class_names) == 21
+    assert record.dynamic["height"].min < record.dynamic["height"].opt < record.dynamic["height"].max
+    assert record.preprocess.mean == (0.485, 0.456, 0.406)
+    assert record.opset == 18 and record.segexport_version
+
+
+def test_argmax_head_outputs_int32_labels(tmp_path):
+    result = export_onnx(ExportOptions(model="segnet", out=tmp_path / "s.onnx", width=TINY_WIDTH,
+                                       input_size=(37, 45), argmax=True, dynamic=("batch", "hw"),
+                                       batch=2, batch_range=(1, 3), hw_range=((32, 32), (64, 64))))
+    model = onnx.load(str(result.path))
+    out = model.graph.output[0]
+    assert out.name == "labels" and out.type.tensor_type.elem_type == onnx.TensorProto.INT32
+    assert len(out.type.tensor_type.shape.dim) == 3
+    assert all(row.passed for row in result.verify)
+
+
+def test_native_unpool_keeps_onnx_maxunpool(tmp_path):
+    result = export_onnx(ExportOptions(model="segnet", out=tmp_path / "n.onnx", width=TINY_WIDTH,
+                                       input_size=(40, 52), unpool="native", lint=False))
+    ops = {n.op_type for n in onnx.load(str(result.path)).graph.node}
+    assert "MaxUnpool" in ops
+    assert all(row.passed for row in result.verify)
