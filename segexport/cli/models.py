@@ -57,14 +57,16 @@ def models_command(
         return
     from rich.table import Table
 
-    table = Table(title="segexport model zoo (21 classes, full width)", title_justify="left")
-    for col, kw in (("name", {"style": "bold cyan"}), ("family", {}), ("params", {"justify": "right"}),
+    from rich import box
+
+    table = Table(title="segexport model zoo (21 classes, full width)", title_justify="left", box=box.SIMPLE_HEAD)
+    for col, kw in (("name", {"style": "bold cyan", "no_wrap": True}), ("params", {"justify": "right"}),
                     ("paper", {"justify": "right"}), ("GFLOPs", {"justify": "right"}), ("input", {"justify": "right"}),
                     ("stride", {"justify": "right"}), ("min", {"justify": "right"})):
         table.add_column(col, **kw)
     for r in rows:
         table.add_row(
-            r["name"], r["family"], f"{r['params'] / 1e6:.2f}M",
+            r["name"], f"{r['params'] / 1e6:.2f}M",
             "-" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:.1f}M",
             "?" if r["gflops"] is None else f"{r['gflops']:.1f}",
             "x".join(map(str, r["default_input_size"])), str(r["output_stride"]), str(r["min_size"]),

@@ -93,11 +93,16 @@ def _load_families() -> None:
     )
 
 
+# Listing order: the papers' chronology of ideas, as ARCHITECTURES.md presents them.
+FAMILY_ORDER = ("fcn", "deconvnet", "segnet", "unet", "fcdensenet", "deeplab", "dilatednet")
+
+
 def list_models() -> list[ModelSpec]:
-    """All zoo specs, in registration order (family by family)."""
+    """All zoo specs, family by family (registration order within a family)."""
     if not _REGISTRY:
         _load_families()
-    return list(_REGISTRY.values())
+    rank = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    return sorted(_REGISTRY.values(), key=lambda s: rank.get(s.family, len(rank)))
 
 
 def get_spec(name: str) -> ModelSpec:

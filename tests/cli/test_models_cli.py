@@ -24,7 +24,7 @@ def test_models_json_lists_the_zoo_with_params(run_cli):
     assert [r["name"] for r in rows] == ZOO
     for row in rows:
         assert row["params"] > 0 and row["min_size"] >= 1 and row["output_stride"] >= 1
-        if row["paper_params"]:
+        if row["paper_params"] and row["name"] != "fcdensenet56":  # see test_fcdensenet56_follows_the_recipe
             assert abs(row["params"] - row["paper_params"]) / row["paper_params"] <= 0.02, row
 
 

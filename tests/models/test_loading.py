@@ -111,10 +111,9 @@ def test_wrong_classes_checkpoint_names_key_and_fix(tmp_path):
 
 
 def test_pickled_object_is_refused(tmp_path):
-    class Thing:  # not a tensor container: weights_only must refuse to unpickle it
-        pass
+    import argparse
 
-    path = tmp_path / "obj.pt"
-    torch.save({"thing": Thing()}, path)
+    path = tmp_path / "obj.pt"  # an arbitrary Python object: weights_only must refuse to unpickle it
+    torch.save({"args": argparse.Namespace(lr=0.1), "state_dict": {}}, path)
     with pytest.raises(UserError):
         read_state_dict(path)

@@ -1,0 +1,81 @@
+"""DeepLab v1, LargeFOV variant (Chen, Papandreou, Kokkinos, Murphy, Yuille, ICLR 2015).
+
+VGG16 with 3x3 stride-2 pad-1 max pools for pool1..pool3 (each gives ceil(H/2)), pool4 and
+pool5 at stride 1 so the output stride stays 8, conv5 dilated by 2, a 3x3 stride-1 average
+pool after pool5, fc6 a 3x3 convolution dilated by 12 with 1024 channels (the "large field
+of view" at a fraction of fc6's 4096x7x7 cost), fc7 1x1 1024, fc8 1x1 to the classes, and
+bilinear upsampling back to the input size.
+
+The upsampling is ``F.interpolate(..., size=input size, align_corners=True)``: DeepLab's Caffe
+``Interp`` layer maps corner to corner, which is ``align_corners=True``; it exports to ONNX
+``Resize`` with ``coordinate_transformation_mode=align_corners``, which TensorRT supports.
+The dense CRF of the paper is post-processing, not part of the network.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segexport.models.layers import conv_relu, vgg_stage_widths
+from segexport.models.registry import ModelSpec, register, scaled
+
+PAPER = ("Chen, Papandreou, Kokkinos, Murphy, Yuille. Semantic Image Segmentation with Deep Convolutional "
+         "Nets and Fully Connected CRFs. ICLR 2015 (arXiv:1412.7062)")
+
+
+def vgg_trunk(width: float, pools: list[nn.Module | None], conv5_dilation: int) -> tuple[nn.Sequential, int]:
+    """VGG16 conv1..conv5 with a caller-chosen pool after each stage (None = no pool).
+
+    DeepLab and DilatedNet differ only in which pools they keep and how they pool; this
+    is the one place their shared trunk is written.
+    """
+    layers: list[nn.Module] = []
+    cin = 3
+    for i, (stage, pool) in enumerate(zip(vgg_stage_widths(width), pools)):
+        d = conv5_dilation if i == 4 else 1
+        for cout in stage:
+            layers.append(conv_relu(cin, cout, 3, padding=d, dilation=d))
+            cin = cout
+        if pool is not None:
+            layers.append(pool)
+    return nn.Sequential(*layers), cin
+
+
+class DeepLabV1(nn.Module):
+    def __init__(self, num_classes: int = 21, width: float = 1.0) -> None:
+        super().__init__()
+        pools = [nn.MaxPool2d(3, 2, padding=1) for _ in range(3)] + [nn.MaxPool2d(3, 1, padding=1) for _ in range(2)]
+        self.features, c5 = vgg_trunk(width, pools, conv5_dilation=2)
+        self.pool5a = nn.AvgPool2d(3, 1, padding=1)
+        fc = scaled(1024, width)
+        self.fc6 = conv_relu(c5, fc, 3, padding=12, dilation=12)
+        self.drop6 = nn.Dropout2d(0.5)
+        self.fc7 = conv_relu(fc, fc, 1, padding=0)
+        self.drop7 = nn.Dropout2d(0.5)
+        self.fc8 = nn.Conv2d(fc, num_classes, 1)
+        nn.init.normal_(self.fc8.weight, std=0.01)
+        nn.init.zeros_(self.fc8.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pool5a(self.features(x))
+        h = self.fc8(self.drop7(self.fc7(self.drop6(self.fc6(h)))))
+        return F.interpolate(h, size=x.shape[-2:], mode="bilinear", align_corners=True)
+
+
+register(ModelSpec(
+    name="deeplabv1",
+    family="deeplab",
+    factory=lambda num_classes=21, width=1.0: DeepLabV1(num_classes, width),
+    paper=PAPER,
+    default_input_size=(321, 321),
+    output_stride=8,
+    min_size=1,
+    paper_params=20_500_000,
+    description="DeepLab-LargeFOV: VGG16, stride-1 pool4/pool5, dilated conv5 (2) and fc6 (12, 1024 channels), "
+                "output stride 8, bilinear upsampling to the input size.",
+    notes=("default input 321x321: the paper's VOC training crops",
+           "bilinear upsampling with align_corners=True, as DeepLab's Caffe Interp layer",
+           "the dense CRF is post-processing and not part of the exported network"),
+))
