@@ -117,6 +117,16 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
 
     torch.manual_seed(options.seed)
     example = torch.randn(options.batch, 3, *size)
+    # torch.export specialises any dimension that is 0 or 1 in the example (even an
+    # intermediate one, e.g. FC-DenseNet's bottleneck at 1x1), silently freezing it in the
+    # graph. Tracing uses fake tensors, so a large example costs nothing: trace dynamic
+    # exports at the profile's maximum shape, where intermediate sizes are furthest from 1.
+    trace_shape = (
+        dynamic["batch"].max if "batch" in dynamic else options.batch, 3,
+        dynamic["height"].max if "height" in dynamic else size[0],
+        dynamic["width"].max if "width" in dynamic else size[1],
+    )
+    trace_example = torch.randn(*trace_shape)
 
     from segexport.exporter.resize import check_interpolation
     from segexport.exporter.unpool import prepare_for_export
@@ -127,7 +137,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
         export_model = ArgMaxHead(export_model)
 
     say(f"exporting {loaded.name} to ONNX (opset {options.opset}, {'dynamic ' + '+'.join(options.dynamic) if options.dynamic else 'static'})")
-    onnx_model = _torch_export(export_model, example, options, dynamic)
+    onnx_model = _torch_export(export_model, trace_example, options, dynamic)
     lap("export")
 
     say("checking and simplifying the graph")
@@ -352,15 +362,44 @@ def _clean_up(model, *, slim: bool):
     import onnx
 
     onnx.checker.check_model(model)
+    scopes = _module_scopes(model)
     if slim:
         import onnxslim
 
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink), _quiet_warnings():
             model = onnxslim.slim(model)
+    _restore_module_scopes(model, scopes)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+# Node metadata kept in the exported graph: which PyTorch module a node came from. Lint
+# findings and the FP16 overflow analysis name modules with it. The exporter's stack traces
+# and FX dumps are dropped: they bloat the file and leak local paths.
+SCOPE_KEYS = ("namespace", "pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy")
+
+
+def _module_scopes(model) -> dict[str, list[tuple[str, str]]]:
+    """Output tensor name -> the scope metadata of the node producing it."""
+    scopes: dict[str, list[tuple[str, str]]] = {}
+    for node in model.graph.node:
+        kept = [(p.key, p.value) for p in node.metadata_props if p.key in SCOPE_KEYS]
+        for out in node.output:
+            if out and kept:
+                scopes[out] = kept
+    return scopes
+
+
+def _restore_module_scopes(model, scopes: dict[str, list[tuple[str, str]]]) -> None:
+    """Re-attach scopes after onnxslim (which drops node metadata), matched by output name."""
+    for node in model.graph.node:
+        kept = next((scopes[o] for o in node.output if o in scopes), None)
+        del node.metadata_props[:]
+        for key, value in kept or []:
+            prop = node.metadata_props.add()
+            prop.key, prop.value = key, value
 
 
 def _save(model, path: Path) -> None:

@@ -1,0 +1,79 @@
+"""Bilinear upsampling policy for TensorRT.
+
+``F.interpolate`` / ``nn.Upsample`` in modes ``nearest`` and ``bilinear`` (``align_corners``
+True or False, by ``size`` or ``scale_factor``) export to ONNX ``Resize`` with the matching
+``coordinate_transformation_mode`` (``align_corners`` / ``half_pixel``; the dynamo exporter
+computes ``sizes`` from the runtime shape, so dynamic H/W follow the input), all of which
+TensorRT's Resize layer implements. Antialiased resizing and bicubic interpolation do not
+map onto TensorRT exactly (no antialias; cubic uses a different kernel coefficient and edge
+rule), so they are refused *before* export, naming the module, instead of surfacing as a
+silent accuracy loss on the GPU.
+
+The check runs the model once under a ``TorchFunctionMode`` that sees every
+``F.interpolate`` call; module names come from a forward-pre-hook stack.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from segexport.errors import UserError
+
+SAFE_MODES = ("nearest", "bilinear", "linear")
+
+
+class _InterpolationSpy(TorchFunctionMode):
+    def __init__(self, stack: list[str]) -> None:
+        super().__init__()
+        self.stack = stack
+        self.problems: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.interpolate:
+            mode = kwargs.get("mode", args[3] if len(args) > 3 else "nearest")
+            antialias = kwargs.get("antialias", args[6] if len(args) > 6 else False)
+            where = self.stack[-1] if self.stack else "<model>"
+            if antialias:
+                self.problems.append(f"{where}: interpolate(mode={mode!r}, antialias=True) has no TensorRT equivalent; "
+                                     "use antialias=False")
+            elif mode not in SAFE_MODES:
+                self.problems.append(f"{where}: interpolate(mode={mode!r}) does not match TensorRT's Resize exactly; "
+                                     "use mode='bilinear'")
+        return func(*args, **kwargs)
+
+
+def find_unsafe_interpolation(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """One message per interpolation call TensorRT cannot reproduce, with the calling module."""
+    stack: list[str] = []
+    handles = []
+
+    def enter(name: str):
+        def hook(_module, _args) -> None:
+            stack.append(name)
+        return hook
+
+    def leave(_module, _args, _output) -> None:  # must return None, or it would replace the output
+        stack.pop()
+
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(enter(name or type(model).__name__)))
+        handles.append(module.register_forward_hook(leave))
+    spy = _InterpolationSpy(stack)
+    try:
+        with spy, torch.no_grad():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return spy.problems
+
+
+def check_interpolation(model: nn.Module, example: torch.Tensor) -> None:
+    """Raise a one-line UserError for the first unsafe interpolation."""
+    problems = find_unsafe_interpolation(model, example)
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UserError(f"not TensorRT-safe: {problems[0]}{more}")

@@ -1,0 +1,144 @@
+"""MaxPool-with-indices + MaxUnpool, rewritten into ops TensorRT runs -- bit-exact.
+
+Why: TensorRT's ONNX parser refuses ``MaxPool`` with a second (``Indices``) output ("doesn't
+support more than 1 outputs for MaxPool nodes") and has no ``MaxUnpool``; exporters that
+lower unpooling to ``ScatterND`` produce graphs ONNX Runtime runs and TensorRT does not.
+
+How: for the non-overlapping windows segmentation networks use (kernel == stride, no
+padding), an index is only a way of saying "which position of its window held the
+maximum". That is a one-hot mask over each window, computable from the pool's input with
+elementwise ops, and unpooling becomes "broadcast each pooled value over its window, keep it
+where the mask is set":
+
+    window view   x[N, C, Ho, k, Wo, k]          (Reshape; -inf pad / crop for ceil/floor mode)
+    candidates    x == max over the window       (ReduceMax, Equal)
+    first max     score = candidates * rank, rank = k*k - position (row-major), and
+                  one-hot = score == max(score)  (Mul, ReduceMax, Equal)
+    unpool        where(one-hot, value broadcast over the window, 0)   (Where, Reshape)
+                  then crop or zero-pad to output_size                  (Slice / Pad)
+
+PyTorch's CPU and CUDA kernels keep the *first* maximum in row-major window order
+(``val > maxval`` only replaces on a strictly greater value); ties are common after ReLU
+(all-zero windows), so the rank tie-break is what makes the rewrite exact and not just
+close. Every value is copied, never computed, so the result is bit-identical.
+
+Sizes come from the runtime tensor (``x.shape``), which torch.export keeps symbolic: the same
+graph serves dynamic H/W. The swap happens on a deep copy of the model, module by module
+(``nn.MaxPool2d(return_indices=True)`` -> :class:`MaskedMaxPool2d`, ``nn.MaxUnpool2d`` ->
+:class:`MaskedMaxUnpool2d`); the "indices" passed between them become the one-hot mask,
+so model code is untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segexport.errors import UserError
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
+
+
+class MaskedMaxPool2d(nn.Module):
+    """Max pool that returns ``(pooled, one_hot)`` where the one-hot marks each window's first maximum.
+
+    ``one_hot`` has shape ``N x C x Ho x kh x Wo x kw`` (bool): the window view of the
+    (padded or cropped) input. :class:`MaskedMaxUnpool2d` consumes it in place of indices.
+    """
+
+    def __init__(self, kernel_size: tuple[int, int], ceil_mode: bool) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.ceil_mode = ceil_mode
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kh, kw = self.kernel_size
+        n, c, h, w = x.shape
+        if self.ceil_mode:
+            ho, wo = (h + kh - 1) // kh, (w + kw - 1) // kw
+            x = F.pad(x, (0, wo * kw - w, 0, ho * kh - h), value=float("-inf"))
+        else:
+            ho, wo = h // kh, w // kw
+            x = x[:, :, : ho * kh, : wo * kw]
+        win = x.reshape(n, c, ho, kh, wo, kw)
+        top = win.amax(dim=(3, 5), keepdim=True)
+        candidates = win == top
+        rank = torch.arange(kh * kw, 0, -1, dtype=x.dtype, device=x.device).reshape(1, 1, 1, kh, 1, kw)
+        score = torch.where(candidates, rank, torch.zeros((), dtype=x.dtype, device=x.device))
+        one_hot = score == score.amax(dim=(3, 5), keepdim=True)
+        return top.reshape(n, c, ho, wo), one_hot
+
+
+class MaskedMaxUnpool2d(nn.Module):
+    """Inverse of :class:`MaskedMaxPool2d`: each value lands where its window's first maximum was."""
+
+    def forward(self, x: torch.Tensor, one_hot: torch.Tensor, output_size=None) -> torch.Tensor:
+        n, c, ho, kh, wo, kw = one_hot.shape
+        spread = torch.where(one_hot, x.reshape(n, c, ho, 1, wo, 1), torch.zeros((), dtype=x.dtype, device=x.device))
+        out = spread.reshape(n, c, ho * kh, wo * kw)
+        if output_size is None:
+            return out
+        h, w = output_size[-2], output_size[-1]
+        out = out[:, :, :h, :w]  # ceil mode: drop the -inf padding's rows/columns
+        return F.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))  # floor mode: restore the dropped ones as zeros
+
+
+def _check_pool(name: str, pool: nn.MaxPool2d) -> None:
+    k, s = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size)
+    if k != s or _pair(pool.padding) != (0, 0) or _pair(pool.dilation) != (1, 1):
+        raise UserError(
+            f"cannot rewrite max pool {name!r} (kernel {k}, stride {s}, padding {pool.padding}, dilation "
+            f"{pool.dilation}) for TensorRT: only non-overlapping, unpadded windows are exact; use --unpool native"
+        )
+
+
+def _check_unpool(name: str, unpool: nn.MaxUnpool2d) -> None:
+    k, s = _pair(unpool.kernel_size), _pair(unpool.stride or unpool.kernel_size)
+    if k != s or _pair(unpool.padding) != (0, 0):
+        raise UserError(
+            f"cannot rewrite max unpool {name!r} (kernel {k}, stride {s}, padding {unpool.padding}): "
+            "only kernel == stride without padding is supported; use --unpool native"
+        )
+
+
+def prepare_for_export(model: nn.Module, mode: str = "mask") -> nn.Module:
+    """A copy of ``model`` ready for export: pool/unpool pairs swapped when ``mode == "mask"``.
+
+    ``"native"`` returns the model itself; standard ONNX ``MaxPool``+``MaxUnpool`` come out of the
+    exporter (see :func:`native_translation_table`).
+    """
+    if mode == "native":
+        return model
+    if mode != "mask":
+        raise UserError(f"--unpool {mode!r} is not one of mask, native")
+    pools = {n: m for n, m in model.named_modules() if isinstance(m, nn.MaxPool2d) and m.return_indices}
+    unpools = {n: m for n, m in model.named_modules() if isinstance(m, nn.MaxUnpool2d)}
+    if not pools and not unpools:
+        return model
+    for name, pool in pools.items():
+        _check_pool(name, pool)
+    for name, unpool in unpools.items():
+        _check_unpool(name, unpool)
+    prepared = copy.deepcopy(model)
+    for name, module in list(prepared.named_modules()):
+        if name in pools:
+            replacement: nn.Module = MaskedMaxPool2d(_pair(module.kernel_size), module.ceil_mode)
+        elif name in unpools:
+            replacement = MaskedMaxUnpool2d()
+        else:
+            continue
+        parent_name, _, attr = name.rpartition(".")
+        parent = prepared.get_submodule(parent_name) if parent_name else prepared
+        setattr(parent, attr, replacement)
+    return prepared.eval()
+
+
+def native_translation_table() -> dict:
+    """Custom ONNX translations for ``--unpool native`` (empty: torch's exporter emits
+    ``MaxPool`` with indices and ``MaxUnpool`` itself for opset >= 11)."""
+    return {}
