@@ -82,6 +82,9 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; artefacts are shared files
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -1,0 +1,48 @@
+"""``segexport engine``: build a TensorRT / TensorRT-RTX engine from a segexport ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from segexport.cli.common import console
+
+
+def register(app: typer.Typer) -> None:
+    app.command("engine")(engine_command)
+
+
+def engine_command(
+    model: Path = typer.Argument(..., help="ONNX file (fp32, or fp16/int8 from `segexport calibrate`)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine path (default: MODEL with .engine)."),
+    backend: str = typer.Option("auto", "--backend", help="auto (tensorrt, else tensorrt_rtx), trt or rtx."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Default: what the ONNX holds. fp16/int8 on an fp32 ONNX = TensorRT 10 implicit precision (Jetson)."),
+    calib_cache: Optional[Path] = typer.Option(None, "--calib-cache", help="TensorRT calibration cache for implicit INT8 on TensorRT 10."),
+    workspace: Optional[int] = typer.Option(None, "--workspace", help="Builder workspace limit in MiB."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file to read and update (faster rebuilds)."),
+) -> None:
+    """Build a serialized engine with the optimisation profile recorded at export.
+
+    The engine gets a JSON sidecar (<engine>.json: TensorRT version, GPU, profile, precision,
+    ONNX SHA-256) so parity/bench can refuse an engine built for another GPU or version.
+    TensorRT 11 and TensorRT-RTX build strongly typed: precision comes from the ONNX.
+
+    Examples:
+
+      segexport engine deeplabv1.onnx
+
+      segexport engine segnet.onnx --precision int8 --calib-cache segnet.cache   # TensorRT 10 / Jetson
+    """
+    from segexport.engines.builder import build_engine
+    from segexport.errors import UserError
+
+    if precision not in (None, "fp32", "fp16", "int8"):
+        raise UserError(f"--precision {precision!r} is not one of fp32, fp16, int8")
+    out = out or model.with_suffix(".engine")
+    with console.status(f"building {out.name}", spinner="dots"):
+        info = build_engine(model, out, backend=backend, precision=precision, workspace_mib=workspace,
+                            timing_cache=timing_cache, calibration_cache=calib_cache)
+    console.print(f"[bold green]✓[/] wrote [bold]{out}[/] ({info.engine_bytes / 1e6:.1f} MB, {info.precision}, "
+                  f"{info.backend} {info.tensorrt_version}, built in {info.build_seconds:.1f}s) + {out.name}.json")

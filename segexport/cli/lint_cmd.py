@@ -1,0 +1,68 @@
+"""``segexport lint``: will TensorRT take this ONNX?"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from segexport.cli.common import console
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lint")(lint_command)
+
+
+def lint_command(
+    model: Path = typer.Argument(..., help="The ONNX file to check."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    build: bool = typer.Option(False, "--build", help="Also build a serialized engine with the real builder (TensorRT or TensorRT-RTX)."),
+    parser: str = typer.Option("auto", "--parser", help="auto (tensorrt, else tensorrt_rtx), trt, rtx, or none (static checks only)."),
+) -> None:
+    """Check MODEL against TensorRT's ONNX support; exit 1 on errors.
+
+    Static checks follow onnx-tensorrt's operator support matrix for TensorRT 10 (unsupported
+    ops, MaxPool indices, Resize modes/antialias, Q/DQ zero points, constant axes, INT64
+    narrowing, dynamic dims without a profile). When tensorrt or tensorrt-rtx is installed,
+    NVIDIA's real parser runs too, and --build builds an engine.
+
+    Examples:
+
+      segexport lint deeplabv1.onnx
+
+      segexport lint segnet.onnx --build --json > lint.json
+    """
+    from segexport.errors import CheckFailed, UserError
+    from segexport.exporter.lint import lint_model, summarize
+
+    if parser not in ("auto", "trt", "rtx", "none"):
+        raise UserError(f"--parser {parser!r} is not one of auto, trt, rtx, none")
+    report = lint_model(model, parser=parser, build=build)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print(report)
+    if report.errors:
+        raise CheckFailed(f"{model}: {len(report.errors)} TensorRT error(s); first: {report.errors[0].message}")
+
+
+def _print(report) -> None:
+    from rich.table import Table
+
+    from segexport.exporter.lint import summarize
+
+    if report.findings:
+        table = Table(title=f"lint {report.path}", title_justify="left", show_lines=False)
+        for col in ("severity", "code", "node", "PyTorch module", "message"):
+            table.add_column(col, overflow="fold")
+        for f in report.findings:
+            sev = "[red]error[/]" if f.severity == "error" else "[yellow]warning[/]"
+            table.add_row(sev, f.code, f.node, f.module, f.message)
+        console.print(table)
+    parser = report.parser or f"not run ({report.parser_skipped})"
+    console.print(f"parser: {parser}")
+    if report.engine_bytes is not None:
+        console.print(f"engine: built in {report.build_seconds:.2f}s, {report.engine_bytes / 1e6:.1f} MB")
+    status = "[green]✓[/]" if not report.errors else "[red]✗[/]"
+    console.print(f"{status} {summarize(report.findings)}")

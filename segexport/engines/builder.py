@@ -1,0 +1,216 @@
+"""Building serialized engines, with a JSON sidecar that later steps check.
+
+Precision policy (one ``--precision`` for every runtime):
+- The ONNX carries its precision (``segexport calibrate`` writes FP16 tensors or INT8 Q/DQ).
+  TensorRT 11 and TensorRT-RTX build it strongly typed: exactly what the graph says.
+- TensorRT 10 builds such graphs strongly typed too. For an FP32 ONNX on TensorRT 10 (Jetson),
+  ``precision="fp16"`` sets the FP16 builder flag, and ``"int8"`` sets the INT8 flag with a
+  calibrator or a calibration cache (implicit quantization) -- refused on TensorRT 11, which
+  removed both, with the fix (calibrate to Q/DQ first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segexport.engines.runtime import Flavour, find_flavour, parse_onnx
+from segexport.errors import UserError
+
+SIDECAR_SUFFIX = ".json"
+
+
+@dataclass
+class EngineInfo:
+    """What an engine was built from and for; written next to it as ``<engine>.json``."""
+
+    engine: str
+    backend: str
+    tensorrt_version: str
+    precision: str
+    onnx_sha256: str
+    profile: dict[str, list[list[int]]]
+    build_seconds: float
+    engine_bytes: int
+    gpu: str | None = None
+    compute_capability: str | None = None
+    strongly_typed: bool = True
+    calibration_cache: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def sidecar_path(engine_path: str | Path) -> Path:
+    return Path(str(engine_path) + SIDECAR_SUFFIX)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def current_gpu() -> tuple[str | None, str | None]:
+    """(name, "major.minor") of CUDA device 0, via torch when it has CUDA; (None, None) otherwise."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return torch.cuda.get_device_name(0), f"{major}.{minor}"
+    except Exception:
+        pass
+    return None, None
+
+
+def profile_from_onnx(onnx_path: Path) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """min/opt/max input shapes: from segexport metadata, else the graph's static shape."""
+    import onnx
+
+    from segexport.exporter.metadata import read_record
+
+    try:
+        return read_record(onnx_path).profile_shapes()
+    except UserError:
+        pass
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    shapes = {}
+    for inp in model.graph.input:
+        dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+        if not all(dims):
+            raise UserError(
+                f"input {inp.name!r} has dynamic dims and the ONNX has no segexport profile: "
+                "export it with `segexport onnx --dynamic ...` or fix the shape"
+            )
+        shapes[inp.name] = (tuple(dims),) * 3
+    return shapes
+
+
+def build_engine(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    *,
+    backend: str = "auto",
+    precision: str | None = None,
+    workspace_mib: int | None = None,
+    timing_cache: str | Path | None = None,
+    calibrator: Any = None,
+    calibration_cache: str | Path | None = None,
+) -> EngineInfo:
+    """Parse ``onnx_path`` and write a serialized engine to ``out_path`` (temp file, then rename)."""
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    if not onnx_path.is_file():
+        raise UserError(f"ONNX file {str(onnx_path)!r} not found")
+    flavour = find_flavour(backend)
+    if flavour is None:
+        raise UserError("neither tensorrt nor tensorrt_rtx is importable: pip install tensorrt (GPU machine) or tensorrt-rtx")
+    onnx_precision = _onnx_precision(onnx_path)
+    precision = precision or onnx_precision
+    implicit = precision != onnx_precision and onnx_precision == "fp32"
+    if implicit and flavour.strongly_typed_only:
+        raise UserError(
+            f"{flavour.label} has no implicit {precision.upper()} (builder flags/calibrators were removed): "
+            f"put the precision in the ONNX with `segexport calibrate {onnx_path} --precision {precision}`"
+        )
+    if implicit and precision == "int8" and calibrator is None and calibration_cache is None:
+        raise UserError("implicit INT8 on TensorRT 10 needs --calib-cache FILE (from `segexport calibrate --trt-cache`)")
+
+    parsed = parse_onnx(onnx_path, flavour, strongly_typed=not implicit)
+    if not parsed.ok:
+        node, msg = parsed.errors[0]
+        raise UserError(f"{flavour.label} cannot parse {onnx_path.name}: node {node}: {msg} (run `segexport lint` for all findings)")
+    trt = flavour.module
+    config = parsed.builder.create_builder_config()
+    if workspace_mib:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+    profile_shapes = profile_from_onnx(onnx_path)
+    profile = parsed.builder.create_optimization_profile()
+    for name, (lo, opt, hi) in profile_shapes.items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    if implicit:
+        config.set_flag(trt.BuilderFlag.FP16)  # FP16 is the fallback for layers INT8 cannot take
+        if precision == "int8":
+            config.set_flag(trt.BuilderFlag.INT8)
+            if calibrator is None:
+                from segexport.calib.legacy import cache_only_calibrator
+
+                calibrator = cache_only_calibrator(trt, calibration_cache)
+            config.int8_calibrator = calibrator
+            config.set_calibration_profile(profile)
+    cache_obj = None
+    if timing_cache is not None and hasattr(config, "create_timing_cache"):
+        blob = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
+        cache_obj = config.create_timing_cache(blob)
+        config.set_timing_cache(cache_obj, ignore_mismatch=False)
+
+    start = time.perf_counter()
+    serialized = parsed.builder.build_serialized_network(parsed.network, config)
+    seconds = time.perf_counter() - start
+    if serialized is None:
+        raise UserError(f"{flavour.label} failed to build an engine from {onnx_path.name}: see the log above; "
+                        "try a larger --workspace or `segexport lint --build` for details")
+    data = bytes(serialized)
+    gpu, cc = current_gpu()
+    info = EngineInfo(
+        engine=str(out_path), backend=flavour.backend, tensorrt_version=flavour.version, precision=precision,
+        onnx_sha256=_sha256(onnx_path), profile={k: [list(s) for s in v] for k, v in profile_shapes.items()},
+        build_seconds=round(seconds, 3), engine_bytes=len(data), gpu=None if flavour.backend == "rtx" else gpu,
+        compute_capability=None if flavour.backend == "rtx" else cc, strongly_typed=not implicit,
+        calibration_cache=str(calibration_cache) if calibration_cache else None,
+    )
+    from segexport.cli.common import atomic_output
+
+    with atomic_output(out_path) as tmp:
+        tmp.write_bytes(data)
+        sidecar_tmp = Path(str(tmp) + SIDECAR_SUFFIX)
+        sidecar_tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
+        os.replace(sidecar_tmp, sidecar_path(out_path))
+    if cache_obj is not None:
+        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+    return info
+
+
+def _onnx_precision(onnx_path: Path) -> str:
+    import onnx
+
+    from segexport.engines.runtime import needs_strong_typing
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        return "int8"
+    return "fp16" if needs_strong_typing(model) else "fp32"
+
+
+def read_engine_info(engine_path: str | Path) -> EngineInfo:
+    side = sidecar_path(engine_path)
+    if not side.exists():
+        raise UserError(f"{side.name} is missing: segexport cannot tell which GPU/TensorRT {Path(engine_path).name} "
+                        "was built for; rebuild it with `segexport engine`")
+    raw = json.loads(side.read_text())
+    known = set(EngineInfo.__dataclass_fields__)
+    return EngineInfo(**{k: v for k, v in raw.items() if k in known})
+
+
+def check_engine_compatible(engine_path: str | Path, flavour: Flavour | None = None) -> EngineInfo:
+    """Refuse an engine built by another TensorRT version or for another GPU architecture.
+
+    TensorRT engines are specific to both; deserialising a mismatched one fails at best with
+    an obscure message and at worst after minutes of user time.
+    """
+    info = read_engine_info(engine_path)
+    flavour = flavour or find_flavour(info.backend)
+    if flavour is not None and flavour.version != info.tensorrt_version:
+        raise UserError(f"{Path(engine_path).name} was built with TensorRT {info.tensorrt_version}, this is "
+                        f"{flavour.label}: rebuild it with `segexport engine`")
+    _, cc = current_gpu()
+    if info.compute_capability and cc and cc != info.compute_capability:
+        raise UserError(f"{Path(engine_path).name} was built for compute capability {info.compute_capability} "
+                        f"({info.gpu}), this GPU is {cc}: rebuild it on this machine with `segexport engine`")
+    return info

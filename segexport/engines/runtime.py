@@ -1,0 +1,138 @@
+"""Finding a TensorRT flavour and parsing ONNX with its real parser.
+
+Polygraphy's TensorRT loaders (``NetworkFromOnnxBytes`` ...) import ``tensorrt`` by name, so
+they cannot drive ``tensorrt_rtx``; the handful of calls needed here are written against the
+documented API that both packages share, which keeps one code path for TensorRT 10, 11 and RTX.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from segexport.errors import UserError
+
+BACKENDS = ("trt", "rtx")
+_MODULES = {"trt": "tensorrt", "rtx": "tensorrt_rtx"}
+
+
+@dataclass
+class Flavour:
+    """An importable TensorRT package and what it can do."""
+
+    backend: str  # "trt" or "rtx"
+    module: ModuleType
+
+    @property
+    def version(self) -> str:
+        return str(getattr(self.module, "__version__", "unknown"))
+
+    @property
+    def major(self) -> int:
+        try:
+            return int(self.version.split(".")[0])
+        except ValueError:
+            return 0
+
+    @property
+    def strongly_typed_only(self) -> bool:
+        """TensorRT 11 and TensorRT-RTX: no implicit quantization, no precision builder flags."""
+        return self.backend == "rtx" or self.major >= 11
+
+    @property
+    def label(self) -> str:
+        return f"{'TensorRT-RTX' if self.backend == 'rtx' else 'TensorRT'} {self.version}"
+
+
+def available(backend: str) -> Flavour | None:
+    try:
+        return Flavour(backend, importlib.import_module(_MODULES[backend]))
+    except ImportError:
+        return None
+    except Exception:  # a broken install (e.g. missing CUDA libraries) counts as unavailable
+        return None
+
+
+def find_flavour(backend: str = "auto") -> Flavour | None:
+    """``auto`` prefers full TensorRT (it runs engines), then TensorRT-RTX."""
+    if backend == "auto":
+        return available("trt") or available("rtx")
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r} is not one of auto, trt, rtx")
+    flavour = available(backend)
+    if flavour is None:
+        pkg = "tensorrt" if backend == "trt" else "tensorrt-rtx"
+        raise UserError(f"{_MODULES[backend]} is not importable: pip install {pkg} (or segexport[{'tensorrt' if backend == 'trt' else 'rtx'}])")
+    return flavour
+
+
+@dataclass
+class ParsedNetwork:
+    flavour: Flavour
+    builder: Any
+    network: Any
+    parser: Any
+    logger: Any
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (node name, message)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def needs_strong_typing(onnx_model) -> bool:
+    """An ONNX whose precision is explicit (Q/DQ or FP16 tensors) must be built strongly typed."""
+    import onnx
+
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx_model.graph.node):
+        return True
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx_model.graph.initializer)
+
+
+def collecting_logger(trt: ModuleType):
+    """A TensorRT ILogger that keeps messages instead of printing them.
+
+    The parser reports its errors through the API as well (collected as findings); letting
+    the default logger print them too would bury the CLI's one-line output in C++ traces.
+    Warnings and errors stay available as ``logger.messages`` for ``--verbose`` output.
+    """
+
+    class CollectingLogger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.messages: list[tuple[str, str]] = []
+
+        def log(self, severity, msg) -> None:  # noqa: D401 - TensorRT callback
+            if severity <= trt.ILogger.Severity.WARNING:
+                self.messages.append((str(severity), msg))
+
+    return CollectingLogger()
+
+
+def parse_onnx(path: str | Path, flavour: Flavour, *, strongly_typed: bool | None = None) -> ParsedNetwork:
+    """Parse with the flavour's real ONNX parser; errors are collected, not raised."""
+    import onnx
+
+    trt = flavour.module
+    data = Path(path).read_bytes()
+    model = onnx.load_from_string(data)
+    logger = collecting_logger(trt)
+    builder = trt.Builder(logger)
+    flags = 0
+    if strongly_typed is None:
+        strongly_typed = flavour.strongly_typed_only or needs_strong_typing(model)
+    strong = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED", None)
+    if strongly_typed and strong is not None and flavour.backend == "trt":
+        flags |= 1 << int(strong)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    errors: list[tuple[str, str]] = []
+    if not parser.parse(data, str(Path(path).resolve().parent)):  # the dir resolves external data
+        for i in range(parser.num_errors):
+            err = parser.get_error(i)
+            node = err.node_name() if hasattr(err, "node_name") else str(err.node())
+            errors.append((node, err.desc()))
+    return ParsedNetwork(flavour, builder, network, parser, logger, errors)

@@ -1,0 +1,280 @@
+"""Lint an ONNX graph against TensorRT's ONNX parser, before anyone touches a GPU.
+
+Two layers:
+1. A static check against the support matrix of onnx-tensorrt's ``docs/operators.md`` for
+   TensorRT 10.x (read at commit 96e7811, June 2024; the table below is our own summary of
+   it): unsupported operators, and the restrictions that bite segmentation exports most --
+   MaxPool ``Indices``, Resize modes and antialiasing, ScatterND reductions, Q/DQ zero points,
+   ``axes`` inputs that must be constant, INT64 values TensorRT narrows, dynamic dimensions
+   without an optimisation profile, the opset range.
+2. When ``tensorrt`` or ``tensorrt_rtx`` is importable, the *real* parser runs on the model,
+   and with ``build=True`` a serialized engine is built: the only proof that counts.
+
+Every finding names the node, the PyTorch module it came from (the exporter keeps module
+scopes in node metadata) and the fix.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from segexport.errors import UserError
+
+# Operators the TensorRT 10 ONNX parser does not implement (support matrix, "N" rows).
+UNSUPPORTED_OPS = frozenset({
+    "AffineGrid", "Bernoulli", "BitShift", "BitwiseAnd", "BitwiseNot", "BitwiseOr", "BitwiseXor",
+    "BlackmanWindow", "CenterCropPad", "Compress", "ConcatFromSequence", "ConvInteger", "DFT", "Det",
+    "DynamicQuantizeLinear", "HammingWindow", "HannWindow", "ImageDecoder", "MatMulInteger", "MaxRoiPool",
+    "MaxUnpool", "MelWeightMatrix", "Multinomial", "NegativeLogLikelihoodLoss", "Optional",
+    "OptionalGetElement", "OptionalHasElement", "QLinearConv", "QLinearMatMul", "RegexFullMatch", "STFT",
+    "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase", "SequenceInsert", "SequenceLength",
+    "SequenceMap", "SoftmaxCrossEntropyLoss", "SplitToSequence", "StringConcat", "StringNormalizer",
+    "StringSplit", "TfIdfVectorizer", "Unique",
+})
+# Operators whose ``axes`` input must be an initializer (a constant) for the parser.
+AXES_MUST_BE_CONSTANT = {"Pad": 3, "Slice": 3, "ReduceMax": 1, "ReduceMin": 1, "ReduceMean": 1, "ReduceSum": 1,
+                         "ReduceProd": 1, "ReduceL1": 1, "ReduceL2": 1, "ReduceLogSumExp": 1, "ReduceSumSquare": 1,
+                         "ReduceLogSum": 1}
+RESIZE_COORD_MODES = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
+RESIZE_MODES = {"nearest", "linear"}
+RESIZE_NEAREST_MODES = {"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"}
+QUANTIZED_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.INT4}
+OPSET_RANGE = (9, 20)  # TensorRT 10.0; later 10.x and 11 accept newer opsets
+INT32_MAX = 2**31 - 1
+
+MODULE_KEYS = ("namespace", "pkg.torch.onnx.name_scopes")
+
+
+@dataclass
+class Finding:
+    severity: str  # "error" | "warning"
+    code: str
+    message: str
+    node: str = ""
+    op: str = ""
+    module: str = ""
+
+
+@dataclass
+class LintReport:
+    path: str
+    findings: list[Finding] = field(default_factory=list)
+    parser: str | None = None  # e.g. "TensorRT-RTX 1.7.1.116", None when no parser ran
+    parser_skipped: str | None = None
+    engine_bytes: int | None = None
+    build_seconds: float | None = None
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["errors"], d["warnings"] = len(self.errors), len(self.warnings)
+        return d
+
+
+def module_of(node: onnx.NodeProto) -> str:
+    """The qualified name of the PyTorch module ``node`` came from ("" when unknown).
+
+    The exporter's ``name_scopes`` lists the module path from the root (qualified names,
+    e.g. ``encoder.pools.0``) and ends with the aten op; the last module entry is the one.
+    """
+    import ast
+
+    meta = {p.key: p.value for p in node.metadata_props}
+    try:
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+    except (ValueError, SyntaxError):
+        scopes = []
+    if len(scopes) >= 2:
+        return next((s for s in reversed(scopes[:-1]) if s), "")
+    segments = [seg.split(":")[0].strip() for seg in meta.get("namespace", "").split("/")]
+    return segments[-2] if len(segments) >= 2 else ""
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _s(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def static_findings(model: onnx.ModelProto) -> list[Finding]:
+    """Findings that need no TensorRT: the support matrix and its restrictions."""
+    out: list[Finding] = []
+    inits = {i.name: i for i in model.graph.initializer}
+    constants = set(inits) | {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def add(sev: str, code: str, node: onnx.NodeProto | None, msg: str) -> None:
+        out.append(Finding(sev, code, msg, node.name if node else "", node.op_type if node else "",
+                           module_of(node) if node else ""))
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is not None and not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
+        add("warning", "opset", None, f"opset {opset} is outside TensorRT 10.0's {OPSET_RANGE[0]}..{OPSET_RANGE[1]} "
+                                      "(newer 10.x/11 releases accept more); re-export with --opset 18 for older ones")
+    for node in model.graph.node:
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx"):
+            add("error", "custom-op", node, f"{node.domain}::{op} is not a standard ONNX op: TensorRT needs a plugin for it")
+            continue
+        if op in UNSUPPORTED_OPS:
+            fix = " (export with --unpool mask)" if op == "MaxUnpool" else ""
+            add("error", "unsupported-op", node, f"{op} is not supported by TensorRT's ONNX parser{fix}")
+        elif op == "MaxPool":
+            if len([o for o in node.output if o]) > 1:
+                add("error", "maxpool-indices", node, "MaxPool with an Indices output is not supported by TensorRT "
+                                                      "(export with --unpool mask)")
+            dil = _attr(node, "dilations")
+            if dil and any(d != 1 for d in dil):
+                add("error", "maxpool-dilation", node, f"MaxPool dilations {list(dil)} unsupported: only all ones")
+        elif op == "Resize":
+            mode = _s(_attr(node, "mode", b"nearest"))
+            coord = _s(_attr(node, "coordinate_transformation_mode", b"half_pixel"))
+            nearest = _s(_attr(node, "nearest_mode", b"round_prefer_floor"))
+            if _attr(node, "antialias", 0):
+                add("error", "resize-antialias", node, "Resize with antialias=1 is not supported: use antialias=False")
+            if mode not in RESIZE_MODES:
+                add("error", "resize-mode", node, f"Resize mode {mode!r} is not supported (only nearest, linear): "
+                                                  "use bilinear or nearest interpolation")
+            if coord not in RESIZE_COORD_MODES:
+                add("error", "resize-coord", node, f"Resize coordinate_transformation_mode {coord!r} is not supported "
+                                                   f"({', '.join(sorted(RESIZE_COORD_MODES))})")
+            if mode == "nearest" and nearest not in RESIZE_NEAREST_MODES:
+                add("error", "resize-nearest-mode", node, f"Resize nearest_mode {nearest!r} is not supported")
+            if _s(_attr(node, "keep_aspect_ratio_policy", b"stretch")) != "stretch":
+                add("error", "resize-aspect", node, "Resize keep_aspect_ratio_policy must be 'stretch'")
+        elif op in ("ScatterND", "ScatterElements", "Scatter"):
+            reduction = _s(_attr(node, "reduction", b"none"))
+            if op == "ScatterND" and reduction != "none":
+                add("error", "scatter-reduction", node, f"ScatterND reduction={reduction!r} is not supported by TensorRT")
+            else:
+                add("warning", "scatter", node, f"{op} runs in TensorRT but is slow and often an exporter's lowering of "
+                                                "unpooling/indexing; for MaxUnpool export with --unpool mask")
+        elif op in ("QuantizeLinear", "DequantizeLinear"):
+            zp_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            if zp_name is None:
+                continue  # zero point defaults to 0 (uint8!) -- but only with no explicit type; TRT reads it as int8 0
+            zp = inits.get(zp_name)
+            if zp is None:
+                add("error", "qdq-zero-point", node, f"{op} zero point {zp_name!r} is not a constant: TensorRT needs a "
+                                                     "constant zero point of 0")
+                continue
+            values = numpy_helper.to_array(zp)
+            if zp.data_type not in QUANTIZED_TYPES:
+                add("error", "qdq-type", node, f"{op} quantizes to {onnx.TensorProto.DataType.Name(zp.data_type)}: "
+                                               "TensorRT needs INT8 (symmetric) or FP8")
+            if np.any(values != 0):
+                add("error", "qdq-zero-point", node, f"{op} zero point is {values.ravel()[:4].tolist()}: TensorRT needs 0 "
+                                                     "(symmetric quantization)")
+        if op in AXES_MUST_BE_CONSTANT:
+            idx = AXES_MUST_BE_CONSTANT[op]
+            if len(node.input) > idx and node.input[idx] and node.input[idx] not in constants:
+                add("error", "axes-not-constant", node, f"{op} 'axes' input must be a constant for TensorRT")
+    # INT64 values that do not fit INT32 (TensorRT computes shapes in INT32 and clamps).
+    for name, init in inits.items():
+        if init.data_type != onnx.TensorProto.INT64:
+            continue
+        users = consumers.get(name, [])
+        if users and all(u.op_type == "Slice" for u in users):
+            continue  # Slice ends of INT64_MAX mean "to the end": clamping is exactly right
+        values = numpy_helper.to_array(init)
+        if values.size and (values.max() > INT32_MAX or values.min() < -INT32_MAX - 1):
+            add("warning", "int64-narrowed", users[0] if users else None,
+                f"INT64 constant {name!r} holds values beyond INT32; TensorRT clamps them")
+    # Dynamic dimensions need an optimisation profile: segexport records one in the metadata.
+    dynamic_inputs = [i.name for i in model.graph.input if i.name not in inits and any(
+        not d.dim_value for d in i.type.tensor_type.shape.dim)]
+    if dynamic_inputs:
+        from segexport.exporter.metadata import read_record
+
+        try:
+            record = read_record(model)
+            missing = [n for n in dynamic_inputs if n not in record.profile_shapes()]
+        except UserError:
+            missing = dynamic_inputs
+        if missing:
+            add("warning", "dynamic-no-profile", None, f"inputs {missing} have dynamic dims but no min/opt/max profile: "
+                                                      "export with `segexport onnx --dynamic ...` or pass shapes to trtexec")
+    return out
+
+
+def parser_findings(path: Path, report: LintReport, *, parser: str, build: bool) -> None:
+    """Run the real TensorRT / TensorRT-RTX parser (and builder) when one is importable."""
+    from segexport.engines.runtime import available, find_flavour, parse_onnx
+
+    if parser == "none":
+        report.parser_skipped = "disabled with --parser none"
+        return
+    flavour = find_flavour(parser) if parser != "auto" else (available("trt") or available("rtx"))
+    if flavour is None:
+        report.parser_skipped = "neither tensorrt nor tensorrt_rtx is installed (pip install tensorrt-rtx to run NVIDIA's parser)"
+        return
+    report.parser = flavour.label
+    parsed = parse_onnx(path, flavour)
+    for node, msg in parsed.errors:
+        report.findings.append(Finding("error", "trt-parser", f"{flavour.label}: {msg}", node=node))
+    if parsed.errors or not build:
+        return
+    from segexport.engines.builder import profile_from_onnx
+
+    config = parsed.builder.create_builder_config()
+    profile = parsed.builder.create_optimization_profile()
+    for name, (lo, opt, hi) in profile_from_onnx(path).items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    start = time.perf_counter()
+    engine = parsed.builder.build_serialized_network(parsed.network, config)
+    report.build_seconds = round(time.perf_counter() - start, 3)
+    if engine is None:
+        report.findings.append(Finding("error", "trt-build", f"{flavour.label} failed to build an engine"))
+    else:
+        report.engine_bytes = int(engine.nbytes)
+
+
+def lint_model(model: onnx.ModelProto | str | Path, *, parser: str = "auto", build: bool = False) -> LintReport:
+    """Static findings, plus the real parser's (and builder's, with ``build``) when available."""
+    if isinstance(model, onnx.ModelProto):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.onnx"
+            onnx.save(model, str(path))
+            return lint_model(path, parser=parser, build=build)
+    path = Path(model)
+    if not path.is_file():
+        raise UserError(f"ONNX file {str(path)!r} not found")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:
+        raise UserError(f"{str(path)!r} is not an ONNX model ({type(exc).__name__}): pass a .onnx file") from exc
+    report = LintReport(path=str(path), findings=static_findings(proto))
+    parser_findings(path, report, parser=parser, build=build)
+    return report
+
+
+def summarize(findings: Iterable[Finding]) -> str:
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.severity] = counts.get(f.severity, 0) + 1
+    return ", ".join(f"{v} {k}{'s' if v != 1 else ''}" for k, v in sorted(counts.items())) or "no findings"
