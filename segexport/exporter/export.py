@@ -287,7 +287,7 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
                 opset_version=options.opset,
                 input_names=[INPUT_NAME],
                 output_names=[LABELS_NAME if options.argmax else LOGITS_NAME],
-                dynamic_shapes={"x": dims} if dims else None,
+                dynamic_shapes=(dims,) if dims else None,  # positional: any forward() argument name
                 verbose=False,
                 optimize=True,
                 **kwargs,

@@ -27,6 +27,11 @@ graph serves dynamic H/W. The swap happens on a deep copy of the model, module b
 (``nn.MaxPool2d(return_indices=True)`` -> :class:`MaskedMaxPool2d`, ``nn.MaxUnpool2d`` ->
 :class:`MaskedMaxUnpool2d`); the "indices" passed between them become the one-hot mask,
 so model code is untouched.
+
+One PyTorch quirk is deliberately not reproduced: unpooling an odd-sized map *without*
+``output_size`` makes PyTorch read flat indices (counted in rows of the input's width) into
+rows of another width, scrambling positions. Models pass ``output_size`` (every zoo model
+does), and with it the rewrite is exact.
 """
 
 from __future__ import annotations
