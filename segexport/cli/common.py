@@ -77,7 +77,10 @@ def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]
         raise UserError(f"output directory {str(parent)!r} is not writable: choose another --out")
     if path.is_dir():
         raise UserError(f"output {str(path)!r} is a directory: give a file name")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=parent)
+    except OSError as exc:
+        raise UserError(f"output directory {str(parent)!r} is not writable ({exc.strerror}): choose another --out") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:

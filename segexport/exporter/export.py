@@ -289,13 +289,13 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
                 output_names=[LABELS_NAME if options.argmax else LOGITS_NAME],
                 dynamic_shapes=(dims,) if dims else None,  # positional: any forward() argument name
                 verbose=False,
-                optimize=True,
+                optimize=False,  # onnxscript's rewriter takes minutes on FC-DenseNet103; onnxslim cleans up
                 **kwargs,
             )
     except UserError:
         raise
     except Exception as exc:  # torch.export / onnx translation failure
-        raise UserError(describe_export_failure(exc, model)) from exc
+        raise UserError(describe_export_failure(exc, model, example)) from exc
     if program is None:
         raise UserError("torch.onnx.export returned nothing: please report this with your torch version")
     return program.model_proto
@@ -320,24 +320,30 @@ def _quiet_warnings():
 
 
 _OP_RE = re.compile(r"\baten[.:]{1,2}([A-Za-z0-9_]+)")
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def describe_export_failure(exc: BaseException, model) -> str:
+def describe_export_failure(exc: BaseException, model, example=None) -> str:
     """One line: which PyTorch op failed, in which module, and what to try."""
-    text = "".join(traceback.format_exception_only(type(exc), exc))
-    chain = exc
-    while chain.__cause__ is not None or chain.__context__ is not None:
-        chain = chain.__cause__ or chain.__context__
-        text += "\n" + "".join(traceback.format_exception_only(type(chain), chain))
-    op = _OP_RE.search(text)
+    text = ""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text += "".join(traceback.format_exception_only(type(seen), seen)) + "\n"
+        seen = seen.__cause__ or seen.__context__
+    text = _ANSI_RE.sub("", text)
+    ops = [m.group(1) for m in _OP_RE.finditer(text) if m.group(1) not in ("default",)]
+    op = ops[0] if ops else None
     module = _failing_module(exc, model)
-    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-    if len(first) > 200:
-        first = first[:197] + "..."
+    if module is None and op and example is not None:
+        module = _module_calling(model, example, op)
+    lines = [ln.strip() for ln in _ANSI_RE.sub("", str(exc)).splitlines() if ln.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    if len(first) > 160:
+        first = first[:157] + "..."
     where = f" in module {module!r}" if module else ""
-    what = f"op aten::{op.group(1)}" if op else type(exc).__name__
+    what = f"op aten::{op}" if op else type(exc).__name__
     return (
-        f"ONNX export failed at {what}{where}: {first} — "
+        f"ONNX export failed at {what}{where}: {first} -- "
         "try another --opset, --unpool native, or replace the op in your model"
     )
 
@@ -346,7 +352,7 @@ def _failing_module(exc: BaseException, model) -> str | None:
     """The innermost module of ``model`` on the failing traceback, by its qualified name."""
     names = {id(m): n for n, m in model.named_modules()}
     found = None
-    seen = exc
+    seen: BaseException | None = exc
     while seen is not None:
         tb = seen.__traceback__
         while tb is not None:
@@ -356,6 +362,34 @@ def _failing_module(exc: BaseException, model) -> str | None:
             tb = tb.tb_next
         seen = seen.__cause__ or seen.__context__
     return found
+
+
+def _module_calling(model, example, op: str) -> str | None:
+    """Run the model once and return the innermost module that dispatches ``aten::op``.
+
+    Failures in the ONNX translation step happen after tracing, so the traceback no longer
+    holds the user's frames; replaying the forward with a dispatch-level spy finds the caller.
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from segexport.exporter.scopes import module_stack
+
+    found: list[str] = []
+
+    class Spy(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not found and func.__name__.split(".")[0] == op:
+                found.append(stack[-1] if stack else "")
+            return func(*args, **(kwargs or {}))
+
+    with module_stack(model) as stack:
+        try:
+            with Spy(), torch.no_grad():
+                model(example)
+        except Exception:
+            pass
+    return (found[0] or type(model).__name__) if found else None
 
 
 def _clean_up(model, *, slim: bool):

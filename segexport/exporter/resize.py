@@ -10,7 +10,7 @@ rule), so they are refused *before* export, naming the module, instead of surfac
 silent accuracy loss on the GPU.
 
 The check runs the model once under a ``TorchFunctionMode`` that sees every
-``F.interpolate`` call; module names come from a forward-pre-hook stack.
+``F.interpolate`` call; module names come from :func:`segexport.exporter.scopes.module_stack`.
 """
 
 from __future__ import annotations
@@ -47,27 +47,12 @@ class _InterpolationSpy(TorchFunctionMode):
 
 def find_unsafe_interpolation(model: nn.Module, example: torch.Tensor) -> list[str]:
     """One message per interpolation call TensorRT cannot reproduce, with the calling module."""
-    stack: list[str] = []
-    handles = []
+    from segexport.exporter.scopes import module_stack
 
-    def enter(name: str):
-        def hook(_module, _args) -> None:
-            stack.append(name)
-        return hook
-
-    def leave(_module, _args, _output) -> None:  # must return None, or it would replace the output
-        stack.pop()
-
-    for name, module in model.named_modules():
-        handles.append(module.register_forward_pre_hook(enter(name or type(model).__name__)))
-        handles.append(module.register_forward_hook(leave))
-    spy = _InterpolationSpy(stack)
-    try:
+    with module_stack(model) as stack:
+        spy = _InterpolationSpy(stack)
         with spy, torch.no_grad():
             model(example)
-    finally:
-        for h in handles:
-            h.remove()
     return spy.problems
 
 

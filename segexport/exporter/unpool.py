@@ -93,6 +93,32 @@ class MaskedMaxUnpool2d(nn.Module):
         return F.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))  # floor mode: restore the dropped ones as zeros
 
 
+class CeilModeMaxPool2d(nn.Module):
+    """``MaxPool2d(k, k, ceil_mode=True)`` as -inf padding + floor-mode pooling (exact).
+
+    PyTorch's ceil-mode output-size formula branches on whether the last window starts
+    inside the input; torch.export turns that branch into parity guards on H and W and
+    refuses dynamic ranges (FCN's pools). For unpadded windows with kernel == stride, padding
+    the bottom/right to a multiple of k with -inf and pooling in floor mode gives the same
+    values with no branch; it exports to Pad + MaxPool, both TensorRT layers.
+    """
+
+    def __init__(self, kernel_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = self.kernel_size
+        h, w = x.shape[-2], x.shape[-1]
+        x = F.pad(x, (0, (kw - w % kw) % kw, 0, (kh - h % kh) % kh), value=float("-inf"))
+        return F.max_pool2d(x, self.kernel_size, self.kernel_size)
+
+
+def _is_plain_window(pool: nn.MaxPool2d) -> bool:
+    return (_pair(pool.kernel_size) == _pair(pool.stride or pool.kernel_size)
+            and _pair(pool.padding) == (0, 0) and _pair(pool.dilation) == (1, 1))
+
+
 def _check_pool(name: str, pool: nn.MaxPool2d) -> None:
     k, s = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size)
     if k != s or _pair(pool.padding) != (0, 0) or _pair(pool.dilation) != (1, 1):
@@ -112,18 +138,21 @@ def _check_unpool(name: str, unpool: nn.MaxUnpool2d) -> None:
 
 
 def prepare_for_export(model: nn.Module, mode: str = "mask") -> nn.Module:
-    """A copy of ``model`` ready for export: pool/unpool pairs swapped when ``mode == "mask"``.
+    """A copy of ``model`` ready for export (the original is untouched).
 
-    ``"native"`` returns the model itself; standard ONNX ``MaxPool``+``MaxUnpool`` come out of the
-    exporter (see :func:`native_translation_table`).
+    ``mode == "mask"`` swaps pool/unpool pairs for the masked rewrite; ``"native"`` keeps them
+    (standard ONNX ``MaxPool`` + ``MaxUnpool``). In both modes ceil-mode pools become
+    :class:`CeilModeMaxPool2d` so dynamic H/W export works. The model itself is returned
+    when there is nothing to swap.
     """
-    if mode == "native":
-        return model
-    if mode != "mask":
+    if mode not in ("mask", "native"):
         raise UserError(f"--unpool {mode!r} is not one of mask, native")
-    pools = {n: m for n, m in model.named_modules() if isinstance(m, nn.MaxPool2d) and m.return_indices}
-    unpools = {n: m for n, m in model.named_modules() if isinstance(m, nn.MaxUnpool2d)}
-    if not pools and not unpools:
+    swap_unpool = mode == "mask"
+    pools = {n: m for n, m in model.named_modules() if isinstance(m, nn.MaxPool2d) and m.return_indices and swap_unpool}
+    unpools = {n: m for n, m in model.named_modules() if isinstance(m, nn.MaxUnpool2d) and swap_unpool}
+    ceil_pools = {n: m for n, m in model.named_modules() if isinstance(m, nn.MaxPool2d) and not m.return_indices
+                  and m.ceil_mode and _is_plain_window(m)}
+    if not (pools or unpools or ceil_pools):
         return model
     for name, pool in pools.items():
         _check_pool(name, pool)
@@ -135,6 +164,8 @@ def prepare_for_export(model: nn.Module, mode: str = "mask") -> nn.Module:
             replacement: nn.Module = MaskedMaxPool2d(_pair(module.kernel_size), module.ceil_mode)
         elif name in unpools:
             replacement = MaskedMaxUnpool2d()
+        elif name in ceil_pools:
+            replacement = CeilModeMaxPool2d(_pair(module.kernel_size))
         else:
             continue
         parent_name, _, attr = name.rpartition(".")

@@ -57,6 +57,17 @@ def load_model(
 ) -> LoadedModel:
     """Build ``ref`` in eval mode and, when given, load ``weights`` strictly."""
     model_args = dict(model_args or {})
+    # Initialise deterministically: an export of an untrained model (no --weights) must be
+    # reproducible by `segexport parity`, which rebuilds the reference from the ONNX metadata.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        return _load(ref, num_classes=num_classes, width=width, model_args=model_args, weights=weights)
+
+
+INIT_SEED = 0
+
+
+def _load(ref: str, *, num_classes: int, width: float, model_args: dict[str, Any], weights) -> LoadedModel:
     if is_zoo_name(ref):
         spec = get_spec(ref)
         try:

@@ -34,12 +34,10 @@ def test_out_not_writable(run_cli, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
+    # root ignores directory permissions; /proc refuses new files even for root
+    target = ro if not os.access(ro, os.W_OK) else __import__("pathlib").Path("/proc")
     try:
-        if os.access(ro, os.W_OK):  # root ignores permissions; a read-only file system would be needed
-            import pytest
-
-            pytest.skip("running as root: directory permissions do not stop writes")
-        result = run_cli("onnx", "--model", "unet", "--width", TINY_WIDTH, "--input-size", "32", "--out", ro / "u.onnx")
+        result = run_cli("onnx", "--model", "unet", "--width", TINY_WIDTH, "--input-size", "32", "--out", target / "u.onnx")
         assert_one_line_error(result, "not writable")
     finally:
         ro.chmod(0o700)
@@ -66,8 +64,8 @@ def test_exporter_failure_names_op_and_module(run_cli, tmp_path, monkeypatch):
 
         class Picky(nn.Module):
             def forward(self, x):
-                keep = torch.nonzero(x > 0)          # data-dependent shape: not exportable statically
-                return x * keep.shape[0]
+                k = torch.kthvalue(x.flatten(), 3).values   # no ONNX translation exists
+                return x * k
 
         class Net(nn.Module):
             def __init__(self, num_classes=2):

@@ -77,6 +77,14 @@ def test_overlapping_pools_are_refused_with_the_fix():
     assert "'0'" in str(info.value)  # names the module
 
 
+@pytest.mark.parametrize("size", [(8, 8), (9, 7), (33, 1)])
+def test_ceil_mode_pool_rewrite_is_exact(size):
+    from segexport.exporter.unpool import CeilModeMaxPool2d
+
+    x = torch.randn(2, 3, *size)
+    assert torch.equal(CeilModeMaxPool2d((2, 2))(x), nn.MaxPool2d(2, 2, ceil_mode=True)(x))
+
+
 def test_native_mode_returns_the_model():
     model = nn.Sequential(nn.Conv2d(3, 3, 1))
     assert prepare_for_export(model, "native") is model

@@ -1,0 +1,155 @@
+"""``segexport parity``: PyTorch (the reference) against every export backend, segmentation-aware.
+
+The reference model is rebuilt from the ONNX's own metadata (model, width, classes) and the
+checkpoint it was exported from (``--weights``; its SHA-256 must match the one recorded at
+export), so parity compares like with like without re-typing flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segexport.checks.metrics import THRESHOLDS, Thresholds, compare, evaluate, labels_of, miou
+from segexport.checks.reports import PairResult, ParityReport
+from segexport.errors import UserError
+
+
+@dataclass
+class ParityOptions:
+    onnx: Path
+    model: str | None = None
+    weights: Path | None = None
+    engine: Path | None = None
+    backends: tuple[str, ...] = ("ort-cpu",)
+    images: Path | None = None
+    labels: Path | None = None
+    count: int = 4
+    seed: int = 0
+    thresholds: dict[str, float] = field(default_factory=dict)
+    save_diff: Path | None = None
+    reference: str = "torch"
+
+
+def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
+    import onnx
+    import torch
+
+    from segexport.checks.runners import available_backends, make_runner
+    from segexport.exporter.metadata import read_record
+    from segexport.models.loading import load_model
+
+    say = progress or (lambda _m: None)
+    if not Path(opts.onnx).is_file():
+        raise UserError(f"ONNX file {str(opts.onnx)!r} not found")
+    record = read_record(opts.onnx)
+    loaded = load_model(opts.model or record.model, num_classes=record.num_classes, width=record.width,
+                        weights=opts.weights)
+    if record.weights_sha256 and loaded.weights_sha256 != record.weights_sha256:
+        raise UserError("the ONNX was exported from other weights than --weights (SHA-256 differs): pass the same checkpoint")
+    _check_model_matches(onnx.load(str(opts.onnx), load_external_data=False), record, loaded)
+
+    inputs, images_rgb, names = _inputs(opts, record)
+    labels = None
+    if opts.labels is not None:
+        if names is None:
+            raise UserError("--labels needs --images (labels are matched to images by file name)")
+        from segexport.data.images import load_labels
+
+        labels = load_labels(opts.labels, names, record.preprocess.input_size, record.num_classes)
+    precision = record.precision
+    base = THRESHOLDS[precision]
+    try:
+        thresholds = base.with_overrides(**opts.thresholds)
+    except KeyError as exc:
+        raise UserError(f"--threshold {exc.args[0]}=... is unknown: use one of {', '.join(Thresholds.__dataclass_fields__)}") from None
+
+    say("running the PyTorch reference")
+    ref_runner = make_runner(opts.reference, model=loaded.model, output_name=record.output_name)
+    reference = _run_all(ref_runner, inputs, record.input_name, record.output_name, record.batch)
+    if record.argmax:
+        reference = labels_of(reference).astype(np.int32)
+    report = ParityReport(onnx=str(opts.onnx), model=loaded.name, precision=precision,
+                          inputs=f"{len(inputs)} {'images' if names else 'seeded random tensors'}",
+                          versions=_versions())
+    reasons = available_backends()
+    backends = list(opts.backends) + (["trt"] if opts.engine is not None and "trt" not in opts.backends else [])
+    for backend in backends:
+        if reasons.get(backend):
+            report.skipped[backend] = reasons[backend]
+            continue
+        say(f"running {backend}")
+        runner = make_runner(backend, onnx_path=opts.onnx, engine_path=opts.engine, output_name=record.output_name)
+        got = _run_all(runner, inputs, record.input_name, record.output_name, record.batch)
+        if got.shape != reference.shape:
+            raise UserError(f"{backend} output {list(got.shape)} differs from the PyTorch model's {list(reference.shape)}: "
+                            "pass the --model/--weights/--num-classes the ONNX was exported from")
+        metrics = compare(reference, got)
+        pair = PairResult(opts.reference, backend, metrics, [])
+        drop = None
+        if labels is not None:
+            pair.miou_reference = miou(labels_of(reference), labels, record.num_classes)
+            pair.miou_candidate = miou(labels_of(got), labels, record.num_classes)
+            drop = pair.miou_reference - pair.miou_candidate
+        pair.checks = evaluate(metrics, thresholds, miou_drop=drop)
+        report.pairs.append(pair)
+        if opts.save_diff is not None:
+            from segexport.checks.reports import save_diff_pngs
+
+            ref_l, got_l = labels_of(reference), labels_of(got)
+            for i in range(len(ref_l)):
+                save_diff_pngs(opts.save_diff, i, None if images_rgb is None else images_rgb[i], ref_l[i], got_l[i], backend)
+    return report
+
+
+def _check_model_matches(proto, record, loaded) -> None:
+    dims = [d.dim_value or None for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or (dims[1] not in (None, 3)):
+        raise UserError(f"ONNX input {proto.graph.input[0].name!r} has shape {dims}, not N x 3 x H x W")
+    out_dims = [d.dim_value or None for d in proto.graph.output[0].type.tensor_type.shape.dim]
+    if not record.argmax and len(out_dims) == 4 and out_dims[1] not in (None, loaded.num_classes):
+        raise UserError(f"ONNX predicts {out_dims[1]} classes but the model has {loaded.num_classes}: "
+                        "pass the --model/--weights it was exported from")
+
+
+def _inputs(opts: ParityOptions, record):
+    h, w = record.preprocess.input_size
+    if opts.images is not None:
+        from segexport.data.images import list_images, load_images, read_rgb
+
+        x, names = load_images(opts.images, record.preprocess, limit=opts.count, seed=opts.seed)
+        from PIL import Image
+
+        rgbs = np.stack([np.asarray(Image.fromarray(read_rgb(p)).resize((w, h), Image.BILINEAR)) for p in names])
+        del list_images
+        return x, rgbs, names
+    if opts.count < 1:
+        raise UserError("--count must be >= 1")
+    rng = np.random.default_rng(opts.seed)
+    return rng.standard_normal((opts.count, 3, h, w), dtype=np.float32), None, None
+
+
+def _run_all(runner, inputs: np.ndarray, input_name: str, output_name: str, batch: int) -> np.ndarray:
+    """Run ``inputs`` through ``runner`` in chunks of the exported batch size."""
+    outs = []
+    with runner:
+        for i in range(0, len(inputs), batch):
+            chunk = inputs[i:i + batch]
+            if len(chunk) < batch:  # static batch: pad the last chunk, drop the padding after
+                pad = np.repeat(chunk[-1:], batch - len(chunk), axis=0)
+                out = runner.infer({input_name: np.concatenate([chunk, pad])})
+                outs.append(np.asarray(out[output_name])[: len(chunk)])
+            else:
+                outs.append(np.asarray(runner.infer({input_name: chunk})[output_name]))
+    return np.concatenate(outs)
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+    import torch
+
+    from segexport import __version__
+
+    return {"segexport": __version__, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}

@@ -1,0 +1,144 @@
+"""Reports people and CI systems read: rich tables, JSON, JUnit XML, Markdown, difference PNGs.
+
+JUnit is written with the standard library's ElementTree (one ``testcase`` per check, a
+``failure`` element carrying the message) because every CI system renders it and no extra
+dependency is needed for twenty lines of XML.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segexport.checks.metrics import CheckResult, ParityMetrics
+
+
+@dataclass
+class PairResult:
+    """One candidate backend compared with the reference."""
+
+    reference: str
+    candidate: str
+    metrics: ParityMetrics
+    checks: list[CheckResult]
+    miou_reference: float | None = None
+    miou_candidate: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+@dataclass
+class ParityReport:
+    onnx: str
+    model: str
+    precision: str
+    inputs: str
+    pairs: list[PairResult] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(p.passed for p in self.pairs)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["passed"] = self.passed
+        return d
+
+
+def _atomic_write(path: str | Path, text: str | bytes) -> None:
+    from segexport.cli.common import atomic_output
+
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(text.encode() if isinstance(text, str) else text)
+
+
+def write_json(report: ParityReport, path: str | Path) -> None:
+    _atomic_write(path, json.dumps(report.to_dict(), indent=2, default=float) + "\n")
+
+
+def write_junit(report: ParityReport, path: str | Path) -> None:
+    suite = ET.Element("testsuite", name=f"segexport parity {report.model}",
+                       tests=str(sum(len(p.checks) for p in report.pairs)),
+                       failures=str(sum(not c.passed for p in report.pairs for c in p.checks)),
+                       skipped=str(len(report.skipped)))
+    for pair in report.pairs:
+        for check in pair.checks:
+            case = ET.SubElement(suite, "testcase", classname=f"parity.{pair.reference}_vs_{pair.candidate}", name=check.name)
+            if not check.passed:
+                ET.SubElement(case, "failure", message=check.message, type="threshold").text = (
+                    f"{check.name}: value {check.value:.6g}, limit {check.limit:.6g}")
+    for backend, reason in report.skipped.items():
+        case = ET.SubElement(suite, "testcase", classname="parity.backends", name=backend)
+        ET.SubElement(case, "skipped", message=reason)
+    _atomic_write(path, ET.tostring(suite, encoding="unicode", xml_declaration=True))
+
+
+def write_markdown(report: ParityReport, path: str | Path) -> None:
+    lines = [f"# Parity: {report.model} ({report.precision})", "", f"ONNX `{report.onnx}`, inputs: {report.inputs}", "",
+             "| reference | candidate | check | value | limit | result |", "|---|---|---|---|---|---|"]
+    for pair in report.pairs:
+        for c in pair.checks:
+            lines.append(f"| {pair.reference} | {pair.candidate} | {c.name} | {c.value:.6g} | {c.limit:.6g} | "
+                         f"{'pass' if c.passed else '**FAIL**'} |")
+    for backend, reason in report.skipped.items():
+        lines.append(f"| - | {backend} | skipped | | | {reason} |")
+    _atomic_write(path, "\n".join(lines) + "\n")
+
+
+def print_table(report: ParityReport, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"parity {report.model} ({report.precision}, {report.inputs})", title_justify="left")
+    for col in ("backend", "max|Δ|", "agree %", "strict %", "band %", "min IoU", "mIoU", "result"):
+        table.add_column(col, justify="right", no_wrap=True)
+    pct = lambda v: "-" if v is None else f"{100 * v:.3f}"  # noqa: E731
+    for p in report.pairs:
+        m = p.metrics
+        table.add_row(
+            p.candidate, "-" if m.max_abs is None else f"{m.max_abs:.1e}", pct(m.pixel_agreement),
+            pct(m.strict_agreement), pct(m.boundary_agreement),
+            f"{min(m.class_iou.values()):.4f}" if m.class_iou else "-",
+            "-" if p.miou_reference is None else f"{p.miou_candidate:.2f}/{p.miou_reference:.2f}",
+            "[green]pass[/]" if p.passed else "[red]FAIL[/]",
+        )
+    console.print(table)
+    for p in report.pairs:
+        for c in p.checks:
+            if not c.passed:
+                console.print(f"[red]✗ {p.candidate}: {c.message}[/]")
+    for backend, reason in report.skipped.items():
+        console.print(f"[dim]skipped {backend}: {reason}[/]")
+
+
+def save_diff_pngs(directory: str | Path, index: int, image_rgb: np.ndarray | None, ref_labels: np.ndarray,
+                   cand_labels: np.ndarray, tag: str) -> list[Path]:
+    """Reference and candidate label maps in the VOC palette, and disagreements over the image."""
+    from PIL import Image
+
+    from segexport.data.synth import voc_palette
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    palette = voc_palette()
+    paths = []
+    for name, labels in (("reference", ref_labels), (tag, cand_labels)):
+        im = Image.fromarray(labels.astype(np.uint8), mode="P")
+        im.putpalette(palette)
+        p = out / f"{index:04d}_{name}.png"
+        im.save(p)
+        paths.append(p)
+    base = image_rgb if image_rgb is not None else np.full((*ref_labels.shape, 3), 96, np.uint8)
+    overlay = (base.astype(np.float32) * 0.5).astype(np.uint8)
+    overlay[ref_labels != cand_labels] = (255, 0, 255)
+    p = out / f"{index:04d}_{tag}_disagreement.png"
+    Image.fromarray(overlay).save(p)
+    paths.append(p)
+    return paths

@@ -1,0 +1,132 @@
+"""``segexport bench``: latency and throughput of PyTorch, ONNX Runtime and TensorRT side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from segexport.cli.common import console, parse_size
+from segexport.errors import UserError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench_command)
+
+
+def bench_command(
+    model: Optional[str] = typer.Option(None, "--model", help="Zoo name or module:factory (default: the one recorded in --onnx)."),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="An exported ONNX; without it only PyTorch backends run."),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="A TensorRT engine (backend trt)."),
+    backends: str = typer.Option("torch,ort-cpu", "--backends", help="Comma-separated: torch, torch-cuda, torch-cuda-fp16, ort-cpu, ort-cuda, ort-trt, trt."),
+    batch: str = typer.Option("1", "--batch", help="Batch sizes to sweep, e.g. 1,4,8 (ONNX must be dynamic in batch for >1 unless exported so)."),
+    input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW (default: the ONNX's or the model's)."),
+    width: float = typer.Option(1.0, "--width", help="Width multiplier for --model without --onnx."),
+    num_classes: int = typer.Option(21, "--num-classes"),
+    warmup: int = typer.Option(5, "--warmup", help="Untimed iterations first."),
+    iterations: int = typer.Option(20, "--iterations", help="Timed iterations (ignored with --duration)."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Time for this many seconds instead of --iterations."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON (usable as a --baseline later)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous --json: fail when slower than it."),
+    max_regression: str = typer.Option("10%", "--max-regression", help="Allowed p50 slowdown vs --baseline."),
+) -> None:
+    """Measure mean/std/min/p50/p90/p99 latency and images/s per backend and batch.
+
+    Timing is trtexec-style: warm-up, then timed iterations; CUDA events on the GPU,
+    perf_counter_ns on the CPU. Speedups are against PyTorch eager (CPU) in the same run.
+    Backends that cannot run here are listed with the reason. With --baseline, exit 1 when
+    any backend's p50 got slower than --max-regression.
+
+    Examples:
+
+      segexport bench --onnx deeplabv1.onnx --backends torch,ort-cpu
+
+      segexport bench --onnx unet.onnx --batch 1,4 --json now.json --baseline main.json --max-regression 10%
+    """
+    import platform
+
+    import numpy as np
+
+    from segexport.checks.latency import add_speedups, check_baseline, measure, parse_regression, to_json
+    from segexport.checks.runners import available_backends, make_runner
+    from segexport.models.loading import load_model
+
+    if onnx is None and model is None:
+        raise UserError("give --model, --onnx or both (e.g. segexport bench --model deeplabv1)")
+    record = None
+    if onnx is not None:
+        from segexport.exporter.metadata import read_record
+
+        if not onnx.is_file():
+            raise UserError(f"ONNX file {str(onnx)!r} not found")
+        record = read_record(onnx)
+    try:
+        batches = sorted({int(b) for b in batch.split(",") if b.strip()})
+    except ValueError:
+        raise UserError(f"--batch {batch!r} must be integers, e.g. 1,4,8") from None
+    if not batches or min(batches) < 1:
+        raise UserError("--batch values must be >= 1")
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    size = parse_size(input_size) if input_size else (record.preprocess.input_size if record else None)
+    regression = parse_regression(max_regression)
+    torch_model = None
+    if any(n.startswith("torch") for n in names):
+        ref = model or record.model
+        loaded = load_model(ref, num_classes=record.num_classes if record else num_classes,
+                            width=record.width if record else width)
+        torch_model = loaded.model
+        size = size or loaded.spec.default_input_size
+    reasons = available_backends()
+    stats, skipped = [], {}
+    rng = np.random.default_rng(0)
+    for name in names:
+        if name not in reasons:
+            raise UserError(f"unknown backend {name!r}: choose from {', '.join(reasons)}")
+        if reasons[name]:
+            skipped[name] = reasons[name]
+            continue
+        if name.startswith("ort") and onnx is None:
+            skipped[name] = "needs --onnx"
+            continue
+        if name == "trt" and engine is None:
+            skipped[name] = "needs --engine"
+            continue
+        for b in batches:
+            if record is not None and not name.startswith("torch") and "batch" not in record.dynamic and b != record.batch:
+                skipped[f"{name} b{b}"] = f"ONNX batch is fixed at {record.batch} (export with --dynamic batch)"
+                continue
+            feed = {"input": rng.standard_normal((b, 3, *size), dtype=np.float32)}
+            runner = make_runner(name, onnx_path=onnx, engine_path=engine, model=torch_model,
+                                 output_name=record.output_name if record else "logits")
+            with console.status(f"timing {name} batch {b}", spinner="dots"):
+                stats.append(measure(runner, feed, backend=name, batch=b, warmup=warmup,
+                                     iterations=iterations, duration=duration))
+    if not stats:
+        raise UserError("no backend could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    add_speedups(stats)
+    _print(stats, skipped, size)
+    if json_out is not None:
+        from segexport.cli.common import atomic_output
+
+        meta = {"model": model or (record.model if record else None), "input_size": list(size),
+                "machine": {"platform": platform.platform(), "processor": platform.processor()}}
+        with atomic_output(json_out) as tmp:
+            tmp.write_text(to_json(stats, meta))
+    if baseline is not None:
+        compared = check_baseline(stats, baseline, regression)
+        console.print("[green]✓[/] within baseline: " + ", ".join(compared))
+
+
+def _print(stats, skipped, size) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"latency at {size[0]}x{size[1]} (ms; peak memory in --json)", title_justify="left")
+    for col in ("backend", "batch", "mean", "p50", "p90", "p99", "img/s", "speedup"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for s in stats:
+        table.add_row(s.backend, str(s.batch), f"{s.mean_ms:.2f}", f"{s.p50_ms:.2f}", f"{s.p90_ms:.2f}", f"{s.p99_ms:.2f}",
+                      f"{s.throughput:.1f}", "-" if s.speedup_vs_torch is None else f"{s.speedup_vs_torch:.2f}x")
+    console.print(table)
+    for name, reason in skipped.items():
+        console.print(f"[dim]skipped {name}: {reason}[/]")

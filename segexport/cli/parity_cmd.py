@@ -1,0 +1,79 @@
+"""``segexport parity``: does the export give the same segmentation as PyTorch?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from segexport.cli.common import console
+from segexport.errors import UserError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("parity")(parity_command)
+
+
+def parse_thresholds(pairs: list[str] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--threshold {pair!r} must be name=number, e.g. min_pixel_agreement=0.999") from None
+        if not sep:
+            raise UserError(f"--threshold {pair!r} must be name=number")
+    return out
+
+
+def parity_command(
+    onnx: Path = typer.Option(..., "--onnx", help="The exported ONNX (its metadata names the model, classes, preprocessing)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Override the model recorded in the ONNX (zoo name or module:factory)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="The checkpoint the ONNX was exported from."),
+    engine: Optional[Path] = typer.Option(None, "--engine", help="Also compare a TensorRT engine (needs tensorrt and a GPU)."),
+    backends: str = typer.Option("ort-cpu", "--backends", help="Comma-separated candidates: ort-cpu, ort-cuda, ort-trt, trt."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of PNG/JPEG images (default: seeded random tensors)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Folder of label PNGs (same stems as the images; 255 = ignore) for mIoU."),
+    count: int = typer.Option(4, "--count", help="Number of inputs (random tensors or sampled images)."),
+    seed: int = typer.Option(0, "--seed"),
+    threshold: Optional[List[str]] = typer.Option(None, "--threshold", help="Override a threshold: min_pixel_agreement, max_abs_rel, min_boundary_agreement, max_miou_drop (repeatable)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per check) for CI."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown table."),
+    save_diff: Optional[Path] = typer.Option(None, "--save-diff", help="Write PNGs: reference labels, candidate labels, disagreement overlay."),
+) -> None:
+    """Compare every backend with PyTorch eager on the same inputs; exit 1 when a check fails.
+
+    Besides max-abs / relative L2 / cosine, it measures what a segmentation user cares about:
+    pixel agreement of the label maps, margin-aware agreement (flips where the reference's
+    top-2 logits are nearly tied are counted apart), agreement in a band around class
+    boundaries, per-class IoU of candidate vs reference, and with --labels the mIoU of each
+    backend and the drop. Default thresholds follow the ONNX's precision (fp32/fp16/int8).
+
+    Examples:
+
+      segexport parity --onnx deeplabv1.onnx
+
+      segexport parity --onnx unet.onnx --weights unet.pt --images data/images --labels data/labels --junit parity.xml
+    """
+    from segexport.checks.parity import ParityOptions, run_parity
+    from segexport.checks.reports import print_table, write_json, write_junit, write_markdown
+    from segexport.errors import CheckFailed
+
+    opts = ParityOptions(onnx=onnx, model=model, weights=weights, engine=engine,
+                         backends=tuple(b.strip() for b in backends.split(",") if b.strip()), images=images,
+                         labels=labels, count=count, seed=seed, thresholds=parse_thresholds(threshold),
+                         save_diff=save_diff)
+    with console.status("parity", spinner="dots") as status:
+        report = run_parity(opts, progress=lambda m: status.update(f"[bold]{m}[/]…"))
+    print_table(report, console)
+    for path, writer in ((json_out, write_json), (junit, write_junit), (markdown, write_markdown)):
+        if path is not None:
+            writer(report, path)
+    if not report.pairs:
+        raise UserError("no candidate backend could run here: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
+    if not report.passed:
+        failed = [f"{p.candidate}: {c.message}" for p in report.pairs for c in p.checks if not c.passed]
+        raise CheckFailed(f"parity failed ({len(failed)} check(s)); first: {failed[0]}")

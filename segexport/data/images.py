@@ -1,0 +1,92 @@
+"""Images and label maps in, network tensors out -- by the preprocessing contract.
+
+Images: PNG/JPEG (recursive, sorted, seeded sub-sampling), converted to RGB, resized with
+the contract's policy (``stretch``: bilinear to exactly H x W), scaled and normalised to NCHW
+float32. Labels: palette or grey PNGs holding class indices (255 = ignore), resized with
+NEAREST (interpolating labels would invent classes). Every unreadable file is named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segexport.data.contract import PreprocessContract
+from segexport.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def list_images(directory: str | Path, *, limit: int | None = None, seed: int = 0) -> list[Path]:
+    root = Path(directory)
+    if not root.is_dir():
+        raise UserError(f"image directory {str(root)!r} not found: pass a folder of PNG/JPEG files")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise UserError(f"no PNG/JPEG images in {str(root)!r}: add images or use `segexport data synth --out DIR`")
+    if limit is not None and limit < len(files):
+        idx = np.sort(np.random.default_rng(seed).choice(len(files), size=limit, replace=False))
+        files = [files[i] for i in idx]
+    return files
+
+
+def preprocess(rgb: np.ndarray, contract: PreprocessContract) -> np.ndarray:
+    """HxWx3 uint8 RGB -> 3xHxW float32 by the contract (resize, scale, mean/std)."""
+    from PIL import Image
+
+    h, w = contract.input_size
+    if rgb.shape[:2] != (h, w):
+        rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+    x = rgb.astype(np.float32) / contract.scale
+    x = (x - np.asarray(contract.mean, np.float32)) / np.asarray(contract.std, np.float32)
+    if contract.color == "BGR":
+        x = x[..., ::-1]
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise UserError(f"cannot read image {str(path)!r} ({type(exc).__name__}): remove or replace it") from exc
+
+
+def load_images(directory: str | Path, contract: PreprocessContract, *, limit: int | None = None,
+                seed: int = 0) -> tuple[np.ndarray, list[Path]]:
+    """(N x 3 x H x W float32, the files) for a folder of images."""
+    files = list_images(directory, limit=limit, seed=seed)
+    return np.stack([preprocess(read_rgb(p), contract) for p in files]), files
+
+
+def load_labels(directory: str | Path, names: list[Path], size: tuple[int, int], num_classes: int,
+                ignore_index: int = 255) -> np.ndarray:
+    """Label maps matching ``names`` by file stem, resized (nearest) to ``size``; values checked."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise UserError(f"label directory {str(root)!r} not found")
+    by_stem = {p.stem: p for p in root.rglob("*.png")}
+    out = []
+    for name in names:
+        path = by_stem.get(name.stem)
+        if path is None:
+            raise UserError(f"no label PNG for image {name.name} in {str(root)!r}: labels must share the image's file stem")
+        try:
+            with Image.open(path) as im:
+                if im.mode not in ("P", "L", "I", "I;16"):
+                    raise UserError(f"label {str(path)!r} is {im.mode}, not a palette/grey index PNG")
+                lab = im.resize((size[1], size[0]), Image.NEAREST) if im.size != (size[1], size[0]) else im
+                arr = np.asarray(lab).astype(np.int64)
+        except (UnidentifiedImageError, OSError) as exc:
+            raise UserError(f"cannot read label {str(path)!r} ({type(exc).__name__})") from exc
+        bad = np.unique(arr[(arr >= num_classes) & (arr != ignore_index)])
+        if bad.size:
+            raise UserError(f"label {str(path)!r} has values {bad[:5].tolist()} outside 0..{num_classes - 1} "
+                            f"(and {ignore_index} = ignore): check --num-classes or the label files")
+        out.append(arr)
+    return np.stack(out)

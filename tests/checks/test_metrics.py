@@ -1,0 +1,88 @@
+"""Parity metrics against small cases counted by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segexport.checks.metrics import THRESHOLDS, boundary_band, compare, evaluate, iou_per_class, miou, top2_margin
+
+
+def onehot_logits(labels: np.ndarray, num_classes: int, scale: float = 1.0) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[labels].transpose(0, 3, 1, 2) * scale
+
+
+def test_iou_by_hand():
+    truth = np.array([[[0, 0, 1, 1],
+                       [0, 0, 1, 1],
+                       [2, 2, 2, 2]]])
+    pred = np.array([[[0, 1, 1, 1],
+                      [0, 0, 1, 1],
+                      [2, 2, 2, 0]]])
+    # class 0: truth 4 px, pred 4 px, intersection 3 -> 3 / 5; class 1: truth 4, pred 5, inter 4 -> 4/5;
+    # class 2: truth 4, pred 3, inter 3 -> 3/4
+    ious = iou_per_class(pred, truth, 3)
+    assert ious == pytest.approx({0: 3 / 5, 1: 4 / 5, 2: 3 / 4})
+    assert miou(pred, truth, 3) == pytest.approx(100 * (3 / 5 + 4 / 5 + 3 / 4) / 3)
+
+
+def test_ignore_index_and_absent_classes():
+    truth = np.array([[[0, 255], [1, 1]]])
+    pred = np.array([[[0, 2], [1, 1]]])  # the 2 sits on an ignored pixel: class 2 is absent from both
+    assert iou_per_class(pred, truth, 4) == {0: 1.0, 1: 1.0}
+    assert miou(pred, truth, 4) == 100.0
+
+
+def test_margin_aware_agreement():
+    ref = np.zeros((1, 2, 1, 3), np.float32)
+    ref[0, 0] = [[1.0, 1.0, 0.5]]
+    ref[0, 1] = [[0.0, 0.9995, 0.0]]   # pixel 1: margin 5e-4, ambiguous
+    cand = ref.copy()
+    cand[0, 1, 0, 1] = 1.0005          # flips the ambiguous pixel
+    cand[0, 1, 0, 2] = 0.6             # flips a clear pixel (margin 0.5)
+    assert top2_margin(ref)[0, 0].tolist() == pytest.approx([1.0, 5e-4, 0.5], abs=1e-6)
+    m = compare(ref, cand, margin_tol=1e-3)
+    assert m.pixel_agreement == pytest.approx(1 / 3)
+    assert m.ambiguous_disagreements == 1
+    assert m.strict_agreement == pytest.approx(1 / 2)  # 1 agreeing of the 2 non-ambiguous pixels
+
+
+def test_boundary_band_on_6x6():
+    labels = np.zeros((1, 6, 6), int)
+    labels[0, :, 3:] = 1  # a vertical edge between columns 2 and 3
+    band1 = boundary_band(labels, 1)
+    assert band1[0].sum() == 12 and band1[0, :, 2:4].all()
+    band2 = boundary_band(labels, 2)
+    assert band2[0].sum() == 24 and band2[0, :, 1:5].all() and not band2[0, :, 0].any()
+
+
+def test_boundary_agreement_counts_only_the_band():
+    labels = np.zeros((1, 6, 6), int)
+    labels[0, :, 3:] = 1
+    ref = onehot_logits(labels, 2)
+    cand = ref.copy()
+    cand[0, :, 0, 0] = [0, 1]   # far from the edge: outside the band
+    cand[0, :, 0, 2] = [0, 1]   # on the edge
+    m = compare(ref, cand, boundary_px=1)
+    assert m.pixel_agreement == pytest.approx(34 / 36)
+    assert m.boundary_agreement == pytest.approx(11 / 12)
+
+
+def test_tensor_metrics_and_thresholds():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    m = compare(ref, ref.copy())
+    assert m.max_abs == 0 and m.rel_l2 == 0 and m.cosine == pytest.approx(1.0) and m.pixel_agreement == 1
+    assert all(c.passed for c in evaluate(m, THRESHOLDS["fp32"]))
+    bad = compare(ref, ref + 1e-2)
+    checks = {c.name: c for c in evaluate(bad, THRESHOLDS["fp32"])}
+    assert not checks["max_abs"].passed and checks["max_abs"].value == pytest.approx(1e-2, rel=1e-3)
+    drop = {c.name: c for c in evaluate(m, THRESHOLDS["int8"], miou_drop=1.5)}
+    assert not drop["miou_drop"].passed
+
+
+def test_label_maps_are_compared_too():
+    a = np.array([[[0, 1], [2, 2]]])
+    b = np.array([[[0, 1], [2, 1]]])
+    m = compare(a, b)
+    assert m.pixel_agreement == 0.75 and m.max_abs is None
