@@ -247,7 +247,9 @@ def parser_findings(path: Path, report: LintReport, *, parser: str, build: bool)
     engine = parsed.builder.build_serialized_network(parsed.network, config)
     report.build_seconds = round(time.perf_counter() - start, 3)
     if engine is None:
-        report.findings.append(Finding("error", "trt-build", f"{flavour.label} failed to build an engine"))
+        log = [m for sev, m in getattr(parsed.logger, "messages", []) if "ERROR" in sev or "INTERNAL" in sev]
+        why = f": {log[-1].strip()[:300]}" if log else ""
+        report.findings.append(Finding("error", "trt-build", f"{flavour.label} failed to build an engine{why}"))
     else:
         report.engine_bytes = int(engine.nbytes)
 

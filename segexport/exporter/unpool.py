@@ -99,8 +99,8 @@ class CeilModeMaxPool2d(nn.Module):
     PyTorch's ceil-mode output-size formula branches on whether the last window starts
     inside the input; torch.export turns that branch into parity guards on H and W and
     refuses dynamic ranges (FCN's pools). For unpadded windows with kernel == stride, padding
-    the bottom/right to a multiple of k with -inf and pooling in floor mode gives the same
-    values with no branch; it exports to Pad + MaxPool, both TensorRT layers.
+    the bottom/right by k - 1 with -inf and pooling in floor mode gives the same values with
+    no branch; it exports to Pad + MaxPool, both TensorRT layers.
     """
 
     def __init__(self, kernel_size: tuple[int, int]) -> None:
@@ -109,8 +109,10 @@ class CeilModeMaxPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kh, kw = self.kernel_size
-        h, w = x.shape[-2], x.shape[-1]
-        x = F.pad(x, (0, (kw - w % kw) % kw, 0, (kh - h % kh) % kh), value=float("-inf"))
+        # A constant k-1 of -inf rows/columns: floor((H + k - 1) / k) = ceil(H / k) windows, and the
+        # extra padding never forms a window of its own. Constant pads keep shape arithmetic out of
+        # the graph (TensorRT bounded a modulo-based pad so loosely it asked for 68 GB on FCN-8s).
+        x = F.pad(x, (0, kw - 1, 0, kh - 1), value=float("-inf"))
         return F.max_pool2d(x, self.kernel_size, self.kernel_size)
 
 
@@ -175,6 +177,27 @@ def prepare_for_export(model: nn.Module, mode: str = "mask") -> nn.Module:
 
 
 def native_translation_table() -> dict:
-    """Custom ONNX translations for ``--unpool native`` (empty: torch's exporter emits
-    ``MaxPool`` with indices and ``MaxUnpool`` itself for opset >= 11)."""
-    return {}
+    """Custom ONNX translation for ``--unpool native``: ``aten.max_unpool2d`` -> ONNX ``MaxUnpool``.
+
+    torch's exporter lowers unpooling to scatter ops; runtimes that implement ``MaxUnpool``
+    (ONNX Runtime, OpenVINO) want the real op. Two mismatches are bridged here: PyTorch's
+    indices count positions within each N, C plane while ONNX's count over the whole tensor
+    (so each plane gets an offset of (n * C + c) * H * W), and ``aten.max_unpool2d`` carries
+    no kernel size, so the output shape is passed explicitly with a unit kernel (whose implied
+    default shape never exceeds it).
+    """
+    from onnxscript import opset18 as op
+    import torch
+
+    def max_unpool2d(self, indices, output_size):
+        shape = op.Shape(self)
+        nc = op.Slice(shape, [0], [2])
+        hw = op.Concat(*[op.Reshape(s, [1]) for s in output_size], axis=0)
+        plane = op.ReduceProd(hw, keepdims=1)
+        planes = op.Squeeze(op.ReduceProd(nc, keepdims=1))
+        offsets = op.Mul(op.Range(op.Constant(value_int=0), planes, op.Constant(value_int=1)), plane)
+        offsets = op.Reshape(offsets, op.Concat(nc, op.Constant(value_ints=[1, 1]), axis=0))
+        flat = op.Add(op.Cast(indices, to=7), offsets)  # 7 = INT64
+        return op.MaxUnpool(self, flat, op.Concat(nc, hw, axis=0), kernel_shape=[1, 1], strides=[1, 1])
+
+    return {torch.ops.aten.max_unpool2d.default: max_unpool2d}

@@ -1,0 +1,84 @@
+"""Calibration data, preprocessed exactly as the ONNX's contract says.
+
+Sources: a folder of images (recursive), a ``.npy``/``.npz`` (either N x 3 x H x W float32
+already preprocessed, or N x H x W x 3 uint8 images that get the contract's preprocessing),
+or ``synthetic`` (the deterministic set of :mod:`segexport.data.synth`). The manifest hash
+identifies the data in provenance sidecars: a calibration is only as good as its data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segexport.data.contract import PreprocessContract
+from segexport.errors import UserError
+
+
+@dataclass
+class CalibrationData:
+    inputs: np.ndarray  # N x 3 x H x W float32, preprocessed
+    source: str
+    manifest_sha256: str
+    files: list[Path] | None = None
+
+
+def load_calibration_data(source: str | Path, contract: PreprocessContract, *, count: int = 32, seed: int = 0,
+                          num_classes: int = 21) -> CalibrationData:
+    if count < 1:
+        raise UserError(f"--calib-count must be >= 1, got {count}")
+    h, w = contract.input_size
+    if str(source) == "synthetic":
+        from segexport.data.images import preprocess
+        from segexport.data.synth import synthetic_arrays
+
+        images, _ = synthetic_arrays(count, (h, w), max(2, num_classes), seed=seed)
+        x = np.stack([preprocess(im, contract) for im in images])
+        return CalibrationData(x, "synthetic", _sha(x))
+    path = Path(source)
+    if path.is_dir():
+        from segexport.data.images import load_images
+
+        x, files = load_images(path, contract, limit=count, seed=seed)
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f.name.encode())
+            digest.update(f.read_bytes())
+        return CalibrationData(x, str(path), digest.hexdigest(), files)
+    if not path.exists():
+        raise UserError(f"calibration data {str(path)!r} not found: pass an image folder, a .npy/.npz, or 'synthetic'")
+    if path.suffix not in (".npy", ".npz"):
+        raise UserError(f"calibration data {str(path)!r} is not a folder, .npy or .npz")
+    try:
+        arr = np.load(path)
+        if isinstance(arr, np.lib.npyio.NpzFile):
+            arr = arr[arr.files[0]]
+    except (ValueError, OSError) as exc:
+        raise UserError(f"cannot read {str(path)!r} as numpy data ({exc})") from exc
+    x = _from_array(np.asarray(arr), contract, path)
+    if len(x) > count:
+        idx = np.sort(np.random.default_rng(seed).choice(len(x), size=count, replace=False))
+        x = x[idx]
+    return CalibrationData(np.ascontiguousarray(x, dtype=np.float32), str(path), _sha(x))
+
+
+def _from_array(arr: np.ndarray, contract: PreprocessContract, path: Path) -> np.ndarray:
+    h, w = contract.input_size
+    if arr.ndim == 4 and arr.shape[1] == 3 and arr.dtype.kind == "f":
+        if arr.shape[2:] != (h, w):
+            raise UserError(f"{path.name} holds {arr.shape[2]}x{arr.shape[3]} tensors but the model takes {h}x{w}: "
+                            "save N x 3 x H x W at the export size, or save uint8 N x H x W x 3 images")
+        return arr.astype(np.float32)
+    if arr.ndim == 4 and arr.shape[-1] == 3 and arr.dtype == np.uint8:
+        from segexport.data.images import preprocess
+
+        return np.stack([preprocess(im, contract) for im in arr])
+    raise UserError(f"{path.name} has shape {list(arr.shape)} ({arr.dtype}): expected float32 N x 3 x {h} x {w} "
+                    "(preprocessed) or uint8 N x H x W x 3 (images)")
+
+
+def _sha(x: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()

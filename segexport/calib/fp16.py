@@ -1,0 +1,99 @@
+"""FP16 ONNX with float32 inputs/outputs, after an overflow/underflow analysis.
+
+The conversion itself is onnxconverter-common's ``convert_float_to_float16`` (keep_io_types:
+the application keeps feeding and reading float32). Before converting, every intermediate
+tensor is measured on the calibration data in ONNX Runtime (FP32): a node whose output
+exceeds half of FP16's range (65504; the margin leaves room for the larger inputs calibration
+did not see) would overflow to inf, and one whose non-zero values mostly sit below FP16's
+smallest normal (6.1e-5) would flush to zero. Those nodes stay in FP32 (``node_block_list``),
+reported with the PyTorch module each came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+FP16_MAX = 65504.0
+FP16_MIN_NORMAL = 6.103515625e-05
+OVERFLOW_MARGIN = 0.5
+UNDERFLOW_FRACTION = 0.5
+# Ops whose float outputs are shapes/indices or that must not be converted.
+_NON_NUMERIC = {"Shape", "Size", "Constant", "ConstantOfShape", "Range", "NonZero", "ArgMax", "ArgMin"}
+
+
+@dataclass
+class RangeRisk:
+    node: str
+    op: str
+    module: str
+    max_abs: float
+    reason: str
+
+
+def tensor_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: str = "input", batch: int = 1) -> dict[str, tuple[float, float]]:
+    """Output tensor -> (max |x|, fraction of non-zeros below FP16's smallest normal)."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    value_types = {vi.name: vi.type.tensor_type.elem_type for vi in onnx.shape_inference.infer_shapes(probe).graph.value_info}
+    names = []
+    for node in probe.graph.node:
+        if node.op_type in _NON_NUMERIC:
+            continue
+        for out in node.output:
+            if out and out not in known and value_types.get(out) == onnx.TensorProto.FLOAT:
+                probe.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
+                names.append(out)
+    names += [o.name for o in model.graph.output]
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    stats: dict[str, list[float]] = {n: [0.0, 0.0, 0.0] for n in names}  # max, tiny count, nonzero count
+    for i in range(0, len(inputs), batch):
+        chunk = inputs[i:i + batch]
+        if len(chunk) < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+        outs = sess.run(names, {input_name: chunk})
+        for name, value in zip(names, outs):
+            a = np.abs(np.asarray(value, dtype=np.float64))
+            if not a.size:
+                continue
+            s = stats[name]
+            s[0] = max(s[0], float(a.max()))
+            nz = a[a > 0]
+            s[1] += float((nz < FP16_MIN_NORMAL).sum())
+            s[2] += float(nz.size)
+    return {n: (s[0], s[1] / s[2] if s[2] else 0.0) for n, s in stats.items()}
+
+
+def find_risks(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> list[RangeRisk]:
+    from segexport.exporter.lint import module_of
+
+    risks = []
+    for node in model.graph.node:
+        for out in node.output:
+            if out not in ranges:
+                continue
+            max_abs, tiny = ranges[out]
+            if max_abs > FP16_MAX * OVERFLOW_MARGIN:
+                risks.append(RangeRisk(node.name, node.op_type, module_of(node), max_abs,
+                                       f"max |x| {max_abs:.3g} > {OVERFLOW_MARGIN:g} x FP16 max: would overflow"))
+            elif tiny > UNDERFLOW_FRACTION and node.op_type not in ("Relu",):
+                risks.append(RangeRisk(node.name, node.op_type, module_of(node), max_abs,
+                                       f"{100 * tiny:.0f}% of non-zero values below FP16's smallest normal: would flush to 0"))
+            break
+    return risks
+
+
+def convert_fp16(model: onnx.ModelProto, block: list[str]) -> onnx.ModelProto:
+    """FP16 weights and activations, float32 I/O, the ``block`` nodes kept in FP32."""
+    from onnxconverter_common import float16
+
+    converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=list(block),
+                                                 disable_shape_infer=False)
+    del converted.metadata_props[:]
+    converted.metadata_props.extend(model.metadata_props)
+    return converted

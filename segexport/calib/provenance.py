@@ -1,0 +1,73 @@
+"""Provenance sidecars: which ONNX, data and settings produced a calibration artefact.
+
+A stale calibration (a cache made for an earlier export) builds without complaint in other
+tools and silently ruins accuracy; segexport records the source ONNX's SHA-256 next to every
+cache and Q/DQ model and refuses a mismatch.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from segexport.errors import UserError
+
+
+@dataclass
+class Provenance:
+    artefact: str
+    kind: str  # "qdq-onnx" | "fp16-onnx" | "trt-cache"
+    source_onnx: str
+    source_onnx_sha256: str
+    data_source: str
+    data_manifest_sha256: str
+    count: int
+    method: str
+    preprocess: dict
+    versions: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+def sidecar_for(path: str | Path) -> Path:
+    return Path(str(path) + ".json")
+
+
+def tool_versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    from segexport import __version__
+
+    out = {"segexport": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+           "python": platform.python_version()}
+    try:
+        import onnxconverter_common
+
+        out["onnxconverter_common"] = onnxconverter_common.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def write_provenance(prov: Provenance) -> None:
+    from segexport.cli.common import atomic_output
+
+    with atomic_output(sidecar_for(prov.artefact)) as tmp:
+        tmp.write_text(json.dumps(asdict(prov), indent=2) + "\n")
+
+
+def check_matches(artefact: str | Path, onnx_path: str | Path) -> Provenance:
+    """Refuse ``artefact`` (a cache or reduced ONNX) unless it was made from ``onnx_path``."""
+    from segexport.models.loading import sha256_file
+
+    side = sidecar_for(artefact)
+    if not side.is_file():
+        raise UserError(f"{Path(artefact).name} has no provenance sidecar ({side.name}): recalibrate with `segexport calibrate`")
+    prov = Provenance(**json.loads(side.read_text()))
+    actual = sha256_file(onnx_path)
+    if prov.source_onnx_sha256 != actual:
+        raise UserError(f"{Path(artefact).name} was calibrated for another ONNX (SHA-256 {prov.source_onnx_sha256[:12]}…, "
+                        f"this is {actual[:12]}…): stale calibration; rerun `segexport calibrate {onnx_path}`")
+    return prov

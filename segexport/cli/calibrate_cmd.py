@@ -1,0 +1,69 @@
+"""``segexport calibrate``: FP16 / INT8 for TensorRT 10 and 11 from one --precision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from segexport.cli.common import console
+
+
+def register(app: typer.Typer) -> None:
+    app.command("calibrate")(calibrate_command)
+
+
+def calibrate_command(
+    model: Path = typer.Argument(..., help="The fp32 ONNX from `segexport onnx`."),
+    precision: str = typer.Option("int8", "--precision", help="fp16, int8, or best (lowest precision within the budget)."),
+    data: str = typer.Option("synthetic", "--data", help="Image folder, .npy/.npz, or 'synthetic'. Preprocessed by the ONNX's contract."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Label PNGs for --data images: the budget becomes an mIoU drop."),
+    eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Held-out images for the accuracy check (default: --data; synthetic uses another seed)."),
+    eval_labels: Optional[Path] = typer.Option(None, "--eval-labels", help="Labels for --eval-data."),
+    calib_count: int = typer.Option(32, "--calib-count", help="Calibration samples (seeded sampling)."),
+    seed: int = typer.Option(0, "--seed"),
+    method: str = typer.Option("entropy", "--method", help="INT8 calibration: minmax, entropy or percentile."),
+    max_miou_drop: Optional[float] = typer.Option(None, "--max-miou-drop", help="Budget in mIoU points vs fp32 (needs labels): sensitive layers stay float."),
+    max_agreement_drop: Optional[float] = typer.Option(None, "--max-agreement-drop", help="Budget in % label agreement vs fp32 (no labels needed)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output ONNX (default: MODEL.<precision>.onnx)."),
+    trt_cache: Optional[Path] = typer.Option(None, "--trt-cache", help="Also write a TensorRT calibration cache (TensorRT <= 10, Jetson)."),
+    trt_version: Optional[str] = typer.Option(None, "--trt-version", help="TensorRT version the cache is for (default: installed, else 10.3.0)."),
+) -> None:
+    """Reduce MODEL to FP16 or INT8 and measure what it costs, on the CPU.
+
+    INT8 is explicit Q/DQ (symmetric, zero point 0, per-channel weights, conv-family inputs
+    only): what TensorRT 11 requires and TensorRT 10 accepts. --trt-cache writes the same
+    ranges as a TensorRT calibration cache for implicit INT8 on Jetson (trtexec --int8
+    --calib=FILE). FP16 keeps float32 inputs/outputs and leaves nodes that would overflow in
+    FP32, naming their PyTorch modules. Every artefact gets a provenance sidecar.
+
+    Examples:
+
+      segexport calibrate segnet.onnx --precision int8 --data images/ --calib-count 64 --trt-cache segnet.cache
+
+      segexport calibrate unet.onnx --precision best --data synthetic --max-miou-drop 0.5
+    """
+    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+
+    opts = CalibrateOptions(onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data,
+                            eval_labels=eval_labels, count=calib_count, seed=seed, method=method,
+                            max_miou_drop=max_miou_drop, max_agreement_drop=max_agreement_drop, out=out,
+                            trt_cache=trt_cache, trt_version=trt_version)
+    with console.status("calibrating", spinner="dots") as status:
+        result = run_calibrate(opts, progress=lambda m: status.update(f"[bold]{m}[/]…"))
+    console.print(f"[bold green]✓[/] wrote [bold]{result.out}[/] ({result.precision}) + {result.out.name}.json")
+    if result.trt_cache:
+        console.print(f"  TensorRT calibration cache: {result.trt_cache}")
+    if result.cost is not None:
+        console.print(f"  accuracy cost: {result.cost:.3f} {result.cost_kind} vs fp32; label agreement "
+                      f"{100 * result.pixel_agreement:.2f} %")
+    if result.miou:
+        console.print("  mIoU: " + ", ".join(f"{k} {v:.2f}" for k, v in result.miou.items()))
+    lat = result.latency_ms
+    console.print(f"  ORT CPU latency (proxy, not a GPU figure): fp32 {lat['fp32']:.2f} ms, "
+                  f"{result.precision} {lat[result.precision]:.2f} ms")
+    for k in result.kept_float:
+        console.print(f"  kept in float: {k.module or k.node} (cost with only it kept: {k.cost_if_only_this_kept:.3f})")
+    for r in result.fp16_blocked:
+        console.print(f"  kept in FP32: {r.module or r.node} ({r.reason})")

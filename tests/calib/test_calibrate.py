@@ -1,0 +1,140 @@
+"""FP16 / INT8 calibration: the Q/DQ contract TensorRT needs, caches, provenance, bad data."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from segexport.errors import UserError
+from tests.conftest import TINY_WIDTH, assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    from segexport.exporter.export import ExportOptions, export_onnx
+
+    out = tmp_path_factory.mktemp("calib") / "unet.onnx"
+    export_onnx(ExportOptions(model="unet", out=out, width=TINY_WIDTH, input_size=(48, 48), num_classes=4))
+    return out
+
+
+@pytest.fixture(scope="module")
+def int8(fp32):
+    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+
+    return run_calibrate(CalibrateOptions(onnx=fp32, precision="int8", data="synthetic", count=8,
+                                          trt_cache=fp32.with_suffix(".cache")))
+
+
+def test_qdq_contract(int8):
+    model = onnx.load(str(int8.out))
+    inits = {i.name: i for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq
+    for node in qdq:
+        zp = inits[node.input[2]]
+        assert zp.data_type == onnx.TensorProto.INT8 and not numpy_helper.to_array(zp).any()
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear"):
+        dq = next(n for n in model.graph.node if q.output[0] in n.input)
+        users = {n.op_type for n in model.graph.node if dq.output[0] in n.input}
+        assert users & {"Conv", "ConvTranspose", "Gemm", "MatMul"}, users  # Q/DQ only in front of conv-family ops
+        assert producers.get(q.input[0]) is None or producers[q.input[0]].op_type not in ("Conv", "ConvTranspose")
+    for conv in (n for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 2):
+        assert inits[conv.input[2]].data_type == onnx.TensorProto.FLOAT  # biases stay float
+    from segexport.exporter.lint import lint_model
+    from segexport.exporter.metadata import read_record
+
+    assert not lint_model(int8.out, parser="none").errors
+    record = read_record(int8.out)
+    assert record.precision == "int8" and record.source_onnx_sha256
+
+
+def test_trt_cache_round_trip_and_provenance(int8, fp32):
+    from segexport.calib.trt_cache import read_cache
+
+    version, algo, scales = read_cache(int8.trt_cache)
+    assert version == 100300 and algo == "EntropyCalibration2"
+    assert "input" in scales and all(s > 0 for s in scales.values())
+    first = int8.trt_cache.read_text().splitlines()[1]
+    name, hexval = first.split(": ")
+    assert len(hexval) == 8 and np.isclose(np.frombuffer(bytes.fromhex(hexval)[::-1], "<f4")[0], scales[name])
+    side = json.loads((int8.trt_cache.parent / (int8.trt_cache.name + ".json")).read_text())
+    assert side["kind"] == "trt-cache" and side["count"] == 8 and side["method"] == "entropy"
+
+
+def test_stale_cache_is_refused(int8, fp32, tmp_path):
+    from segexport.calib.provenance import check_matches
+
+    assert check_matches(int8.trt_cache, fp32).kind == "trt-cache"
+    other = tmp_path / "other.onnx"
+    model = onnx.load(str(fp32))
+    model.doc_string = "re-exported"
+    onnx.save(model, other)
+    with pytest.raises(UserError, match="stale calibration"):
+        check_matches(int8.trt_cache, other)
+
+
+def test_fp16_keeps_float32_io(fp32):
+    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+
+    result = run_calibrate(CalibrateOptions(onnx=fp32, precision="fp16", data="synthetic", count=4))
+    model = onnx.load(str(result.out))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+    assert result.pixel_agreement >= 0.999
+
+
+def test_fp16_overflow_analysis_blocks_the_node():
+    from onnx import TensorProto, helper
+
+    from segexport.calib.fp16 import find_risks, tensor_ranges
+
+    big = numpy_helper.from_array(np.array(1e5, np.float32), "big")
+    g = helper.make_graph([helper.make_node("Mul", ["input", "big"], ["m"], name="scale_up"),
+                           helper.make_node("Relu", ["m"], ["logits"], name="act")], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 2, 2])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, 2, 2])], [big])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    risks = find_risks(model, tensor_ranges(model, np.ones((2, 1, 2, 2), np.float32)))
+    assert [r.node for r in risks][:1] == ["scale_up"] and "overflow" in risks[0].reason
+
+
+def test_bad_calibration_data(fp32, tmp_path, run_cli):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_cli("calibrate", fp32, "--data", tmp_path / "empty"), "no PNG/JPEG images")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"garbage")
+    assert_one_line_error(run_cli("calibrate", fp32, "--data", bad), "cannot read image", "x.png")
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 3, 32, 32), np.float32))
+    assert_one_line_error(run_cli("calibrate", fp32, "--data", tmp_path / "wrong.npy"), "32x32", "48x48")
+    np.save(tmp_path / "ok.npy", np.random.default_rng(0).standard_normal((4, 3, 48, 48)).astype(np.float32))
+    result = run_cli("calibrate", fp32, "--data", tmp_path / "ok.npy", "--out", tmp_path / "q.onnx")
+    assert result.exit_code == 0, result.stderr
+
+
+def rtx_or_skip():
+    try:
+        import tensorrt_rtx  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("tensorrt-rtx must be installed in CI")
+        pytest.skip("tensorrt_rtx not installed: pip install tensorrt-rtx")
+
+
+def test_tensorrt_rtx_builds_int8_and_fp16(int8, fp32):
+    rtx_or_skip()
+    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+    from segexport.exporter.lint import lint_model
+
+    fp16 = run_calibrate(CalibrateOptions(onnx=fp32, precision="fp16", data="synthetic", count=4))
+    for path in (int8.out, fp16.out):
+        report = lint_model(path, parser="rtx", build=True)
+        assert not report.errors and report.engine_bytes > 0, [f.message for f in report.errors]
