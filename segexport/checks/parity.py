@@ -35,7 +35,6 @@ class ParityOptions:
 
 def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     import onnx
-    import torch
 
     from segexport.checks.runners import available_backends, make_runner
     from segexport.exporter.metadata import read_record
@@ -117,13 +116,12 @@ def _check_model_matches(proto, record, loaded) -> None:
 def _inputs(opts: ParityOptions, record):
     h, w = record.preprocess.input_size
     if opts.images is not None:
-        from segexport.data.images import list_images, load_images, read_rgb
+        from segexport.data.images import load_images, read_rgb
 
         x, names = load_images(opts.images, record.preprocess, limit=opts.count, seed=opts.seed)
         from PIL import Image
 
         rgbs = np.stack([np.asarray(Image.fromarray(read_rgb(p)).resize((w, h), Image.BILINEAR)) for p in names])
-        del list_images
         return x, rgbs, names
     if opts.count < 1:
         raise UserError("--count must be >= 1")

@@ -34,7 +34,7 @@ def lint_command(
       segexport lint segnet.onnx --build --json > lint.json
     """
     from segexport.errors import CheckFailed, UserError
-    from segexport.exporter.lint import lint_model, summarize
+    from segexport.exporter.lint import lint_model
 
     if parser not in ("auto", "trt", "rtx", "none"):
         raise UserError(f"--parser {parser!r} is not one of auto, trt, rtx, none")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import onnx
@@ -11,7 +10,7 @@ import pytest
 from onnx import numpy_helper
 
 from segexport.errors import UserError
-from tests.conftest import TINY_WIDTH, assert_one_line_error
+from tests.conftest import require_tensorrt_rtx, TINY_WIDTH, assert_one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -120,17 +119,10 @@ def test_bad_calibration_data(fp32, tmp_path, run_cli):
     assert result.exit_code == 0, result.stderr
 
 
-def rtx_or_skip():
-    try:
-        import tensorrt_rtx  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("tensorrt-rtx must be installed in CI")
-        pytest.skip("tensorrt_rtx not installed: pip install tensorrt-rtx")
 
 
 def test_tensorrt_rtx_builds_int8_and_fp16(int8, fp32):
-    rtx_or_skip()
+    require_tensorrt_rtx()
     from segexport.calib.pipeline import CalibrateOptions, run_calibrate
     from segexport.exporter.lint import lint_model
 

@@ -4,12 +4,11 @@ refusal of engines built for another TensorRT version or GPU."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from segexport.errors import UserError
-from tests.conftest import TINY_WIDTH, assert_one_line_error
+from tests.conftest import require_tensorrt_rtx, TINY_WIDTH, assert_one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +21,10 @@ def dyn_onnx(tmp_path_factory):
     return out
 
 
-def rtx_or_skip():
-    try:
-        import tensorrt_rtx  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("tensorrt-rtx must be installed in CI")
-        pytest.skip("tensorrt_rtx not installed: pip install tensorrt-rtx")
 
 
 def test_engine_with_profile_and_sidecar(dyn_onnx, tmp_path, run_cli):
-    rtx_or_skip()
+    require_tensorrt_rtx()
     out = tmp_path / "unet.engine"
     result = run_cli("engine", dyn_onnx, "--out", out, "--backend", "rtx")
     assert result.exit_code == 0, result.stderr
@@ -46,7 +38,7 @@ def test_engine_with_profile_and_sidecar(dyn_onnx, tmp_path, run_cli):
 
 
 def test_engine_from_another_version_or_gpu_is_refused(dyn_onnx, tmp_path):
-    rtx_or_skip()
+    require_tensorrt_rtx()
     from segexport.engines.builder import build_engine, check_engine_compatible, sidecar_path
 
     out = tmp_path / "u.engine"
@@ -62,7 +54,7 @@ def test_engine_from_another_version_or_gpu_is_refused(dyn_onnx, tmp_path):
 
 
 def test_implicit_precision_refused_where_removed(dyn_onnx, tmp_path, run_cli):
-    rtx_or_skip()
+    require_tensorrt_rtx()
     result = run_cli("engine", dyn_onnx, "--out", tmp_path / "x.engine", "--backend", "rtx", "--precision", "int8")
     assert_one_line_error(result, "no implicit INT8", "segexport calibrate")
     assert not (tmp_path / "x.engine").exists()

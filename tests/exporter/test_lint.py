@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import onnx
@@ -11,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from segexport.exporter.lint import lint_model
-from tests.conftest import assert_one_line_error
+from tests.conftest import require_tensorrt_rtx, assert_one_line_error
 
 F = TensorProto.FLOAT
 
@@ -110,17 +109,10 @@ def test_cli_exit_codes_and_json(tmp_path, run_cli):
     assert result.exit_code == 1 and "maxpool-indices" in result.stdout
 
 
-def rtx_or_skip():
-    try:
-        import tensorrt_rtx  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("tensorrt-rtx must be installed in CI (pip install -e '.[rtx]')")
-        pytest.skip("tensorrt_rtx not installed: pip install tensorrt-rtx to run NVIDIA's parser")
 
 
 def test_real_parser_rejects_maxpool_indices():
-    rtx_or_skip()
+    require_tensorrt_rtx()
     m = graph([helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], strides=[2, 2])],
               [vi("x", [1, 3, 8, 8])], [vi("y", None), vi("i", None, TensorProto.INT64)])
     report = lint_model(m, parser="rtx")
@@ -129,6 +121,6 @@ def test_real_parser_rejects_maxpool_indices():
 
 
 def test_real_builder_builds_a_static_graph():
-    rtx_or_skip()
+    require_tensorrt_rtx()
     report = lint_model(conv_graph(16, 16), parser="rtx", build=True)
     assert not report.errors and report.engine_bytes > 0
