@@ -24,7 +24,8 @@ _ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionP
                   "ort-trt": "TensorrtExecutionProvider"}
 
 
-def _quiet_polygraphy() -> None:
+def quiet_polygraphy() -> None:
+    """Polygraphy logs every session it creates; segexport prints its own summaries."""
     from polygraphy.logger import G_LOGGER
 
     G_LOGGER.module_severity = G_LOGGER.ERROR
@@ -111,7 +112,7 @@ def make_runner(backend: str, *, onnx_path: str | Path | None = None, engine_pat
     reason = available_backends()[backend]
     if reason:
         raise UserError(f"backend {backend} is unavailable: {reason}")
-    _quiet_polygraphy()
+    quiet_polygraphy()
     if backend.startswith("torch"):
         if model is None:
             raise UserError(f"backend {backend} needs a PyTorch model (--model)")

@@ -107,6 +107,10 @@ def build_engine(
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
         raise UserError(f"ONNX file {str(onnx_path)!r} not found")
+    if calibration_cache is not None:
+        from segexport.calib.provenance import check_matches
+
+        check_matches(calibration_cache, onnx_path)  # a stale cache builds silently and ruins accuracy
     flavour = find_flavour(backend)
     if flavour is None:
         raise UserError("neither tensorrt nor tensorrt_rtx is importable: pip install tensorrt (GPU machine) or tensorrt-rtx")

@@ -473,6 +473,9 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
     from segexport.checks.metrics import THRESHOLDS, compare, evaluate
+    from segexport.checks.runners import quiet_polygraphy
+
+    quiet_polygraphy()
 
     rows: list[VerifyRow] = []
     rng = np.random.default_rng(seed)

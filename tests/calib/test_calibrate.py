@@ -79,6 +79,16 @@ def test_stale_cache_is_refused(int8, fp32, tmp_path):
         check_matches(int8.trt_cache, other)
 
 
+def test_engine_refuses_a_stale_cache(int8, fp32, tmp_path, run_cli):
+    other = tmp_path / "other.onnx"
+    model = onnx.load(str(fp32))
+    model.doc_string = "re-exported"
+    onnx.save(model, other)
+    result = run_cli("engine", other, "--calib-cache", int8.trt_cache, "--backend", "rtx", "--out", tmp_path / "e.engine")
+    assert_one_line_error(result, "stale calibration")
+    assert not (tmp_path / "e.engine").exists()
+
+
 def test_fp16_keeps_float32_io(fp32):
     from segexport.calib.pipeline import CalibrateOptions, run_calibrate
 
