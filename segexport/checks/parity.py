@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segexport.checks.metrics import THRESHOLDS, Thresholds, compare, evaluate, labels_of, miou
+from segexport.checks.metrics import PARITY_THRESHOLDS, Thresholds, compare, evaluate, labels_of, miou
 from segexport.checks.reports import PairResult, ParityReport
 from segexport.errors import UserError
 
@@ -46,8 +46,12 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     record = read_record(opts.onnx)
     loaded = load_model(opts.model or record.model, num_classes=record.num_classes, width=record.width,
                         weights=opts.weights)
-    if record.weights_sha256 and loaded.weights_sha256 != record.weights_sha256:
-        raise UserError("the ONNX was exported from other weights than --weights (SHA-256 differs): pass the same checkpoint")
+    if loaded.weights_sha256 != record.weights_sha256:
+        if record.weights_sha256 is None:
+            raise UserError("the ONNX was exported without --weights (seeded initialisation) but --weights was given: "
+                            "drop --weights or re-export with them")
+        raise UserError("the ONNX was exported from other weights than --weights (SHA-256 differs)"
+                        if loaded.weights_sha256 else "the ONNX was exported with weights: pass the same checkpoint as --weights")
     _check_model_matches(onnx.load(str(opts.onnx), load_external_data=False), record, loaded)
 
     inputs, images_rgb, names = _inputs(opts, record)
@@ -59,7 +63,7 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
 
         labels = load_labels(opts.labels, names, record.preprocess.input_size, record.num_classes)
     precision = record.precision
-    base = THRESHOLDS[precision]
+    base = PARITY_THRESHOLDS[precision]
     try:
         thresholds = base.with_overrides(**opts.thresholds)
     except KeyError as exc:

@@ -38,7 +38,7 @@ def parity_command(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Folder of label PNGs (same stems as the images; 255 = ignore) for mIoU."),
     count: int = typer.Option(4, "--count", help="Number of inputs (random tensors or sampled images)."),
     seed: int = typer.Option(0, "--seed"),
-    threshold: Optional[List[str]] = typer.Option(None, "--threshold", help="Override a threshold: min_pixel_agreement, max_abs_rel, min_boundary_agreement, max_miou_drop (repeatable)."),
+    threshold: Optional[List[str]] = typer.Option(None, "--threshold", help="Override a threshold: min_pixel_agreement, max_abs_rel, abs_quantile (1.0 = true max, 0.99 default), min_boundary_agreement, max_miou_drop (repeatable)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the report as JSON."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per check) for CI."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown table."),

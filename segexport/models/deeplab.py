@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segexport.models.layers import conv_relu, vgg_stage_widths
+from segexport.models.layers import conv_relu, he_init, vgg_stage_widths
 from segexport.models.registry import ModelSpec, register, scaled
 
 PAPER = ("Chen, Papandreou, Kokkinos, Murphy, Yuille. Semantic Image Segmentation with Deep Convolutional "
@@ -55,7 +55,8 @@ class DeepLabV1(nn.Module):
         self.fc7 = conv_relu(fc, fc, 1, padding=0)
         self.drop7 = nn.Dropout2d(0.5)
         self.fc8 = nn.Conv2d(fc, num_classes, 1)
-        nn.init.normal_(self.fc8.weight, std=0.01)
+        he_init(self)
+        nn.init.normal_(self.fc8.weight, std=0.01)  # the reference's classifier init
         nn.init.zeros_(self.fc8.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segexport.models.deeplab import vgg_trunk
-from segexport.models.layers import conv_relu
+from segexport.models.layers import conv_relu, he_init
 from segexport.models.registry import ModelSpec, register, scaled
 
 PAPER = ("Yu, Koltun. Multi-Scale Context Aggregation by Dilated Convolutions. ICLR 2016 (arXiv:1511.07122)")
@@ -64,6 +64,7 @@ class DilatedNet(nn.Module):
         self.fc7 = conv_relu(fc, fc, 1, padding=0)
         self.drop7 = nn.Dropout2d(0.5)
         self.final = nn.Conv2d(fc, num_classes, 1)
+        he_init(self)  # before the context module, whose identity init must stay
         self.context = ContextModule(num_classes) if context else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -76,6 +76,19 @@ def center_crop_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return x[..., oy : oy + h, ox : ox + w]
 
 
+def he_init(module: nn.Module) -> None:
+    """He (Kaiming) normal init for every convolution below ``module``, zero biases.
+
+    Plain VGG stacks without BatchNorm (DeepLab, DilatedNet) barely train from scratch with
+    PyTorch's default init; the papers start from ImageNet weights, users without them need this.
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -92,6 +105,7 @@ __all__ = [
     "conv_bn_relu",
     "conv_relu",
     "count_parameters",
+    "he_init",
     "crop_to",
     "vgg_stage_widths",
 ]

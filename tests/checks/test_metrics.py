@@ -81,6 +81,21 @@ def test_tensor_metrics_and_thresholds():
     assert not drop["miou_drop"].passed
 
 
+def test_parity_bounds_the_99th_percentile_not_the_max():
+    from segexport.checks.metrics import PARITY_THRESHOLDS
+
+    ref = np.zeros((1, 2, 10, 10), np.float32)
+    ref[:, 0] = 10.0
+    moved = ref.copy()
+    moved[0, 0, 0, 0] = 9.0  # one element in 200 moved (an unpool index flip): max 1.0, p99 0
+    m = compare(ref, moved)
+    strict = {c.name: c.passed for c in evaluate(m, THRESHOLDS["fp32"])}
+    parity = {c.name: c.passed for c in evaluate(m, PARITY_THRESHOLDS["fp32"])}
+    assert strict["max_abs"] is False and parity["max_abs"] is True
+    broken = compare(ref, ref * 0.9)  # everything off: fails both ways
+    assert not {c.name: c.passed for c in evaluate(broken, PARITY_THRESHOLDS["fp32"])}["max_abs"]
+
+
 def test_label_maps_are_compared_too():
     a = np.array([[[0, 1], [2, 2]]])
     b = np.array([[[0, 1], [2, 1]]])
