@@ -92,13 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     index_path = FIXTURES / "fixtures.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {"fixtures": {}}
-    index["command"] = "python scripts/train_fixtures.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = ("python scripts/train_fixtures.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     index["dataset"] = {"generator": "segexport.data.synth", "num_classes": NUM_CLASSES, "size": list(SIZE),
                         "train": {"seed": TRAIN_SEED, "count": 512}, "val": {"seed": VAL_SEED, "count": 64}}
     index["torch"] = torch.__version__
     for name in args.models.split(","):
         index["fixtures"][name] = train(name, args.steps, args.batch, args.lr)
-        index["fixtures"][name]["command"] = index["command"]
+        index["fixtures"][name]["command"] = command
     index_path.write_text(json.dumps(index, indent=2) + "\n")
     return 0
 
