@@ -89,11 +89,46 @@ def find_risks(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -
 
 
 def convert_fp16(model: onnx.ModelProto, block: list[str]) -> onnx.ModelProto:
-    """FP16 weights and activations, float32 I/O, the ``block`` nodes kept in FP32."""
+    """FP16 weights and activations, float32 I/O, the ``block`` nodes kept in FP32.
+
+    The graph is converted with FP16 inputs/outputs and then wrapped in float32 casts here:
+    onnxconverter-common's own ``keep_io_types`` path fails on graphs whose input also feeds
+    a ``Shape`` node (DeepLab's interpolate-to-input-size) in its cast clean-up.
+    """
     from onnxconverter_common import float16
 
-    converted = float16.convert_float_to_float16(model, keep_io_types=True, node_block_list=list(block),
+    converted = float16.convert_float_to_float16(model, keep_io_types=False, node_block_list=list(block),
                                                  disable_shape_infer=False)
+    _float32_io(converted)
     del converted.metadata_props[:]
     converted.metadata_props.extend(model.metadata_props)
     return converted
+
+
+def _float32_io(model: onnx.ModelProto) -> None:
+    """Make FP16 graph inputs/outputs float32 again with Cast nodes at the edges."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    casts_in = []
+    for inp in graph.input:
+        if inp.type.tensor_type.elem_type != TensorProto.FLOAT16:
+            continue
+        inner = f"{inp.name}_fp16"
+        for node in graph.node:
+            node.input[:] = [inner if i == inp.name else i for i in node.input]
+        casts_in.append(helper.make_node("Cast", [inp.name], [inner], to=TensorProto.FLOAT16, name=f"{inp.name}_to_fp16"))
+        inp.type.tensor_type.elem_type = TensorProto.FLOAT
+    casts_out = []
+    for out in graph.output:
+        if out.type.tensor_type.elem_type != TensorProto.FLOAT16:
+            continue
+        inner = f"{out.name}_fp16"
+        for node in graph.node:
+            node.output[:] = [inner if o == out.name else o for o in node.output]
+            node.input[:] = [inner if i == out.name else i for i in node.input]
+        casts_out.append(helper.make_node("Cast", [inner], [out.name], to=TensorProto.FLOAT, name=f"{out.name}_to_fp32"))
+        out.type.tensor_type.elem_type = TensorProto.FLOAT
+    nodes = casts_in + list(graph.node) + casts_out
+    del graph.node[:]
+    graph.node.extend(nodes)
