@@ -59,6 +59,7 @@ def tensor_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: str = 
         outs = sess.run(names, {input_name: chunk})
         for name, value in zip(names, outs):
             a = np.abs(np.asarray(value, dtype=np.float64))
+            a = a[np.isfinite(a)]  # -inf padding (ceil-mode pools) is intended, and FP16 has infinities
             if not a.size:
                 continue
             s = stats[name]
@@ -97,12 +98,44 @@ def convert_fp16(model: onnx.ModelProto, block: list[str]) -> onnx.ModelProto:
     """
     from onnxconverter_common import float16
 
+    model = _unshare_initializers(model, set(block))
+    del model.graph.value_info[:]  # stale FP32 types would contradict the casts around blocked nodes
     converted = float16.convert_float_to_float16(model, keep_io_types=False, node_block_list=list(block),
                                                  disable_shape_infer=False)
     _float32_io(converted)
+    del converted.graph.value_info[:]
+    converted = onnx.shape_inference.infer_shapes(converted)
     del converted.metadata_props[:]
     converted.metadata_props.extend(model.metadata_props)
     return converted
+
+
+def _unshare_initializers(model: onnx.ModelProto, block: set[str]) -> onnx.ModelProto:
+    """Give FP32-kept nodes their own copy of initializers they share with FP16 nodes.
+
+    onnxslim merges identical initializers (e.g. the all-zero biases of untrained layers); the
+    converter then keeps the shared tensor in FP32 for *every* user and breaks the FP16 ones.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    if not block:
+        return out
+    inits = {i.name: i for i in out.graph.initializer}
+    users: dict[str, set[str]] = {}
+    for node in out.graph.node:
+        for name in node.input:
+            users.setdefault(name, set()).add(node.name)
+    for node in out.graph.node:
+        if node.name not in block:
+            continue
+        for k, name in enumerate(node.input):
+            if name in inits and users[name] - block:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(inits[name])
+                copy.name = f"{name}__{node.name}_fp32"
+                out.graph.initializer.append(copy)
+                node.input[k] = copy.name
+    return out
 
 
 def _float32_io(model: onnx.ModelProto) -> None:

@@ -140,3 +140,22 @@ def test_tensorrt_rtx_builds_int8_and_fp16(int8, fp32):
     for path in (int8.out, fp16.out):
         report = lint_model(path, parser="rtx", build=True)
         assert not report.errors and report.engine_bytes > 0, [f.message for f in report.errors]
+
+
+def test_fp16_with_nodes_kept_in_fp32_still_runs(fp32):
+    """Blocked nodes sharing deduplicated initializers with FP16 nodes (untrained zero biases)
+    and stale value_info once broke the converter's casts; both are handled."""
+    import onnxruntime as ort
+
+    from segexport.calib.fp16 import convert_fp16
+
+    model = onnx.load(str(fp32))
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    converted = convert_fp16(model, convs[:3])
+    sess = ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((1, 3, 48, 48)).astype(np.float32)
+    ref = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    out = sess.run(None, {"input": x})[0]
+    assert out.dtype == np.float32 and (out.argmax(1) == ref.argmax(1)).mean() > 0.99
+    kept = {n.name for n in converted.graph.node if n.op_type == "Conv"} & set(convs[:3])
+    assert kept == set(convs[:3])
