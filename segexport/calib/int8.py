@@ -10,9 +10,12 @@ re-quantize with other exclusions without re-calibrating.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -25,7 +28,7 @@ METHODS = ("minmax", "entropy", "percentile")
 
 @dataclass
 class Calibration:
-    """Activation ranges per tensor, from one calibration pass."""
+    """Activation ranges per tensor, from one calibration pass (all float tensors)."""
 
     method: str
     tensors_range: object  # onnxruntime.quantization.calibrate.TensorsData
@@ -54,31 +57,67 @@ def _reader(inputs: np.ndarray, input_name: str, batch: int):
     return Reader()
 
 
+# Ops whose tensors are left out of calibration: a ceil-mode pool is exported as Pad(-inf) ->
+# MaxPool, and -inf has no histogram; MaxPool outputs are covered as the next layer's input.
+_NOT_CALIBRATED = {"Pad", "MaxPool", "Shape", "Cast", "ConstantOfShape", "Range", "ArgMax", "ArgMin"}
+# Activations held in memory at once during collection (ORT keeps every batch's tensors until
+# it folds them into histograms); above this, collection runs in chunks.
+CHUNK_BYTES = 1 << 30
+
+
 def calibrate(onnx_path: str | Path, inputs: np.ndarray, *, method: str = "entropy", input_name: str = "input",
-              batch: int = 1) -> Calibration:
-    """Collect activation ranges of the quantizable ops' inputs on ``inputs``."""
+              batch: int = 1, progress: Callable[[int, int], None] | None = None) -> Calibration:
+    """Collect the activation ranges of every float tensor of the network on ``inputs``.
+
+    Every tensor, not only the conv-family inputs the Q/DQ graph needs: the TensorRT <= 10
+    calibration cache must hold a scale for each tensor a layer reads or writes (TensorRT
+    keeps a layer with an unscaled tensor in float), and it is written from these same ranges.
+    ``progress(done, total)`` is told the samples collected so far.
+    """
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
     if method not in METHODS:
         raise UserError(f"--method {method!r} is not one of {', '.join(METHODS)}")
+    if not len(inputs):
+        raise UserError("no calibration samples: pass --data with at least one image")
     cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
           "percentile": CalibrationMethod.Percentile}[method]
     extra = {"symmetric": True}
     if method == "percentile":
         extra["percentile"] = 99.99
+    tell = progress or (lambda _d, _t: None)
     with tempfile.TemporaryDirectory(prefix="segexport-calib-") as tmp:
         model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
         inferred = Path(tmp) / "model.onnx"
         onnx.save(model, str(inferred))
-        calibrator = create_calibrator(inferred, QUANTIZED_OPS, augmented_model_path=str(Path(tmp) / "aug.onnx"),
+        op_types = sorted({n.op_type for n in model.graph.node} - _NOT_CALIBRATED)
+        calibrator = create_calibrator(inferred, op_types, augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                        calibrate_method=cm, providers=["CPUExecutionProvider"], extra_options=extra)
-        calibrator.collect_data(_reader(inputs, input_name, batch))
-        ranges = calibrator.compute_data()
+        step = _chunk_samples(model, batch)
+        tell(0, len(inputs))
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its progress; the CLI shows a bar instead
+            for start in range(0, len(inputs), step):
+                calibrator.collect_data(_reader(inputs[start:start + step], input_name, batch))
+                tell(min(start + step, len(inputs)), len(inputs))
+            ranges = calibrator.compute_data()
     amax = {}
     for name, data in ranges.data.items():
-        lo, hi = (float(np.asarray(v).max() if np.asarray(v).size else 0) for v in (-np.asarray(data.range_value[0]), data.range_value[1]))
-        amax[name] = max(abs(lo), abs(hi))
+        lo, hi = (float(np.max(np.abs(np.asarray(v)))) if np.asarray(v).size else 0.0 for v in data.range_value)
+        value = max(lo, hi)
+        if np.isfinite(value):
+            amax[name] = value
     return Calibration(method, ranges, amax)
+
+
+def _chunk_samples(model: onnx.ModelProto, batch: int) -> int:
+    """Samples per collection chunk so the held activations stay under ``CHUNK_BYTES``."""
+    per_sample = 0
+    for vi in list(model.graph.value_info) + list(model.graph.output):
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim][1:]
+        if dims and all(d > 0 for d in dims):
+            per_sample += 4 * int(np.prod(dims))
+    samples = CHUNK_BYTES // max(per_sample, 1)
+    return max(batch, samples // batch * batch)
 
 
 def quantize_qdq(onnx_path: str | Path, calibration: Calibration, *, exclude: list[str] | None = None) -> onnx.ModelProto:

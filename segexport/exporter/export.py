@@ -416,20 +416,28 @@ SCOPE_KEYS = ("namespace", "pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_h
 
 
 def _module_scopes(model) -> dict[str, list[tuple[str, str]]]:
-    """Output tensor name -> the scope metadata of the node producing it."""
+    """Node name (and, as a fallback, output tensor name) -> the node's scope metadata."""
     scopes: dict[str, list[tuple[str, str]]] = {}
     for node in model.graph.node:
         kept = [(p.key, p.value) for p in node.metadata_props if p.key in SCOPE_KEYS]
+        if not kept:
+            continue
+        if node.name:
+            scopes[f"node:{node.name}"] = kept
         for out in node.output:
-            if out and kept:
-                scopes[out] = kept
+            if out:
+                scopes.setdefault(f"out:{out}", kept)
     return scopes
 
 
 def _restore_module_scopes(model, scopes: dict[str, list[tuple[str, str]]]) -> None:
-    """Re-attach scopes after onnxslim (which drops node metadata), matched by output name."""
+    """Re-attach scopes after onnxslim (which drops node metadata).
+
+    By node name first: when onnxslim removes a no-op node (a zero Pad), the node before it
+    takes over its output name, and matching by output would give it the removed node's scope.
+    """
     for node in model.graph.node:
-        kept = next((scopes[o] for o in node.output if o in scopes), None)
+        kept = scopes.get(f"node:{node.name}") or next((scopes[f"out:{o}"] for o in node.output if f"out:{o}" in scopes), None)
         del node.metadata_props[:]
         for key, value in kept or []:
             prop = node.metadata_props.add()

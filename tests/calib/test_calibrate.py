@@ -159,3 +159,22 @@ def test_fp16_with_nodes_kept_in_fp32_still_runs(fp32):
     assert out.dtype == np.float32 and (out.argmax(1) == ref.argmax(1)).mean() > 0.99
     kept = {n.name for n in converted.graph.node if n.op_type == "Conv"} & set(convs[:3])
     assert kept == set(convs[:3])
+
+
+def test_budget_keeps_the_most_sensitive_layers_in_float(fp32):
+    """A budget the all-INT8 model misses forces layers back to float, most sensitive first,
+    until the measured cost is within it; they are reported by PyTorch module."""
+    from segexport.calib.data import load_calibration_data
+    from segexport.calib.int8 import calibrate
+    from segexport.calib.mixed import Evaluation, budgeted_int8, predict
+    from segexport.exporter.metadata import read_record
+
+    record = read_record(fp32)
+    data = load_calibration_data("synthetic", record.preprocess, count=4, num_classes=4)
+    calibration = calibrate(fp32, data.inputs, method="minmax")
+    evaluation = Evaluation(data.inputs, None, 4, predict(str(fp32), data.inputs, "input", "logits", 1), None)
+    result = budgeted_int8(str(fp32), calibration, evaluation, budget=0.0)
+    assert result.all_int8_cost > 0  # random init: INT8 flips some labels, so the budget binds
+    assert result.kept_float and result.cost <= 0.0
+    assert all(k.module for k in result.kept_float)
+    assert result.evaluated > len(result.kept_float)  # sensitivities were measured, not guessed
