@@ -96,3 +96,13 @@ def test_parity_bad_inputs(exported, run_cli, tmp_path):
         "    return nn.Conv2d(3, 7, 1)  # ignores num_classes: 7 outputs, not the ONNX's 4\n")
     result = run_cli("parity", "--onnx", onnx_path, "--model", f"{tmp_path / 'other.py'}:build")
     assert_one_line_error(result, "differs from the PyTorch model")
+
+
+def test_bench_duration_mode(exported, run_cli, tmp_path):
+    _, onnx_path = exported
+    result = run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--duration", "0.3", "--warmup", "0",
+                     "--json", tmp_path / "d.json")
+    assert result.exit_code == 0, result.stderr
+    row = json.loads((tmp_path / "d.json").read_text())["results"][0]
+    assert row["iterations"] >= 2 and row["p50_ms"] > 0 and row["throughput"] > 0
+    assert_one_line_error(run_cli("bench", "--onnx", onnx_path, "--max-regression", "lots"), "--max-regression")
