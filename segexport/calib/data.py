@@ -44,8 +44,8 @@ def load_calibration_data(source: str | Path, contract: PreprocessContract, *, c
 
         x, files = load_images(path, contract, limit=count, seed=seed)
         digest = hashlib.sha256()
-        for f in files:
-            digest.update(f.name.encode())
+        for f in files:  # relative paths: the same folder hashes the same wherever it is mounted
+            digest.update(f.relative_to(path).as_posix().encode())
             digest.update(f.read_bytes())
         return CalibrationData(x, str(path), digest.hexdigest(), files)
     if not path.exists():

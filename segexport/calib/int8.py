@@ -46,10 +46,7 @@ def _reader(inputs: np.ndarray, input_name: str, batch: int):
             i = next(self._it, None)
             if i is None:
                 return None
-            chunk = inputs[i:i + batch]
-            if len(chunk) < batch:  # a static-batch graph: pad with the last sample
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-            return {input_name: chunk}
+            return {input_name: _pad(inputs[i:i + batch], batch)}
 
         def __len__(self) -> int:
             return -(-len(inputs) // batch)
@@ -57,9 +54,8 @@ def _reader(inputs: np.ndarray, input_name: str, batch: int):
     return Reader()
 
 
-# Ops whose tensors are left out of calibration: a ceil-mode pool is exported as Pad(-inf) ->
-# MaxPool, and -inf has no histogram; MaxPool outputs are covered as the next layer's input.
-_NOT_CALIBRATED = {"Pad", "MaxPool", "Shape", "Cast", "ConstantOfShape", "Range", "ArgMax", "ArgMin"}
+# Ops whose tensors are shapes or indices, not activations.
+_NOT_CALIBRATED = {"Shape", "Cast", "ConstantOfShape", "Range", "ArgMax", "ArgMin"}
 # Activations held in memory at once during collection (ORT keeps every batch's tensors until
 # it folds them into histograms); above this, collection runs in chunks.
 CHUNK_BYTES = 1 << 30
@@ -93,6 +89,9 @@ def calibrate(onnx_path: str | Path, inputs: np.ndarray, *, method: str = "entro
         op_types = sorted({n.op_type for n in model.graph.node} - _NOT_CALIBRATED)
         calibrator = create_calibrator(inferred, op_types, augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                        calibrate_method=cm, providers=["CPUExecutionProvider"], extra_options=extra)
+        selected = getattr(calibrator, "tensors_to_calibrate", None)  # histogram methods: the tensors binned
+        if isinstance(selected, set):
+            selected -= nonfinite_tensors(model, _pad(inputs[:batch], batch), input_name)
         step = _chunk_samples(model, batch)
         tell(0, len(inputs))
         with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its progress; the CLI shows a bar instead
@@ -107,6 +106,30 @@ def calibrate(onnx_path: str | Path, inputs: np.ndarray, *, method: str = "entro
         if np.isfinite(value):
             amax[name] = value
     return Calibration(method, ranges, amax)
+
+
+def nonfinite_tensors(model: onnx.ModelProto, sample: np.ndarray, input_name: str = "input") -> set[str]:
+    """Float tensors holding +-inf on ``sample``: a ceil-mode pool is exported as Pad(-inf) ->
+    (Reshape ->) Max, by design. An infinite tensor has no histogram (numpy refuses the range)
+    and no INT8 scale, so it is left out of calibration (and of the TensorRT cache)."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    names = [vi.name for vi in probe.graph.value_info
+             if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known]
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    names += list(known)
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    return {n for n, v in zip(names, sess.run(names, {input_name: sample})) if not np.isfinite(v).all()}
+
+
+def _pad(chunk: np.ndarray, batch: int) -> np.ndarray:
+    """A static-batch graph takes exactly ``batch`` samples: repeat the last one."""
+    if len(chunk) < batch:
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+    return chunk
 
 
 def _chunk_samples(model: onnx.ModelProto, batch: int) -> int:

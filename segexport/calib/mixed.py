@@ -57,8 +57,9 @@ def predict(model: onnx.ModelProto | str, inputs: np.ndarray, input_name: str, o
 @dataclass
 class KeptLayer:
     node: str
-    module: str
+    module: str  # the PyTorch module the node came from (exporter's scope metadata)
     cost_if_only_this_kept: float
+    recovered: float = 0.0  # all-INT8 cost minus the cost with only this layer in float
 
 
 @dataclass
@@ -74,7 +75,7 @@ def budgeted_int8(onnx_path: str, calibration: Calibration, evaluation: Evaluati
                   progress=None) -> MixedResult:
     from segexport.exporter.lint import module_of
 
-    say = progress or (lambda _m: None)
+    say = progress or (lambda *_a, **_k: None)
     full = quantize_qdq(onnx_path, calibration)
     base = evaluation.cost(full)
     result = MixedResult(full, base, base, evaluated=1)
@@ -83,18 +84,18 @@ def budgeted_int8(onnx_path: str, calibration: Calibration, evaluation: Evaluati
     nodes = quantizable_nodes(onnx_path)
     scores = []
     for i, node in enumerate(nodes):
-        say(f"sensitivity {i + 1}/{len(nodes)}: {node.name}")
+        say(f"sensitivity of {module_of(node) or node.name}", i, len(nodes))
         cost = evaluation.cost(quantize_qdq(onnx_path, calibration, exclude=[node.name]))
         scores.append((cost, node))
     result.evaluated += len(nodes)
     scores.sort(key=lambda t: t[0])  # lowest remaining cost = most sensitive layer
     kept: list[KeptLayer] = []
     for cost_alone, node in scores:
-        kept.append(KeptLayer(node.name, module_of(node), cost_alone))
+        kept.append(KeptLayer(node.name, module_of(node), cost_alone, base - cost_alone))
         model = quantize_qdq(onnx_path, calibration, exclude=[k.node for k in kept])
         cost = evaluation.cost(model)
         result.evaluated += 1
-        say(f"keeping {len(kept)} layer(s) in float: cost {cost:.3f}")
+        say(f"keeping {len(kept)} layer(s) in float: cost {cost:.3f}", len(kept), len(scores))
         if cost <= budget:
             result.model, result.cost, result.kept_float = model, cost, kept
             return result

@@ -22,10 +22,12 @@ def calibrate_command(
     eval_data: Optional[str] = typer.Option(None, "--eval-data", help="Held-out images for the accuracy check (default: --data; synthetic uses another seed)."),
     eval_labels: Optional[Path] = typer.Option(None, "--eval-labels", help="Labels for --eval-data."),
     calib_count: int = typer.Option(32, "--calib-count", help="Calibration samples (seeded sampling)."),
+    eval_count: Optional[int] = typer.Option(None, "--eval-count", help="Samples for the accuracy check (default: all of --eval-data; synthetic: calib-count/2, at least 8)."),
     seed: int = typer.Option(0, "--seed"),
     method: str = typer.Option("entropy", "--method", help="INT8 calibration: minmax, entropy or percentile."),
     max_miou_drop: Optional[float] = typer.Option(None, "--max-miou-drop", help="Budget in mIoU points vs fp32 (needs labels): sensitive layers stay float."),
     max_agreement_drop: Optional[float] = typer.Option(None, "--max-agreement-drop", help="Budget in % label agreement vs fp32 (no labels needed)."),
+    rank_by: str = typer.Option("ort-cpu", "--rank-by", help="--precision best: 'ort-cpu' (measured ONNX Runtime CPU latency, a proxy) or 'tensorrt' (int8 before fp16, TensorRT's speed order)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output ONNX (default: MODEL.<precision>.onnx)."),
     trt_cache: Optional[Path] = typer.Option(None, "--trt-cache", help="Also write a TensorRT calibration cache (TensorRT <= 10, Jetson)."),
     trt_version: Optional[str] = typer.Option(None, "--trt-version", help="TensorRT version the cache is for (default: installed, else 10.3.0)."),
@@ -47,23 +49,54 @@ def calibrate_command(
     from segexport.calib.pipeline import CalibrateOptions, run_calibrate
 
     opts = CalibrateOptions(onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data,
-                            eval_labels=eval_labels, count=calib_count, seed=seed, method=method,
+                            eval_labels=eval_labels, count=calib_count, eval_count=eval_count, seed=seed, method=method,
                             max_miou_drop=max_miou_drop, max_agreement_drop=max_agreement_drop, out=out,
-                            trt_cache=trt_cache, trt_version=trt_version)
-    with console.status("calibrating", spinner="dots") as status:
-        result = run_calibrate(opts, progress=lambda m: status.update(f"[bold]{m}[/]…"))
+                            trt_cache=trt_cache, trt_version=trt_version, rank_by=rank_by)
+    result = _run_with_progress(run_calibrate, opts)
+    _print_report(result)
+
+
+def _run_with_progress(run, opts):
+    """One rich progress bar: the step as its description, a bar when the step has a count."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("calibrating", total=None)
+
+        def progress(message: str, done: int | None = None, total: int | None = None) -> None:
+            bar.update(task, description=message, completed=done or 0, total=total)
+
+        return run(opts, progress=progress)
+
+
+def _print_report(result) -> None:
+    from rich.table import Table
+
     console.print(f"[bold green]✓[/] wrote [bold]{result.out}[/] ({result.precision}) + {result.out.name}.json")
     if result.trt_cache:
-        console.print(f"  TensorRT calibration cache: {result.trt_cache}")
+        console.print(f"  TensorRT calibration cache: {result.trt_cache} (+ .json sidecar)")
+    if result.candidates:
+        table = Table(title="--precision best: candidates (ORT CPU latency is a proxy for TensorRT's)")
+        for col in ("precision", f"cost ({result.cost_kind})", "within budget", "ORT CPU ms", "layers kept float"):
+            table.add_column(col, justify="right")
+        for row in result.candidates:
+            table.add_row(row["precision"], f"{row['cost']:.3f}", "yes" if row["within_budget"] else "no",
+                          f"{row['ort_cpu_ms']:.2f}", str(row["kept_float"]))
+        console.print(table)
     if result.cost is not None:
-        console.print(f"  accuracy cost: {result.cost:.3f} {result.cost_kind} vs fp32; label agreement "
-                      f"{100 * result.pixel_agreement:.2f} %")
+        boundary = (f", boundary band {100 * result.boundary_agreement:.2f} %"
+                    if result.boundary_agreement is not None else "")
+        console.print(f"  accuracy cost: {result.cost:.3f} {result.cost_kind} vs fp32; label agreement with fp32 "
+                      f"{100 * result.pixel_agreement:.2f} %{boundary}")
     if result.miou:
         console.print("  mIoU: " + ", ".join(f"{k} {v:.2f}" for k, v in result.miou.items()))
     lat = result.latency_ms
+    gain = lat["fp32"] / lat[result.precision] if lat.get(result.precision) else float("nan")
     console.print(f"  ORT CPU latency (proxy, not a GPU figure): fp32 {lat['fp32']:.2f} ms, "
-                  f"{result.precision} {lat[result.precision]:.2f} ms")
+                  f"{result.precision} {lat[result.precision]:.2f} ms ({gain:.2f}x)")
     for k in result.kept_float:
-        console.print(f"  kept in float: {k.module or k.node} (cost with only it kept: {k.cost_if_only_this_kept:.3f})")
+        console.print(f"  kept in float: {k.module or k.node} (recovers {k.recovered:.3f} {result.cost_kind} alone)")
     for r in result.fp16_blocked:
         console.print(f"  kept in FP32: {r.module or r.node} ({r.reason})")

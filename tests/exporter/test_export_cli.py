@@ -83,3 +83,25 @@ def test_exporter_failure_names_op_and_module(run_cli, tmp_path, monkeypatch):
     result = run_cli("onnx", "--model", "badnet:build", "--input-size", "16", "--num-classes", "2", "--out", "bad.onnx")
     assert_one_line_error(result, "ONNX export failed", "picky")
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_a_wrong_graph_fails_verification_even_after_the_noise_floor_check(tmp_path):
+    """The noise-floor fallback only applies when PyTorch disagrees with itself; a stable
+    model with a corrupted graph must still fail the strict contract."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    from segexport.exporter.export import ExportOptions, export_onnx, verify_export
+    from segexport.exporter.metadata import read_record
+    from segexport.models.loading import load_model
+
+    result = export_onnx(ExportOptions(model="deeplabv1", out=tmp_path / "d.onnx", width=TINY_WIDTH,
+                                       input_size=(33, 33), verify=False))
+    model = onnx.load(str(result.path))
+    weights = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    arr = numpy_helper.to_array(weights)
+    weights.CopyFrom(numpy_helper.from_array((arr * 1.01).astype(arr.dtype), weights.name))  # a 1 % error
+    onnx.save(model, tmp_path / "bad.onnx")
+    rows = verify_export(load_model("deeplabv1", width=TINY_WIDTH).model, tmp_path / "bad.onnx", read_record(result.path))
+    assert not rows[0].passed
+    assert rows[0].noise_floor is not None and rows[0].noise_floor.pixel_agreement >= 0.9999  # stable reference
