@@ -10,7 +10,7 @@ maximum". That is a one-hot mask over each window, computable from the pool's in
 elementwise ops, and unpooling becomes "broadcast each pooled value over its window, keep it
 where the mask is set":
 
-    window view   x[N, C, Ho, k, Wo, k]          (Reshape; -inf pad / crop for ceil/floor mode)
+    window view   x[N, C, Ho, k, Wo, k]          (Reshape; lowest-float pad / crop for ceil/floor mode)
     candidates    x == max over the window       (ReduceMax, Equal)
     first max     score = candidates * rank, rank = k*k - position (row-major), and
                   one-hot = score == max(score)  (Mul, ReduceMax, Equal)
@@ -49,6 +49,15 @@ def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
 
 
+def _lowest(x: torch.Tensor) -> float:
+    """Padding that never wins a max: the dtype's lowest *finite* value, not -inf.
+
+    An infinity in the graph breaks INT8 calibration (ONNX Runtime's entropy histogram needs a
+    finite range) and FP16 range analysis; a finite floor is exactly as exact for max pooling.
+    """
+    return float(torch.finfo(x.dtype).min)
+
+
 class MaskedMaxPool2d(nn.Module):
     """Max pool that returns ``(pooled, one_hot)`` where the one-hot marks each window's first maximum.
 
@@ -66,7 +75,7 @@ class MaskedMaxPool2d(nn.Module):
         n, c, h, w = x.shape
         if self.ceil_mode:
             ho, wo = (h + kh - 1) // kh, (w + kw - 1) // kw
-            x = F.pad(x, (0, wo * kw - w, 0, ho * kh - h), value=float("-inf"))
+            x = F.pad(x, (0, wo * kw - w, 0, ho * kh - h), value=_lowest(x))
         else:
             ho, wo = h // kh, w // kw
             x = x[:, :, : ho * kh, : wo * kw]
@@ -89,17 +98,17 @@ class MaskedMaxUnpool2d(nn.Module):
         if output_size is None:
             return out
         h, w = output_size[-2], output_size[-1]
-        out = out[:, :, :h, :w]  # ceil mode: drop the -inf padding's rows/columns
+        out = out[:, :, :h, :w]  # ceil mode: drop the padding rows/columns
         return F.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))  # floor mode: restore the dropped ones as zeros
 
 
 class CeilModeMaxPool2d(nn.Module):
-    """``MaxPool2d(k, k, ceil_mode=True)`` as -inf padding + floor-mode pooling (exact).
+    """``MaxPool2d(k, k, ceil_mode=True)`` as lowest-float padding + floor-mode pooling (exact).
 
     PyTorch's ceil-mode output-size formula branches on whether the last window starts
     inside the input; torch.export turns that branch into parity guards on H and W and
     refuses dynamic ranges (FCN's pools). For unpadded windows with kernel == stride, padding
-    the bottom/right by k - 1 with -inf and pooling in floor mode gives the same values with
+    the bottom/right by k - 1 with the lowest float and pooling in floor mode gives the same values with
     no branch; it exports to Pad + MaxPool, both TensorRT layers.
     """
 
@@ -109,10 +118,10 @@ class CeilModeMaxPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kh, kw = self.kernel_size
-        # A constant k-1 of -inf rows/columns: floor((H + k - 1) / k) = ceil(H / k) windows, and the
+        # A constant k-1 of lowest-float rows/columns: floor((H + k - 1) / k) = ceil(H / k) windows, and the
         # extra padding never forms a window of its own. Constant pads keep shape arithmetic out of
         # the graph (TensorRT bounded a modulo-based pad so loosely it asked for 68 GB on FCN-8s).
-        x = F.pad(x, (0, kw - 1, 0, kh - 1), value=float("-inf"))
+        x = F.pad(x, (0, kw - 1, 0, kh - 1), value=_lowest(x))
         return F.max_pool2d(x, self.kernel_size, self.kernel_size)
 
 
