@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from segexport.exporter.unpool import PADDING_MAGNITUDE
+
 FP16_MAX = 65504.0
 FP16_MIN_NORMAL = 6.103515625e-05
 OVERFLOW_MARGIN = 0.5
@@ -59,7 +61,7 @@ def tensor_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: str = 
         outs = sess.run(names, {input_name: chunk})
         for name, value in zip(names, outs):
             a = np.abs(np.asarray(value, dtype=np.float64))
-            a = a[np.isfinite(a)]  # -inf padding (ceil-mode pools) is intended, and FP16 has infinities
+            a = a[np.isfinite(a) & (a < PADDING_MAGNITUDE)]  # pool padding is intended (it becomes -inf in FP16)
             if not a.size:
                 continue
             s = stats[name]

@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from segexport.errors import UserError
+from segexport.exporter.unpool import PADDING_MAGNITUDE
 
 QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 METHODS = ("minmax", "entropy", "percentile")
@@ -103,15 +104,16 @@ def calibrate(onnx_path: str | Path, inputs: np.ndarray, *, method: str = "entro
     for name, data in ranges.data.items():
         lo, hi = (float(np.max(np.abs(np.asarray(v)))) if np.asarray(v).size else 0.0 for v in data.range_value)
         value = max(lo, hi)
-        if np.isfinite(value):
+        if np.isfinite(value) and value < PADDING_MAGNITUDE:  # no scale for pool padding
             amax[name] = value
     return Calibration(method, ranges, amax)
 
 
 def nonfinite_tensors(model: onnx.ModelProto, sample: np.ndarray, input_name: str = "input") -> set[str]:
-    """Float tensors holding +-inf on ``sample``: a ceil-mode pool is exported as Pad(-inf) ->
-    (Reshape ->) Max, by design. An infinite tensor has no histogram (numpy refuses the range)
-    and no INT8 scale, so it is left out of calibration (and of the TensorRT cache)."""
+    """Float tensors holding pool padding on ``sample``: a ceil-mode pool pads with the lowest
+    float before (Reshape ->) Max, by design. Such a tensor has no histogram (numpy cannot bin
+    the range) and no meaningful INT8 scale, so it is left out of calibration (and of the
+    TensorRT cache, where a missing scale keeps that layer in float)."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -122,7 +124,10 @@ def nonfinite_tensors(model: onnx.ModelProto, sample: np.ndarray, input_name: st
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
     names += list(known)
     sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    return {n for n, v in zip(names, sess.run(names, {input_name: sample})) if not np.isfinite(v).all()}
+    def padded(v: np.ndarray) -> bool:  # the pools' lowest-float padding (or an infinity)
+        return bool(v.size) and (not np.isfinite(v).all() or float(np.abs(v).max()) >= PADDING_MAGNITUDE)
+
+    return {n for n, v in zip(names, sess.run(names, {input_name: sample})) if padded(np.asarray(v))}
 
 
 def _pad(chunk: np.ndarray, batch: int) -> np.ndarray:

@@ -49,6 +49,11 @@ def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
 
 
+# Values this large are the pools' padding, never activations: calibration and FP16 range
+# analysis skip tensors that hold them (they carry no scale and are never a layer's real input).
+PADDING_MAGNITUDE = 3e38
+
+
 def _lowest(x: torch.Tensor) -> float:
     """Padding that never wins a max: the dtype's lowest *finite* value, not -inf.
 

@@ -71,7 +71,7 @@ def test_cache_covers_every_layer_output(fcn, entropy, tmp_path):
     assert outputs <= set(entropy.amax), sorted(outputs - set(entropy.amax))
     assert all(np.isfinite(v) and v >= 0 for v in entropy.amax.values())
     pads = {n.output[0] for n in model.graph.node if n.op_type == "Pad"}
-    assert pads and not pads & set(entropy.amax)  # -inf padding has no range
+    assert pads and not pads & set(entropy.amax)  # pool padding gets no range
     write_cache(tmp_path / "c.cache", {"a": 127.0, "b": 0.5}, trt_version="8.6.1", algorithm="minmax")
     lines = (tmp_path / "c.cache").read_text().splitlines()
     assert lines[0] == "TRT-8601-MinMaxCalibration"
