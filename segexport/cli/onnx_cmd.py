@@ -52,6 +52,9 @@ def onnx_command(
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the ONNX Runtime vs PyTorch check."),
     no_lint: bool = typer.Option(False, "--no-lint", help="Skip the TensorRT op-support lint (needed for --unpool native)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the verification inputs."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or fp16/int8/best: also write <out>.<precision>.onnx via `segexport calibrate` (TensorRT 11 style)."),
+    calib_data: str = typer.Option("synthetic", "--calib-data", help="With --precision fp16/int8/best: image folder, .npy/.npz, or 'synthetic'."),
+    calib_count: int = typer.Option(32, "--calib-count", help="With --precision: calibration samples."),
 ) -> None:
     """Export MODEL to ONNX that TensorRT parses, and verify it against PyTorch.
 
@@ -70,6 +73,10 @@ def onnx_command(
     """
     from segexport.exporter.export import ExportOptions, export_onnx
 
+    if precision not in ("fp32", "fp16", "int8", "best"):
+        raise UserError(f"--precision {precision!r} is not one of fp32, fp16, int8, best")
+    if precision != "fp32" and argmax:
+        raise UserError("--precision needs logits to calibrate: drop --argmax (or export twice)")
     size = parse_size(input_size) if input_size else None
     dyn = tuple(sorted({d.strip() for d in dynamic.split(",") if d.strip()})) if dynamic else ()
     safe_name = model.rpartition(":")[2] if ":" in model else model
@@ -98,6 +105,15 @@ def onnx_command(
     with console.status("exporting", spinner="dots") as status:
         result = export_onnx(options, progress=lambda msg: status.update(f"[bold]{msg}[/]…"))
     _print_result(result)
+    if precision != "fp32":
+        from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+
+        with console.status(f"calibrating {precision}", spinner="dots") as status:
+            reduced = run_calibrate(CalibrateOptions(onnx=result.path, precision=precision, data=calib_data,
+                                                     count=calib_count),
+                                    progress=lambda msg, *_a, **_k: status.update(f"[bold]{msg}[/]…"))
+        console.print(f"[bold green]✓[/] wrote [bold]{reduced.out}[/] ({reduced.precision}; label agreement with fp32 "
+                      f"{100 * reduced.pixel_agreement:.2f} %; details: segexport calibrate --help)")
 
 
 def _print_result(result) -> None:

@@ -64,7 +64,7 @@ def test_trt_cache_round_trip_and_provenance(int8, fp32):
     name, hexval = first.split(": ")
     assert len(hexval) == 8 and np.isclose(np.frombuffer(bytes.fromhex(hexval)[::-1], "<f4")[0], scales[name])
     side = json.loads((int8.trt_cache.parent / (int8.trt_cache.name + ".json")).read_text())
-    assert side["kind"] == "trt-cache" and side["count"] == 8 and side["method"] == "entropy"
+    assert side["kind"] == "trt-cache" and side["count"] == 8 and side["method"] == "percentile"
 
 
 def test_stale_cache_is_refused(int8, fp32, tmp_path):

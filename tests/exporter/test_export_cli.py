@@ -105,3 +105,14 @@ def test_a_wrong_graph_fails_verification_even_after_the_noise_floor_check(tmp_p
     rows = verify_export(load_model("deeplabv1", width=TINY_WIDTH).model, tmp_path / "bad.onnx", read_record(result.path))
     assert not rows[0].passed
     assert rows[0].noise_floor is not None and rows[0].noise_floor.pixel_agreement >= 0.9999  # stable reference
+
+
+def test_onnx_precision_writes_the_reduced_model_too(run_cli, tmp_path):
+    out = tmp_path / "u.onnx"
+    result = run_cli("onnx", "--model", "unet", "--width", TINY_WIDTH, "--input-size", "32", "--out", out,
+                     "--precision", "int8", "--calib-count", "2")
+    assert result.exit_code == 0, result.stderr
+    from segexport.exporter.metadata import read_record
+
+    assert read_record(out).precision == "fp32" and read_record(tmp_path / "u.int8.onnx").precision == "int8"
+    assert_one_line_error(run_cli("onnx", "--precision", "int4", "--out", tmp_path / "x.onnx"), "--precision")
