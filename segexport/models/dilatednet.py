@@ -5,9 +5,13 @@ Front-end: VGG16 with pool4 and pool5 removed, conv5 dilated by 2, fc6 a 7x7 con
 dilated by 4 (4096 channels), fc7 1x1 4096, a 1x1 classifier, output stride 8, then x8
 bilinear upsampling to the input size. The paper's network is unpadded and the input is
 reflection-padded by 186 px; here convolutions are 'same'-padded so the output matches the
-input for any size with the same weights. The released Caffe model upsamples with a fixed
-bilinear deconvolution; ``F.interpolate(bilinear, align_corners=False)`` is the same
-interpolation and exports to a TensorRT ``Resize`` (half_pixel).
+input for any size with the same weights. The pools are Caffe's 2x2 stride-2 ones, which
+round up (ceil(H/2)); ``ceil_mode=True`` keeps that, so any H, W >= 1 works. The released
+Caffe model upsamples x8 with a fixed bilinear deconvolution (kernel 16, stride 8, pad 4,
+one group per class); ``F.interpolate(size=input size, mode="bilinear", align_corners=False)``
+is the same half-pixel interpolation away from the border (the deconvolution fades towards
+zero in the outer 4 px, the resize clamps) and also handles sizes that are not multiples of
+8; it exports to an ONNX ``Resize`` (half_pixel) that TensorRT runs natively.
 
 Context module, basic (Table 1): seven 3x3 convolutions with C = num_classes channels and
 dilations 1, 1, 2, 4, 8, 16, 1, each followed by ReLU, then a 1x1 C->C convolution, all
@@ -41,6 +45,8 @@ def identity_init(conv: nn.Conv2d) -> None:
 
 
 class ContextModule(nn.Module):
+    """The basic context module: C channels throughout, receptive field 67x67."""
+
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.layers = nn.Sequential(*[conv_relu(channels, channels, 3, padding=d, dilation=d) for d in CONTEXT_DILATIONS])
@@ -56,13 +62,13 @@ class ContextModule(nn.Module):
 class DilatedNet(nn.Module):
     def __init__(self, num_classes: int = 21, width: float = 1.0, context: bool = False) -> None:
         super().__init__()
-        pools = [nn.MaxPool2d(2, 2) for _ in range(3)] + [None, None]
+        pools = [nn.MaxPool2d(2, 2, ceil_mode=True) for _ in range(3)] + [None, None]  # pool4/5 removed
         self.features, c5 = vgg_trunk(width, pools, conv5_dilation=2)
         fc = scaled(4096, width)
-        self.fc6 = conv_relu(c5, fc, 7, padding=12, dilation=4)
-        self.drop6 = nn.Dropout2d(0.5)
+        self.fc6 = conv_relu(c5, fc, 7, padding=12, dilation=4)  # 'same': (7 - 1) * 4 / 2
+        self.drop6 = nn.Dropout(0.5)
         self.fc7 = conv_relu(fc, fc, 1, padding=0)
-        self.drop7 = nn.Dropout2d(0.5)
+        self.drop7 = nn.Dropout(0.5)
         self.final = nn.Conv2d(fc, num_classes, 1)
         he_init(self)  # before the context module, whose identity init must stay
         self.context = ContextModule(num_classes) if context else None
@@ -74,18 +80,36 @@ class DilatedNet(nn.Module):
         return F.interpolate(h, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-for _name, _context in (("dilatednet", False), ("dilatednet-context", True)):
+def build_dilatednet(num_classes: int = 21, width: float = 1.0, **kwargs) -> DilatedNet:
+    return DilatedNet(num_classes, width, **kwargs)
+
+
+def build_dilatednet_context(num_classes: int = 21, width: float = 1.0, **kwargs) -> DilatedNet:
+    return DilatedNet(num_classes, width, context=True, **kwargs)
+
+
+# Full width, 21 classes: VGG16 convs 14.71M + fc6 102.78M + fc7 16.78M + classifier 0.09M;
+# the context module adds 7 * (21*21*9 + 21) + (21*21 + 21) = 28,392.
+FRONT_END_PARAMS, CONTEXT_PARAMS = 134_346_581, 28_392
+
+for _name, _factory, _context in (("dilatednet", build_dilatednet, False),
+                                  ("dilatednet-context", build_dilatednet_context, True)):
     register(ModelSpec(
         name=_name,
         family="dilatednet",
-        factory=(lambda c: lambda num_classes=21, width=1.0: DilatedNet(num_classes, width, context=c))(_context),
+        factory=_factory,
         paper=PAPER,
         default_input_size=(500, 500),
         output_stride=8,
-        min_size=8,
+        min_size=1,  # ceil-mode pools: 1 -> 1
         paper_params=None,
         description="VGG16 front-end without pool4/pool5, dilated conv5 (2) and fc6 (7x7, 4), x8 bilinear upsampling"
                     + ("; plus the basic context module (dilations 1,1,2,4,8,16,1, identity init)." if _context else "."),
         notes=("'same'-padded convolutions instead of the paper's unpadded network on a reflection-padded input",
-               "ARCHITECTURES.md lists no parameter count; see `segexport models` for the measured one"),
+               "x8 upsampling is a bilinear resize (align_corners=False) in place of the released model's fixed "
+               "bilinear deconvolution: identical away from the 4 px border",
+               f"the paper gives no parameter count; this implementation has "
+               f"{(FRONT_END_PARAMS + CONTEXT_PARAMS * _context) / 1e6:.2f}M at 21 classes",
+               *(("context module identity-initialised (w[c,c,centre]=1), so untrained it passes the "
+                  "front-end's scores through",) if _context else ())),
     ))

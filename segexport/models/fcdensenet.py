@@ -7,16 +7,22 @@ stride-2 transposed convolution applied only to the maps the previous dense bloc
 (not its input: that is what keeps the up path from exploding); up-path blocks pass on only
 their new maps, except the last, whose full concatenation feeds the 1x1 classifier.
 
-On odd sizes the transposed convolution overshoots its skip; it is centre-cropped to the
-skip, as the authors' Lasagne code does.
+The 3x3 stride-2 transposed convolution (no padding, as Lasagne's ``crop='valid'``) turns
+h into 2h+1: one pixel more than an even skip, equal to an odd one. The authors' Lasagne
+code centre-crops it to the skip; for a one-pixel overshoot the centre crop starts at 0,
+so :func:`crop_to_skip` cuts the last row/column instead, with ``F.pad`` by the (zero or
+negative) size difference. Why not ``layers.center_crop_to``: its slice bounds
+((2h+1 - s) // 2, ...) make ``torch.export`` emit guards on floor-divisions of H that it
+cannot prove (strict export with dynamic H/W fails; ``torch.onnx.export`` only gets through
+by falling back), while the pad amount ``s - (2h+1)`` simplifies away symbolically.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from segexport.models.layers import center_crop_to
 from segexport.models.registry import ModelSpec, register, scaled
 
 PAPER = ("Jégou, Drozdzal, Vázquez, Romero, Bengio. The One Hundred Layers Tiramisu: Fully Convolutional "
@@ -30,11 +36,22 @@ CONFIGS = {
 }
 
 
+# Lasagne's BatchNormLayer default; keeps weights ported from the authors' code exact.
+BN_EPS = 1e-4
+
+
 def _bn_relu_conv(cin: int, cout: int, kernel: int, dropout: float) -> nn.Sequential:
+    """The paper's composite layer (Table 1): BN, ReLU, 'same' conv, element-wise dropout."""
     return nn.Sequential(
-        nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2), nn.Dropout2d(dropout),
+        nn.BatchNorm2d(cin, eps=BN_EPS), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2), nn.Dropout(dropout),
     )
+
+
+def crop_to_skip(up: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """Cut the transition-up output (2h+1) to its skip (2h or 2h+1): Lasagne's centre crop,
+    whose offset is 0 for a one-pixel overshoot, written as a negative pad (see module doc)."""
+    return F.pad(up, (0, skip.shape[-1] - up.shape[-1], 0, skip.shape[-2] - up.shape[-2]))
 
 
 class DenseBlock(nn.Module):
@@ -59,13 +76,16 @@ class TransitionDown(nn.Sequential):
 
 
 class FCDenseNet(nn.Module):
+    """The Tiramisu. ``down`` lists the layers of each down-path dense block; the up path
+    mirrors it (103: down 4,5,7,10,12 / up 12,10,7,5,4)."""
+
     def __init__(self, num_classes: int = 21, width: float = 1.0, growth: int = 16,
                  down: tuple[int, ...] = (4, 5, 7, 10, 12), bottleneck: int = 15, dropout: float = 0.2,
                  stem: int = 48) -> None:
         super().__init__()
         growth = scaled(growth, width)
         c = scaled(stem, width)
-        self.stem = nn.Conv2d(3, c, 3, padding=1)
+        self.stem = nn.Conv2d(3, c, 3, padding=1)  # linear: the first BN-ReLU is in the first dense layer
         self.down_blocks = nn.ModuleList()
         self.transitions_down = nn.ModuleList()
         skip_channels = []
@@ -75,15 +95,16 @@ class FCDenseNet(nn.Module):
             skip_channels.append(c)
             self.transitions_down.append(TransitionDown(c, dropout))
         self.bottleneck = DenseBlock(c, growth, bottleneck, dropout)
-        prev_new = bottleneck * growth
+        new_c = bottleneck * growth
         self.transitions_up = nn.ModuleList()
         self.up_blocks = nn.ModuleList()
         for n, skip_c in zip(reversed(down), reversed(skip_channels)):
-            self.transitions_up.append(nn.ConvTranspose2d(prev_new, prev_new, 3, stride=2))
-            cin = skip_c + prev_new
-            self.up_blocks.append(DenseBlock(cin, growth, n, dropout))
-            prev_new = n * growth
-        self.classifier = nn.Conv2d(cin + prev_new, num_classes, 1)
+            self.transitions_up.append(nn.ConvTranspose2d(new_c, new_c, 3, stride=2))
+            c = new_c + skip_c
+            self.up_blocks.append(DenseBlock(c, growth, n, dropout))
+            new_c = n * growth
+        self.classifier = nn.Conv2d(c + new_c, num_classes, 1)
+        # HeUniform(gain='relu') with zero biases, as the authors' Lasagne code.
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
@@ -93,17 +114,26 @@ class FCDenseNet(nn.Module):
         x = self.stem(x)
         skips = []
         for block, td in zip(self.down_blocks, self.transitions_down):
-            x = torch.cat([x, block(x)], dim=1)
+            x = torch.cat([x, block(x)], dim=1)  # down path: the block's input and its new maps
             skips.append(x)
             x = td(x)
         new = self.bottleneck(x)
-        for i, (tu, block) in enumerate(zip(self.transitions_up, self.up_blocks)):
+        for tu, block in zip(self.transitions_up, self.up_blocks):
             skip = skips.pop()
-            x = torch.cat([skip, center_crop_to(tu(new), skip)], dim=1)
+            # Upsample only the previous block's new maps; [upsampled, skip] is the reference's order.
+            x = torch.cat([crop_to_skip(tu(new), skip), skip], dim=1)
             new = block(x)
-            if i == len(self.up_blocks) - 1:
-                return self.classifier(torch.cat([x, new], dim=1))
-        raise AssertionError("unreachable")
+        return self.classifier(torch.cat([x, new], dim=1))  # the last block keeps its input too
+
+
+def _factory(name: str):
+    growth, down, bottleneck = CONFIGS[name]
+
+    def build(num_classes: int = 21, width: float = 1.0, **kwargs) -> FCDenseNet:
+        return FCDenseNet(num_classes, width, growth, down, bottleneck, **kwargs)
+
+    build.__name__ = f"build_{name}"
+    return build
 
 
 def _register(name: str, paper_params: int) -> None:
@@ -112,18 +142,24 @@ def _register(name: str, paper_params: int) -> None:
     register(ModelSpec(
         name=name,
         family="fcdensenet",
-        factory=lambda num_classes=21, width=1.0, **kw: FCDenseNet(num_classes, width, growth, down, bottleneck, **kw),
+        factory=_factory(name),
         paper=PAPER,
         default_input_size=(360, 480),
-        output_stride=32,
-        min_size=32,
+        output_stride=2 ** len(down),
+        min_size=2 ** len(down),  # five floor-mode pools: 31 px leaves an empty bottleneck
         paper_params=paper_params,
         description=f"FC-DenseNet{depth}: growth {growth}, down blocks {list(down)}, bottleneck {bottleneck}, "
                     "transition up on the new maps only.",
-        notes=("default input 360x480: CamVid, where the paper reports its results (it trains on 224x224 crops)",
-               "transposed-convolution outputs are centre-cropped to their skip on odd sizes",
+        notes=("default input 360x480: the full CamVid frames the paper reports on (and fine-tunes on "
+               "after training on 224x224 crops)",
+               "3x3 stride-2 transposed convolutions give 2h+1; centre-cropped to the skip, as the authors' "
+               "Lasagne code does",
+               "BatchNorm eps 1e-4 and element-wise dropout 0.2, as the authors' Lasagne code",
+               "parameter counts exclude BatchNorm running statistics (Lasagne's count includes them: "
+               "+0.10M for 103, +0.04M for 67)",
                *(("the paper's recipe (growth 12, 4 layers a block, 4 in the bottleneck: 56 layers) gives 1.38M "
-                  "parameters, not the 1.5M of its Table 2; the architecture follows the recipe",) if depth == "56" else ())),
+                  "parameters, not the 1.5M of its Table 2; the architecture follows the recipe",)
+                 if depth == "56" else ())),
     ))
 
 

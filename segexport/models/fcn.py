@@ -1,14 +1,27 @@
-"""FCN-32s, FCN-16s and FCN-8s (Long, Shelhamer, Darrell, CVPR 2015), as in the Caffe reference.
+"""FCN-32s, FCN-16s and FCN-8s (Long, Shelhamer, Darrell, CVPR 2015), as in the Caffe reference
+(``voc-fcn{32,16,8}s/net.py`` of shelhamer/fcn.berkeleyvision.org).
 
 Faithful details that matter for deployment:
+
 - conv1_1 pads by 100 so that any input size survives the five ceil-mode pools and the
-  unpadded 7x7 fc6; the score maps are cropped back with the reference's exact offsets
-  (19 for 32s, 5/27 for 16s, 5/9/31 for 8s). The crops are slices on runtime sizes, so the
-  exported graph handles dynamic H/W.
-- Upsampling is ``ConvTranspose2d`` initialised to bilinear interpolation (sec. 3.3); the
-  final upsamplers of the reference are fixed, the 2x ones learnable.
-- FCN-8s "at-once" scales pool4/pool3 by 0.01/0.0001 before scoring; that is a training
-  trick for the all-at-once model and is omitted here (it only rescales weights).
+  unpadded 7x7 fc6; the score maps are cropped back with the reference's offsets (19 for
+  32s; 5 and 27 for 16s; 5, 9 and 31 for 8s). Those offsets are exact, not approximate: with
+  ``a*i + b`` the input coordinate of feature index ``i``, the chain gives pool3 ``8i - 95.5``,
+  pool4 ``16i - 91.5``, fc7 ``32i + 12.5`` and each upsampler ``(k - 1) / 2`` of shift, so the
+  cropped output pixel ``j`` sits on input pixel ``j`` (tests/models/test_fcn.py checks it both
+  by this arithmetic on the built modules and by an impulse response). The crops slice on runtime
+  sizes (``layers.crop_to``), so the exported graph handles dynamic H/W.
+- Dropout after fc6/fc7 is Caffe's element-wise ``Dropout`` (``nn.Dropout``, not ``Dropout2d``).
+- Upsampling is ``ConvTranspose2d`` without bias, initialised to bilinear interpolation. As in
+  sec. 4.2 of the paper the *final* upsampler stays fixed (``lr_mult: 0`` in the reference; here
+  ``requires_grad=False``) while the 2x ones are learned.
+- Score layers: the reference leaves them at Caffe's default filler (zeros) because it
+  fine-tunes from ImageNet VGG16. An untrained model that outputs exactly zero everywhere makes
+  every parity and calibration check vacuous, so scores are He-initialised unless
+  ``zero_init_scores=True`` (pass it when fine-tuning from ImageNet weights as the paper does).
+- FCN-8s "at-once" multiplies pool4/pool3 by 0.01/0.0001 before scoring them; that only
+  rescales the skip weights (a training-time conditioning trick) and is omitted, as in the
+  staged FCN-8s the paper reports.
 """
 
 from __future__ import annotations
@@ -22,22 +35,27 @@ from segexport.models.registry import ModelSpec, register, scaled
 PAPER = ("Long, Shelhamer, Darrell. Fully Convolutional Networks for Semantic Segmentation. "
          "CVPR 2015 (arXiv:1411.4038)")
 
+# Caffe crop offsets (pixels) of the reference nets: the skip scores onto the 2x-upsampled map,
+# and the final upsampled score onto the input.
+CROP_POOL4 = 5
+CROP_POOL3 = 9
+CROP_OUT = {32: 19, 16: 27, 8: 31}
+CONV1_PAD = 100
+
 
 class _VGGTrunk(nn.Module):
     """VGG16 conv1..conv5 with the FCN padding and ceil-mode pools; returns pool3/4/5."""
 
     def __init__(self, width: float) -> None:
         super().__init__()
-        stages = vgg_stage_widths(width)
         cin = 3
         self.stages = nn.ModuleList()
-        for i, stage in enumerate(stages):
+        for i, stage in enumerate(vgg_stage_widths(width)):
             layers: list[nn.Module] = []
             for j, cout in enumerate(stage):
-                pad = 100 if (i == 0 and j == 0) else 1
-                layers.append(conv_relu(cin, cout, 3, padding=pad))
+                layers.append(conv_relu(cin, cout, 3, padding=CONV1_PAD if i == j == 0 else 1))
                 cin = cout
-            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))  # Caffe pooling rounds up
             self.stages.append(nn.Sequential(*layers))
         self.out_channels = cin
 
@@ -49,66 +67,83 @@ class _VGGTrunk(nn.Module):
         return feats[2], feats[3], feats[4]
 
 
-def _upsampler(channels: int, factor: int) -> nn.ConvTranspose2d:
+def _upsampler(channels: int, factor: int, *, learnable: bool) -> nn.ConvTranspose2d:
+    """A bilinear-initialised x``factor`` deconvolution (kernel 2*factor, as in the reference)."""
     up = nn.ConvTranspose2d(channels, channels, 2 * factor, stride=factor, bias=False)
     with torch.no_grad():
         up.weight.copy_(bilinear_kernel(channels, 2 * factor))
+    up.weight.requires_grad_(learnable)
     return up
 
 
 class FCN(nn.Module):
-    """FCN with ``stride`` in {32, 16, 8}: the deeper skips are added for 16s and 8s."""
+    """FCN with ``stride`` in {32, 16, 8}: the deeper skips are added for 16s and 8s.
 
-    def __init__(self, num_classes: int = 21, width: float = 1.0, stride: int = 8) -> None:
+    Module names follow the Caffe layers (fc6, fc7, score_fr, upscore2, score_pool4, ...), so a
+    converted reference checkpoint maps name for name.
+    """
+
+    def __init__(self, num_classes: int = 21, width: float = 1.0, stride: int = 8, *,
+                 zero_init_scores: bool = False) -> None:
         super().__init__()
-        if stride not in (8, 16, 32):
-            raise ValueError("stride must be 8, 16 or 32")
+        if stride not in CROP_OUT:
+            raise ValueError(f"stride must be one of {sorted(CROP_OUT)}, got {stride}")
         self.stride = stride
         self.features = _VGGTrunk(width)
         fc = scaled(4096, width)
         self.fc6 = conv_relu(self.features.out_channels, fc, 7, padding=0)
-        self.drop6 = nn.Dropout2d(0.5)
+        self.drop6 = nn.Dropout(0.5)
         self.fc7 = conv_relu(fc, fc, 1, padding=0)
-        self.drop7 = nn.Dropout2d(0.5)
+        self.drop7 = nn.Dropout(0.5)
         self.score_fr = nn.Conv2d(fc, num_classes, 1)
         if stride == 32:
-            self.upscore = _upsampler(num_classes, 32)
+            self.upscore = _upsampler(num_classes, 32, learnable=False)
         else:
-            self.upscore2 = _upsampler(num_classes, 2)
+            self.upscore2 = _upsampler(num_classes, 2, learnable=True)
             self.score_pool4 = nn.Conv2d(scaled(512, width), num_classes, 1)
             if stride == 16:
-                self.upscore16 = _upsampler(num_classes, 16)
+                self.upscore16 = _upsampler(num_classes, 16, learnable=False)
             else:
-                self.upscore_pool4 = _upsampler(num_classes, 2)
+                self.upscore_pool4 = _upsampler(num_classes, 2, learnable=True)
                 self.score_pool3 = nn.Conv2d(scaled(256, width), num_classes, 1)
-                self.upscore8 = _upsampler(num_classes, 8)
+                self.upscore8 = _upsampler(num_classes, 8, learnable=False)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-        for name in ("score_fr", "score_pool4", "score_pool3"):
-            if hasattr(self, name):
-                nn.init.zeros_(getattr(self, name).weight)  # the reference initialises scores at zero
+        if zero_init_scores:
+            for m in (self.score_fr, getattr(self, "score_pool4", None), getattr(self, "score_pool3", None)):
+                if m is not None:
+                    nn.init.zeros_(m.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pool3, pool4, pool5 = self.features(x)
         score = self.score_fr(self.drop7(self.fc7(self.drop6(self.fc6(pool5)))))
         if self.stride == 32:
-            return crop_to(self.upscore(score), x, 19)
+            return crop_to(self.upscore(score), x, CROP_OUT[32])
         up2 = self.upscore2(score)
-        fuse4 = up2 + crop_to(self.score_pool4(pool4), up2, 5)
+        fuse4 = up2 + crop_to(self.score_pool4(pool4), up2, CROP_POOL4)
         if self.stride == 16:
-            return crop_to(self.upscore16(fuse4), x, 27)
+            return crop_to(self.upscore16(fuse4), x, CROP_OUT[16])
         up4 = self.upscore_pool4(fuse4)
-        fuse3 = up4 + crop_to(self.score_pool3(pool3), up4, 9)
-        return crop_to(self.upscore8(fuse3), x, 31)
+        fuse3 = up4 + crop_to(self.score_pool3(pool3), up4, CROP_POOL3)
+        return crop_to(self.upscore8(fuse3), x, CROP_OUT[8])
+
+
+# Parameters at 21 classes and full width, counted on the meta device (tests/models/test_fcn.py).
+# The FCN paper's Table 1 gives 134M for FCN-VGG16; FCN-32s is larger because its fixed x32
+# upsampler alone holds 21*21*64*64 = 1.8M weights.
+_COUNTS = {32: 136_152_917, 16: 134_815_994, 8: 134_489_759}
 
 
 def _spec(name: str, stride: int) -> ModelSpec:
+    def factory(num_classes: int = 21, width: float = 1.0, **kwargs) -> FCN:
+        return FCN(num_classes, width, stride, **kwargs)
+
     return ModelSpec(
         name=name,
         family="fcn",
-        factory=lambda num_classes=21, width=1.0, **kw: FCN(num_classes, width, stride, **kw),
+        factory=factory,
         paper=PAPER,
         default_input_size=(500, 500),
         output_stride=stride,
@@ -118,8 +153,15 @@ def _spec(name: str, stride: int) -> ModelSpec:
         + {32: "a single x32 bilinear-initialised deconvolution.",
            16: "pool4 scores fused before a x16 deconvolution.",
            8: "pool4 and pool3 scores fused before a x8 deconvolution."}[stride],
-        notes=("conv1_1 pads by 100 and the outputs are cropped back (Caffe offsets), so every size >= 1 works",
-               "ARCHITECTURES.md lists no count; the FCN paper's VGG16 FCN has ~134M parameters"),
+        notes=(
+            "conv1_1 pads by 100 and the scores are cropped back with the Caffe offsets, so every "
+            "size >= 1 works (min_size 1; size 0 is no image)",
+            f"{_COUNTS[stride]:,} parameters at 21 classes (ARCHITECTURES.md has no figure; the FCN "
+            "paper's Table 1 gives 134M for FCN-VGG16)",
+            "default input 500x500: PASCAL VOC images are at most 500 px a side and the reference trains on whole images",
+            "the final upsampler is fixed bilinear (requires_grad=False), as in the paper; "
+            "FCN-8s at-once's 0.01/0.0001 skip scaling is omitted",
+        ),
     )
 
 
