@@ -22,6 +22,9 @@ def engine_command(
     calib_cache: Optional[Path] = typer.Option(None, "--calib-cache", help="TensorRT calibration cache for implicit INT8 on TensorRT 10."),
     workspace: Optional[int] = typer.Option(None, "--workspace", help="Builder workspace limit in MiB."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file to read and update (faster rebuilds)."),
+    version_compat: bool = typer.Option(False, "--version-compat", help="TensorRT: the engine also runs on later releases of the same major (lean runtime)."),
+    hardware_compat: Optional[str] = typer.Option(None, "--hardware-compat", help="TensorRT: ampere+ (one engine for every Ampere or newer GPU) or same-cc."),
+    target_cc: Optional[str] = typer.Option(None, "--target-cc", help="TensorRT-RTX ahead-of-time targets, comma-separated (sm86,sm89,sm120 or current); default: all."),
 ) -> None:
     """Build a serialized engine with the optimisation profile recorded at export.
 
@@ -34,6 +37,8 @@ def engine_command(
       segexport engine deeplabv1.onnx
 
       segexport engine segnet.onnx --precision int8 --calib-cache segnet.cache   # TensorRT 10 / Jetson
+
+      segexport engine unet.onnx --backend rtx --target-cc sm89,sm120            # TensorRT-RTX, no GPU needed
     """
     from segexport.engines.builder import build_engine
     from segexport.errors import UserError
@@ -43,6 +48,8 @@ def engine_command(
     out = out or model.with_suffix(".engine")
     with console.status(f"building {out.name}", spinner="dots"):
         info = build_engine(model, out, backend=backend, precision=precision, workspace_mib=workspace,
-                            timing_cache=timing_cache, calibration_cache=calib_cache)
+                            timing_cache=timing_cache, calibration_cache=calib_cache,
+                            version_compatible=version_compat, hardware_compatibility=hardware_compat,
+                            target_compute_capabilities=tuple(t.strip() for t in (target_cc or "").split(",") if t.strip()))
     console.print(f"[bold green]✓[/] wrote [bold]{out}[/] ({info.engine_bytes / 1e6:.1f} MB, {info.precision}, "
                   f"{info.backend} {info.tensorrt_version}, built in {info.build_seconds:.1f}s) + {out.name}.json")

@@ -10,5 +10,8 @@ One builder serves three runtimes because their Python APIs share the documented
 - TensorRT-RTX: strongly typed as well, builds ahead of time without a GPU; CI uses it to
   prove that every export parses and builds with NVIDIA's real parser.
 
+Every engine gets a JSON sidecar (version, GPU, profile, precision, ONNX SHA-256, portability
+options) that ``check_engine_compatible`` reads before anyone deserialises it.
+
 ``tensorrt`` / ``tensorrt_rtx`` are imported inside functions, never at module import.
 """

@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segexport.engines.runtime import Flavour, find_flavour, parse_onnx
+from segexport.engines.runtime import Flavour, find_flavour, last_error, parse_onnx
 from segexport.errors import UserError
 
 SIDECAR_SUFFIX = ".json"
+HARDWARE_LEVELS = {"ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
 
 
 @dataclass
@@ -41,6 +42,9 @@ class EngineInfo:
     compute_capability: str | None = None
     strongly_typed: bool = True
     calibration_cache: str | None = None
+    version_compatible: bool = False
+    hardware_compatibility: str | None = None  # TensorRT: "ampere+" or "same-cc"; None = this GPU only
+    target_compute_capabilities: list[str] = field(default_factory=list)  # TensorRT-RTX AOT targets; [] = all
     notes: list[str] = field(default_factory=list)
 
 
@@ -102,8 +106,18 @@ def build_engine(
     timing_cache: str | Path | None = None,
     calibrator: Any = None,
     calibration_cache: str | Path | None = None,
+    version_compatible: bool = False,
+    hardware_compatibility: str | None = None,
+    target_compute_capabilities: tuple[str, ...] = (),
 ) -> EngineInfo:
-    """Parse ``onnx_path`` and write a serialized engine to ``out_path`` (temp file, then rename)."""
+    """Parse ``onnx_path`` and write a serialized engine to ``out_path`` (temp file, then rename).
+
+    Portability knobs, each only where its runtime has it: ``version_compatible`` (TensorRT:
+    the engine runs on later TensorRT releases of the same major, with the lean runtime),
+    ``hardware_compatibility`` ("ampere+" / "same-cc", TensorRT: one engine for several GPUs),
+    ``target_compute_capabilities`` (TensorRT-RTX ahead-of-time targets such as "sm89"; none =
+    every architecture the release supports, "current" = this machine's GPU).
+    """
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
         raise UserError(f"ONNX file {str(onnx_path)!r} not found")
@@ -115,8 +129,13 @@ def build_engine(
     if flavour is None:
         raise UserError("neither tensorrt nor tensorrt_rtx is importable: pip install tensorrt (GPU machine) or tensorrt-rtx")
     onnx_precision = _onnx_precision(onnx_path)
+    if precision is None and (calibrator is not None or calibration_cache is not None):
+        precision = "int8"  # a calibration cache only means INT8; ignoring it would build FP32 silently
     precision = precision or onnx_precision
-    implicit = precision != onnx_precision and onnx_precision == "fp32"
+    if precision != onnx_precision and onnx_precision != "fp32":
+        raise UserError(f"{onnx_path.name} already holds {onnx_precision.upper()} (from `segexport calibrate`): drop "
+                        f"--precision {precision}, or calibrate the FP32 export to {precision.upper()} instead")
+    implicit = precision != onnx_precision
     if implicit and flavour.strongly_typed_only:
         raise UserError(
             f"{flavour.label} has no implicit {precision.upper()} (builder flags/calibrators were removed): "
@@ -124,6 +143,8 @@ def build_engine(
         )
     if implicit and precision == "int8" and calibrator is None and calibration_cache is None:
         raise UserError("implicit INT8 on TensorRT 10 needs --calib-cache FILE (from `segexport calibrate --trt-cache`)")
+
+    _check_portability(flavour, version_compatible, hardware_compatibility, target_compute_capabilities)
 
     parsed = parse_onnx(onnx_path, flavour, strongly_typed=not implicit)
     if not parsed.ok:
@@ -148,6 +169,14 @@ def build_engine(
                 calibrator = cache_only_calibrator(trt, calibration_cache)
             config.int8_calibrator = calibrator
             config.set_calibration_profile(profile)
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if hardware_compatibility:
+        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, HARDWARE_LEVELS[hardware_compatibility])
+    if target_compute_capabilities:
+        config.num_compute_capabilities = len(target_compute_capabilities)
+        for i, cc in enumerate(target_compute_capabilities):
+            config.set_compute_capability(getattr(trt.ComputeCapability, cc.upper()), i)
     cache_obj = None
     if timing_cache is not None and hasattr(config, "create_timing_cache"):
         blob = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
@@ -158,16 +187,20 @@ def build_engine(
     serialized = parsed.builder.build_serialized_network(parsed.network, config)
     seconds = time.perf_counter() - start
     if serialized is None:
-        raise UserError(f"{flavour.label} failed to build an engine from {onnx_path.name}: see the log above; "
-                        "try a larger --workspace or `segexport lint --build` for details")
+        raise UserError(f"{flavour.label} failed to build an engine from {onnx_path.name}: {last_error(parsed.logger)}; "
+                        "try a larger --workspace, or `segexport lint --build` for every finding")
     data = bytes(serialized)
     gpu, cc = current_gpu()
+    # TensorRT engines are tuned for the GPU they were built on; TensorRT-RTX ones only with "current".
+    for_this_gpu = flavour.backend == "trt" or [t.lower() for t in target_compute_capabilities] == ["current"]
     info = EngineInfo(
         engine=str(out_path), backend=flavour.backend, tensorrt_version=flavour.version, precision=precision,
         onnx_sha256=_sha256(onnx_path), profile={k: [list(s) for s in v] for k, v in profile_shapes.items()},
-        build_seconds=round(seconds, 3), engine_bytes=len(data), gpu=None if flavour.backend == "rtx" else gpu,
-        compute_capability=None if flavour.backend == "rtx" else cc, strongly_typed=not implicit,
+        build_seconds=round(seconds, 3), engine_bytes=len(data), gpu=gpu if for_this_gpu else None,
+        compute_capability=cc if for_this_gpu else None, strongly_typed=not implicit,
         calibration_cache=str(calibration_cache) if calibration_cache else None,
+        version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
+        target_compute_capabilities=[cc.lower() for cc in target_compute_capabilities],
     )
     from segexport.cli.common import atomic_output
 
@@ -181,12 +214,38 @@ def build_engine(
     return info
 
 
+def _check_portability(flavour: Flavour, version_compatible: bool, hardware: str | None,
+                       targets: tuple[str, ...]) -> None:
+    """Refuse a portability option the flavour lacks, before minutes of building."""
+    trt = flavour.module
+    if hardware is not None and hardware not in HARDWARE_LEVELS:
+        raise UserError(f"hardware compatibility {hardware!r} is not one of {', '.join(HARDWARE_LEVELS)}")
+    if flavour.backend == "rtx":
+        if hardware or version_compatible:
+            raise UserError("TensorRT-RTX has no version/hardware compatibility levels (its engines compile for the "
+                            "GPU at load): choose ahead-of-time targets with --target-cc instead")
+        known = {m.lower() for m in trt.ComputeCapability.__members__} - {"none"}
+        bad = [cc for cc in targets if cc.lower() not in known]
+        if bad:
+            raise UserError(f"--target-cc {', '.join(bad)} unknown to {flavour.label}: use {', '.join(sorted(known))}")
+        if "current" in [cc.lower() for cc in targets] and len(targets) > 1:
+            raise UserError("--target-cc current builds for this GPU only: give it alone")
+    elif targets:
+        raise UserError("--target-cc is a TensorRT-RTX option: on TensorRT use --hardware-compat ampere+ for "
+                        "one engine across GPUs")
+    elif hardware and not hasattr(trt, "HardwareCompatibilityLevel"):
+        raise UserError(f"{flavour.label} has no hardware compatibility (TensorRT 8.6+): upgrade TensorRT")
+
+
 def _onnx_precision(onnx_path: Path) -> str:
     import onnx
 
     from segexport.engines.runtime import needs_strong_typing
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:
+        raise UserError(f"{str(onnx_path)!r} is not an ONNX model ({type(exc).__name__}): pass a .onnx file") from exc
     if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
         return "int8"
     return "fp16" if needs_strong_typing(model) else "fp32"
@@ -209,12 +268,40 @@ def check_engine_compatible(engine_path: str | Path, flavour: Flavour | None = N
     an obscure message and at worst after minutes of user time.
     """
     info = read_engine_info(engine_path)
+    name = Path(engine_path).name
     flavour = flavour or find_flavour(info.backend)
-    if flavour is not None and flavour.version != info.tensorrt_version:
-        raise UserError(f"{Path(engine_path).name} was built with TensorRT {info.tensorrt_version}, this is "
+    if flavour is not None and not _version_ok(info, flavour.version):
+        raise UserError(f"{name} was built with TensorRT {info.tensorrt_version}, this is "
                         f"{flavour.label}: rebuild it with `segexport engine`")
     _, cc = current_gpu()
-    if info.compute_capability and cc and cc != info.compute_capability:
-        raise UserError(f"{Path(engine_path).name} was built for compute capability {info.compute_capability} "
+    if cc is None:
+        return info
+    if info.target_compute_capabilities and "current" not in info.target_compute_capabilities:
+        if "sm" + cc.replace(".", "") not in info.target_compute_capabilities:
+            raise UserError(f"{name} was built for {', '.join(info.target_compute_capabilities)}, this GPU is sm"
+                            f"{cc.replace('.', '')}: rebuild it with `segexport engine --target-cc sm{cc.replace('.', '')}`")
+        return info
+    if info.compute_capability and cc != info.compute_capability:
+        if info.hardware_compatibility == "ampere+" and _cc_tuple(cc) >= (8, 0):
+            return info
+        raise UserError(f"{name} was built for compute capability {info.compute_capability} "
                         f"({info.gpu}), this GPU is {cc}: rebuild it on this machine with `segexport engine`")
     return info
+
+
+def _cc_tuple(cc: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in cc.split("."))
+
+
+def _version_ok(info: EngineInfo, runtime_version: str) -> bool:
+    """Exact match, or for a version-compatible engine any later release of the same major."""
+    if runtime_version == info.tensorrt_version:
+        return True
+    if not info.version_compatible:
+        return False
+    try:
+        built = tuple(int(x) for x in info.tensorrt_version.split(".")[:3])
+        runtime = tuple(int(x) for x in runtime_version.split(".")[:3])
+    except ValueError:
+        return False
+    return built[0] == runtime[0] and runtime >= built

@@ -76,7 +76,7 @@ class ParsedNetwork:
     network: Any
     parser: Any
     logger: Any
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (node name, message)
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (node name or "#index", message)
 
     @property
     def ok(self) -> bool:
@@ -133,6 +133,26 @@ def parse_onnx(path: str | Path, flavour: Flavour, *, strongly_typed: bool | Non
     if not parser.parse(data, str(Path(path).resolve().parent)):  # the dir resolves external data
         for i in range(parser.num_errors):
             err = parser.get_error(i)
-            node = err.node_name() if hasattr(err, "node_name") else str(err.node())
-            errors.append((node, err.desc()))
+            errors.append((_node_label(err, model), err.desc()))
     return ParsedNetwork(flavour, builder, network, parser, logger, errors)
+
+
+def _node_label(err: Any, model) -> str:
+    """The failing node's name, or ``#index`` for an unnamed node, or "" when the error has none.
+
+    The parser reports the node's index as well as its name; hand-made and some exported graphs
+    leave names empty, and the index is then the only way back to the op and its module.
+    """
+    name = err.node_name() if hasattr(err, "node_name") else ""
+    if name:
+        return name
+    index = int(err.node()) if hasattr(err, "node") else -1
+    if 0 <= index < len(model.graph.node):
+        return model.graph.node[index].name or f"#{index}"
+    return ""
+
+
+def last_error(logger: Any) -> str:
+    """The last error a collecting logger kept, on one line (the builder's reason for ``None``)."""
+    errors = [m for sev, m in getattr(logger, "messages", []) if "ERROR" in sev or "INTERNAL" in sev]
+    return " ".join(errors[-1].split())[:300] if errors else "no error was logged"
