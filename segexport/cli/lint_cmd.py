@@ -57,8 +57,8 @@ def _print(report) -> None:
         for col in ("severity", "code", "node", "PyTorch module", "message"):
             table.add_column(col, overflow="fold")
         for f in report.findings:
-            sev = "[red]error[/]" if f.severity == "error" else "[yellow]warning[/]"
-            table.add_row(sev, f.code, f.node, f.module, f.message)
+            colour = {"error": "red", "warning": "yellow"}.get(f.severity, "blue")
+            table.add_row(f"[{colour}]{f.severity}[/]", f.code, f.node, f.module, f.message)
         console.print(table)
     parser = report.parser or f"not run ({report.parser_skipped})"
     console.print(f"parser: {parser}")

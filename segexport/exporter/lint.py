@@ -4,9 +4,11 @@ Two layers:
 1. A static check against the support matrix of onnx-tensorrt's ``docs/operators.md`` for
    TensorRT 10.x (read at commit 96e7811, June 2024; the table below is our own summary of
    it): unsupported operators, and the restrictions that bite segmentation exports most --
-   MaxPool ``Indices``, Resize modes and antialiasing, ScatterND reductions, Q/DQ zero points,
-   ``axes`` inputs that must be constant, INT64 values TensorRT narrows, dynamic dimensions
-   without an optimisation profile, the opset range.
+   MaxPool ``Indices``, Resize modes, coordinate modes and antialiasing, Scatter reductions,
+   Q/DQ zero points and types, ``axes`` inputs that must be constant, pool dilations, TopK,
+   INT64 values TensorRT narrows, dynamic dimensions without (or contradicting) the recorded
+   optimisation profile, the opset range. Where the matrix and the parser's code disagree
+   (cubic Resize is listed as unsupported yet implemented) the finding is a warning.
 2. When ``tensorrt`` or ``tensorrt_rtx`` is importable, the *real* parser runs on the model,
    and with ``build=True`` a serialized engine is built: the only proof that counts.
 
@@ -30,7 +32,7 @@ from segexport.errors import UserError
 # Operators the TensorRT 10 ONNX parser does not implement (support matrix, "N" rows).
 UNSUPPORTED_OPS = frozenset({
     "AffineGrid", "Bernoulli", "BitShift", "BitwiseAnd", "BitwiseNot", "BitwiseOr", "BitwiseXor",
-    "BlackmanWindow", "CenterCropPad", "Compress", "ConcatFromSequence", "ConvInteger", "DFT", "Det",
+    "BlackmanWindow", "CenterCropPad", "Col2Im", "Compress", "ConcatFromSequence", "ConvInteger", "DFT", "Det",
     "DynamicQuantizeLinear", "HammingWindow", "HannWindow", "ImageDecoder", "MatMulInteger", "MaxRoiPool",
     "MaxUnpool", "MelWeightMatrix", "Multinomial", "NegativeLogLikelihoodLoss", "Optional",
     "OptionalGetElement", "OptionalHasElement", "QLinearConv", "QLinearMatMul", "RegexFullMatch", "STFT",
@@ -38,12 +40,17 @@ UNSUPPORTED_OPS = frozenset({
     "SequenceMap", "SoftmaxCrossEntropyLoss", "SplitToSequence", "StringConcat", "StringNormalizer",
     "StringSplit", "TfIdfVectorizer", "Unique",
 })
-# Operators whose ``axes`` input must be an initializer (a constant) for the parser.
+# Operators whose ``axes`` (``axis`` for CumSum) input, at this index, must be a constant.
 AXES_MUST_BE_CONSTANT = {"Pad": 3, "Slice": 3, "ReduceMax": 1, "ReduceMin": 1, "ReduceMean": 1, "ReduceSum": 1,
                          "ReduceProd": 1, "ReduceL1": 1, "ReduceL2": 1, "ReduceLogSumExp": 1, "ReduceSumSquare": 1,
-                         "ReduceLogSum": 1}
+                         "ReduceLogSum": 1, "Squeeze": 1, "Unsqueeze": 1, "CumSum": 1}
+# Pools whose ``dilations`` must be empty or all ones.
+POOLS_NO_DILATION = {"MaxPool", "AveragePool", "LpPool"}
 RESIZE_COORD_MODES = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
+# The 10.0 support matrix lists nearest and linear only; the parser also implements cubic
+# (on the last two dims), and TensorRT-RTX 1.7 accepts it, so cubic is a warning, not an error.
 RESIZE_MODES = {"nearest", "linear"}
+TOPK_MAX_K = 3840
 RESIZE_NEAREST_MODES = {"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"}
 QUANTIZED_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.INT4}
 OPSET_RANGE = (9, 20)  # TensorRT 10.0; later 10.x and 11 accept newer opsets
@@ -52,9 +59,12 @@ INT32_MAX = 2**31 - 1
 MODULE_KEYS = ("namespace", "pkg.torch.onnx.name_scopes")
 
 
+SEVERITIES = ("error", "warning", "info")
+
+
 @dataclass
 class Finding:
-    severity: str  # "error" | "warning"
+    severity: str  # "error" | "warning" | "info"
     code: str
     message: str
     node: str = ""
@@ -82,6 +92,7 @@ class LintReport:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["errors"], d["warnings"] = len(self.errors), len(self.warnings)
+        d["infos"] = len(self.findings) - d["errors"] - d["warnings"]
         return d
 
 
@@ -115,6 +126,37 @@ def _s(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _resize_findings(node: onnx.NodeProto, constants: set[str], add) -> None:
+    """The Resize restrictions of the support matrix (attributes default as in the ONNX spec)."""
+    mode = _s(_attr(node, "mode", b"nearest"))
+    coord = _s(_attr(node, "coordinate_transformation_mode", b"half_pixel"))
+    nearest = _s(_attr(node, "nearest_mode", b"round_prefer_floor"))
+    if _attr(node, "antialias", 0):
+        add("error", "resize-antialias", node, "Resize with antialias=1 is not supported by TensorRT: "
+                                               "interpolate with antialias=False")
+    if mode == "cubic":
+        add("warning", "resize-cubic", node, "Resize mode 'cubic' is missing from TensorRT 10's support matrix "
+                                             "(the parser implements it on the last two dims): prefer bilinear, "
+                                             "or prove it with `segexport lint --build`")
+    elif mode not in RESIZE_MODES:
+        add("error", "resize-mode", node, f"Resize mode {mode!r} is not supported (only nearest, linear): "
+                                          "use bilinear or nearest interpolation")
+    if coord not in RESIZE_COORD_MODES:
+        add("error", "resize-coord", node, f"Resize coordinate_transformation_mode {coord!r} is not supported: use "
+                                           f"one of {', '.join(sorted(RESIZE_COORD_MODES))}")
+    if mode == "nearest" and nearest not in RESIZE_NEAREST_MODES:
+        add("error", "resize-nearest-mode", node, f"Resize nearest_mode {nearest!r} is not supported: use one of "
+                                                  f"{', '.join(sorted(RESIZE_NEAREST_MODES))}")
+    if _s(_attr(node, "keep_aspect_ratio_policy", b"stretch")) != "stretch":
+        add("error", "resize-aspect", node, "Resize keep_aspect_ratio_policy must be 'stretch' for TensorRT: "
+                                            "resize to an explicit size instead")
+    axes = _attr(node, "axes")
+    scales = node.input[2] if len(node.input) > 2 else ""
+    if axes and scales and scales not in constants and list(axes) != list(range(len(axes))):
+        add("error", "resize-axes", node, f"Resize axes {list(axes)} with computed scales is not supported by "
+                                          "TensorRT: give scales for every axis (drop `axes`) or make them constant")
+
+
 def static_findings(model: onnx.ModelProto) -> list[Finding]:
     """Findings that need no TensorRT: the support matrix and its restrictions."""
     out: list[Finding] = []
@@ -141,37 +183,33 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
         if op in UNSUPPORTED_OPS:
             fix = " (export with --unpool mask)" if op == "MaxUnpool" else ""
             add("error", "unsupported-op", node, f"{op} is not supported by TensorRT's ONNX parser{fix}")
-        elif op == "MaxPool":
-            if len([o for o in node.output if o]) > 1:
-                add("error", "maxpool-indices", node, "MaxPool with an Indices output is not supported by TensorRT "
-                                                      "(export with --unpool mask)")
+        elif op == "MaxPool" and len([o for o in node.output if o]) > 1:
+            add("error", "maxpool-indices", node, "MaxPool with an Indices output is not supported by TensorRT "
+                                                  "(export with --unpool mask)")
+        elif op == "Resize":
+            _resize_findings(node, constants, add)
+        elif op == "ScatterND" and _s(_attr(node, "reduction", b"none")) != "none":
+            add("error", "scatter-reduction", node, f"ScatterND reduction={_s(_attr(node, 'reduction'))!r} is not "
+                                                    "supported by TensorRT: scatter without a reduction")
+        elif op == "ScatterElements" and _s(_attr(node, "reduction", b"none")) != "none":
+            add("error", "scatter-reduction", node, f"ScatterElements reduction={_s(_attr(node, 'reduction'))!r} "
+                "needs TensorRT's ScatterElements plugin (libnvinfer_plugin; TensorRT-RTX has none): scatter "
+                "without a reduction, or for MaxUnpool export with --unpool mask")
+        elif op in ("ScatterND", "ScatterElements", "Scatter"):
+            add("warning", "scatter", node, f"{op} runs in TensorRT but is slow and often an exporter's lowering of "
+                                            "unpooling/indexing; for MaxUnpool export with --unpool mask")
+        elif op == "TopK":
+            k = inits.get(node.input[1]) if len(node.input) > 1 else None
+            if not _attr(node, "sorted", 1):
+                add("error", "topk-unsorted", node, "TopK with sorted=0 is not supported by TensorRT: use sorted=1")
+            if k is not None and int(numpy_helper.to_array(k).max()) >= TOPK_MAX_K:
+                add("error", "topk-k", node, f"TopK K must be below {TOPK_MAX_K} in TensorRT: take a smaller K")
+        if op in POOLS_NO_DILATION:
             dil = _attr(node, "dilations")
             if dil and any(d != 1 for d in dil):
-                add("error", "maxpool-dilation", node, f"MaxPool dilations {list(dil)} unsupported: only all ones")
-        elif op == "Resize":
-            mode = _s(_attr(node, "mode", b"nearest"))
-            coord = _s(_attr(node, "coordinate_transformation_mode", b"half_pixel"))
-            nearest = _s(_attr(node, "nearest_mode", b"round_prefer_floor"))
-            if _attr(node, "antialias", 0):
-                add("error", "resize-antialias", node, "Resize with antialias=1 is not supported: use antialias=False")
-            if mode not in RESIZE_MODES:
-                add("error", "resize-mode", node, f"Resize mode {mode!r} is not supported (only nearest, linear): "
-                                                  "use bilinear or nearest interpolation")
-            if coord not in RESIZE_COORD_MODES:
-                add("error", "resize-coord", node, f"Resize coordinate_transformation_mode {coord!r} is not supported "
-                                                   f"({', '.join(sorted(RESIZE_COORD_MODES))})")
-            if mode == "nearest" and nearest not in RESIZE_NEAREST_MODES:
-                add("error", "resize-nearest-mode", node, f"Resize nearest_mode {nearest!r} is not supported")
-            if _s(_attr(node, "keep_aspect_ratio_policy", b"stretch")) != "stretch":
-                add("error", "resize-aspect", node, "Resize keep_aspect_ratio_policy must be 'stretch'")
-        elif op in ("ScatterND", "ScatterElements", "Scatter"):
-            reduction = _s(_attr(node, "reduction", b"none"))
-            if op == "ScatterND" and reduction != "none":
-                add("error", "scatter-reduction", node, f"ScatterND reduction={reduction!r} is not supported by TensorRT")
-            else:
-                add("warning", "scatter", node, f"{op} runs in TensorRT but is slow and often an exporter's lowering of "
-                                                "unpooling/indexing; for MaxUnpool export with --unpool mask")
-        elif op in ("QuantizeLinear", "DequantizeLinear"):
+                add("error", "pool-dilation", node, f"{op} dilations {list(dil)} are not supported by TensorRT "
+                                                    "(only all ones): use an undilated pool")
+        if op in ("QuantizeLinear", "DequantizeLinear"):
             zp_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
             if zp_name is None:
                 continue  # zero point defaults to 0 (uint8!) -- but only with no explicit type; TRT reads it as int8 0
@@ -191,7 +229,8 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
             idx = AXES_MUST_BE_CONSTANT[op]
             if len(node.input) > idx and node.input[idx] and node.input[idx] not in constants:
                 add("error", "axes-not-constant", node, f"{op} 'axes' input must be a constant for TensorRT")
-    # INT64 values that do not fit INT32 (TensorRT computes shapes in INT32 and clamps).
+    # INT64: TensorRT casts INT64 constants to INT32 where a layer lacks INT64 (shape math, indices).
+    narrowed = 0
     for name, init in inits.items():
         if init.data_type != onnx.TensorProto.INT64:
             continue
@@ -201,27 +240,38 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
         values = numpy_helper.to_array(init)
         if values.size and (values.max() > INT32_MAX or values.min() < -INT32_MAX - 1):
             add("warning", "int64-narrowed", users[0] if users else None,
-                f"INT64 constant {name!r} holds values beyond INT32; TensorRT clamps them")
+                f"INT64 constant {name!r} holds values beyond INT32 that TensorRT clamps: keep indices and "
+                "sizes within INT32 in the model")
+        else:
+            narrowed += 1
+    if narrowed:
+        add("info", "int64", None, f"{narrowed} INT64 constant(s) may be cast to INT32 by TensorRT; all their values "
+                                   "fit, so nothing changes")
     # Dynamic dimensions need an optimisation profile: segexport records one in the metadata.
-    dynamic_inputs = [i.name for i in model.graph.input if i.name not in inits and any(
-        not d.dim_value for d in i.type.tensor_type.shape.dim)]
-    if dynamic_inputs:
-        from segexport.exporter.metadata import read_record
+    from segexport.exporter.metadata import read_record
 
-        try:
-            record = read_record(model)
-            missing = [n for n in dynamic_inputs if n not in record.profile_shapes()]
-        except UserError:
-            missing = dynamic_inputs
-        if missing:
-            add("warning", "dynamic-no-profile", None, f"inputs {missing} have dynamic dims but no min/opt/max profile: "
-                                                      "export with `segexport onnx --dynamic ...` or pass shapes to trtexec")
+    try:
+        profiles = read_record(model).profile_shapes()
+    except UserError:
+        profiles = {}
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        dims = [d.dim_value or None for d in inp.type.tensor_type.shape.dim]
+        if None in dims and inp.name not in profiles:
+            add("warning", "dynamic-no-profile", None, f"input {inp.name!r} has dynamic dims but no min/opt/max "
+                "profile: export with `segexport onnx --dynamic ...` or pass shapes to trtexec")
+        for shape in profiles.get(inp.name, ()):
+            if len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape)):
+                add("error", "profile-mismatch", None, f"the recorded profile shape {list(shape)} of {inp.name!r} "
+                    f"contradicts its static dims {[d or '?' for d in dims]}: re-export with matching --dynamic")
+                break
     return out
 
 
 def parser_findings(path: Path, report: LintReport, *, parser: str, build: bool) -> None:
     """Run the real TensorRT / TensorRT-RTX parser (and builder) when one is importable."""
-    from segexport.engines.runtime import available, find_flavour, parse_onnx
+    from segexport.engines.runtime import available, find_flavour, last_error, parse_onnx
 
     if parser == "none":
         report.parser_skipped = "disabled with --parser none"
@@ -232,24 +282,33 @@ def parser_findings(path: Path, report: LintReport, *, parser: str, build: bool)
         return
     report.parser = flavour.label
     parsed = parse_onnx(path, flavour)
-    for node, msg in parsed.errors:
-        report.findings.append(Finding("error", "trt-parser", f"{flavour.label}: {msg}", node=node))
+    if parsed.errors:
+        graph = onnx.load(str(path), load_external_data=False).graph
+        by_name = {n.name: n for n in graph.node if n.name}
+    for label, msg in parsed.errors:
+        node = by_name.get(label) or (graph.node[int(label[1:])] if label.startswith("#") else None)
+        report.findings.append(Finding("error", "trt-parser", f"{flavour.label}: {msg}", node=label,
+                                       op=node.op_type if node else "", module=module_of(node) if node else ""))
     if parsed.errors or not build:
         return
     from segexport.engines.builder import profile_from_onnx
 
+    try:
+        shapes = profile_from_onnx(path)
+    except UserError as exc:
+        report.findings.append(Finding("error", "trt-build", f"cannot build: {exc}"))
+        return
     config = parsed.builder.create_builder_config()
     profile = parsed.builder.create_optimization_profile()
-    for name, (lo, opt, hi) in profile_from_onnx(path).items():
+    for name, (lo, opt, hi) in shapes.items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     start = time.perf_counter()
     engine = parsed.builder.build_serialized_network(parsed.network, config)
     report.build_seconds = round(time.perf_counter() - start, 3)
     if engine is None:
-        log = [m for sev, m in getattr(parsed.logger, "messages", []) if "ERROR" in sev or "INTERNAL" in sev]
-        why = f": {log[-1].strip()[:300]}" if log else ""
-        report.findings.append(Finding("error", "trt-build", f"{flavour.label} failed to build an engine{why}"))
+        report.findings.append(Finding("error", "trt-build", f"{flavour.label} failed to build an engine: "
+                                                             f"{last_error(parsed.logger)}"))
     else:
         report.engine_bytes = int(engine.nbytes)
 
