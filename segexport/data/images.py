@@ -2,8 +2,9 @@
 
 Images: PNG/JPEG (recursive, sorted, seeded sub-sampling), converted to RGB, resized with
 the contract's policy (``stretch``: bilinear to exactly H x W), scaled and normalised to NCHW
-float32. Labels: palette or grey PNGs holding class indices (255 = ignore), resized with
-NEAREST (interpolating labels would invent classes). Every unreadable file is named.
+float32. Labels: palette or grey PNGs holding class indices (255 = ignore), or RGB PNGs
+painted in the VOC colour map (decoded back to indices); resized with NEAREST (interpolating
+labels would invent classes). Every unreadable file is named.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def list_images(directory: str | Path, *, limit: int | None = None, seed: int = 
     root = Path(directory)
     if not root.is_dir():
         raise UserError(f"image directory {str(root)!r} not found: pass a folder of PNG/JPEG files")
+    if limit is not None and limit < 1:
+        raise UserError(f"image count must be >= 1, got {limit}")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise UserError(f"no PNG/JPEG images in {str(root)!r}: add images or use `segexport data synth --out DIR`")
@@ -69,7 +72,7 @@ def load_labels(directory: str | Path, names: list[Path], size: tuple[int, int],
 
     root = Path(directory)
     if not root.is_dir():
-        raise UserError(f"label directory {str(root)!r} not found")
+        raise UserError(f"label directory {str(root)!r} not found: pass the folder of label PNGs")
     by_stem = {p.stem: p for p in root.rglob("*.png")}
     out = []
     for name in names:
@@ -78,15 +81,36 @@ def load_labels(directory: str | Path, names: list[Path], size: tuple[int, int],
             raise UserError(f"no label PNG for image {name.name} in {str(root)!r}: labels must share the image's file stem")
         try:
             with Image.open(path) as im:
-                if im.mode not in ("P", "L", "I", "I;16"):
-                    raise UserError(f"label {str(path)!r} is {im.mode}, not a palette/grey index PNG")
+                if im.mode in ("RGB", "RGBA"):
+                    im = im.convert("RGB")
+                elif im.mode not in ("P", "L", "I", "I;16"):
+                    raise UserError(f"label {str(path)!r} is {im.mode}: save labels as palette, grey or VOC-coloured RGB PNGs")
                 lab = im.resize((size[1], size[0]), Image.NEAREST) if im.size != (size[1], size[0]) else im
-                arr = np.asarray(lab).astype(np.int64)
+                arr = np.asarray(lab)
+                arr = _decode_voc_rgb(arr, path) if arr.ndim == 3 else arr.astype(np.int64)
         except (UnidentifiedImageError, OSError) as exc:
-            raise UserError(f"cannot read label {str(path)!r} ({type(exc).__name__})") from exc
+            raise UserError(f"cannot read label {str(path)!r} ({type(exc).__name__}): remove or replace it") from exc
         bad = np.unique(arr[(arr >= num_classes) & (arr != ignore_index)])
         if bad.size:
             raise UserError(f"label {str(path)!r} has values {bad[:5].tolist()} outside 0..{num_classes - 1} "
                             f"(and {ignore_index} = ignore): check --num-classes or the label files")
         out.append(arr)
     return np.stack(out)
+
+
+def _decode_voc_rgb(rgb: np.ndarray, path: Path) -> np.ndarray:
+    """Class indices of a label painted in the VOC colour map (as VOC's own ground truth is when
+    saved without its palette). Colours outside the map cannot be guessed: they are refused."""
+    from segexport.data.synth import voc_palette
+
+    table = np.asarray(voc_palette(), np.int64).reshape(256, 3)
+    codes = (table[:, 0] << 16) | (table[:, 1] << 8) | table[:, 2]
+    pixel = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    order = np.argsort(codes)
+    pos = np.clip(np.searchsorted(codes[order], pixel), 0, 255)
+    found = codes[order][pos] == pixel
+    if not found.all():
+        bad = [tuple(int(v) for v in rgb[i, j]) for i, j in zip(*np.nonzero(~found))][:3]
+        raise UserError(f"label {str(path)!r} has colours {bad} outside the VOC colour map: "
+                        "save labels as palette or grey PNGs of class indices")
+    return order[pos].astype(np.int64)

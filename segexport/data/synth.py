@@ -46,6 +46,8 @@ def synthetic_sample(index: int, size: tuple[int, int], num_classes: int, seed: 
 
     if num_classes < 2:
         raise UserError("--num-classes must be at least 2 for a synthetic dataset (background + one class)")
+    if num_classes > 255:
+        raise UserError(f"--num-classes {num_classes} is too many: label PNGs hold 0..254 (255 means ignore)")
     h, w = size
     rng = np.random.default_rng([seed, index])
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)

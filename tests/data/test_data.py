@@ -51,3 +51,32 @@ def test_cli_synth(run_cli, tmp_path):
     result = run_cli("data", "synth", "--out", tmp_path / "s", "--count", "2", "--size", "20x24", "--num-classes", "3")
     assert result.exit_code == 0, result.stderr
     assert len(list((tmp_path / "s" / "labels").glob("*.png"))) == 2
+
+
+def test_same_seed_same_bytes_and_manifest(tmp_path):
+    import json
+
+    a = make_synthetic(tmp_path / "a", 2, (16, 20), num_classes=3, seed=4)
+    b = make_synthetic(tmp_path / "b", 2, (16, 20), num_classes=3, seed=4)
+    for rel in ("images/00001.png", "labels/00001.png", "manifest.json"):
+        assert (a / rel).read_bytes() == (b / rel).read_bytes()
+    manifest = json.loads((a / "manifest.json").read_text())
+    assert manifest["num_classes"] == 3 and manifest["size"] == [16, 20] and len(manifest["sha256"]) == 64
+    label = Image.open(a / "labels" / "00000.png")
+    assert label.mode == "P" and label.getpalette()[3:6] == [128, 0, 0]  # VOC class 1 is dark red
+
+
+def test_synth_refuses_bad_class_counts():
+    with pytest.raises(UserError, match="at least 2"):
+        synthetic_arrays(1, (8, 8), 1)
+    with pytest.raises(UserError, match="255 means ignore"):
+        synthetic_arrays(1, (8, 8), 300)
+
+
+def test_cli_synth_bad_input_is_one_line(run_cli, tmp_path):
+    from tests.conftest import assert_one_line_error
+
+    result = run_cli("data", "synth", "--out", tmp_path / "s", "--count", "1", "--num-classes", "1")
+    assert_one_line_error(result, "--num-classes", "at least 2")
+    result = run_cli("data", "synth", "--out", tmp_path / "s", "--count", "0")
+    assert_one_line_error(result, "--count")
