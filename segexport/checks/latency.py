@@ -3,6 +3,12 @@
 Each iteration's time is the runner's own ``last_inference_time()``: CUDA events for PyTorch on
 the GPU, ``perf_counter_ns`` on the CPU, Polygraphy's timing of ``session.run`` / engine
 execution for ONNX Runtime and TensorRT. Host-side feed preparation is outside the timing.
+
+Throughput is trtexec's: images per second of timed work (``batch / mean``), so a few slow
+outliers cost throughput as they would in production. Memory: ``torch.cuda.max_memory_allocated``
+for PyTorch on CUDA; otherwise how much the process's resident set grew from before the runner
+was activated to the end of the run (``rss-delta``), read from ``/proc/self/statm`` because
+``ru_maxrss`` is a lifetime high-water mark that a previous backend would already have set.
 """
 
 from __future__ import annotations
@@ -29,10 +35,20 @@ class LatencyStats:
     p50_ms: float
     p90_ms: float
     p99_ms: float
-    throughput: float  # images per second at p50
-    speedup_vs_torch: float | None = None
+    throughput: float  # images per second: batch / mean
+    speedup_vs_torch: float | None = None  # torch eager p50 / this p50, same batch, same device
+    speedup_baseline: str | None = None  # which eager run: "torch" or "torch-cuda"
     peak_memory_mb: float | None = None
-    memory_kind: str | None = None  # "cuda-allocated" or "process-rss"
+    memory_kind: str | None = None  # "cuda-allocated" or "rss-delta"
+
+
+def _rss_bytes() -> int | None:
+    """Current resident set size (Linux); None where /proc is absent."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * resource.getpagesize()
 
 
 def measure(runner, feed: dict[str, np.ndarray], *, backend: str, batch: int, warmup: int = 5,
@@ -42,6 +58,7 @@ def measure(runner, feed: dict[str, np.ndarray], *, backend: str, batch: int, wa
         raise UserError("--warmup must be >= 0, --iterations >= 1 and --duration > 0")
     times: list[float] = []
     cuda_mem = backend.startswith("torch-cuda")
+    rss_before, rss_peak = _rss_bytes(), 0
     with runner:
         if cuda_mem:
             import torch
@@ -49,6 +66,7 @@ def measure(runner, feed: dict[str, np.ndarray], *, backend: str, batch: int, wa
             torch.cuda.reset_peak_memory_stats()
         for _ in range(warmup):
             runner.infer(feed)
+        rss_peak = max(rss_peak, _rss_bytes() or 0)
         deadline = time.perf_counter() + duration if duration else None
         while True:
             runner.infer(feed)
@@ -58,28 +76,46 @@ def measure(runner, feed: dict[str, np.ndarray], *, backend: str, batch: int, wa
                     break
             elif len(times) >= (iterations or 1):
                 break
+        rss_peak = max(rss_peak, _rss_bytes() or 0)
         peak, kind = None, None
         if cuda_mem:
             import torch
 
             peak, kind = torch.cuda.max_memory_allocated() / 2**20, "cuda-allocated"
-        else:
-            peak, kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process-rss"
-    a = np.asarray(times)
-    p50 = float(np.percentile(a, 50))
+        elif rss_before is not None:
+            peak, kind = max(rss_peak - rss_before, 0) / 2**20, "rss-delta"
+    return summarize(times, backend=backend, batch=batch, peak_memory_mb=peak, memory_kind=kind)
+
+
+def summarize(times_ms: list[float], *, backend: str, batch: int, peak_memory_mb: float | None = None,
+              memory_kind: str | None = None) -> LatencyStats:
+    """trtexec's summary of per-iteration times (ms)."""
+    a = np.asarray(times_ms, dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("no timed iterations")
+    mean = float(a.mean())
     return LatencyStats(
-        backend=backend, batch=batch, iterations=len(times), mean_ms=float(a.mean()), std_ms=float(a.std()),
-        min_ms=float(a.min()), p50_ms=p50, p90_ms=float(np.percentile(a, 90)), p99_ms=float(np.percentile(a, 99)),
-        throughput=batch / (p50 / 1e3) if p50 > 0 else float("inf"), peak_memory_mb=peak, memory_kind=kind,
+        backend=backend, batch=batch, iterations=int(a.size), mean_ms=mean, std_ms=float(a.std()),
+        min_ms=float(a.min()), p50_ms=float(np.percentile(a, 50)), p90_ms=float(np.percentile(a, 90)),
+        p99_ms=float(np.percentile(a, 99)), throughput=batch / (mean / 1e3) if mean > 0 else float("inf"),
+        peak_memory_mb=peak_memory_mb, memory_kind=memory_kind,
     )
 
 
 def add_speedups(stats: list[LatencyStats]) -> None:
-    """Speedup of each backend over PyTorch eager (CPU) at the same batch, from the same run."""
-    base = {s.batch: s.p50_ms for s in stats if s.backend == "torch"}
+    """Speedup of each backend over PyTorch eager at the same batch, from the same run.
+
+    GPU backends are compared with ``torch-cuda`` when it ran (a GPU runtime against CPU eager
+    says more about the hardware than the runtime), otherwise with ``torch`` on the CPU.
+    """
+    from segexport.checks.runners import backend_device
+
+    p50 = {(s.backend, s.batch): s.p50_ms for s in stats}
     for s in stats:
-        if s.batch in base and s.p50_ms > 0:
-            s.speedup_vs_torch = base[s.batch] / s.p50_ms
+        order = ("torch",) if backend_device(s.backend) == "cpu" else ("torch-cuda", "torch")
+        base = next((b for b in order if (b, s.batch) in p50), None)
+        if base is not None and s.p50_ms > 0:
+            s.speedup_vs_torch, s.speedup_baseline = p50[(base, s.batch)] / s.p50_ms, base
 
 
 def parse_regression(text: str) -> float:
@@ -94,16 +130,25 @@ def parse_regression(text: str) -> float:
     return value
 
 
-def check_baseline(stats: list[LatencyStats], baseline_path: str | Path, max_regression: float) -> list[str]:
-    """Compare p50 per (backend, batch) with a previous ``--json``; raise CheckFailed on regressions."""
+def check_baseline(stats: list[LatencyStats], baseline_path: str | Path, max_regression: float, *,
+                   meta: dict | None = None) -> list[str]:
+    """Compare p50 per (backend, batch) with a previous ``--json``; raise CheckFailed on regressions.
+
+    ``meta`` (this run's ``model`` / ``input_size``) guards against comparing different work:
+    a baseline taken at another input size would pass or fail for the wrong reason.
+    """
     path = Path(baseline_path)
     if not path.is_file():
         raise UserError(f"baseline {str(path)!r} not found: write one with `segexport bench ... --json FILE`")
     try:
-        rows = json.loads(path.read_text())["results"]
-        base = {(r["backend"], int(r["batch"])): float(r["p50_ms"]) for r in rows}
+        doc = json.loads(path.read_text())
+        base = {(r["backend"], int(r["batch"])): float(r["p50_ms"]) for r in doc["results"]}
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"baseline {str(path)!r} is not a `segexport bench --json` file ({exc})") from exc
+    for key in ("model", "input_size"):
+        if meta and doc.get(key) is not None and meta.get(key) is not None and list_or(doc[key]) != list_or(meta[key]):
+            raise UserError(f"baseline {str(path)!r} was measured with {key} {doc[key]}, this run {meta[key]}: "
+                            f"compare like with like (same --model/--onnx and --input-size)")
     regressions, compared = [], []
     for s in stats:
         key = (s.backend, s.batch)
@@ -119,6 +164,11 @@ def check_baseline(stats: list[LatencyStats], baseline_path: str | Path, max_reg
     if regressions:
         raise CheckFailed(f"latency regression: {regressions[0]}" + (f" (+{len(regressions) - 1} more)" if len(regressions) > 1 else ""))
     return compared
+
+
+def list_or(value):
+    """JSON turns tuples into lists; compare sizes either way."""
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def to_json(stats: list[LatencyStats], meta: dict) -> str:

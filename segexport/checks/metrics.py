@@ -78,6 +78,7 @@ class ParityMetrics:
     boundary_pixels: int = 0
     boundary_agreement: float | None = None
     class_iou: dict[int, float] = field(default_factory=dict)
+    nonfinite: int = 0  # NaN/inf values in the candidate's logits (fp16 overflow shows here first)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,8 +109,9 @@ def top2_margin(logits: np.ndarray) -> np.ndarray:
 def boundary_band(labels: np.ndarray, k: int) -> np.ndarray:
     """Pixels within ``k`` px (Chebyshev distance) of a label change, as a bool mask (N x H x W).
 
-    A pixel is on the boundary when a 4-neighbour has another label; the band dilates that
-    by ``k - 1`` with a square window. Pure numpy (shifted ORs), no scipy dependency.
+    A pixel is on the boundary when a 4-neighbour has another label (``k <= 1``: just those);
+    the band dilates that by ``k - 1`` with a square window. Pure numpy (shifted ORs): scipy's
+    binary_dilation would do the same but is not otherwise a dependency.
     """
     edge = np.zeros(labels.shape, dtype=bool)
     diff_v = labels[:, 1:, :] != labels[:, :-1, :]
@@ -135,10 +137,20 @@ def boundary_band(labels: np.ndarray, k: int) -> np.ndarray:
 
 
 def confusion(pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:
-    """``num_classes x num_classes`` counts, rows = truth, columns = prediction."""
+    """``num_classes x num_classes`` counts, rows = truth, columns = prediction.
+
+    Out-of-range values raise instead of being counted: one stray class id would make
+    ``bincount`` spill into a neighbouring cell and silently corrupt every IoU.
+    """
+    if pred.shape != truth.shape:
+        raise ValueError(f"shape mismatch: prediction {pred.shape} vs truth {truth.shape}")
     valid = truth != ignore_index
     t = truth[valid].astype(np.int64)
     p = pred[valid].astype(np.int64)
+    for what, values in (("truth", t), ("prediction", p)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            bad = np.unique(values[(values < 0) | (values >= num_classes)])[:5].tolist()
+            raise ValueError(f"{what} has class ids {bad} outside 0..{num_classes - 1} (ignore = {ignore_index})")
     return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
@@ -157,43 +169,95 @@ def miou(pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: in
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, *, margin_tol: float = 1e-3, boundary_px: int = 2) -> ParityMetrics:
-    """All parity metrics of ``candidate`` against ``reference`` (same shape)."""
+    """All parity metrics of ``candidate`` against ``reference`` (same shape).
+
+    Logits are reduced one sample at a time, with float64 sums: a batch of VOC-sized outputs
+    is hundreds of MB, and whole-array float64 temporaries would multiply that by seven. Only
+    ``|diff|`` is kept whole (float32), because its 99th percentile needs every element.
+    """
     if reference.shape != candidate.shape:
         raise ValueError(f"shape mismatch: reference {reference.shape} vs candidate {candidate.shape}")
-    ref_lab, cand_lab = labels_of(reference), labels_of(candidate)
-    agree = ref_lab == cand_lab
-    pixels = int(agree.size)
-    m = ParityMetrics(pixels=pixels, pixel_agreement=float(agree.mean()) if pixels else 1.0)
+    if reference.ndim not in (3, 4):
+        raise ValueError(f"expected N x C x H x W logits or N x H x W labels, got shape {reference.shape}")
     if reference.ndim == 4:
-        r = reference.astype(np.float64)
-        c = candidate.astype(np.float64)
-        d = np.abs(r - c)
-        m.max_abs = float(d.max()) if d.size else 0.0
-        m.abs_p99 = float(np.quantile(d, 0.99)) if d.size else 0.0
-        m.mean_abs = float(d.mean()) if d.size else 0.0
-        m.ref_max_abs = float(np.abs(r).max()) if r.size else 0.0
-        rn, cn = float(np.linalg.norm(r)), float(np.linalg.norm(c))
-        m.rel_l2 = float(np.linalg.norm(r - c) / rn) if rn > 0 else float(np.linalg.norm(c) > 0)
-        m.cosine = float((r.ravel() @ c.ravel()) / (rn * cn)) if rn > 0 and cn > 0 else float(rn == cn)
-        ambiguous = (~agree) & (top2_margin(reference) < margin_tol)
-        m.ambiguous_disagreements = int(ambiguous.sum())
-        clear = pixels - m.ambiguous_disagreements
-        m.strict_agreement = float(agree.sum() / clear) if clear else 1.0
+        m, ref_lab, cand_lab = _compare_logits(reference, candidate, margin_tol)
+        agree = ref_lab == cand_lab
+        num_classes = reference.shape[1]
+    else:
+        ref_lab, cand_lab = reference, candidate
+        agree = ref_lab == cand_lab
+        m = ParityMetrics(pixels=int(agree.size), pixel_agreement=float(agree.mean()) if agree.size else 1.0)
+        num_classes = int(max(ref_lab.max(initial=0), cand_lab.max(initial=0))) + 1
     band = boundary_band(ref_lab, boundary_px)
     m.boundary_pixels = int(band.sum())
     m.boundary_agreement = float(agree[band].mean()) if m.boundary_pixels else 1.0
-    num_classes = reference.shape[1] if reference.ndim == 4 else int(max(ref_lab.max(initial=0), cand_lab.max(initial=0))) + 1
     m.class_iou = iou_per_class(cand_lab, ref_lab, num_classes)
     return m
 
 
+def _compare_logits(reference: np.ndarray, candidate: np.ndarray,
+                    margin_tol: float) -> tuple[ParityMetrics, np.ndarray, np.ndarray]:
+    """Tensor metrics and both label maps. NaN/inf in either input propagate into the sums and
+    maxima (np.maximum, not Python's max, which would silently drop a NaN) so they fail checks."""
+    n = reference.shape[0]
+    diff = np.empty(reference.shape, np.float32)
+    ref_lab = np.empty((n, *reference.shape[2:]), np.int64)
+    cand_lab = np.empty_like(ref_lab)
+    sum_abs = sum_d2 = sum_r2 = sum_c2 = dot = 0.0
+    max_abs = ref_max = np.float64(0.0)
+    ambiguous = nonfinite = 0
+    for i in range(n):
+        r = reference[i].astype(np.float64)
+        c = candidate[i].astype(np.float64)
+        d = r - c
+        sum_d2 += float(np.vdot(d, d))
+        np.abs(d, out=d)
+        diff[i] = d
+        sum_abs += float(d.sum())
+        max_abs = np.maximum(max_abs, d.max(initial=0.0))
+        ref_max = np.maximum(ref_max, np.abs(r).max(initial=0.0))
+        sum_r2 += float(np.vdot(r, r))
+        sum_c2 += float(np.vdot(c, c))
+        dot += float(np.vdot(r, c))
+        ref_lab[i] = reference[i].argmax(axis=0)
+        cand_lab[i] = candidate[i].argmax(axis=0)
+        nonfinite += int(c.size - np.count_nonzero(np.isfinite(c)))
+        low = top2_margin(reference[i:i + 1])[0] < margin_tol
+        ambiguous += int(((ref_lab[i] != cand_lab[i]) & low).sum())
+    agree = ref_lab == cand_lab
+    pixels = int(agree.size)
+    m = ParityMetrics(pixels=pixels, pixel_agreement=float(agree.mean()) if pixels else 1.0)
+    m.max_abs = float(max_abs)
+    m.mean_abs = sum_abs / diff.size if diff.size else 0.0
+    m.abs_p99 = float(np.quantile(diff.ravel(), 0.99, overwrite_input=True)) if diff.size else 0.0
+    m.ref_max_abs = float(ref_max)
+    rn, cn = float(np.sqrt(sum_r2)), float(np.sqrt(sum_c2))
+    m.rel_l2 = float(np.sqrt(sum_d2) / rn) if rn != 0 else float(cn != 0)
+    m.cosine = float(dot / (rn * cn)) if rn != 0 and cn != 0 else float(rn == cn)
+    m.nonfinite = nonfinite
+    m.ambiguous_disagreements = ambiguous
+    clear = pixels - ambiguous
+    m.strict_agreement = float(agree.sum() / clear) if clear else 1.0
+    return m, ref_lab, cand_lab
+
+
 def evaluate(metrics: ParityMetrics, thresholds: Thresholds, *, miou_drop: float | None = None) -> list[CheckResult]:
-    """Named pass/fail checks; ``miou_drop`` (points) is checked when labels were given."""
-    checks = [CheckResult(
+    """Named pass/fail checks; ``miou_drop`` (points) is checked when labels were given.
+
+    Logits always get a ``finite`` check: an inf or NaN logit can still win (or lose) the
+    argmax in a way that happens to agree, and INT8 thresholds judge labels only.
+    """
+    checks = []
+    if metrics.max_abs is not None:
+        checks.append(CheckResult(
+            "finite", metrics.nonfinite == 0, float(metrics.nonfinite), 0.0,
+            f"{metrics.nonfinite} NaN/inf values in the candidate's logits (limit 0)",
+        ))
+    checks.append(CheckResult(
         "pixel_agreement", metrics.pixel_agreement >= thresholds.min_pixel_agreement, metrics.pixel_agreement,
         thresholds.min_pixel_agreement,
         f"pixel agreement {100 * metrics.pixel_agreement:.4f} % (limit >= {100 * thresholds.min_pixel_agreement:.4f} %)",
-    )]
+    ))
     if thresholds.max_abs_rel is not None and metrics.max_abs is not None:
         limit = thresholds.max_abs_rel * max(metrics.ref_max_abs or 0.0, 1e-12)
         if thresholds.abs_quantile >= 1.0:

@@ -53,6 +53,7 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
         raise UserError("the ONNX was exported from other weights than --weights (SHA-256 differs)"
                         if loaded.weights_sha256 else "the ONNX was exported with weights: pass the same checkpoint as --weights")
     _check_model_matches(onnx.load(str(opts.onnx), load_external_data=False), record, loaded)
+    engine_precision = _check_engine(opts.engine, opts.onnx) if opts.engine is not None else None
 
     inputs, images_rgb, names = _inputs(opts, record)
     labels = None
@@ -87,16 +88,22 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
         runner = make_runner(backend, onnx_path=opts.onnx, engine_path=opts.engine, output_name=record.output_name)
         got = _run_all(runner, inputs, record.input_name, record.output_name, record.batch)
         if got.shape != reference.shape:
-            raise UserError(f"{backend} output {list(got.shape)} differs from the PyTorch model's {list(reference.shape)}: "
-                            "pass the --model/--weights/--num-classes the ONNX was exported from")
+            what = (f"{got.shape[1]} classes, the PyTorch model {reference.shape[1]}"
+                    if got.ndim == reference.ndim == 4 and got.shape[1] != reference.shape[1] else
+                    f"shape {list(got.shape)}, the PyTorch model {list(reference.shape)}")
+            raise UserError(f"{backend} output differs from the PyTorch model ({what}): "
+                            "pass the --model/--weights the ONNX was exported from")
         metrics = compare(reference, got)
         pair = PairResult(opts.reference, backend, metrics, [])
+        pair_thresholds = thresholds
+        if backend == "trt" and engine_precision not in (None, precision):  # e.g. a TRT 10 INT8 build of an fp32 ONNX
+            pair_thresholds = PARITY_THRESHOLDS[engine_precision].with_overrides(**opts.thresholds)
         drop = None
         if labels is not None:
             pair.miou_reference = miou(labels_of(reference), labels, record.num_classes)
             pair.miou_candidate = miou(labels_of(got), labels, record.num_classes)
             drop = pair.miou_reference - pair.miou_candidate
-        pair.checks = evaluate(metrics, thresholds, miou_drop=drop)
+        pair.checks = evaluate(metrics, pair_thresholds, miou_drop=drop)
         report.pairs.append(pair)
         if opts.save_diff is not None:
             from segexport.checks.reports import save_diff_pngs
@@ -105,6 +112,25 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
             for i in range(len(ref_l)):
                 save_diff_pngs(opts.save_diff, i, None if images_rgb is None else images_rgb[i], ref_l[i], got_l[i], backend)
     return report
+
+
+def _check_engine(engine: Path, onnx_path: Path) -> str | None:
+    """Refuse, before any inference, an engine that is missing, built for another GPU/TensorRT,
+    or built from another ONNX than ``--onnx`` (its outputs would be judged against the wrong
+    model). Returns the engine's precision, which sets its thresholds."""
+    if not Path(engine).is_file():
+        raise UserError(f"engine {str(engine)!r} not found: build one with `segexport engine {Path(onnx_path).name}`")
+    from segexport.engines.builder import check_engine_compatible, read_engine_info
+    from segexport.engines.runtime import available
+    from segexport.models.loading import sha256_file
+
+    info = read_engine_info(engine)  # refuses an engine without its sidecar
+    if info.onnx_sha256 and info.onnx_sha256 != sha256_file(onnx_path):
+        raise UserError(f"{Path(engine).name} was built from another ONNX than {Path(onnx_path).name}: "
+                        "pass the ONNX the engine was built from as --onnx")
+    if available(info.backend) is not None:  # without the runtime the engine is skipped, not judged
+        check_engine_compatible(engine)  # another TensorRT version or GPU architecture
+    return info.precision if info.precision in PARITY_THRESHOLDS else None
 
 
 def _check_model_matches(proto, record, loaded) -> None:

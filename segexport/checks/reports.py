@@ -1,5 +1,8 @@
 """Reports people and CI systems read: rich tables, JSON, JUnit XML, Markdown, difference PNGs.
 
+The JSON carries ``schema`` (bumped on any incompatible change), the thresholds the checks
+were judged by and the library versions, so a stored report can be re-read and compared later.
+
 JUnit is written with the standard library's ElementTree (one ``testcase`` per check, a
 ``failure`` element carrying the message) because every CI system renders it and no extra
 dependency is needed for twenty lines of XML.
@@ -27,6 +30,7 @@ class PairResult:
     checks: list[CheckResult]
     miou_reference: float | None = None
     miou_candidate: float | None = None
+    thresholds: dict[str, float | None] | None = None  # when they differ from the report's (e.g. an INT8 engine)
 
     @property
     def passed(self) -> bool:
@@ -42,15 +46,22 @@ class ParityReport:
     pairs: list[PairResult] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    thresholds: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return all(p.passed for p in self.pairs)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["passed"] = self.passed
+        d = {"schema": SCHEMA_VERSION, **asdict(self), "passed": self.passed}
+        for pair, raw in zip(self.pairs, d["pairs"]):
+            raw["passed"] = pair.passed
+            # JSON object keys are strings; say so explicitly rather than rely on json.dumps
+            raw["metrics"]["class_iou"] = {str(k): v for k, v in raw["metrics"]["class_iou"].items()}
         return d
+
+
+SCHEMA_VERSION = 1
 
 
 def _atomic_write(path: str | Path, text: str | bytes) -> None:
@@ -60,15 +71,33 @@ def _atomic_write(path: str | Path, text: str | bytes) -> None:
         tmp.write_bytes(text.encode() if isinstance(text, str) else text)
 
 
+def _strict_json(value):
+    """NaN/inf (a broken candidate's metrics) become null: bare NaN is not JSON and breaks jq and CI parsers."""
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def write_json(report: ParityReport, path: str | Path) -> None:
-    _atomic_write(path, json.dumps(report.to_dict(), indent=2, default=float) + "\n")
+    _atomic_write(path, json.dumps(_strict_json(report.to_dict()), indent=2, allow_nan=False) + "\n")
 
 
 def write_junit(report: ParityReport, path: str | Path) -> None:
     suite = ET.Element("testsuite", name=f"segexport parity {report.model}",
                        tests=str(sum(len(p.checks) for p in report.pairs)),
                        failures=str(sum(not c.passed for p in report.pairs for c in p.checks)),
-                       skipped=str(len(report.skipped)))
+                       skipped=str(len(report.skipped)), errors="0")
+    props = ET.SubElement(suite, "properties")
+    for key, value in {"onnx": report.onnx, "precision": report.precision, "inputs": report.inputs,
+                       **{f"threshold.{k}": v for k, v in report.thresholds.items()},
+                       **{f"version.{k}": v for k, v in report.versions.items()}}.items():
+        ET.SubElement(props, "property", name=key, value=str(value))
     for pair in report.pairs:
         for check in pair.checks:
             case = ET.SubElement(suite, "testcase", classname=f"parity.{pair.reference}_vs_{pair.candidate}", name=check.name)
@@ -82,14 +111,17 @@ def write_junit(report: ParityReport, path: str | Path) -> None:
 
 
 def write_markdown(report: ParityReport, path: str | Path) -> None:
+    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731 -- a '|' would split the row
     lines = [f"# Parity: {report.model} ({report.precision})", "", f"ONNX `{report.onnx}`, inputs: {report.inputs}", "",
              "| reference | candidate | check | value | limit | result |", "|---|---|---|---|---|---|"]
     for pair in report.pairs:
         for c in pair.checks:
-            lines.append(f"| {pair.reference} | {pair.candidate} | {c.name} | {c.value:.6g} | {c.limit:.6g} | "
+            lines.append(f"| {cell(pair.reference)} | {cell(pair.candidate)} | {c.name} | {c.value:.6g} | {c.limit:.6g} | "
                          f"{'pass' if c.passed else '**FAIL**'} |")
     for backend, reason in report.skipped.items():
-        lines.append(f"| - | {backend} | skipped | | | {reason} |")
+        lines.append(f"| - | {cell(backend)} | skipped | | | {cell(reason)} |")
+    if report.versions:
+        lines += ["", ", ".join(f"{k} {v}" for k, v in report.versions.items())]
     _atomic_write(path, "\n".join(lines) + "\n")
 
 
@@ -120,25 +152,35 @@ def print_table(report: ParityReport, console) -> None:
 
 def save_diff_pngs(directory: str | Path, index: int, image_rgb: np.ndarray | None, ref_labels: np.ndarray,
                    cand_labels: np.ndarray, tag: str) -> list[Path]:
-    """Reference and candidate label maps in the VOC palette, and disagreements over the image."""
+    """Write ``NNNN_reference.png`` and ``NNNN_<tag>.png`` (labels in the VOC palette, so they open
+    like VOC ground truth) and ``NNNN_<tag>_disagreement.png``: the image dimmed to half, with
+    every pixel whose label differs painted magenta, so where the export goes wrong is visible
+    at a glance. Without an image (random-tensor inputs) a grey canvas stands in."""
     from PIL import Image
 
+    from segexport.cli.common import atomic_output
     from segexport.data.synth import voc_palette
 
+    if ref_labels.shape != cand_labels.shape:
+        raise ValueError(f"label maps differ in shape: {ref_labels.shape} vs {cand_labels.shape}")
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     palette = voc_palette()
-    paths = []
+    images: list[tuple[Path, Image.Image]] = []
     for name, labels in (("reference", ref_labels), (tag, cand_labels)):
         im = Image.fromarray(labels.astype(np.uint8), mode="P")
         im.putpalette(palette)
-        p = out / f"{index:04d}_{name}.png"
-        im.save(p)
-        paths.append(p)
+        images.append((out / f"{index:04d}_{name}.png", im))
     base = image_rgb if image_rgb is not None else np.full((*ref_labels.shape, 3), 96, np.uint8)
+    if base.shape[:2] != ref_labels.shape:
+        raise ValueError(f"image {base.shape[:2]} and labels {ref_labels.shape} differ in size")
     overlay = (base.astype(np.float32) * 0.5).astype(np.uint8)
-    overlay[ref_labels != cand_labels] = (255, 0, 255)
-    p = out / f"{index:04d}_{tag}_disagreement.png"
-    Image.fromarray(overlay).save(p)
-    paths.append(p)
-    return paths
+    overlay[ref_labels != cand_labels] = DISAGREEMENT_RGB
+    images.append((out / f"{index:04d}_{tag}_disagreement.png", Image.fromarray(overlay)))
+    for path, im in images:
+        with atomic_output(path) as tmp:
+            im.save(tmp, format="PNG")
+    return [p for p, _ in images]
+
+
+DISAGREEMENT_RGB = (255, 0, 255)

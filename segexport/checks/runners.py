@@ -49,9 +49,10 @@ class TorchRunner(BaseRunner):
 
     def get_input_metadata_impl(self):
         from polygraphy.common import TensorMetadata
+        from polygraphy.datatype import DataType
 
         # Polygraphy marks dynamic dimensions with strings; PyTorch takes any N, H, W.
-        return TensorMetadata().add(self.input_name, np.float32, self.input_shape or ("N", 3, "H", "W"))
+        return TensorMetadata().add(self.input_name, DataType.FLOAT32, self.input_shape or ("N", 3, "H", "W"))
 
     def infer_impl(self, feed_dict):
         import torch
@@ -96,10 +97,11 @@ class OrtIoBindingRunner(BaseRunner):
 
     def get_input_metadata_impl(self):
         from polygraphy.common import TensorMetadata
+        from polygraphy.datatype import DataType
 
         meta = TensorMetadata()
         for inp in self.session.get_inputs():
-            meta.add(inp.name, np.float32, tuple(d if isinstance(d, int) else str(d) for d in inp.shape))
+            meta.add(inp.name, DataType.FLOAT32, tuple(d if isinstance(d, int) else str(d) for d in inp.shape))
         return meta
 
     def infer_impl(self, feed_dict):
@@ -129,6 +131,11 @@ class OrtIoBindingRunner(BaseRunner):
     def deactivate_impl(self) -> None:
         self._bound = None
         del self.session
+
+
+def backend_device(backend: str) -> str:
+    """"cpu" or "cuda": where a backend computes, so speedups compare like with like."""
+    return "cpu" if backend in ("torch", "ort-cpu") else "cuda"
 
 
 def available_backends() -> dict[str, str | None]:
@@ -184,12 +191,17 @@ def make_runner(backend: str, *, onnx_path: str | Path | None = None, engine_pat
         return OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=providers), name=backend)
     if engine_path is None:
         raise UserError("backend trt needs --engine (build one with `segexport engine`)")
+    if not Path(engine_path).is_file():
+        raise UserError(f"engine {str(engine_path)!r} not found: build one with `segexport engine`")
     from polygraphy.backend.common import BytesFromPath
     from polygraphy.backend.trt import EngineFromBytes, TrtRunner
 
     from segexport.engines.builder import check_engine_compatible
 
-    check_engine_compatible(engine_path)
+    info = check_engine_compatible(engine_path)
+    if info.backend != "trt":  # a TensorRT-RTX plan does not deserialize in TensorRT, and vice versa
+        raise UserError(f"{Path(engine_path).name} was built by {info.backend} {info.tensorrt_version}; backend trt runs "
+                        "TensorRT engines: build one with `segexport engine --backend trt`")
     return TrtRunner(EngineFromBytes(BytesFromPath(str(engine_path))), name=backend)
 
 

@@ -77,6 +77,13 @@ def bench_command(
                             width=record.width if record else width)
         torch_model = loaded.model
         size = size or loaded.spec.default_input_size
+    if size is None:  # only ONNX backends, and no record to read a size from
+        raise UserError("give --input-size HxW (e.g. 512x512)")
+    if record is not None and tuple(size) != tuple(record.preprocess.input_size) and not (
+            {"height", "width"} <= set(record.dynamic)):
+        h, w = record.preprocess.input_size
+        raise UserError(f"the ONNX is static at {h}x{w}, --input-size is {size[0]}x{size[1]}: drop --input-size "
+                        "or re-export with --dynamic hw")
     reasons = available_backends()
     stats, skipped = [], {}
     rng = np.random.default_rng(0)
@@ -93,9 +100,14 @@ def bench_command(
             skipped[name] = "needs --engine"
             continue
         for b in batches:
-            if record is not None and not name.startswith("torch") and "batch" not in record.dynamic and b != record.batch:
-                skipped[f"{name} b{b}"] = f"ONNX batch is fixed at {record.batch} (export with --dynamic batch)"
-                continue
+            if record is not None and not name.startswith("torch"):
+                rng_b = record.dynamic.get("batch")
+                if rng_b is None and b != record.batch:
+                    skipped[f"{name} b{b}"] = f"ONNX batch is fixed at {record.batch} (export with --dynamic batch)"
+                    continue
+                if rng_b is not None and not rng_b.min <= b <= rng_b.max:
+                    skipped[f"{name} b{b}"] = f"ONNX batch range is {rng_b.min}..{rng_b.max} (re-export with a wider --batch-range)"
+                    continue
             feed = {"input": rng.standard_normal((b, 3, *size), dtype=np.float32)}
             runner = make_runner(name, onnx_path=onnx, engine_path=engine, model=torch_model,
                                  output_name=record.output_name if record else "logits")
@@ -106,27 +118,38 @@ def bench_command(
         raise UserError("no backend could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     add_speedups(stats)
     _print(stats, skipped, size)
+    meta = {"model": model or (record.model if record else None), "input_size": list(size),
+            "warmup": warmup, "iterations": None if duration else iterations, "duration_s": duration,
+            "machine": {"platform": platform.platform(), "processor": platform.processor()}}
     if json_out is not None:
         from segexport.cli.common import atomic_output
 
-        meta = {"model": model or (record.model if record else None), "input_size": list(size),
-                "machine": {"platform": platform.platform(), "processor": platform.processor()}}
         with atomic_output(json_out) as tmp:
             tmp.write_text(to_json(stats, meta))
     if baseline is not None:
-        compared = check_baseline(stats, baseline, regression)
+        compared = check_baseline(stats, baseline, regression, meta=meta)
         console.print("[green]✓[/] within baseline: " + ", ".join(compared))
 
 
 def _print(stats, skipped, size) -> None:
     from rich.table import Table
 
-    table = Table(title=f"latency at {size[0]}x{size[1]} (ms; peak memory in --json)", title_justify="left")
-    for col in ("backend", "batch", "mean", "p50", "p90", "p99", "img/s", "speedup"):
+    kinds = {s.memory_kind for s in stats if s.memory_kind}
+    memory = {"cuda-allocated": "CUDA peak allocated", "rss-delta": "process RSS growth"}
+    table = Table(title=f"latency at {size[0]}x{size[1]}, ms; speedup vs torch eager; MiB: "
+                        + " / ".join(memory.get(k, k) for k in sorted(kinds)), title_justify="left")
+    for col in ("backend", "batch", "mean", "p50", "p90", "p99", "img/s", "speedup", "MiB"):
         table.add_column(col, justify="right", no_wrap=True)
     for s in stats:
-        table.add_row(s.backend, str(s.batch), f"{s.mean_ms:.2f}", f"{s.p50_ms:.2f}", f"{s.p90_ms:.2f}", f"{s.p99_ms:.2f}",
-                      f"{s.throughput:.1f}", "-" if s.speedup_vs_torch is None else f"{s.speedup_vs_torch:.2f}x")
+        speedup = "-" if s.speedup_vs_torch is None else f"{s.speedup_vs_torch:.2f}x" + (
+            "" if s.speedup_baseline in (None, "torch") else f" vs {s.speedup_baseline}")
+        table.add_row(s.backend, str(s.batch), *(_num(v) for v in (s.mean_ms, s.p50_ms, s.p90_ms, s.p99_ms, s.throughput)),
+                      speedup, "-" if s.peak_memory_mb is None else f"{s.peak_memory_mb:.0f}")
     console.print(table)
     for name, reason in skipped.items():
         console.print(f"[dim]skipped {name}: {reason}[/]")
+
+
+def _num(v: float) -> str:
+    """Three significant figures at most five characters wide, so the table fits an 80-column CI log."""
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"

@@ -101,3 +101,54 @@ def test_label_maps_are_compared_too():
     b = np.array([[[0, 1], [2, 1]]])
     m = compare(a, b)
     assert m.pixel_agreement == 0.75 and m.max_abs is None
+
+
+def test_batch_sums_match_whole_array_formulas():
+    # compare() reduces one sample at a time; the totals must equal the textbook definitions.
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((3, 5, 6, 7)).astype(np.float32)
+    cand = ref + rng.standard_normal(ref.shape).astype(np.float32) * np.float32(0.1)
+    r, c = ref.astype(np.float64), cand.astype(np.float64)
+    m = compare(ref, cand)
+    assert m.max_abs == pytest.approx(np.abs(r - c).max(), rel=1e-6)
+    assert m.mean_abs == pytest.approx(np.abs(r - c).mean(), rel=1e-6)
+    assert m.rel_l2 == pytest.approx(np.sqrt(((r - c) ** 2).sum() / (r ** 2).sum()), rel=1e-6)
+    assert m.cosine == pytest.approx((r * c).sum() / np.sqrt((r ** 2).sum() * (c ** 2).sum()), rel=1e-9)
+    assert m.ref_max_abs == pytest.approx(np.abs(r).max())
+    assert m.pixel_agreement == pytest.approx((ref.argmax(1) == cand.argmax(1)).mean())
+
+
+def test_class_iou_of_logits_by_hand():
+    ref_labels = np.array([[[0, 0, 1], [1, 1, 1]]])
+    cand_labels = np.array([[[0, 1, 1], [1, 1, 0]]])
+    m = compare(onehot_logits(ref_labels, 2), onehot_logits(cand_labels, 2))
+    # class 0: ref {0,1}, cand {0,5}: inter 1, union 3; class 1: ref {2,3,4,5}, cand {1,2,3,4}: inter 3, union 5
+    assert m.class_iou == pytest.approx({0: 1 / 3, 1: 3 / 5})
+
+
+def test_nan_logits_fail_even_when_labels_agree():
+    ref = onehot_logits(np.zeros((1, 2, 2), int), 2, scale=5.0)
+    cand = ref.copy()
+    cand[0, 0, 1, 1] = np.nan  # argmax still picks class 0: labels "agree"
+    m = compare(ref, cand)
+    assert m.pixel_agreement == 1.0 and m.nonfinite == 1 and np.isnan(m.max_abs)
+    for precision in ("fp32", "fp16", "int8"):
+        checks = {c.name: c.passed for c in evaluate(m, THRESHOLDS[precision])}
+        assert checks["finite"] is False and checks["pixel_agreement"] is True
+    assert {c.name: c.passed for c in evaluate(compare(ref, ref), THRESHOLDS["int8"])}["finite"] is True
+
+
+def test_out_of_range_class_ids_are_refused():
+    truth = np.array([[0, 1], [1, 255]])
+    with pytest.raises(ValueError, match=r"prediction has class ids \[3\]"):
+        miou(np.array([[0, 1], [3, 0]]), truth, 3)
+    with pytest.raises(ValueError, match=r"truth has class ids \[7\]"):
+        iou_per_class(truth * 0, np.array([[0, 7], [1, 255]]), 3)
+    assert miou(np.array([[0, 1], [1, 9]]), truth, 3) == 100.0  # the stray id sits on an ignored pixel
+
+
+def test_threshold_overrides():
+    t = THRESHOLDS["fp32"].with_overrides(min_pixel_agreement=0.5)
+    assert t.min_pixel_agreement == 0.5 and t.max_abs_rel == THRESHOLDS["fp32"].max_abs_rel
+    with pytest.raises(KeyError):
+        THRESHOLDS["fp32"].with_overrides(nonsense=1.0)
