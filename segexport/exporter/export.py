@@ -20,7 +20,7 @@ import io
 import re
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -471,8 +471,10 @@ def verification_shapes(record: ExportRecord) -> list[tuple[int, int, int, int]]
     return shapes
 
 
-# Input jitter for the reference's noise floor: about float32's rounding of the input.
-JITTER = 1e-7
+# Relative input jitters for the reference's noise floor. 1e-7 is float32's rounding of the
+# input; 1e-6 stands in for what two correct float32 implementations drift apart by after a
+# few convolutions (different summation orders: ~sqrt(K) ulps for a K-term dot product).
+JITTERS = (1e-7, 1e-6)
 # How far below the noise floor the export may land: the floor is itself one random sample.
 FLOOR_SLACK_AGREEMENT = 0.005
 FLOOR_SLACK_MAX_ABS = 2.0
@@ -484,11 +486,15 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     Comparing against the original model, not the export-prepared copy, is what proves the
     MaxUnpool rewrite exact. The strict fp32 contract (99.99 % labels, max-abs 1e-4 x max|ref|)
     applies first. Only when it fails is the reference's own noise floor measured: PyTorch
-    against itself with the input jittered by 1e-7 (float32 rounding). Untrained full-width
-    SegNet, for one, unpools by max position and is chaotic at float32 -- PyTorch agrees with
-    itself on 99.73 % of labels (max-abs 0.009 of 0.17) -- so no runtime can meet 99.99 %. Then,
-    and only then, the export is held to that floor (agreement at most 0.5 pt below it, max-abs
-    at most twice its own); a stable reference keeps the strict contract and a real failure fails.
+    against itself with the input jittered by 1e-7 and 1e-6 (relative), the worse of the two.
+    Untrained SegNet, for one, unpools by max position and is chaotic at float32: a window
+    whose two largest values differ in the last bits sends its value to another position, so
+    at width 0.5 and 512x512 a 1e-6 jitter moves single logits by 3-10 % of max|ref| while the
+    99th percentile of |diff| stays at 5e-7 -- ONNX Runtime shows exactly that pattern (2.3 %,
+    p99 5e-7), and no runtime can meet the strict max-abs. Then, and only then, the export is
+    held to the floor (agreement at most 0.5 pt below it, max-abs at most twice its own) *and*
+    the 99th percentile of |diff| must still meet the strict 1e-4: tie flips touch a few
+    values, a wrong weight moves them all. A stable reference keeps the strict contract.
     """
     import numpy as np
     import torch
@@ -507,6 +513,9 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
             out = torch_model(torch.from_numpy(x)).numpy()
         return out.argmax(axis=1).astype(np.int32) if record.argmax else out
 
+    def relative_max(m) -> float:
+        return 0.0 if m.max_abs is None else m.max_abs / max(m.ref_max_abs or 0.0, 1e-12)
+
     with OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["CPUExecutionProvider"])) as runner:
         for shape in verification_shapes(record):
             x = rng.standard_normal(shape, dtype=np.float32)
@@ -516,15 +525,19 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
             checks = evaluate(metrics, strict)
             row = VerifyRow(shape=tuple(shape), metrics=metrics, checks=checks)
             if not row.passed:
-                jitter = rng.uniform(-JITTER, JITTER, size=x.shape).astype(np.float32)
-                floor = compare(ref, reference(x * (1 + jitter)))
+                floors = [compare(ref, reference(x * (1 + rng.uniform(-j, j, size=x.shape).astype(np.float32))))
+                          for j in JITTERS]
+                floor = min(floors, key=lambda f: (f.pixel_agreement, -relative_max(f)))
                 row.noise_floor = floor
                 if not all(c.passed for c in evaluate(floor, strict)):  # the reference itself is unstable
-                    ref_max = max(floor.ref_max_abs or 0.0, 1e-12)
                     relaxed = Thresholds(
                         min_pixel_agreement=min(strict.min_pixel_agreement, floor.pixel_agreement - FLOOR_SLACK_AGREEMENT),
-                        max_abs_rel=None if floor.max_abs is None else max(strict.max_abs_rel, FLOOR_SLACK_MAX_ABS * floor.max_abs / ref_max),
+                        max_abs_rel=None if metrics.max_abs is None else max(
+                            strict.max_abs_rel, FLOOR_SLACK_MAX_ABS * max(relative_max(f) for f in floors)),
                     )
                     row.checks = evaluate(metrics, relaxed)
+                    if metrics.max_abs is not None:
+                        bulk = evaluate(metrics, replace(strict, abs_quantile=0.99))
+                        row.checks += [replace(c, name="abs_p99") for c in bulk if c.name == "max_abs"]
             rows.append(row)
     return rows
