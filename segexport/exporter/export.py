@@ -492,9 +492,12 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     at width 0.5 and 512x512 a 1e-6 jitter moves single logits by 3-10 % of max|ref| while the
     99th percentile of |diff| stays at 5e-7 -- ONNX Runtime shows exactly that pattern (2.3 %,
     p99 5e-7), and no runtime can meet the strict max-abs. Then, and only then, the export is
-    held to the floor (agreement at most 0.5 pt below it, max-abs at most twice its own) *and*
-    the 99th percentile of |diff| must still meet the strict 1e-4: tie flips touch a few
-    values, a wrong weight moves them all. A stable reference keeps the strict contract.
+    held to the floor: agreement at most 0.5 pt below it, max-abs and the 99th percentile of
+    |diff| each at most twice the floor's own (never looser than the strict 1e-4). Tie flips in
+    a shallow unpooling net touch a few values, so p99 stays strict there and a wrong weight,
+    which moves every value, still fails; in DeconvNet a flip at pool5 spreads through four
+    unpool + deconvolution stages, and the floor's p99 grows with it. A stable reference keeps
+    the strict contract.
     """
     import numpy as np
     import torch
@@ -515,6 +518,9 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
 
     def relative_max(m) -> float:
         return 0.0 if m.max_abs is None else m.max_abs / max(m.ref_max_abs or 0.0, 1e-12)
+
+    def relative_p99(m) -> float:
+        return 0.0 if m.abs_p99 is None else m.abs_p99 / max(m.ref_max_abs or 0.0, 1e-12)
 
     with OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["CPUExecutionProvider"])) as runner:
         for shape in verification_shapes(record):
@@ -537,7 +543,8 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
                     )
                     row.checks = evaluate(metrics, relaxed)
                     if metrics.max_abs is not None:
-                        bulk = evaluate(metrics, replace(strict, abs_quantile=0.99))
+                        p99_rel = max(strict.max_abs_rel, FLOOR_SLACK_MAX_ABS * max(relative_p99(f) for f in floors))
+                        bulk = evaluate(metrics, replace(strict, max_abs_rel=p99_rel, abs_quantile=0.99))
                         row.checks += [replace(c, name="abs_p99") for c in bulk if c.name == "max_abs"]
             rows.append(row)
     return rows
