@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from segexport.checks.metrics import PARITY_THRESHOLDS, Thresholds, compare, evaluate, labels_of, miou
+from segexport.checks.noise_floor import judge_against_floor, measure_floor, worst
 from segexport.checks.reports import PairResult, ParityReport
 from segexport.errors import UserError
 
@@ -72,9 +73,13 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
 
     say("running the PyTorch reference")
     ref_runner = make_runner(opts.reference, model=loaded.model, output_name=record.output_name)
-    reference = _run_all(ref_runner, inputs, record.input_name, record.output_name, record.batch)
-    if record.argmax:
-        reference = labels_of(reference).astype(np.int32)
+
+    def reference_of(x: np.ndarray) -> np.ndarray:
+        out = _run_all(ref_runner, x, record.input_name, record.output_name, record.batch)
+        return labels_of(out).astype(np.int32) if record.argmax else out
+
+    reference = reference_of(inputs)
+    floors = None  # the reference against itself under float32-level jitter, measured on a failure
     report = ParityReport(onnx=str(opts.onnx), model=loaded.name, precision=precision,
                           inputs=f"{len(inputs)} {'images' if names else 'seeded random tensors'}",
                           versions=_versions())
@@ -104,6 +109,14 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
             pair.miou_candidate = miou(labels_of(got), labels, record.num_classes)
             drop = pair.miou_reference - pair.miou_candidate
         pair.checks = evaluate(metrics, pair_thresholds, miou_drop=drop)
+        if not pair.passed:
+            if floors is None:
+                say("measuring the reference's own float32 noise floor")
+                floors = measure_floor(reference_of, inputs, reference, np.random.default_rng(opts.seed + 1))
+            pair.noise_floor = worst(floors)
+            held = judge_against_floor(metrics, pair_thresholds, floors, miou_drop=drop, fixed=opts.thresholds)
+            if held is not None:
+                pair.checks, pair.held_to_floor = held, True
         report.pairs.append(pair)
         if opts.save_diff is not None:
             from segexport.checks.reports import save_diff_pngs
