@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from segexport.checks.metrics import compare
     from segexport.checks.parity import ParityOptions, run_parity
     from segexport.checks.runners import make_runner
+    from segexport.errors import SegexportError
     from segexport.exporter.export import ExportOptions, export_onnx
     from segexport.models.loading import load_model
     from segexport.models.registry import get_spec, list_models
@@ -62,7 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             onnx_path = Path(tmp) / f"{name}.onnx"
             if args.device == "cpu":
-                export_onnx(ExportOptions(model=name, out=onnx_path, width=width, input_size=(size, size)))
+                try:
+                    export_onnx(ExportOptions(model=name, out=onnx_path, width=width, input_size=(size, size)))
+                except SegexportError as exc:  # record it and go on: one failure must not lose the other rows
+                    console.print(f"[red]{name}: export failed: {exc}[/]")
+                    rows.append({"model": name, "size": size, "width": width, "export_error": str(exc),
+                                 "parity": {"passed": False}, "latency": []})
+                    continue
             export_s = time.perf_counter() - t0
             model = load_model(name, width=width).model
             x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
@@ -95,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     for col in ("model", "width", "size", *backends, "speedup", "max|Δ|", "agreement", "parity"):
         table.add_column(col, justify="right")
     for r in rows:
+        if "export_error" in r:
+            table.add_row(r["model"], f"{r['width']:g}", str(r["size"]), *("-" for _ in backends), "-", "-", "-",
+                          "export FAIL")
+            continue
         lat = {s["backend"]: s["p50_ms"] for s in r["latency"]}
         sp = next((s["speedup_vs_torch"] for s in r["latency"] if s["backend"] == backends[1]), None)
         verdict = {True: "pass", False: "FAIL", None: "-"}[r["parity"]["passed"]]

@@ -7,7 +7,9 @@ labels. No runtime can then meet a strict contract against PyTorch, because PyTo
 meet it against itself. The floor is measured, not assumed: PyTorch against itself with the
 input jittered by 1e-7 (float32's rounding of the input) and 1e-6 (about what two correct
 float32 implementations drift apart by after a few convolutions: a K-term dot product summed
-in another order moves by ~sqrt(K) ulps). Only when the reference fails the thresholds against
+in another order moves by ~sqrt(K) ulps), three samples at each: which windows flip is luck, and
+one sample's max |diff| says little (full-width SegNet at 512x512, six samples: 2.3 % to 18.5 %
+of max|ref|, with ONNX Runtime at 10.3 %). Only when the reference fails the thresholds against
 itself are the checks relaxed, and then only to the floor: labels at most 0.5 pt below it,
 max and 99th-percentile |diff| at most twice its own. Where flips are local (SegNet) the floor's
 p99 stays tiny, so a wrong weight, which moves every value, still fails. A stable reference
@@ -26,6 +28,7 @@ import numpy as np
 from segexport.checks.metrics import CheckResult, ParityMetrics, Thresholds, compare, evaluate
 
 JITTERS = (1e-7, 1e-6)  # relative input jitter
+SAMPLES_PER_JITTER = 3
 SLACK_AGREEMENT = 0.005  # the floor is one random sample: allow half a point below it
 SLACK_ABS = 2.0
 
@@ -33,7 +36,8 @@ SLACK_ABS = 2.0
 def measure_floor(reference: Callable[[np.ndarray], np.ndarray], x: np.ndarray, ref: np.ndarray,
                   rng: np.random.Generator) -> list[ParityMetrics]:
     """``ref`` (the reference's output for ``x``) against the reference on jittered copies of ``x``."""
-    return [compare(ref, reference(x * (1 + rng.uniform(-j, j, size=x.shape).astype(np.float32)))) for j in JITTERS]
+    return [compare(ref, reference(x * (1 + rng.uniform(-j, j, size=x.shape).astype(np.float32))))
+            for j in JITTERS for _ in range(SAMPLES_PER_JITTER)]
 
 
 def worst(floors: list[ParityMetrics]) -> ParityMetrics:
