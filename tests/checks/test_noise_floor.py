@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from segexport.checks.metrics import PARITY_THRESHOLDS, Thresholds, compare
 from segexport.checks.noise_floor import JITTERS, SAMPLES_PER_JITTER, judge_against_floor, measure_floor, worst
