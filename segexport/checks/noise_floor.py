@@ -7,13 +7,18 @@ labels. No runtime can then meet a strict contract against PyTorch, because PyTo
 meet it against itself. The floor is measured, not assumed: PyTorch against itself with the
 input jittered by 1e-7 (float32's rounding of the input) and 1e-6 (about what two correct
 float32 implementations drift apart by after a few convolutions: a K-term dot product summed
-in another order moves by ~sqrt(K) ulps), three samples at each: which windows flip is luck, and
-one sample's max |diff| says little (full-width SegNet at 512x512, six samples: 2.3 % to 18.5 %
-of max|ref|, with ONNX Runtime at 10.3 %). Only when the reference fails the thresholds against
-itself are the checks relaxed, and then only to the floor: labels at most 0.5 pt below it,
-max and 99th-percentile |diff| at most twice its own. Where flips are local (SegNet) the floor's
-p99 stays tiny, so a wrong weight, which moves every value, still fails. A stable reference
-(every trained fixture, every model on real images we measured) keeps the strict contract.
+in another order moves by ~sqrt(K) ulps), three samples at each, since which windows flip is luck.
+
+Only when the reference fails the thresholds against itself are the checks relaxed, and then
+only to the floor: labels at most 0.5 pt below its worst sample, and the 99th percentile of
+|diff| at most twice the floor's worst (never looser than the strict bound). The maximum |diff|
+is then reported but not gated: it measures which windows happened to flip. For full-width
+SegNet at 512x512 the floor's own maximum spans 2.3 % to 18.5 % of max|ref| over six samples,
+and ONNX Runtime's 10.3 % once came out at 3.3x the worst of another six, so any bound on it
+fails correct exports at random. A wrong weight moves every value and fails the p99 bound; an
+error confined to a few values must move labels to be seen, which a chaotic reference cannot
+vouch for anyway. A stable reference (every trained fixture, every model on real images we
+measured) keeps the strict contract, maximum included.
 
 Shared by export verification (``segexport onnx``) and ``segexport parity``.
 """
@@ -54,23 +59,21 @@ def judge_against_floor(metrics: ParityMetrics, thresholds: Thresholds, floors: 
     given, never relaxed, since the user said exactly what must hold."""
     if all(c.passed for f in floors for c in evaluate(f, thresholds)):
         return None
-    floor_bounds = dict(
+    fixed = set(fixed)
+    bounds: dict[str, float | None] = dict(
         min_pixel_agreement=min(thresholds.min_pixel_agreement,
                                 min(f.pixel_agreement for f in floors) - SLACK_AGREEMENT),
         min_boundary_agreement=None if thresholds.min_boundary_agreement is None else min(
             thresholds.min_boundary_agreement,
             min(f.boundary_agreement if f.boundary_agreement is not None else 1.0 for f in floors) - SLACK_AGREEMENT),
-        max_abs_rel=None if thresholds.max_abs_rel is None else max(
-            thresholds.max_abs_rel, SLACK_ABS * max(_relative(f, thresholds.abs_quantile) for f in floors)),
     )
-    relaxed = replace(thresholds, **{k: v for k, v in floor_bounds.items() if k not in set(fixed)})
+    if thresholds.max_abs_rel is not None and not fixed & {"max_abs_rel", "abs_quantile"}:
+        bounds.update(abs_quantile=0.99, max_abs_rel=max(
+            thresholds.max_abs_rel, SLACK_ABS * max(_relative(f, 0.99) for f in floors)))
+    relaxed = replace(thresholds, **{k: v for k, v in bounds.items() if k not in fixed})
     checks = evaluate(metrics, relaxed, miou_drop=miou_drop)
-    if (thresholds.max_abs_rel is not None and thresholds.abs_quantile >= 1.0 and metrics.max_abs is not None
-            and "max_abs_rel" not in set(fixed)):
-        # A relaxed maximum alone would let a wrong weight through; the bulk of |diff| is bounded too.
-        bulk = replace(thresholds, abs_quantile=0.99,
-                       max_abs_rel=max(thresholds.max_abs_rel, SLACK_ABS * max(_relative(f, 0.99) for f in floors)))
-        checks += [replace(c, name="abs_p99") for c in evaluate(metrics, bulk) if c.name == "max_abs"]
+    if relaxed.abs_quantile != thresholds.abs_quantile:  # name what is checked now: the bulk, not the maximum
+        checks = [replace(c, name="abs_p99") if c.name == "max_abs" else c for c in checks]
     return checks
 
 

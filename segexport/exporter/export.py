@@ -83,6 +83,7 @@ class VerifyRow:
     metrics: Any  # segexport.checks.metrics.ParityMetrics
     checks: list[Any]  # segexport.checks.metrics.CheckResult
     noise_floor: Any | None = None  # PyTorch vs itself under float32-size input jitter, when measured
+    held_to_floor: bool = False  # PyTorch failed the contract against itself: checks held to its floor
 
     @property
     def passed(self) -> bool:
@@ -508,6 +509,8 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
             if not row.passed:
                 floors = measure_floor(reference, x, ref, rng)
                 row.noise_floor = worst(floors)
-                row.checks = judge_against_floor(metrics, strict, floors) or row.checks
+                held = judge_against_floor(metrics, strict, floors)
+                if held is not None:
+                    row.checks, row.held_to_floor = held, True
             rows.append(row)
     return rows

@@ -29,17 +29,19 @@ def test_a_stable_reference_keeps_the_strict_verdict():
     assert judge_against_floor(compare(ref, ref + 1e-3), STRICT, floors) is None
 
 
-def test_an_unstable_reference_relaxes_the_maximum_but_not_the_bulk():
+def test_an_unstable_reference_gates_the_bulk_not_the_maximum():
     ref = _logits()
     jump = float(np.abs(ref).max())
     floors = [compare(ref, _spiked(ref, 5, jump)), compare(ref, _spiked(ref, 77, jump))]
-    one_flip = judge_against_floor(compare(ref, _spiked(ref, 300, jump)), STRICT, floors)
-    assert one_flip is not None and all(c.passed for c in one_flip)
-    assert {"max_abs", "abs_p99"} <= {c.name for c in one_flip}
+    bigger_flip = judge_against_floor(compare(ref, _spiked(ref, 300, 3 * jump)), STRICT, floors)
+    assert bigger_flip is not None and all(c.passed for c in bigger_flip)  # the maximum is the luck of the draw
+    names = {c.name for c in bigger_flip}
+    assert "abs_p99" in names and "max_abs" not in names
     everywhere = judge_against_floor(compare(ref, ref * 1.01), STRICT, floors)  # a wrong weight moves every value
     assert [c.name for c in everywhere if not c.passed] == ["abs_p99"]
-    too_far = judge_against_floor(compare(ref, _spiked(ref, 300, 3 * jump)), STRICT, floors)
-    assert "max_abs" in [c.name for c in too_far if not c.passed]  # more than twice the floor's own
+    band = ref.copy()
+    band.flat[:40] += 0.01 * jump  # 4 % of the values off by 1 % of max|ref|: more than tie flips explain
+    assert "abs_p99" in [c.name for c in judge_against_floor(compare(ref, band), STRICT, floors) if not c.passed]
 
 
 def test_labels_may_land_half_a_point_below_the_floor_and_no_further():
