@@ -10,7 +10,11 @@ command's own thresholds) and timed trtexec-style (warm-up, timed iterations, pe
 torch and ort-cpu in the same process. ``--widths name=w`` runs a model below ``--width`` where
 full width does not fit the time at hand; the width of every row is in the table and the JSON.
 With --device cuda only the PyTorch baselines run on the GPU (torch-cuda fp32 and fp16
-autocast; export and parity are skipped). Writes a JSON with the command line.
+autocast; export and parity are skipped). ``--precisions fp16,int8`` also calibrates each export
+(`segexport calibrate`, synthetic data, default method) and times the reduced ONNX in ONNX
+Runtime CPU as ``ort-cpu-fp16`` / ``ort-cpu-int8``, with its label agreement against the fp32
+ONNX on held-out synthetic images (untrained weights: agreement, not accuracy; the accuracy
+cost on trained fixtures is bench_precision.py's). Writes a JSON with the command line.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from rich.table import Table
 
 
 def main(argv: list[str] | None = None) -> int:
+    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
     from segexport.checks.latency import add_speedups, measure
     from segexport.checks.metrics import compare
     from segexport.checks.parity import ParityOptions, run_parity
@@ -48,13 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--precisions", default="", help="also time reduced-precision ONNX in ORT CPU, e.g. fp16,int8")
+    p.add_argument("--calib-count", type=int, default=16)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     names = [s.name for s in list_models()] if args.models == "all" else args.models.split(",")
     widths = {k: float(v) for k, _, v in (w.partition("=") for w in args.widths.split(",") if w)}
-    console = Console(width=None if sys.stdout.isatty() else 140)  # a log file keeps whole columns
+    console = Console(width=None if sys.stdout.isatty() else 200)  # a log file keeps whole columns
     rows = []
     backends = ["torch", "ort-cpu"] if args.device == "cpu" else ["torch-cuda", "torch-cuda-fp16"]
+    precisions = [prec for prec in args.precisions.split(",") if prec]
+    if precisions and (args.device != "cpu" or not set(precisions) <= {"fp16", "int8"}):
+        p.error("--precisions takes fp16 and/or int8, on --device cpu")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             size = max(args.size, get_spec(name).min_size)
@@ -94,24 +104,36 @@ def main(argv: list[str] | None = None) -> int:
                 m = compare(outputs[backends[0]], outputs[backends[1]])
                 parity = {"candidate": backends[1], "passed": None, "max_abs": m.max_abs, "ref_max_abs": m.ref_max_abs,
                           "pixel_agreement": m.pixel_agreement, "boundary_agreement": m.boundary_agreement}
+            reduced = {}
+            for prec in precisions:
+                res = run_calibrate(CalibrateOptions(onnx=onnx_path, precision=prec, count=args.calib_count,
+                                                     eval_count=args.calib_count, out=Path(tmp) / f"{name}.{prec}.onnx"))
+                stats.append(measure(make_runner("ort-cpu", onnx_path=res.out), {"input": x}, backend=f"ort-cpu-{prec}",
+                                     batch=1, warmup=args.warmup, iterations=args.iterations))
+                reduced[prec] = {"agreement_vs_fp32": res.pixel_agreement, "boundary_agreement": res.boundary_agreement}
+                res.out.unlink(missing_ok=True)
             add_speedups(stats)
             rows.append({"model": name, "size": size, "width": width, "export_s": round(export_s, 1),
-                         "parity": parity, "latency": [asdict(s) for s in stats]})
+                         "parity": parity, "latency": [asdict(s) for s in stats],
+                         **({"reduced_precision": reduced} if reduced else {})})
             onnx_path.unlink(missing_ok=True)
     table = Table(title=f"zoo {args.device} (p50 ms, batch 1)")
-    for col in ("model", "width", "size", *backends, "speedup", "max|Δ|", "agreement", "parity"):
+    shown = [*backends, *(f"ort-cpu-{prec}" for prec in precisions)]
+    for col in ("model", "width", "size", *shown, "speedup", "max|Δ|", "agreement", "parity",
+                *(f"{prec} agree" for prec in precisions)):
         table.add_column(col, justify="right")
     for r in rows:
         if "export_error" in r:
-            table.add_row(r["model"], f"{r['width']:g}", str(r["size"]), *("-" for _ in backends), "-", "-", "-",
-                          "export FAIL")
+            table.add_row(r["model"], f"{r['width']:g}", str(r["size"]), *("-" for _ in shown), "-", "-", "-",
+                          "export FAIL", *("-" for _ in precisions))
             continue
         lat = {s["backend"]: s["p50_ms"] for s in r["latency"]}
         sp = next((s["speedup_vs_torch"] for s in r["latency"] if s["backend"] == backends[1]), None)
         verdict = {True: "pass", False: "FAIL", None: "-"}[r["parity"]["passed"]]
-        table.add_row(r["model"], f"{r['width']:g}", str(r["size"]), *(f"{lat[b]:.1f}" for b in backends),
+        table.add_row(r["model"], f"{r['width']:g}", str(r["size"]), *(f"{lat[b]:.1f}" for b in shown),
                       "-" if sp is None else f"{sp:.2f}x", f"{r['parity']['max_abs']:.1e}",
-                      f"{100 * r['parity']['pixel_agreement']:.3f} %", verdict)
+                      f"{100 * r['parity']['pixel_agreement']:.3f} %", verdict,
+                      *(f"{100 * r['reduced_precision'][prec]['agreement_vs_fp32']:.2f} %" for prec in precisions))
     console.print(table)
     import onnxruntime
     import torch

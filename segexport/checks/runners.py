@@ -135,7 +135,7 @@ class OrtIoBindingRunner(BaseRunner):
 
 def backend_device(backend: str) -> str:
     """"cpu" or "cuda": where a backend computes, so speedups compare like with like."""
-    return "cpu" if backend in ("torch", "ort-cpu") else "cuda"
+    return "cpu" if backend == "torch" or backend.startswith("ort-cpu") else "cuda"  # ort-cpu-int8 etc. in benchmarks
 
 
 def available_backends() -> dict[str, str | None]:
