@@ -152,6 +152,30 @@ def test_tie_flips_of_an_unstable_reference_are_held_to_its_noise_floor(tiny_dee
     assert "abs_p99" in names and "max_abs" not in names  # the bulk is gated; the maximum is reported
 
 
+def test_the_export_summary_says_when_it_was_held_to_the_floor(tiny_deeplab_onnx, monkeypatch):
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import segexport.cli.onnx_cmd as onnx_cmd
+    from segexport.exporter.export import verify_export
+    from segexport.exporter.metadata import read_record
+    from segexport.models.loading import load_model
+
+    record = read_record(tiny_deeplab_onnx)
+    base = load_model("deeplabv1", width=TINY_WIDTH).model.eval()
+    shown = {}
+    for label, model in (("unstable", _TieFlipping(base)), ("stable", base)):
+        recorder = Console(record=True, width=400)
+        monkeypatch.setattr(onnx_cmd, "console", recorder)
+        rows = verify_export(model, tiny_deeplab_onnx, record)
+        onnx_cmd._print_result(SimpleNamespace(record=record, path=tiny_deeplab_onnx, onnx_ops={"Conv": 1}, lint=None,
+                                               verify=rows, seconds={"verify": 1.0}))
+        shown[label] = recorder.export_text()
+    assert "held to that noise floor" in shown["unstable"] and "reported, not gated" in shown["unstable"]
+    assert "note:" not in shown["stable"] and "pass" in shown["stable"]  # a stable reference: no floor measured
+
+
 def test_the_noise_floor_does_not_hide_a_wrong_weight(tiny_deeplab_onnx, tmp_path):
     """An unstable reference relaxes max-abs only: a 1 % weight error moves every value, and the
     99th percentile of |diff| still has to meet the strict bound."""
