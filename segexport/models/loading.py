@@ -176,7 +176,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # torch.load's own messages can be bare (a KeyError on a pickle opcode prints "174812789"),
+        # so the exception type goes first to keep the line readable.
+        detail = str(exc).splitlines()[0].split(". ")[0] if str(exc) else ""  # first sentence only
+        msg = f"torch.load: {type(exc).__name__}{': ' + detail if detail else ''}"
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise UserError(
                 f"{str(path)!r} holds Python objects, not just tensors; refusing to unpickle it. "
