@@ -50,7 +50,8 @@ def bench_command(
 
     from segexport.checks.latency import add_speedups, check_baseline, measure, parse_regression, to_json
     from segexport.checks.runners import available_backends, make_runner
-    from segexport.models.loading import load_model
+    from segexport.models.contract import check_forward
+    from segexport.models.loading import check_input_size, load_model
 
     if onnx is None and model is None:
         raise UserError("give --model, --onnx or both (e.g. segexport bench --model deeplabv1)")
@@ -77,6 +78,9 @@ def bench_command(
                             width=record.width if record else width)
         torch_model = loaded.model
         size = size or loaded.spec.default_input_size
+        check_input_size(loaded.spec, size)
+        if loaded.spec.family == "user":  # zoo models keep the contract by construction (and their tests)
+            check_forward(loaded.name, torch_model, size, loaded.num_classes)
     if size is None:  # only ONNX backends, and no record to read a size from
         raise UserError("give --input-size HxW (e.g. 512x512)")
     if record is not None and tuple(size) != tuple(record.preprocess.input_size) and not (

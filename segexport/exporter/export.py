@@ -133,7 +133,16 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
     from segexport.exporter.resize import check_interpolation
     from segexport.exporter.unpool import prepare_for_export
 
-    check_interpolation(loaded.model, example)
+    from segexport.models.contract import check_segmentation_output, forward_error
+
+    try:
+        output = check_interpolation(loaded.model, example)
+    except UserError:
+        raise
+    except Exception as exc:  # the model's own forward: a user model fed the wrong thing
+        raise forward_error(loaded.name, example, exc) from exc
+    check_segmentation_output(loaded.name, example, output, loaded.num_classes)
+    del output
     export_model = prepare_for_export(loaded.model, mode=options.unpool)
     if options.argmax:
         export_model = ArgMaxHead(export_model)

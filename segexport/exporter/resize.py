@@ -15,6 +15,8 @@ The check runs the model once under a ``TorchFunctionMode`` that sees every
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
@@ -45,20 +47,22 @@ class _InterpolationSpy(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def find_unsafe_interpolation(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """One message per interpolation call TensorRT cannot reproduce, with the calling module."""
+def find_unsafe_interpolation(model: nn.Module, example: torch.Tensor) -> tuple[list[str], Any]:
+    """One message per interpolation call TensorRT cannot reproduce, with the calling module;
+    and the model's output, so the caller can check it without a second forward."""
     from segexport.exporter.scopes import module_stack
 
     with module_stack(model) as stack:
         spy = _InterpolationSpy(stack)
         with spy, torch.no_grad():
-            model(example)
-    return spy.problems
+            output = model(example)
+    return spy.problems, output
 
 
-def check_interpolation(model: nn.Module, example: torch.Tensor) -> None:
-    """Raise a one-line UserError for the first unsafe interpolation."""
-    problems = find_unsafe_interpolation(model, example)
+def check_interpolation(model: nn.Module, example: torch.Tensor) -> Any:
+    """Raise a one-line UserError for the first unsafe interpolation; return the model's output."""
+    problems, output = find_unsafe_interpolation(model, example)
     if problems:
         more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
         raise UserError(f"not TensorRT-safe: {problems[0]}{more}")
+    return output
