@@ -92,8 +92,6 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
     if opts.precision == "fp16" and opts.trt_cache:
         raise UserError("--trt-cache holds INT8 ranges: use --precision int8 (or best) to write one")
     src = Path(opts.onnx)
-    if not src.is_file():
-        raise UserError(f"ONNX file {str(src)!r} not found")
     record = read_record(src)
     if record.precision != "fp32":
         raise UserError(f"{src.name} is already {record.precision}: calibrate the fp32 export")

@@ -42,8 +42,6 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     from segexport.models.loading import load_model
 
     say = progress or (lambda _m: None)
-    if not Path(opts.onnx).is_file():
-        raise UserError(f"ONNX file {str(opts.onnx)!r} not found")
     record = read_record(opts.onnx)
     loaded = load_model(opts.model or record.model, num_classes=record.num_classes, width=record.width,
                         weights=opts.weights)

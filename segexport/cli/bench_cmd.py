@@ -59,8 +59,6 @@ def bench_command(
     if onnx is not None:
         from segexport.exporter.metadata import read_record
 
-        if not onnx.is_file():
-            raise UserError(f"ONNX file {str(onnx)!r} not found")
         record = read_record(onnx)
     try:
         batches = sorted({int(b) for b in batch.split(",") if b.strip()})

@@ -119,8 +119,9 @@ def build_engine(
     every architecture the release supports, "current" = this machine's GPU).
     """
     onnx_path, out_path = Path(onnx_path), Path(out_path)
-    if not onnx_path.is_file():
-        raise UserError(f"ONNX file {str(onnx_path)!r} not found")
+    from segexport.exporter.metadata import load_onnx
+
+    load_onnx(onnx_path)  # a missing or non-ONNX file: one line here, not a parser error later
     if calibration_cache is not None:
         from segexport.calib.provenance import check_matches
 

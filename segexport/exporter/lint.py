@@ -322,13 +322,10 @@ def lint_model(model: onnx.ModelProto | str | Path, *, parser: str = "auto", bui
             path = Path(tmp) / "model.onnx"
             onnx.save(model, str(path))
             return lint_model(path, parser=parser, build=build)
+    from segexport.exporter.metadata import load_onnx
+
     path = Path(model)
-    if not path.is_file():
-        raise UserError(f"ONNX file {str(path)!r} not found")
-    try:
-        proto = onnx.load(str(path))
-    except Exception as exc:
-        raise UserError(f"{str(path)!r} is not an ONNX model ({type(exc).__name__}): pass a .onnx file") from exc
+    proto = load_onnx(path, external_data=True)
     report = LintReport(path=str(path), findings=static_findings(proto))
     parser_findings(path, report, parser=parser, build=build)
     return report

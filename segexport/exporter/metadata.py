@@ -29,10 +29,33 @@ def write_record(model: onnx.ModelProto, record: ExportRecord) -> None:
         prop.value = json.dumps(value, sort_keys=True)
 
 
+def load_onnx(path: str | Path, *, external_data: bool = False) -> onnx.ModelProto:
+    """Load an ONNX file given on the command line, or fail with one line.
+
+    Why not plain ``onnx.load``: protobuf parses almost any short byte string as an empty
+    ModelProto, so a PNG or a text file passed by mistake "loads", lints clean, and only
+    fails later as a TensorRT "network must have at least one output". A model without
+    graph outputs is refused here instead.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ONNX file {str(path)!r} not found" if not path.is_dir()
+                        else f"{str(path)!r} is a directory: give the .onnx file")
+    try:
+        model = onnx.load(str(path), load_external_data=external_data)
+    except Exception as exc:
+        raise UserError(f"{str(path)!r} is not an ONNX model ({type(exc).__name__}): "
+                        "pass the .onnx written by `segexport onnx`") from exc
+    if not model.graph.output:
+        raise UserError(f"{str(path)!r} is not an ONNX model (no graph outputs): "
+                        "pass the .onnx written by `segexport onnx`")
+    return model
+
+
 def read_record(model: onnx.ModelProto | str | Path) -> ExportRecord:
     """The export record of a segexport ONNX; a foreign ONNX gets an error naming the fix."""
     if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model), load_external_data=False)
+        model = load_onnx(model)
     raw = {p.key[len(PREFIX):]: json.loads(p.value) for p in model.metadata_props if p.key.startswith(PREFIX)}
     if "model" not in raw:
         raise UserError(
