@@ -9,6 +9,7 @@ from the console script, ``python -m segexport`` and ``typer.testing.CliRunner``
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 
 import typer
@@ -56,9 +57,27 @@ def _guard(callback):
     return wrapper
 
 
+def reflow_help(doc: str | None) -> str | None:
+    """Join the hard-wrapped lines of each prose paragraph of a command docstring.
+
+    Why: Typer >= 0.13 keeps single newlines in rich mode, then wraps again at the terminal
+    width, so a docstring wrapped at 95 columns prints as ragged half-lines in an 80-column
+    ``--help``. Paragraphs whose lines are all indented (the examples) keep their breaks.
+    """
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(
+        p if all(line.startswith(" ") for line in p.splitlines()) else " ".join(line.strip() for line in p.splitlines())
+        for p in paragraphs
+    )
+
+
 def _guard_all(typer_app: typer.Typer) -> None:
     for command in typer_app.registered_commands:
         if command.callback is not None and not getattr(command.callback, "__wrapped__", None):
+            if command.help is None:
+                command.help = reflow_help(command.callback.__doc__)
             command.callback = _guard(command.callback)
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:

@@ -36,9 +36,11 @@ def engine_command(
 
       segexport engine deeplabv1.onnx
 
-      segexport engine segnet.onnx --precision int8 --calib-cache segnet.cache   # TensorRT 10 / Jetson
+      # TensorRT 10 / Jetson, implicit INT8 from a calibration cache:
+      segexport engine segnet.onnx --precision int8 --calib-cache segnet.cache
 
-      segexport engine unet.onnx --backend rtx --target-cc sm89,sm120            # TensorRT-RTX, no GPU needed
+      # TensorRT-RTX ahead of time, no GPU needed:
+      segexport engine unet.onnx --backend rtx --target-cc sm89,sm120
     """
     from segexport.engines.builder import build_engine
     from segexport.errors import UserError
