@@ -108,6 +108,19 @@ def test_rich_table_names_failures(report):
     assert "ort-cuda: pixel agreement 75.0000 %" in text and "skipped trt" in text
 
 
+def test_rich_table_fits_an_80_column_terminal(report):
+    """With the mIoU column filled nothing is cut to an ellipsis at the default width of a
+    terminal or a CI log."""
+    from rich.console import Console
+
+    console = Console(record=True, width=80)
+    print_table(report, console)
+    text = console.export_text()
+    assert "…" not in text
+    for cell in ("strict %", "min IoU", "result", "60.0/80.0", "FAIL", "ort-cuda"):
+        assert cell in text, (cell, text)
+
+
 def test_diff_pngs(tmp_path):
     from segexport.data.synth import voc_palette
 
