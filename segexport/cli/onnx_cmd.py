@@ -148,4 +148,5 @@ def _print_result(result) -> None:
                 console.print(f"  [yellow]note:[/] at {'x'.join(map(str, row.shape))} PyTorch against itself under "
                               f"float32-level input jitter: {100 * f.pixel_agreement:.3f} % labels, max-abs {fmt(f.max_abs)}; "
                               + verdict)
-    console.print("  timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items()))
+    steps = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items())
+    console.print(f"  {sum(result.seconds.values()):.1f} s ({steps})")  # one line at 80 columns
