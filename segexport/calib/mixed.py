@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from segexport.calib.int8 import Calibration, quantizable_nodes, quantize_qdq
-from segexport.checks.metrics import miou
+from segexport.checks.metrics import labels_of, miou
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Evaluation:
     inputs: np.ndarray
     labels: np.ndarray | None
     num_classes: int
-    reference_labels: np.ndarray  # argmax of the FP32 ONNX on ``inputs``
+    reference_labels: np.ndarray  # labels (metrics.labels_of) of the FP32 ONNX on ``inputs``
     reference_miou: float | None
     input_name: str = "input"
     output_name: str = "logits"
@@ -50,7 +50,7 @@ def predict(model: onnx.ModelProto | str, inputs: np.ndarray, input_name: str, o
         if n < batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
         out = np.asarray(sess.run([output_name], {input_name: chunk})[0])[:n]
-        outs.append(out.argmax(1) if out.ndim == 4 else out)
+        outs.append(labels_of(out))
     return np.concatenate(outs)
 
 

@@ -157,7 +157,7 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
 
 def _evaluation(opts, record, src: Path, calib_inputs: np.ndarray):
     from segexport.calib.mixed import Evaluation, predict
-    from segexport.checks.metrics import miou
+    from segexport.checks.metrics import label_count, miou
 
     labels = None
     if opts.eval_data or opts.labels or opts.eval_labels or str(opts.data) == "synthetic":
@@ -167,7 +167,7 @@ def _evaluation(opts, record, src: Path, calib_inputs: np.ndarray):
 
             n_eval = opts.eval_count or max(8, opts.count // 2)
             images, labels = synthetic_arrays(n_eval, record.preprocess.input_size,
-                                              record.num_classes, seed=opts.seed + 1000)  # held out from calibration
+                                              label_count(record.num_classes), seed=opts.seed + 1000)  # held out from calibration
             inputs = np.stack([preprocess(im, record.preprocess) for im in images])
             labels = labels.astype(np.int64)
         else:

@@ -13,6 +13,9 @@ this module measures:
 - per-class IoU of candidate vs reference labels, and mIoU against ground truth.
 
 Inputs are ``N x C x H x W`` logits or ``N x H x W`` label maps (``--argmax`` exports).
+A single-channel output (``C == 1``) is a binary segmentation, one sigmoid logit a pixel:
+its labels are ``logit > 0`` and its margin is ``|logit|``. An argmax over one channel would
+be 0 everywhere, and every label check would pass whatever the runtime computed.
 """
 
 from __future__ import annotations
@@ -93,15 +96,26 @@ class CheckResult:
     message: str
 
 
+def label_count(num_classes: int) -> int:
+    """How many labels a model with ``num_classes`` output channels predicts: one channel is
+    binary (background / foreground), so two."""
+    return max(num_classes, 2)
+
+
 def labels_of(x: np.ndarray) -> np.ndarray:
-    """Label maps of logits (argmax over classes) or label maps unchanged."""
-    return x.argmax(axis=1) if x.ndim == 4 else x
+    """Label maps of logits (argmax over classes; ``logit > 0`` for one channel) or label maps unchanged."""
+    if x.ndim != 4:
+        return x
+    if x.shape[1] == 1:
+        return (x[:, 0] > 0).astype(np.int64)
+    return x.argmax(axis=1)
 
 
 def top2_margin(logits: np.ndarray) -> np.ndarray:
-    """Per pixel, top-1 minus top-2 logit (N x H x W); infinite for single-class outputs."""
+    """Per pixel, top-1 minus top-2 logit (N x H x W). For one sigmoid logit z, |z|: the same
+    margin as a two-class softmax with logits (0, z)."""
     if logits.shape[1] < 2:
-        return np.full((logits.shape[0], *logits.shape[2:]), np.inf, dtype=np.float32)
+        return np.abs(logits[:, 0])
     part = np.partition(logits, -2, axis=1)
     return part[:, -1] - part[:, -2]
 
@@ -155,7 +169,9 @@ def confusion(pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore_inde
 
 
 def iou_per_class(pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore_index: int = IGNORE_INDEX) -> dict[int, float]:
-    """IoU of every class present in ``pred`` or ``truth`` (absent from both: left out)."""
+    """IoU of every class present in ``pred`` or ``truth`` (absent from both: left out).
+    ``num_classes`` counts output channels, so 1 (binary) means labels 0 and 1."""
+    num_classes = label_count(num_classes)
     cm = confusion(pred, truth, num_classes, ignore_index)
     inter = np.diag(cm)
     union = cm.sum(0) + cm.sum(1) - inter
@@ -219,8 +235,8 @@ def _compare_logits(reference: np.ndarray, candidate: np.ndarray,
         sum_r2 += float(np.vdot(r, r))
         sum_c2 += float(np.vdot(c, c))
         dot += float(np.vdot(r, c))
-        ref_lab[i] = reference[i].argmax(axis=0)
-        cand_lab[i] = candidate[i].argmax(axis=0)
+        ref_lab[i] = labels_of(reference[i:i + 1])[0]
+        cand_lab[i] = labels_of(candidate[i:i + 1])[0]
         nonfinite += int(c.size - np.count_nonzero(np.isfinite(c)))
         low = top2_margin(reference[i:i + 1])[0] < margin_tol
         ambiguous += int(((ref_lab[i] != cand_lab[i]) & low).sum())

@@ -250,7 +250,8 @@ def _dynamic_ranges(o: ExportOptions, size: tuple[int, int], min_size: int) -> d
 
 
 def ArgMaxHead(model):  # noqa: N802 - reads like a module class at the call site
-    """Wrap ``model`` so it returns int32 labels ``N x H x W``.
+    """Wrap ``model`` so it returns int32 labels ``N x H x W`` (for one output channel,
+    ``logit > 0``, as :func:`segexport.checks.metrics.labels_of`).
 
     Edge devices then copy back 4 bytes a pixel instead of 4*C; int32 because TensorRT has
     no int64 tensors (it would narrow ArgMax's int64 anyway).
@@ -264,7 +265,10 @@ def ArgMaxHead(model):  # noqa: N802 - reads like a module class at the call sit
             self.model = inner
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.model(x).argmax(dim=1).to(torch.int32)
+            logits = self.model(x)
+            if logits.shape[1] == 1:  # binary: one sigmoid logit, foreground where it is > 0
+                return (logits[:, 0] > 0).to(torch.int32)
+            return logits.argmax(dim=1).to(torch.int32)
 
     return _Head(model)
 
@@ -494,7 +498,7 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     import torch
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
-    from segexport.checks.metrics import THRESHOLDS, compare, evaluate
+    from segexport.checks.metrics import THRESHOLDS, compare, evaluate, labels_of
     from segexport.checks.noise_floor import judge_against_floor, measure_floor, worst
     from segexport.checks.runners import quiet_polygraphy
 
@@ -506,7 +510,7 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     def reference(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             out = torch_model(torch.from_numpy(x)).numpy()
-        return out.argmax(axis=1).astype(np.int32) if record.argmax else out
+        return labels_of(out).astype(np.int32) if record.argmax else out
 
     with OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["CPUExecutionProvider"])) as runner:
         for shape in verification_shapes(record):

@@ -144,7 +144,8 @@ def _build_user_model(ref: str, *, num_classes: int, width: float, model_args: d
         if key in declared:
             declared[key] = tuple(declared[key])
     if "class_names" not in declared:
-        declared["class_names"] = tuple(f"class_{i}" for i in range(num_classes))
+        declared["class_names"] = (("background", "foreground") if num_classes == 1  # one sigmoid channel
+                                   else tuple(f"class_{i}" for i in range(num_classes)))
     spec = ModelSpec(
         name=ref,
         family="user",

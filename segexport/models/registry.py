@@ -62,9 +62,12 @@ class ModelSpec:
         return len(self.class_names)
 
     def class_names_for(self, num_classes: int) -> tuple[str, ...]:
-        """The class names for ``num_classes``: the dataset's own when it matches."""
-        if num_classes == len(self.class_names):
+        """The class names for ``num_classes``: the dataset's own when it matches (one output
+        channel is binary, so it matches two names)."""
+        if max(num_classes, 2) == len(self.class_names):
             return self.class_names
+        if num_classes == 1:
+            return ("background", "foreground")
         return tuple(f"class_{i}" for i in range(num_classes))
 
 
