@@ -3,52 +3,88 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import console
+from segexport.cli.common import console, parse_model_args
+from segexport.errors import UserError
 
 
 def register(app: typer.Typer) -> None:
     app.command("models")(models_command)
 
 
-def _entry(spec, stats) -> dict:
+def _entry(spec, stats, width: float, num_classes: int) -> dict:
     return {
         "name": spec.name,
         "family": spec.family,
+        "width": width,
         "params": stats.params,
         "paper_params": spec.paper_params,
         "gflops": None if stats.gflops is None else round(stats.gflops, 2),
         "default_input_size": list(spec.default_input_size),
         "output_stride": spec.output_stride,
         "min_size": spec.min_size,
-        "num_classes": spec.num_classes,
+        "num_classes": num_classes,
         "mean": list(spec.mean),
         "std": list(spec.std),
         "paper": spec.paper,
         "description": spec.description,
         "notes": list(spec.notes),
-        "class_names": list(spec.class_names),
+        "class_names": list(spec.class_names_for(num_classes)),
     }
 
 
+def _user_entry(ref: str, num_classes: int, width: float, model_args: dict, *, flops: bool) -> dict:
+    """A user factory's entry: built for real, held to the forward contract at its default size."""
+    from segexport.models.contract import check_forward
+    from segexport.models.info import model_stats
+    from segexport.models.loading import describe, load_model
+
+    loaded = load_model(ref, num_classes=num_classes, width=width, model_args=model_args)
+    spec = describe(loaded)
+    check_forward(loaded.name, loaded.model, spec.default_input_size, loaded.num_classes)
+    return _entry(spec, model_stats(spec, flops=flops, model=loaded.model), width, loaded.num_classes)
+
+
 def models_command(
-    name: Optional[str] = typer.Argument(None, help="Show one model in detail (e.g. deeplabv1)."),
+    name: Optional[str] = typer.Argument(None, help="Show one model in detail: a zoo name (e.g. deeplabv1) or your "
+                                                    "own package.module:factory / path/to/file.py:factory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines instead of a table."),
     no_flops: bool = typer.Option(False, "--no-flops", help="Skip the GFLOPs measurement (faster)."),
+    num_classes: int = typer.Option(21, "--num-classes", help="Classes the counts are taken at."),
+    width: float = typer.Option(1.0, "--width", help="Channel width multiplier (1.0 = the paper's network)."),
+    model_arg: Optional[List[str]] = typer.Option(None, "--model-arg", help="key=value passed to a user factory (repeatable)."),
 ) -> None:
     """List the model zoo: params, GFLOPs at the default input size, output stride, minimum input size.
 
     GFLOPs are measured with torch.utils.flop_counter on the meta device (no weights are
-    allocated); params are at 21 classes (VOC), full width.
+    allocated). A user model (package.module:factory) is built for real, counted the same way
+    on the CPU, and run once to check what segexport needs of it: N x 3 x H x W in, N x classes
+    x H x W logits out.
+
+    Examples:
+
+      segexport models
+
+      segexport models unet --width 0.125 --json
+
+      segexport models mypkg.nets:build --num-classes 2 --model-arg depth=4
     """
     from segexport.models.info import model_stats
-    from segexport.models.registry import get_spec, list_models
+    from segexport.models.registry import check_build_args, get_spec, is_zoo_name, list_models
 
-    specs = [get_spec(name)] if name else list_models()
-    rows = [_entry(s, model_stats(s, flops=not no_flops)) for s in specs]
+    check_build_args(num_classes, width)
+    if name is not None and not is_zoo_name(name):
+        rows = [_user_entry(name, num_classes, width, parse_model_args(model_arg), flops=not no_flops)]
+    else:
+        if model_arg:
+            raise UserError("--model-arg is for user factories (package.module:factory); zoo models take "
+                            "--num-classes and --width")
+        specs = [get_spec(name)] if name else list_models()
+        rows = [_entry(s, model_stats(s, num_classes=num_classes, width=width, flops=not no_flops), width, num_classes)
+                for s in specs]
     if as_json:
         print(json.dumps(rows[0] if name else rows, indent=2))
         return
@@ -59,7 +95,8 @@ def models_command(
 
     from rich import box
 
-    table = Table(title="segexport model zoo (21 classes, full width)", title_justify="left", box=box.SIMPLE_HEAD)
+    size = "full width" if width == 1.0 else f"width {width:g}"
+    table = Table(title=f"segexport model zoo ({num_classes} classes, {size})", title_justify="left", box=box.SIMPLE_HEAD)
     for col, kw in (("name", {"style": "bold cyan", "no_wrap": True}), ("params", {"justify": "right"}),
                     ("paper", {"justify": "right"}), ("GFLOPs", {"justify": "right"}), ("input", {"justify": "right"}),
                     ("stride", {"justify": "right"}), ("min", {"justify": "right"})):
@@ -67,7 +104,7 @@ def models_command(
     for r in rows:
         table.add_row(
             r["name"], f"{r['params'] / 1e6:.2f}M",
-            "-" if r["paper_params"] is None else f"{r['paper_params'] / 1e6:.1f}M",
+            "-" if r["paper_params"] is None or r["width"] != 1.0 else f"{r['paper_params'] / 1e6:.1f}M",
             "?" if r["gflops"] is None else f"{r['gflops']:.1f}",
             "x".join(map(str, r["default_input_size"])), str(r["output_stride"]), str(r["min_size"]),
         )
@@ -81,7 +118,8 @@ def _show_one(r: dict) -> None:
     lines = [
         f"[bold]family[/]        {r['family']}",
         f"[bold]paper[/]         {r['paper']}",
-        f"[bold]params[/]        {r['params']:,}" + (f"  (paper: {r['paper_params']:,})" if r["paper_params"] else ""),
+        f"[bold]params[/]        {r['params']:,}" + (f"  (paper: {r['paper_params']:,})" if r["paper_params"] and r["width"] == 1.0 else "")
+        + (f"  at width {r['width']:g}" if r["width"] != 1.0 else ""),
         f"[bold]GFLOPs[/]        {'?' if r['gflops'] is None else r['gflops']} at {'x'.join(map(str, r['default_input_size']))}",
         f"[bold]output stride[/] {r['output_stride']}",
         f"[bold]min size[/]      {r['min_size']}",

@@ -1,4 +1,4 @@
-"""Parameter and FLOP counts of zoo models, measured without allocating their weights.
+"""Parameter and FLOP counts of models; zoo models measured without allocating their weights.
 
 Models are built on PyTorch's ``meta`` device, so listing the zoo costs no memory even
 for DeconvNet's 252 M parameters. FLOPs come from ``torch.utils.flop_counter``, which
@@ -23,17 +23,24 @@ class ModelStats:
     input_size: tuple[int, int]
 
 
-def model_stats(spec: ModelSpec, *, num_classes: int = 21, width: float = 1.0, flops: bool = True) -> ModelStats:
-    """Params and GFLOPs of ``spec`` at its default input size (batch 1)."""
-    with torch.device("meta"):
-        model = spec.factory(num_classes=num_classes, width=width).eval()
+def model_stats(spec: ModelSpec, *, num_classes: int = 21, width: float = 1.0, flops: bool = True,
+                model: torch.nn.Module | None = None) -> ModelStats:
+    """Params and GFLOPs of ``spec`` at its default input size (batch 1).
+
+    Zoo models are built on the meta device. A user model comes built (``model``): its factory
+    may not honour a default device, so it is counted on the CPU with real weights.
+    """
+    device = "cpu" if model is not None else "meta"
+    if model is None:
+        with torch.device("meta"):
+            model = spec.factory(num_classes=num_classes, width=width).eval()
     params = sum(p.numel() for p in model.parameters())
     gflops = None
     if flops:
         from torch.utils.flop_counter import FlopCounterMode
 
         h, w = spec.default_input_size
-        x = torch.empty(1, 3, h, w, device="meta")
+        x = torch.zeros(1, 3, h, w, device=device)
         counter = FlopCounterMode(display=False)
         try:
             with counter, torch.no_grad():

@@ -126,12 +126,16 @@ def is_zoo_name(name: str) -> bool:
     return ":" not in name
 
 
-def build_model(name: str, num_classes: int = 21, width: float = 1.0, **kwargs) -> "nn.Module":
-    """Build a zoo model in eval mode."""
+def check_build_args(num_classes: int, width: float) -> None:
     if num_classes < 1:
         raise UserError(f"--num-classes must be >= 1, got {num_classes}")
     if not 0 < width <= 4:
         raise UserError(f"--width must be in (0, 4], got {width}")
+
+
+def build_model(name: str, num_classes: int = 21, width: float = 1.0, **kwargs) -> "nn.Module":
+    """Build a zoo model in eval mode."""
+    check_build_args(num_classes, width)
     spec = get_spec(name)
     model = spec.factory(num_classes=num_classes, width=width, **kwargs)
     return model.eval()

@@ -43,6 +43,60 @@ def test_models_table(run_cli):
         assert name in result.stdout
 
 
+def test_models_counts_at_the_width_and_classes_asked(run_cli):
+    full = json.loads(run_cli("models", "unet", "--json", "--no-flops").stdout)
+    small = json.loads(run_cli("models", "unet", "--json", "--no-flops", "--width", "0.125", "--num-classes", "2").stdout)
+    from segexport.models.registry import build_model
+
+    want = sum(p.numel() for p in build_model("unet", num_classes=2, width=0.125).parameters())
+    assert small["params"] == want < full["params"] and small["width"] == 0.125 and small["num_classes"] == 2
+    table = run_cli("models", "unet", "--no-flops", "--width", "0.125").stdout
+    assert "at width 0.125" in table and "paper:" not in table  # the paper's count is for full width
+
+
+USER_NET = """
+import torch.nn.functional as F
+from torch import nn
+
+class Net(nn.Module):
+    def __init__(self, num_classes, depth):
+        super().__init__()
+        self.body = nn.Sequential(*[nn.Conv2d(3, 3, 3, padding=1) for _ in range(depth)])
+        self.head = nn.Conv2d(3, num_classes, 1)
+        self.segexport_spec = {"default_input_size": (32, 48), "min_size": 8}
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+def build(num_classes=21, depth=1):
+    return Net(num_classes, depth)
+
+def coarse(num_classes=21):
+    return nn.Conv2d(3, num_classes, 2, stride=2)
+"""
+
+
+def test_models_describes_a_user_factory(run_cli, tmp_path, monkeypatch):
+    (tmp_path / "usernet.py").write_text(USER_NET)
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("models", "usernet:build", "--json", "--num-classes", "2", "--model-arg", "depth=2")
+    assert result.exit_code == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["family"] == "user" and row["num_classes"] == 2 and row["default_input_size"] == [32, 48]
+    assert row["params"] == 2 * (3 * 3 * 9 + 3) + (3 * 2 + 2)
+    assert row["gflops"] == pytest.approx(2 * 32 * 48 * (2 * 27 * 3 + 3 * 2) / 1e9, abs=0.005)
+    shown = run_cli("models", "usernet.py:build", "--num-classes", "1")
+    assert shown.exit_code == 0 and "background, foreground" in shown.stdout
+
+
+def test_models_holds_a_user_factory_to_the_forward_contract(run_cli, tmp_path, monkeypatch):
+    (tmp_path / "usernet.py").write_text(USER_NET)
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(run_cli("models", "usernet:coarse"), "returned 1x21x256x256 for a 1x3x512x512 input")
+    assert_one_line_error(run_cli("models", "unet", "--model-arg", "depth=2"), "--model-arg is for user factories")
+    assert_one_line_error(run_cli("models", "unet", "--width", "0"), "--width must be in (0, 4]")
+
+
 def test_unknown_model_suggests_closest(run_cli):
     assert_one_line_error(run_cli("models", "deeplab1"), "unknown model", "deeplabv1")
     assert_one_line_error(run_cli("onnx", "--model", "segnett", "--out", "x.onnx"), "did you mean segnet")
