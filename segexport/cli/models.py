@@ -8,7 +8,6 @@ from typing import List, Optional
 import typer
 
 from segexport.cli.common import console, parse_model_args
-from segexport.errors import UserError
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +54,7 @@ def models_command(
     no_flops: bool = typer.Option(False, "--no-flops", help="Skip the GFLOPs measurement (faster)."),
     num_classes: int = typer.Option(21, "--num-classes", help="Classes the counts are taken at."),
     width: float = typer.Option(1.0, "--width", help="Channel width multiplier (1.0 = the paper's network)."),
-    model_arg: Optional[List[str]] = typer.Option(None, "--model-arg", help="key=value passed to a user factory (repeatable)."),
+    model_arg: Optional[List[str]] = typer.Option(None, "--model-arg", help="key=value passed to the model factory (repeatable)."),
 ) -> None:
     """List the model zoo: params, GFLOPs at the default input size, output stride, minimum input size.
 
@@ -79,12 +78,10 @@ def models_command(
     if name is not None and not is_zoo_name(name):
         rows = [_user_entry(name, num_classes, width, parse_model_args(model_arg), flops=not no_flops)]
     else:
-        if model_arg:
-            raise UserError("--model-arg is for user factories (package.module:factory); zoo models take "
-                            "--num-classes and --width")
         specs = [get_spec(name)] if name else list_models()
-        rows = [_entry(s, model_stats(s, num_classes=num_classes, width=width, flops=not no_flops), width, num_classes)
-                for s in specs]
+        args = parse_model_args(model_arg)
+        rows = [_entry(s, model_stats(s, num_classes=num_classes, width=width, flops=not no_flops, model_args=args),
+                       width, num_classes) for s in specs]
     if as_json:
         print(json.dumps(rows[0] if name else rows, indent=2))
         return

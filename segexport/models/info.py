@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from segexport.errors import UserError
 from segexport.models.registry import ModelSpec
 
 
@@ -24,7 +25,7 @@ class ModelStats:
 
 
 def model_stats(spec: ModelSpec, *, num_classes: int = 21, width: float = 1.0, flops: bool = True,
-                model: torch.nn.Module | None = None) -> ModelStats:
+                model: torch.nn.Module | None = None, model_args: dict | None = None) -> ModelStats:
     """Params and GFLOPs of ``spec`` at its default input size (batch 1).
 
     Zoo models are built on the meta device. A user model comes built (``model``): its factory
@@ -32,8 +33,11 @@ def model_stats(spec: ModelSpec, *, num_classes: int = 21, width: float = 1.0, f
     """
     device = "cpu" if model is not None else "meta"
     if model is None:
-        with torch.device("meta"):
-            model = spec.factory(num_classes=num_classes, width=width).eval()
+        try:
+            with torch.device("meta"):
+                model = spec.factory(num_classes=num_classes, width=width, **(model_args or {})).eval()
+        except TypeError as exc:
+            raise UserError(f"--model-arg not accepted by {spec.name}: {exc}") from exc
     params = sum(p.numel() for p in model.parameters())
     gflops = None
     if flops:

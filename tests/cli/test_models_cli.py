@@ -93,7 +93,7 @@ def test_models_holds_a_user_factory_to_the_forward_contract(run_cli, tmp_path, 
     (tmp_path / "usernet.py").write_text(USER_NET)
     monkeypatch.chdir(tmp_path)
     assert_one_line_error(run_cli("models", "usernet:coarse"), "returned 1x21x256x256 for a 1x3x512x512 input")
-    assert_one_line_error(run_cli("models", "unet", "--model-arg", "depth=2"), "--model-arg is for user factories")
+    assert_one_line_error(run_cli("models", "unet", "--model-arg", "depth=2"), "--model-arg not accepted by unet")
     assert_one_line_error(run_cli("models", "unet", "--width", "0"), "--width must be in (0, 4]")
 
 
