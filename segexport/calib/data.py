@@ -55,10 +55,17 @@ def load_calibration_data(source: str | Path, contract: PreprocessContract, *, c
     try:
         arr = np.load(path)
         if isinstance(arr, np.lib.npyio.NpzFile):
+            if not arr.files:
+                raise UserError(f"{str(path)!r} holds no arrays: save the samples with np.savez(path, x)")
             arr = arr[arr.files[0]]
     except (ValueError, OSError) as exc:
         raise UserError(f"cannot read {str(path)!r} as numpy data ({exc})") from exc
     x = _from_array(np.asarray(arr), contract, path)
+    if len(x) == 0:
+        raise UserError(f"{str(path)!r} holds 0 samples: save at least one")
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:  # one NaN turns every range it reaches into NaN, and the calibrator fails or drops tensors
+        raise UserError(f"{str(path)!r} holds {bad} NaN/inf values: calibration data must be finite")
     if len(x) > count:
         idx = np.sort(np.random.default_rng(seed).choice(len(x), size=count, replace=False))
         x = x[idx]

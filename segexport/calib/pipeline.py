@@ -69,6 +69,7 @@ class CalibrateResult:
     boundary_agreement: float | None = None
     miou: dict[str, float] = field(default_factory=dict)
     candidates: list[dict] = field(default_factory=list)  # --precision best: every precision tried
+    calib_samples: int = 0  # what calibration used (a folder may hold fewer than --calib-count)
     lint_warnings: int = 0
 
 
@@ -97,6 +98,8 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
         raise UserError(f"{src.name} is already {record.precision}: calibrate the fp32 export")
     if record.argmax:
         raise UserError(f"{src.name} ends in ArgMax: calibrate an export without --argmax (logits are needed)")
+    _check_numbers(opts)
+    out, cache_path = _output_paths(opts, src)
     src_sha = sha256_file(src)
     say("loading calibration data")
     calib = load_calibration_data(opts.data, record.preprocess, count=opts.count, seed=opts.seed,
@@ -106,18 +109,38 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
 
     model32 = onnx.load(str(src))
     if opts.precision == "best":
-        precision, built, candidates, calibration = _best(opts, record, src, model32, calib.inputs, evaluation,
-                                                          budget, kind, say)
+        precision, built, candidates, int8 = _best(opts, record, src, model32, calib.inputs, evaluation,
+                                                   budget, kind, say)
     else:
         say(f"building {opts.precision}")
         precision = opts.precision
         built = _build(precision, opts, record, src, model32, calib.inputs, evaluation, budget, say)
-        candidates, calibration = [], built.get("calibration")
+        candidates, int8 = [], built
     model = built["model"]
+    if opts.precision != "best":  # best has judged its candidates against the budget already
+        _check_budget(precision, model, built["cost"], budget, kind, explicit=_has_budget(opts))
     from segexport.exporter.metadata import write_record
 
     write_record(model, replace(record, precision=precision, source_onnx_sha256=src_sha))
-    out = Path(opts.out or src.with_name(f"{src.stem}.{precision}.onnx"))
+    out = out or src.with_name(f"{src.stem}.{precision}.onnx")
+    if out.resolve() == src.resolve():
+        raise UserError(f"the {precision} ONNX would overwrite its source {src.name}: choose another --out")
+    written: list[Path] = []
+    try:
+        return _write_and_report(opts, model, precision, built, candidates, int8, record, src, src_sha,
+                                 out, cache_path, calib, evaluation, kind, say, written)
+    except BaseException:
+        for path in written:  # all or nothing: no reduced ONNX without its sidecar, cache and report
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _write_and_report(opts, model, precision, built, candidates, int8: dict, record, src, src_sha, out, cache_path,
+                      calib, evaluation, kind, say, written: list[Path]) -> CalibrateResult:
+    """Write the ONNX, its sidecar and the TensorRT cache; ``int8`` is the INT8 build (its
+    ranges and float-kept layers make the cache), whichever precision ``--precision best`` chose."""
+    calibration = int8.get("calibration")
+    from segexport.calib.provenance import sidecar_for
     from segexport.cli.common import atomic_output
     from segexport.exporter.lint import lint_model
 
@@ -126,9 +149,11 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
         report = lint_model(tmp, parser="none")
         if report.errors:
             raise CheckFailed(f"the {precision} ONNX fails the TensorRT lint: {report.errors[0].message}")
+    written += [out, sidecar_for(out)]
     result = CalibrateResult(out=out, precision=precision, cost=built["cost"], cost_kind=kind,
                              kept_float=built.get("kept", []), fp16_blocked=built.get("blocked", []),
-                             lint_warnings=len(report.warnings), candidates=candidates)
+                             lint_warnings=len(report.warnings), candidates=candidates,
+                             calib_samples=len(calib.inputs))
     from segexport.calib.provenance import Provenance, tool_versions, write_provenance
 
     common = dict(source_onnx=str(src), source_onnx_sha256=src_sha, data_source=calib.source,
@@ -145,9 +170,14 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
 
         installed = available("trt")
         version = opts.trt_version or (installed.version if installed else DEFAULT_TRT_VERSION)
-        cache = Path(opts.trt_cache or src.with_suffix(".cache"))
-        write_cache(cache, calibration.amax, trt_version=version, algorithm=opts.method)
-        write_provenance(Provenance(artefact=str(cache), kind="trt-cache", extra={"trt_version": version},
+        cache = cache_path or src.with_suffix(".cache")
+        written += [cache, sidecar_for(cache)]
+        kept = [k.node for k in int8.get("kept", [])]
+        amax, float_inputs = cache_ranges(src, calibration.amax, kept)
+        write_cache(cache, amax, trt_version=version, algorithm=opts.method)
+        write_provenance(Provenance(artefact=str(cache), kind="trt-cache",
+                                    extra={"trt_version": version, "kept_float": kept,
+                                           "ranges_left_out": float_inputs},
                                     **(common | {"method": opts.method})))
         result.trt_cache = cache
     say("measuring the accuracy and latency cost")
@@ -182,6 +212,70 @@ def _evaluation(opts, record, src: Path, calib_inputs: np.ndarray):
     ref = predict(str(src), inputs, record.input_name, record.output_name, record.batch)
     ref_miou = miou(ref, labels, record.num_classes) if labels is not None else None
     return Evaluation(inputs, labels, record.num_classes, ref, ref_miou, record.input_name, record.output_name, record.batch)
+
+
+def cache_ranges(src: Path, amax: dict[str, float], kept_nodes: list[str]) -> tuple[dict[str, float], list[str]]:
+    """The calibration ranges a TensorRT 10 cache gets: all but the activation inputs of the
+    layers the budget keeps in float.
+
+    Why: implicit INT8 runs a layer in INT8 whenever its tensors have ranges, so a cache with
+    every range would quantize the layers the Q/DQ model keeps in float, and the accuracy cost
+    measured here would not hold on the Jetson. Without its input's range TensorRT keeps the
+    layer in higher precision. A tensor also read by a quantized layer loses its range too:
+    that layer stays float as well, which costs speed, never accuracy.
+    """
+    if not kept_nodes:
+        return dict(amax), []
+    graph = onnx.load(str(src), load_external_data=False).graph
+    kept = set(kept_nodes)
+    inputs = sorted({n.input[0] for n in graph.node if n.name in kept and n.input})
+    return {t: v for t, v in amax.items() if t not in inputs}, inputs
+
+
+def _has_budget(opts) -> bool:
+    return opts.max_miou_drop is not None or opts.max_agreement_drop is not None
+
+
+def _check_numbers(opts) -> None:
+    """Budgets, counts and the cache version, before any work is done."""
+    import math
+
+    for flag, value in (("--max-miou-drop", opts.max_miou_drop), ("--max-agreement-drop", opts.max_agreement_drop)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UserError(f"{flag} must be a number >= 0 (a drop vs fp32), got {value}")
+    if opts.eval_count is not None and opts.eval_count < 1:
+        raise UserError(f"--eval-count must be >= 1, got {opts.eval_count}")
+    if opts.trt_version is not None:
+        from segexport.calib.trt_cache import version_code
+
+        version_code(opts.trt_version)
+
+
+def _output_paths(opts, src: Path) -> tuple[Path | None, Path | None]:
+    """--out and --trt-cache, checked before the work: writable, and neither the source ONNX nor each other."""
+    from segexport.cli.common import check_output_path
+
+    out = check_output_path(opts.out, "--out") if opts.out is not None else None
+    cache = check_output_path(opts.trt_cache, "--trt-cache") if opts.trt_cache is not None else None
+    for flag, path in (("--out", out), ("--trt-cache", cache)):
+        if path is not None and path.resolve() == src.resolve():
+            raise UserError(f"{flag} {str(path)!r} is the source ONNX: writing it would destroy the fp32 model; "
+                            f"choose another {flag}")
+    if out is not None and cache is not None and out.resolve() == cache.resolve():
+        raise UserError("--out and --trt-cache name the same file: give the cache its own name (e.g. model.cache)")
+    return out, cache
+
+
+def _check_budget(precision: str, model: onnx.ModelProto, cost: float, budget: float, kind: str, *,
+                  explicit: bool) -> None:
+    """A budget the user set is a check (exit 1, nothing written); an INT8 model with every
+    layer kept in float is no INT8 model, budget or not."""
+    if precision == "int8" and not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+        raise CheckFailed(f"no layer can run in INT8 within the budget of {budget:g} {kind}: "
+                          "raise the budget, or use --precision fp16")
+    if explicit and cost > budget:
+        raise CheckFailed(f"{precision} costs {cost:.3f} {kind}, over the budget of {budget:g}: "
+                          "raise the budget, or try --precision best")
 
 
 def _budget(opts, evaluation) -> tuple[float, str]:
@@ -235,7 +329,8 @@ def _best(opts, record, src, model32, calib_inputs, evaluation, budget, kind, sa
         say(f"timing {precision} (ONNX Runtime CPU)")
         latency = ort_latency_ms(built["model"], record)
         built_by[precision] = built
-        table.append({"precision": precision, "cost": built["cost"], "within_budget": built["cost"] <= budget,
+        reduced = precision != "int8" or any(n.op_type == "QuantizeLinear" for n in built["model"].graph.node)
+        table.append({"precision": precision, "cost": built["cost"], "within_budget": reduced and built["cost"] <= budget,
                       "ort_cpu_ms": latency, "kept_float": len(built.get("kept", [])) + len(built.get("blocked", []))})
     fine = [row for row in table if row["within_budget"]]
     if not fine:
@@ -245,7 +340,7 @@ def _best(opts, record, src, model32, calib_inputs, evaluation, budget, kind, sa
     order = {"int8": 0, "fp16": 1}
     rank = (lambda row: row["ort_cpu_ms"]) if opts.rank_by == "ort-cpu" else (lambda row: order[row["precision"]])
     best = min(fine, key=rank)
-    return best["precision"], built_by[best["precision"]], table, built_by["int8"]["calibration"]
+    return best["precision"], built_by[best["precision"]], table, built_by["int8"]
 
 
 def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record) -> None:

@@ -14,6 +14,7 @@ was activated to the end of the run (``rss-delta``), read from ``/proc/self/stat
 from __future__ import annotations
 
 import json
+import math
 import resource
 import time
 from dataclasses import asdict, dataclass
@@ -125,18 +126,22 @@ def parse_regression(text: str) -> float:
         value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
     except ValueError:
         raise UserError(f"--max-regression {text!r} is not a number: write e.g. 10%") from None
-    if value < 0:
-        raise UserError("--max-regression must be >= 0")
+    if not math.isfinite(value) or value < 0:
+        raise UserError(f"--max-regression {text!r} must be a finite number >= 0, e.g. 10%")
     return value
 
 
-def check_baseline(stats: list[LatencyStats], baseline_path: str | Path, max_regression: float, *,
-                   meta: dict | None = None) -> list[str]:
-    """Compare p50 per (backend, batch) with a previous ``--json``; raise CheckFailed on regressions.
+@dataclass(frozen=True)
+class Baseline:
+    """A previous ``bench --json``: its p50 per (backend, batch) and what it measured."""
 
-    ``meta`` (this run's ``model`` / ``input_size``) guards against comparing different work:
-    a baseline taken at another input size would pass or fail for the wrong reason.
-    """
+    path: Path
+    p50_ms: dict[tuple[str, int], float]
+    doc: dict
+
+
+def read_baseline(baseline_path: str | Path) -> Baseline:
+    """Read and check a baseline before any timing, so a bad file costs no run."""
     path = Path(baseline_path)
     if not path.is_file():
         raise UserError(f"baseline {str(path)!r} not found: write one with `segexport bench ... --json FILE`")
@@ -145,10 +150,34 @@ def check_baseline(stats: list[LatencyStats], baseline_path: str | Path, max_reg
         base = {(r["backend"], int(r["batch"])): float(r["p50_ms"]) for r in doc["results"]}
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"baseline {str(path)!r} is not a `segexport bench --json` file ({exc})") from exc
+    bad = [f"{b} b{n}: {v}" for (b, n), v in base.items() if not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise UserError(f"baseline {str(path)!r} has p50 values that are no latency ({bad[0]}): "
+                        "re-measure it with `segexport bench --json`")
+    return Baseline(path, base, doc)
+
+
+def check_same_work(baseline: Baseline, meta: dict | None) -> None:
+    """Refuse a baseline measured on other work (model, input size): it would pass or fail
+    for the wrong reason."""
+    doc = baseline.doc
     for key in ("model", "input_size"):
         if meta and doc.get(key) is not None and meta.get(key) is not None and list_or(doc[key]) != list_or(meta[key]):
-            raise UserError(f"baseline {str(path)!r} was measured with {key} {doc[key]}, this run {meta[key]}: "
+            raise UserError(f"baseline {str(baseline.path)!r} was measured with {key} {doc[key]}, this run {meta[key]}: "
                             f"compare like with like (same --model/--onnx and --input-size)")
+
+
+def check_baseline(stats: list[LatencyStats], baseline: Baseline | str | Path, max_regression: float, *,
+                   meta: dict | None = None) -> list[str]:
+    """Compare p50 per (backend, batch) with a previous ``--json``; raise CheckFailed on regressions.
+
+    ``meta`` (this run's ``model`` / ``input_size``) guards against comparing different work:
+    a baseline taken at another input size would pass or fail for the wrong reason.
+    """
+    if not isinstance(baseline, Baseline):
+        baseline = read_baseline(baseline)
+    path, base = baseline.path, baseline.p50_ms
+    check_same_work(baseline, meta)
     regressions, compared = [], []
     for s in stats:
         key = (s.backend, s.batch)

@@ -39,12 +39,29 @@ class Thresholds:
     abs_quantile: float = 1.0
 
     def with_overrides(self, **overrides: float) -> "Thresholds":
+        """A copy with ``overrides``; KeyError for an unknown name, ValueError (naming the
+        allowed range) for a value the checks cannot use."""
         values = asdict(self)
         for key, value in overrides.items():
             if key not in values:
                 raise KeyError(key)
+            check_threshold(key, value)
             values[key] = value
         return Thresholds(**values)
+
+
+def check_threshold(name: str, value: float) -> None:
+    """Agreements are fractions (0.999, not 99.9); the others are non-negative; NaN is no limit."""
+    import math
+
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={value} is not a finite number")
+    if name in ("min_pixel_agreement", "min_boundary_agreement") and not 0 <= value <= 1:
+        raise ValueError(f"{name}={value:g} must be a fraction in 0..1 (e.g. 0.999 for 99.9 %)")
+    if name == "abs_quantile" and value not in (1.0, 0.99):
+        raise ValueError(f"abs_quantile={value:g} must be 1.0 (the maximum |diff|) or 0.99 (its 99th percentile)")
+    if name in ("max_abs_rel", "max_miou_drop") and value < 0:
+        raise ValueError(f"{name}={value:g} must be >= 0")
 
 
 # fp32: the issue's export contract (99.99 % and 1e-4 relative). fp16 keeps ~3 decimal digits, so

@@ -7,7 +7,7 @@ export), so parity compares like with like without re-typing flags.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,8 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
         thresholds = base.with_overrides(**opts.thresholds)
     except KeyError as exc:
         raise UserError(f"--threshold {exc.args[0]}=... is unknown: use one of {', '.join(Thresholds.__dataclass_fields__)}") from None
+    except ValueError as exc:
+        raise UserError(f"--threshold {exc}") from None
 
     say("running the PyTorch reference")
     ref_runner = make_runner(opts.reference, model=loaded.model, output_name=record.output_name)
@@ -80,7 +82,7 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     floors = None  # the reference against itself under float32-level jitter, measured on a failure
     report = ParityReport(onnx=str(opts.onnx), model=loaded.name, precision=precision,
                           inputs=f"{len(inputs)} {'images' if names else 'seeded random tensors'}",
-                          versions=_versions())
+                          versions=_versions(), thresholds=asdict(thresholds))
     reasons = available_backends()
     backends = list(opts.backends) + (["trt"] if opts.engine is not None and "trt" not in opts.backends else [])
     for backend in backends:
@@ -106,6 +108,8 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
             pair.miou_reference = miou(labels_of(reference), labels, record.num_classes)
             pair.miou_candidate = miou(labels_of(got), labels, record.num_classes)
             drop = pair.miou_reference - pair.miou_candidate
+        if pair_thresholds != thresholds:
+            pair.thresholds = asdict(pair_thresholds)
         pair.checks = evaluate(metrics, pair_thresholds, miou_drop=drop)
         if not pair.passed:
             if floors is None:

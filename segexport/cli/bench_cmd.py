@@ -48,7 +48,9 @@ def bench_command(
 
     import numpy as np
 
-    from segexport.checks.latency import add_speedups, check_baseline, measure, parse_regression, to_json
+    from segexport.checks.latency import (add_speedups, check_baseline, check_same_work, measure, parse_regression,
+                                          read_baseline, to_json)
+    from segexport.cli.common import check_output_path
     from segexport.checks.runners import available_backends, make_runner
     from segexport.models.contract import check_forward
     from segexport.models.loading import check_input_size, load_model
@@ -69,6 +71,15 @@ def bench_command(
     names = [b.strip() for b in backends.split(",") if b.strip()]
     size = parse_size(input_size) if input_size else (record.preprocess.input_size if record else None)
     regression = parse_regression(max_regression)
+    if json_out is not None:
+        check_output_path(json_out, "--json")
+    base = read_baseline(baseline) if baseline is not None else None  # a bad baseline costs no timing run
+    if base is not None and json_out is not None and json_out.resolve() == base.path.resolve():
+        raise UserError("--json and --baseline are the same file: the run would be compared with itself; "
+                        "write the new results elsewhere (e.g. --json now.json)")
+    if record is not None and model is not None and model != record.model:
+        raise UserError(f"--model {model} is not the model {Path(onnx).name} was exported from ({record.model}): "
+                        "drop --model, bench reads it from the ONNX")
     torch_model = None
     if any(n.startswith("torch") for n in names):
         ref = model or record.model
@@ -86,6 +97,14 @@ def bench_command(
         h, w = record.preprocess.input_size
         raise UserError(f"the ONNX is static at {h}x{w}, --input-size is {size[0]}x{size[1]}: drop --input-size "
                         "or re-export with --dynamic hw")
+    if record is not None:
+        for axis, value in zip(("height", "width"), size):
+            r = record.dynamic.get(axis)
+            if r is not None and not r.min <= value <= r.max:
+                raise UserError(f"--input-size {size[0]}x{size[1]}: the ONNX's {axis} range is {r.min}..{r.max}; "
+                                "stay inside it or re-export with a wider --hw-range")
+    if base is not None:
+        check_same_work(base, {"model": model or (record.model if record else None), "input_size": list(size)})
     reasons = available_backends()
     stats, skipped = [], {}
     rng = np.random.default_rng(0)
@@ -129,7 +148,7 @@ def bench_command(
         with atomic_output(json_out) as tmp:
             tmp.write_text(to_json(stats, meta))
     if baseline is not None:
-        compared = check_baseline(stats, baseline, regression, meta=meta)
+        compared = check_baseline(stats, base, regression, meta=meta)
         console.print("[green]✓[/] within baseline: " + ", ".join(compared))
 
 

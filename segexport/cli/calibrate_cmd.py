@@ -54,6 +54,9 @@ def calibrate_command(
                             trt_cache=trt_cache, trt_version=trt_version, rank_by=rank_by)
     result = _run_with_progress(run_calibrate, opts)
     _print_report(result)
+    if 0 < result.calib_samples < calib_count:
+        console.print(f"  [yellow]note:[/] calibrated on {result.calib_samples} samples, all that {data} holds "
+                      f"(--calib-count {calib_count})")
 
 
 def _run_with_progress(run, opts):

@@ -61,26 +61,34 @@ def _literal(value: str) -> object:
     return value
 
 
+def check_output_path(path: str | Path, flag: str = "--out") -> Path:
+    """Refuse an output path that cannot be written, naming ``flag``; commands call this
+    before any long work so a typo in the last argument costs nothing."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise UserError(f"output directory {str(parent)!r} does not exist: create it or choose another {flag}")
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"output directory {str(parent)!r} is not writable: choose another {flag}")
+    if path.is_dir():
+        raise UserError(f"{flag} {str(path)!r} is a directory: give a file name")
+    return path
+
+
 @contextmanager
-def atomic_output(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+def atomic_output(path: str | Path, suffix: str | None = None, flag: str = "--out") -> Iterator[Path]:
     """Yield a temp path beside ``path``; rename onto ``path`` only if the block succeeds.
 
     A crash or a failed check never leaves a half-written artefact that a later CI step
     could pick up. The directory must exist and be writable; otherwise the user is told
     which directory and how to fix it.
     """
-    path = Path(path)
+    path = check_output_path(path, flag)
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.exists():
-        raise UserError(f"output directory {str(parent)!r} does not exist: create it or choose another --out")
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"output directory {str(parent)!r} is not writable: choose another --out")
-    if path.is_dir():
-        raise UserError(f"output {str(path)!r} is a directory: give a file name")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=parent)
     except OSError as exc:
-        raise UserError(f"output directory {str(parent)!r} is not writable ({exc.strerror}): choose another --out") from exc
+        raise UserError(f"output directory {str(parent)!r} is not writable ({exc.strerror}): choose another {flag}") from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:

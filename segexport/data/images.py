@@ -25,6 +25,9 @@ def list_images(directory: str | Path, *, limit: int | None = None, seed: int = 
         raise UserError(f"image directory {str(root)!r} not found: pass a folder of PNG/JPEG files")
     if limit is not None and limit < 1:
         raise UserError(f"image count must be >= 1, got {limit}")
+    if (root / "images").is_dir() and (root / "labels").is_dir():  # e.g. what `segexport data synth` writes
+        raise UserError(f"{str(root)!r} holds images/ and labels/: pass {str(root / 'images')!r} as the images "
+                        f"(and {str(root / 'labels')!r} as --labels), or the label maps would be read as images")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise UserError(f"no PNG/JPEG images in {str(root)!r}: add images or use `segexport data synth --out DIR`")
@@ -53,6 +56,11 @@ def read_rgb(path: Path) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: convert("RGB") would clip it to white
+                grey = np.asarray(im, dtype=np.float64)
+                peak = 65535.0 if im.mode.startswith("I;16") or grey.max(initial=0) > 255 else 255.0
+                grey = np.clip(np.round(grey * (255.0 / peak)), 0, 255).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise UserError(f"cannot read image {str(path)!r} ({type(exc).__name__}): remove or replace it") from exc
@@ -77,7 +85,17 @@ def load_labels(directory: str | Path, names: list[Path], size: tuple[int, int],
     root = Path(directory)
     if not root.is_dir():
         raise UserError(f"label directory {str(root)!r} not found: pass the folder of label PNGs")
-    by_stem = {p.stem: p for p in root.rglob("*.png")}
+    by_stem: dict[str, Path] = {}
+    for p in sorted(root.rglob("*.png")):
+        if p.stem in by_stem:  # nested folders with the same file names: matching by stem would pair them wrongly
+            raise UserError(f"label name {p.stem!r} appears twice in {str(root)!r} ({by_stem[p.stem]}, {p}): "
+                            "labels are matched to images by file name, so give each one a unique name")
+        by_stem[p.stem] = p
+    stems = [n.stem for n in names]
+    twice = sorted({s for s in stems if stems.count(s) > 1})
+    if twice:
+        raise UserError(f"image name {twice[0]!r} appears twice among the images: labels are matched by file "
+                        "name, so give each image a unique name")
     out = []
     for name in names:
         path = by_stem.get(name.stem)

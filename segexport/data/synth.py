@@ -87,14 +87,59 @@ def synthetic_arrays(count: int, size: tuple[int, int], num_classes: int, seed: 
 
 def make_synthetic(out_dir: str | Path, count: int, size: tuple[int, int] = (96, 96), num_classes: int = 21,
                    seed: int = 0, progress=None) -> Path:
-    """Write ``images/NNNNN.png``, ``labels/NNNNN.png`` (VOC palette) and ``manifest.json``."""
+    """Write ``images/NNNNN.png``, ``labels/NNNNN.png`` (VOC palette) and ``manifest.json``.
+
+    The set is built in a temporary folder beside ``out_dir`` and renamed into place, so a
+    failure leaves nothing and a rerun never mixes old samples with new ones. An existing
+    ``out_dir`` is replaced only when it is an earlier synthetic set (it has our manifest).
+    """
+    import os
+    import shutil
+    import tempfile
+
     from PIL import Image
 
     if count < 1:
         raise UserError(f"--count must be >= 1, got {count}")
+    if seed < 0:
+        raise UserError(f"--seed must be >= 0, got {seed}")
+    synthetic_sample(0, size, num_classes, seed)  # the argument checks, before anything is written
     out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a file: give a directory for images/ and labels/")
+    if out.is_dir() and any(out.iterdir()) and not _is_synthetic_set(out):
+        raise UserError(f"--out {str(out)!r} is not empty and is no synthetic set: give a new or empty directory")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"output directory {str(parent)!r} does not exist: create it or choose another --out")
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    except OSError as exc:
+        raise UserError(f"cannot write in {str(parent)!r} ({exc.strerror}): choose another --out") from exc
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a dataset is a shared folder
+        _write_set(staging, count, size, num_classes, seed, progress, Image)
+        if out.is_dir():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out
+
+
+def _is_synthetic_set(path: Path) -> bool:
+    try:
+        return json.loads((path / "manifest.json").read_text()).get("generator") == "segexport.data.synth"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _write_set(out: Path, count: int, size: tuple[int, int], num_classes: int, seed: int, progress, Image) -> None:
+    (out / "images").mkdir()
+    (out / "labels").mkdir()
     palette = voc_palette()
     digest = hashlib.sha256()
     for i in range(count):
@@ -110,4 +155,3 @@ def make_synthetic(out_dir: str | Path, count: int, size: tuple[int, int] = (96,
     manifest = {"count": count, "size": list(size), "num_classes": num_classes, "seed": seed,
                 "sha256": digest.hexdigest(), "generator": "segexport.data.synth"}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return out

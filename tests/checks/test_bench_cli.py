@@ -109,3 +109,39 @@ def test_duration_mode_and_a_bad_budget(onnx_path, run_cli, tmp_path):
     assert row["iterations"] >= 2 and row["p50_ms"] > 0
     assert json.loads((tmp_path / "d.json").read_text())["duration_s"] == 0.3
     assert_one_line_error(run_cli("bench", "--onnx", onnx_path, "--max-regression", "lots"), "--max-regression")
+
+
+def test_a_baseline_that_cannot_gate_is_refused_before_timing(onnx_path, run_cli, tmp_path):
+    """The same file as --json and --baseline would compare the run with itself; a zero p50 or a
+    NaN budget would pass anything; another model or size would gate the wrong work."""
+    base = tmp_path / "base.json"
+    assert run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--iterations", "2", "--warmup", "0",
+                   "--json", base).exit_code == 0
+    assert_one_line_error(run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--json", base,
+                                  "--baseline", base), "same file")
+    assert_one_line_error(run_cli("bench", "--onnx", onnx_path, "--baseline", base, "--max-regression", "nan"),
+                          "finite number >= 0")
+    zero = json.loads(base.read_text())
+    for row in zero["results"]:
+        row["p50_ms"] = 0
+    (tmp_path / "zero.json").write_text(json.dumps(zero))
+    assert_one_line_error(run_cli("bench", "--onnx", onnx_path, "--baseline", tmp_path / "zero.json"),
+                          "no latency", "ort-cpu b1: 0")
+    other = json.loads(base.read_text()) | {"input_size": [96, 96]}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    result = run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--baseline", tmp_path / "other.json",
+                     "--json", tmp_path / "never.json")
+    assert_one_line_error(result, "input_size [96, 96]", "like with like")
+    assert not (tmp_path / "never.json").exists()  # refused before timing, nothing written
+
+
+def test_model_and_size_must_match_the_onnx(onnx_path, run_cli, tmp_path):
+    from segexport.exporter.export import ExportOptions, export_onnx
+
+    assert_one_line_error(run_cli("bench", "--onnx", onnx_path, "--model", "unet"),
+                          "not the model s.onnx was exported from (segnet)")
+    dyn = export_onnx(ExportOptions(model="unet", out=tmp_path / "d.onnx", width=TINY_WIDTH, input_size=(48, 48),
+                                    num_classes=4, dynamic=("hw",), verify=False, lint=False)).path
+    for size in ("8", "512"):
+        assert_one_line_error(run_cli("bench", "--onnx", dyn, "--backends", "ort-cpu", "--input-size", size),
+                              "height range is", "--hw-range")

@@ -33,6 +33,7 @@ def exported(tmp_path_factory):
 def test_parity_passes_and_writes_every_report(exported, run_cli):
     root, onnx_path = exported
     out = root / "ok"
+    out.mkdir()  # report directories must exist, like every --out; --save-diff creates its own
     result = run_cli("parity", "--onnx", onnx_path, "--images", root / "data" / "images", "--labels", root / "data" / "labels",
                      "--json", out / "p.json", "--junit", out / "p.xml", "--markdown", out / "p.md", "--save-diff", out / "d")
     assert result.exit_code == 0, result.stderr + result.stdout
@@ -67,11 +68,17 @@ def test_perturbed_onnx_fails_and_junit_names_the_check(exported, run_cli, tmp_p
 
 
 def test_a_loosened_threshold_is_applied(exported, run_cli, tmp_path):
-    """--threshold reaches the checks: an impossible agreement bound fails an exact export."""
+    """--threshold reaches the checks: a zero max-|diff| bound fails an export that is only float-exact,
+    and the report records the thresholds it was judged by."""
     _, onnx_path = exported
-    result = run_cli("parity", "--onnx", onnx_path, "--count", "1", "--threshold", "min_pixel_agreement=1.01",
-                     "--json", tmp_path / "t.json")
-    assert_one_line_error(result, "pixel agreement", code=1)
+    result = run_cli("parity", "--onnx", onnx_path, "--count", "1", "--threshold", "max_abs_rel=0",
+                     "--threshold", "abs_quantile=1.0", "--json", tmp_path / "t.json")
+    assert_one_line_error(result, "max |diff|", code=1)
+    report = json.loads((tmp_path / "t.json").read_text())
+    assert report["thresholds"]["max_abs_rel"] == 0 and report["thresholds"]["abs_quantile"] == 1.0
+    for bad, fragment in (("min_pixel_agreement=99.9", "fraction in 0..1"), ("abs_quantile=0.999", "1.0"),
+                          ("max_abs_rel=nan", "not a finite number"), ("max_miou_drop=-1", ">= 0")):
+        assert_one_line_error(run_cli("parity", "--onnx", onnx_path, "--threshold", bad), fragment)
     assert_one_line_error(run_cli("parity", "--onnx", onnx_path, "--threshold", "speed=3"), "speed", "min_pixel_agreement")
     assert_one_line_error(run_cli("parity", "--onnx", onnx_path, "--threshold", "min_pixel_agreement"), "name=number")
 
@@ -144,3 +151,20 @@ def test_engine_without_tensorrt_is_skipped_with_the_reason(exported, run_cli, t
     assert "tensorrt" in report["skipped"]["trt"]
     skipped = [c.get("name") for c in ET.parse(tmp_path / "e.xml").getroot().iter("testcase") if c.find("skipped") is not None]
     assert skipped == ["trt"]
+
+
+def test_no_report_is_written_when_parity_cannot_judge(exported, run_cli, tmp_path):
+    """Exit 2 must not leave a report saying passed (an empty one did), nor some reports without others."""
+    _, onnx_path = exported
+    result = run_cli("parity", "--onnx", onnx_path, "--count", "1", "--backends", "ort-cuda",
+                     "--json", tmp_path / "p.json", "--junit", tmp_path / "p.xml")
+    if result.exit_code == 0:
+        pytest.skip("this machine has CUDA for ONNX Runtime")
+    assert_one_line_error(result, "no candidate backend could run")
+    result = run_cli("parity", "--onnx", onnx_path, "--count", "1", "--json", tmp_path / "p.json",
+                     "--markdown", tmp_path / "nodir" / "p.md")
+    assert_one_line_error(result, "choose another --markdown")
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(run_cli("parity", "--onnx", onnx_path, "--count", "1", "--save-diff", tmp_path / "file"),
+                          "--save-diff", "is a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

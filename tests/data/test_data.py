@@ -80,3 +80,20 @@ def test_cli_synth_bad_input_is_one_line(run_cli, tmp_path):
     assert_one_line_error(result, "--num-classes", "at least 2")
     result = run_cli("data", "synth", "--out", tmp_path / "s", "--count", "0")
     assert_one_line_error(result, "--count")
+
+
+def test_synth_replaces_an_earlier_set_and_touches_nothing_else(run_cli, tmp_path):
+    from tests.conftest import assert_one_line_error
+
+    out = tmp_path / "s"
+    assert run_cli("data", "synth", "--out", out, "--count", "4", "--size", "16").exit_code == 0
+    assert run_cli("data", "synth", "--out", out, "--count", "2", "--size", "16", "--seed", "5").exit_code == 0
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["00000.png", "00001.png"]  # no stale samples
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert_one_line_error(run_cli("data", "synth", "--out", tmp_path / "mine", "--size", "16"), "not empty")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    assert_one_line_error(run_cli("data", "synth", "--out", tmp_path / "n", "--seed", "-1"), "--seed must be >= 0")
+    assert_one_line_error(run_cli("data", "synth", "--out", tmp_path / "mine" / "notes.txt"), "is a file")
+    assert_one_line_error(run_cli("data", "synth", "--out", tmp_path / "n", "--num-classes", "256"), "too many")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "s"]  # failures leave no folders behind

@@ -81,3 +81,32 @@ def test_ignore_index_is_allowed_and_missing_label_named(tmp_path):
     with pytest.raises(UserError, match=r"values \[7\]"):
         Image.fromarray(np.array([[0, 7], [1, 1]], np.uint8), mode="L").save(tmp_path / "lab" / "x.png")
         load_labels(tmp_path / "lab", [tmp_path / "img" / "x.png"], (2, 2), num_classes=2)
+
+
+def test_16_bit_grey_is_scaled_not_clipped_to_white(tmp_path):
+    from segexport.data.images import read_rgb
+
+    grey8 = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    Image.fromarray(grey8.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    rgb = read_rgb(tmp_path / "g16.png")
+    assert rgb.shape == (8, 8, 3) and np.array_equal(rgb[..., 0], grey8) and np.array_equal(rgb[..., 2], grey8)
+
+
+def test_a_dataset_root_with_images_and_labels_is_refused(tmp_path):
+    """Walking the root of `segexport data synth` output would read the label maps as images."""
+    write_images(tmp_path / "set", ["images/a.png", "labels/a.png"])
+    with pytest.raises(UserError, match="holds images/ and labels/"):
+        list_images(tmp_path / "set")
+
+
+def test_label_names_must_be_unique_to_be_matched(tmp_path):
+    write_images(tmp_path / "img", ["a/x.png", "b/y.png"])
+    write_images(tmp_path / "lab", ["a/x.png", "b/x.png"])
+    names = list_images(tmp_path / "img")
+    with pytest.raises(UserError, match="label name 'x' appears twice"):
+        load_labels(tmp_path / "lab", names, (6, 8), 21)
+    write_images(tmp_path / "img2", ["a/x.png", "b/x.png"])
+    write_images(tmp_path / "lab2", ["x.png"])
+    with pytest.raises(UserError, match="image name 'x' appears twice"):
+        load_labels(tmp_path / "lab2", list_images(tmp_path / "img2"), (6, 8), 21)
