@@ -26,10 +26,28 @@ class CalibrationData:
     files: list[Path] | None = None
 
 
-def load_calibration_data(source: str | Path, contract: PreprocessContract, *, count: int = 32, seed: int = 0,
-                          num_classes: int = 21) -> CalibrationData:
+def check_calibration_source(source: str | Path, count: int) -> None:
+    """The cheap checks of ``load_calibration_data`` (count, path, kind), for commands that
+    must refuse bad calibration input before other work (``segexport onnx --precision``)."""
     if count < 1:
         raise UserError(f"--calib-count must be >= 1, got {count}")
+    if str(source) == "synthetic":
+        return
+    path = Path(source)
+    if path.is_dir():
+        from segexport.data.images import list_images
+
+        list_images(path, limit=count)
+        return
+    if not path.exists():
+        raise UserError(f"calibration data {str(path)!r} not found: pass an image folder, a .npy/.npz, or 'synthetic'")
+    if path.suffix not in (".npy", ".npz"):
+        raise UserError(f"calibration data {str(path)!r} is not a folder, .npy or .npz")
+
+
+def load_calibration_data(source: str | Path, contract: PreprocessContract, *, count: int = 32, seed: int = 0,
+                          num_classes: int = 21) -> CalibrationData:
+    check_calibration_source(source, count)
     h, w = contract.input_size
     if str(source) == "synthetic":
         from segexport.data.images import preprocess
@@ -48,10 +66,6 @@ def load_calibration_data(source: str | Path, contract: PreprocessContract, *, c
             digest.update(f.relative_to(path).as_posix().encode())
             digest.update(f.read_bytes())
         return CalibrationData(x, str(path), digest.hexdigest(), files)
-    if not path.exists():
-        raise UserError(f"calibration data {str(path)!r} not found: pass an image folder, a .npy/.npz, or 'synthetic'")
-    if path.suffix not in (".npy", ".npz"):
-        raise UserError(f"calibration data {str(path)!r} is not a folder, .npy or .npz")
     try:
         arr = np.load(path)
         if isinstance(arr, np.lib.npyio.NpzFile):

@@ -13,6 +13,7 @@ import inspect
 import sys
 
 import typer
+from rich.markup import escape
 
 from segexport import __version__
 from segexport.cli.common import err_console
@@ -51,7 +52,10 @@ def _guard(callback):
         try:
             return callback(*args, **kwargs)
         except SegexportError as exc:
-            err_console.print(f"[bold red]{exc.label}:[/] {exc}", soft_wrap=True, markup=True, highlight=False)
+            # the message is plain text: paths, model names and hints like `segexport[tensorrt]` must
+            # print as written, not be read as rich markup (or crash on a stray "[/x]")
+            err_console.print(f"[bold red]{exc.label}:[/] {escape(str(exc))}", soft_wrap=True, markup=True,
+                              highlight=False)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper

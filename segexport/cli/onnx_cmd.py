@@ -77,6 +77,10 @@ def onnx_command(
         raise UserError(f"--precision {precision!r} is not one of fp32, fp16, int8, best")
     if precision != "fp32" and argmax:
         raise UserError("--precision needs logits to calibrate: drop --argmax (or export twice)")
+    if precision != "fp32":  # refuse bad calibration input before the export, not after it
+        from segexport.calib.data import check_calibration_source
+
+        check_calibration_source(calib_data, calib_count)
     size = parse_size(input_size) if input_size else None
     dyn = tuple(sorted({d.strip() for d in dynamic.split(",") if d.strip()})) if dynamic else ()
     safe_name = model.rpartition(":")[2] if ":" in model else model

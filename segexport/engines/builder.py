@@ -122,6 +122,7 @@ def build_engine(
     from segexport.exporter.metadata import load_onnx
 
     load_onnx(onnx_path)  # a missing or non-ONNX file: one line here, not a parser error later
+    _check_engine_paths(onnx_path, out_path, timing_cache, workspace_mib)
     if calibration_cache is not None:
         from segexport.calib.provenance import check_matches
 
@@ -188,8 +189,14 @@ def build_engine(
     serialized = parsed.builder.build_serialized_network(parsed.network, config)
     seconds = time.perf_counter() - start
     if serialized is None:
-        raise UserError(f"{flavour.label} failed to build an engine from {onnx_path.name}: {last_error(parsed.logger)}; "
-                        "try a larger --workspace, or `segexport lint --build` for every finding")
+        error = last_error(parsed.logger)
+        if any(w in error.lower() for w in ("cuda", "driver", "no device", "gpu")):
+            hint = "this build needs a GPU and its driver here (TensorRT-RTX builds without one unless --target-cc current)"
+        elif any(w in error.lower() for w in ("memory", "workspace", "tactic")):
+            hint = "try a larger --workspace"
+        else:
+            hint = "run `segexport lint --build` for every finding"
+        raise UserError(f"{flavour.label} failed to build an engine from {onnx_path.name}: {error}; {hint}")
     data = bytes(serialized)
     gpu, cc = current_gpu()
     # TensorRT engines are tuned for the GPU they were built on; TensorRT-RTX ones only with "current".
@@ -211,8 +218,27 @@ def build_engine(
         sidecar_tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
         os.replace(sidecar_tmp, sidecar_path(out_path))
     if cache_obj is not None:
-        Path(timing_cache).write_bytes(bytes(config.get_timing_cache().serialize()))
+        with atomic_output(timing_cache, flag="--timing-cache") as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     return info
+
+
+def _check_engine_paths(onnx_path: Path, out_path: Path, timing_cache, workspace_mib) -> None:
+    """Before minutes of building: the engine and the timing cache must not overwrite the ONNX
+    (or each other) and must be writable; the workspace must be a size."""
+    from segexport.cli.common import check_output_path
+
+    check_output_path(out_path, "--out")
+    if out_path.resolve() == onnx_path.resolve() or out_path.suffix.lower() == ".onnx":
+        raise UserError(f"--out {str(out_path)!r} would write an engine over an ONNX file: name it .engine "
+                        "(e.g. --out model.engine)")
+    if timing_cache is not None:
+        cache = check_output_path(timing_cache, "--timing-cache")
+        if cache.resolve() in (onnx_path.resolve(), out_path.resolve()) or cache.suffix.lower() in (".onnx", ".engine"):
+            raise UserError(f"--timing-cache {str(cache)!r} names the ONNX or an engine: give the cache its own "
+                            "file (e.g. --timing-cache timing.cache)")
+    if workspace_mib is not None and workspace_mib < 1:
+        raise UserError(f"--workspace must be >= 1 MiB, got {workspace_mib} (leave it out for no limit)")
 
 
 def _check_portability(flavour: Flavour, version_compatible: bool, hardware: str | None,

@@ -226,6 +226,8 @@ def _dynamic_ranges(o: ExportOptions, size: tuple[int, int], min_size: int) -> d
         lo, hi = o.batch_range or (1, max(8, o.batch))
         if not 1 <= lo <= o.batch <= hi:
             raise UserError(f"--batch-range {lo}:{hi} must satisfy 1 <= min <= --batch ({o.batch}) <= max")
+        if lo == hi:  # torch.export cannot make a dimension with one value dynamic
+            raise UserError(f"--batch-range {lo}:{hi} has one value: widen it, or drop --dynamic batch for a static batch")
         ranges["batch"] = DynamicRange(lo, o.batch, hi)
     elif o.batch_range:
         raise UserError("--batch-range needs --dynamic batch")
@@ -243,6 +245,9 @@ def _dynamic_ranges(o: ExportOptions, size: tuple[int, int], min_size: int) -> d
                 )
             if lo < min_size:
                 raise UserError(f"dynamic {axis} minimum {lo} is below the model's minimum size {min_size}: raise --hw-range")
+            if lo == hi:
+                raise UserError(f"dynamic {axis} range {lo}..{hi} has one value: widen --hw-range, or drop --dynamic hw "
+                                "for a static size")
             ranges[axis] = DynamicRange(lo, opt, hi)
     elif o.hw_range:
         raise UserError("--hw-range needs --dynamic hw")
@@ -294,7 +299,7 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
             kwargs["custom_translation_table"] = table
     sink = io.StringIO()
     try:
-        with torch.no_grad(), contextlib.redirect_stdout(sink), _quiet_warnings():
+        with torch.no_grad(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_warnings():
             program = torch.onnx.export(
                 model,
                 (example,),
@@ -321,7 +326,8 @@ def _quiet_warnings():
     import logging
     import warnings
 
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript",
+                                              "torch.fx", "torch._dynamo", "torch._subclasses", "torch._guards")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -341,8 +347,10 @@ _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 def describe_export_failure(exc: BaseException, model, example=None) -> str:
     """One line: which PyTorch op failed, in which module, and what to try."""
     text = ""
+    chain: list[BaseException] = []
     seen: BaseException | None = exc
-    while seen is not None:
+    while seen is not None and len(chain) < 20:
+        chain.append(seen)
         text += "".join(traceback.format_exception_only(type(seen), seen)) + "\n"
         seen = seen.__cause__ or seen.__context__
     text = _ANSI_RE.sub("", text)
@@ -351,16 +359,20 @@ def describe_export_failure(exc: BaseException, model, example=None) -> str:
     module = _failing_module(exc, model)
     if module is None and op and example is not None:
         module = _module_calling(model, example, op)
-    lines = [ln.strip() for ln in _ANSI_RE.sub("", str(exc)).splitlines() if ln.strip()]
-    first = lines[0] if lines else type(exc).__name__
+    # The outer exception is torch.onnx's "step 1/3" banner; the cause is at the bottom of the chain.
+    cause = next((e for e in reversed(chain) if str(e).strip()), exc)
+    lines = [ln.strip() for ln in _ANSI_RE.sub("", str(cause)).splitlines() if ln.strip()]
+    first = lines[0] if lines else type(cause).__name__
     if len(first) > 160:
         first = first[:157] + "..."
     where = f" in module {module!r}" if module else ""
-    what = f"op aten::{op}" if op else type(exc).__name__
-    return (
-        f"ONNX export failed at {what}{where}: {first} -- "
-        "try another --opset, --unpool native, or replace the op in your model"
-    )
+    what = f"op aten::{op}" if op else type(cause).__name__
+    if "data-dependent" in text or "GuardOnDataDependentSymNode" in text:
+        fix = ("the model branches on tensor values (`if x.mean() > 0:`), which torch.export cannot trace: "
+               "compute both branches and choose with torch.where, or use torch.cond")
+    else:
+        fix = "try another --opset, --unpool native, or replace the op in your model"
+    return f"ONNX export failed at {what}{where}: {first} -- {fix}"
 
 
 def _failing_module(exc: BaseException, model) -> str | None:
@@ -419,6 +431,10 @@ def _clean_up(model, *, slim: bool):
         with contextlib.redirect_stdout(sink), _quiet_warnings():
             model = onnxslim.slim(model)
     _restore_module_scopes(model, scopes)
+    # One set of intermediate shapes, inferred from the final graph: onnxslim keeps the exporter's
+    # value_info and inference would append its own, leaving two (sometimes contradicting) entries
+    # per tensor, which ONNX Runtime trips over when it plans buffers at odd dynamic sizes.
+    del model.graph.value_info[:]
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -96,6 +96,11 @@ class LintReport:
         return d
 
 
+
+# --unpool mask rewrites nn.MaxPool2d/nn.MaxUnpool2d *modules*; functional calls are out of its reach.
+UNPOOL_FIX = (" (export with --unpool mask, the default; it rewrites nn.MaxPool2d(return_indices=True) and "
+              "nn.MaxUnpool2d modules, so use those instead of F.max_pool2d / F.max_unpool2d)")
+
 def module_of(node: onnx.NodeProto) -> str:
     """The qualified name of the PyTorch module ``node`` came from ("" when unknown).
 
@@ -181,11 +186,11 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
             add("error", "custom-op", node, f"{node.domain}::{op} is not a standard ONNX op: TensorRT needs a plugin for it")
             continue
         if op in UNSUPPORTED_OPS:
-            fix = " (export with --unpool mask)" if op == "MaxUnpool" else ""
+            fix = UNPOOL_FIX if op == "MaxUnpool" else ""
             add("error", "unsupported-op", node, f"{op} is not supported by TensorRT's ONNX parser{fix}")
         elif op == "MaxPool" and len([o for o in node.output if o]) > 1:
-            add("error", "maxpool-indices", node, "MaxPool with an Indices output is not supported by TensorRT "
-                                                  "(export with --unpool mask)")
+            add("error", "maxpool-indices", node, "MaxPool with an Indices output is not supported by TensorRT"
+                                                  + UNPOOL_FIX)
         elif op == "Resize":
             _resize_findings(node, constants, add)
         elif op == "ScatterND" and _s(_attr(node, "reduction", b"none")) != "none":

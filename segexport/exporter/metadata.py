@@ -56,17 +56,22 @@ def read_record(model: onnx.ModelProto | str | Path) -> ExportRecord:
     """The export record of a segexport ONNX; a foreign ONNX gets an error naming the fix."""
     if not isinstance(model, onnx.ModelProto):
         model = load_onnx(model)
-    raw = {p.key[len(PREFIX):]: json.loads(p.value) for p in model.metadata_props if p.key.startswith(PREFIX)}
-    if "model" not in raw:
+    props = [p for p in model.metadata_props if p.key.startswith(PREFIX)]
+    if not any(p.key == PREFIX + "model" for p in props):
         raise UserError(
             "this ONNX has no segexport metadata: export it with `segexport onnx` "
             "(or pass --model/--input-size so the preprocessing is known)"
         )
-    raw["preprocess"] = PreprocessContract(**{**raw["preprocess"],
-                                              "mean": tuple(raw["preprocess"]["mean"]),
-                                              "std": tuple(raw["preprocess"]["std"]),
-                                              "input_size": tuple(raw["preprocess"]["input_size"])})
-    raw["class_names"] = tuple(raw["class_names"])
-    raw["dynamic"] = {k: DynamicRange(**v) for k, v in raw.get("dynamic", {}).items()}
-    known = set(ExportRecord.__dataclass_fields__)
-    return ExportRecord(**{k: v for k, v in raw.items() if k in known})
+    try:
+        raw = {p.key[len(PREFIX):]: json.loads(p.value) for p in props}
+        raw["preprocess"] = PreprocessContract(**{**raw["preprocess"],
+                                                  "mean": tuple(raw["preprocess"]["mean"]),
+                                                  "std": tuple(raw["preprocess"]["std"]),
+                                                  "input_size": tuple(raw["preprocess"]["input_size"])})
+        raw["class_names"] = tuple(raw["class_names"])
+        raw["dynamic"] = {k: DynamicRange(**v) for k, v in raw.get("dynamic", {}).items()}
+        known = set(ExportRecord.__dataclass_fields__)
+        return ExportRecord(**{k: v for k, v in raw.items() if k in known})
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # edited by hand or by another tool
+        raise UserError(f"the ONNX's segexport metadata is damaged ({type(exc).__name__}: {exc}): "
+                        "re-export it with `segexport onnx`") from exc

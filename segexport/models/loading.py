@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from segexport.errors import UserError
-from segexport.models.registry import ModelSpec, build_model, get_spec, is_zoo_name
+from segexport.models.registry import ModelSpec, build_model, check_build_args, get_spec, is_zoo_name
 
 # Containers that training frameworks wrap a state dict in, most specific first.
 _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
@@ -68,6 +68,7 @@ INIT_SEED = 0
 
 
 def _load(ref: str, *, num_classes: int, width: float, model_args: dict[str, Any], weights) -> LoadedModel:
+    check_build_args(num_classes, width)  # user factories too: the values land in the ONNX metadata
     if is_zoo_name(ref):
         spec = get_spec(ref)
         try:
@@ -119,6 +120,46 @@ def _import_factory(ref: str):
     return factory
 
 
+def _check_declared_spec(ref: str, declared: dict[str, Any]) -> None:
+    """Hold a user's ``segexport_spec`` to what the preprocessing contract needs, converting
+    lists to tuples; a bad value would otherwise travel into the ONNX metadata (a zero std is a
+    division by zero in every runtime that preprocesses by it)."""
+    def fail(key: str, want: str) -> None:
+        raise UserError(f"{ref}: segexport_spec[{key!r}] = {declared[key]!r} must be {want}")
+
+    def numbers(key: str, n: int | None) -> tuple:
+        try:
+            values = tuple(declared[key])
+        except TypeError:
+            fail(key, f"a sequence of {n or 'some'} numbers")
+        if (n is not None and len(values) != n) or not all(isinstance(v, (int, float)) for v in values):
+            fail(key, f"a sequence of {n} numbers")
+        return values
+
+    if "default_input_size" in declared:
+        size = numbers("default_input_size", 2)
+        if not all(isinstance(v, int) and v > 0 for v in size):
+            fail("default_input_size", "two positive integers (H, W)")
+        declared["default_input_size"] = size
+    if "mean" in declared:
+        declared["mean"] = numbers("mean", 3)
+    if "std" in declared:
+        std = numbers("std", 3)
+        if not all(v > 0 for v in std):
+            fail("std", "three positive numbers (the input is divided by them)")
+        declared["std"] = std
+    for key in ("min_size", "output_stride"):
+        if key in declared and not (isinstance(declared[key], int) and declared[key] >= 1):
+            fail(key, "an integer >= 1")
+    if "class_names" in declared:
+        if isinstance(declared["class_names"], str):
+            fail("class_names", "a sequence of names")
+        try:
+            declared["class_names"] = tuple(str(c) for c in declared["class_names"])
+        except TypeError:
+            fail("class_names", "a sequence of names")
+
+
 def _build_user_model(ref: str, *, num_classes: int, width: float, model_args: dict[str, Any]) -> tuple[nn.Module, ModelSpec]:
     factory = _import_factory(ref)
     kwargs = dict(model_args)
@@ -133,6 +174,10 @@ def _build_user_model(ref: str, *, num_classes: int, width: float, model_args: d
         model = factory(**kwargs)
     except TypeError as exc:
         raise UserError(f"calling {ref} failed: {exc} (pass arguments with --model-arg key=value)") from exc
+    except Exception as exc:  # the user's own code raised: name it, with its message, on one line
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise UserError(f"calling {ref} failed: {type(exc).__name__}: {detail} (fix the factory, or its "
+                        "--model-arg values)") from exc
     if not isinstance(model, nn.Module):
         raise UserError(f"{ref} returned {type(model).__name__}, not a torch.nn.Module")
     declared = dict(getattr(model, "segexport_spec", None) or {})
@@ -140,9 +185,7 @@ def _build_user_model(ref: str, *, num_classes: int, width: float, model_args: d
     unknown = set(declared) - known
     if unknown:
         raise UserError(f"{ref}: unknown segexport_spec keys {sorted(unknown)}; allowed: {sorted(known)}")
-    for key in ("default_input_size", "mean", "std", "class_names"):
-        if key in declared:
-            declared[key] = tuple(declared[key])
+    _check_declared_spec(ref, declared)
     if "class_names" not in declared:
         declared["class_names"] = (("background", "foreground") if num_classes == 1  # one sigmoid channel
                                    else tuple(f"class_{i}" for i in range(num_classes)))
@@ -179,9 +222,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as exc:
         # torch.load's own messages can be bare (a KeyError on a pickle opcode prints "174812789"),
         # so the exception type goes first to keep the line readable.
-        detail = str(exc).splitlines()[0].split(". ")[0] if str(exc) else ""  # first sentence only
+        text = str(exc)
+        if "WeightsUnpickler error:" in text:  # torch's two-paragraph preamble; the cause follows the marker
+            text = text.split("WeightsUnpickler error:", 1)[1].strip()
+        detail = text.splitlines()[0].split(". ")[0] if text else ""  # first sentence only
         msg = f"torch.load: {type(exc).__name__}{': ' + detail if detail else ''}"
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc):  # a pickled Python object, which weights_only refuses to build
             raise UserError(
                 f"{str(path)!r} holds Python objects, not just tensors; refusing to unpickle it. "
                 "Re-save it with torch.save(model.state_dict(), path)"
@@ -199,6 +245,11 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             if inner is not None:
                 obj = inner
                 continue
+            others = {k: type(v).__name__ for k, v in obj.items() if not isinstance(v, torch.Tensor)}
+            if 0 < len(others) < len(obj):  # a state dict with training extras mixed in
+                listed = ", ".join(f"{k}: {t}" for k, t in list(others.items())[:3])
+                raise UserError(f"{str(path)!r} mixes non-tensor entries ({listed}) into its tensors: save the "
+                                "weights alone with torch.save(model.state_dict(), path)")
         raise UserError(
             f"{str(path)!r} holds no state dict (found {type(obj).__name__}"
             f"{' with keys ' + ', '.join(map(str, list(obj)[:5])) if isinstance(obj, dict) else ''}): "
@@ -236,6 +287,10 @@ def load_weights(model: nn.Module, path: str | Path, *, model_name: str, num_cla
             f"checkpoint {str(path)!r} does not fit {model_name} (num_classes={num_classes}, width={width}): "
             + "; ".join(parts) + f"; fix: {_guess_fix(shapes, missing, unexpected, num_classes)}"
         )
+    broken = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:  # PyTorch would compute the same NaNs, and every check would blame the export
+        raise UserError(f"checkpoint {str(path)!r} has NaN/inf values in {broken}: it is no usable model "
+                        "(a diverged training run?); pass another checkpoint")
     model.load_state_dict(state, strict=True)
     return sha256_file(path)
 
