@@ -85,14 +85,14 @@ def user(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
     def write(spec: str = "{}"):
-        (tmp_path / "usernet.py").write_text(USER.replace("SPEC = {}", f"SPEC = {spec}"))
+        (tmp_path / "hostilenet.py").write_text(USER.replace("SPEC = {}", f"SPEC = {spec}"))
     write()
     return write
 
 
 def test_a_factory_that_raises_is_named(run_cli, user):
-    result = run_cli("onnx", "--model", "usernet:raising", "--input-size", "16", "--out", "x.onnx")
-    assert_one_line_error(result, "calling usernet:raising failed", "RuntimeError: boom: no such backbone")
+    result = run_cli("onnx", "--model", "hostilenet:raising", "--input-size", "16", "--out", "x.onnx")
+    assert_one_line_error(result, "calling hostilenet:raising failed", "RuntimeError: boom: no such backbone")
 
 
 @pytest.mark.parametrize("spec, fragment", [
@@ -105,14 +105,14 @@ def test_a_factory_that_raises_is_named(run_cli, user):
 def test_a_user_spec_that_would_poison_the_metadata(run_cli, user, spec, fragment):
     user(spec)
     # the file form: each test's file imports afresh (a module name would be cached in-process)
-    result = run_cli("onnx", "--model", "usernet.py:bad_spec", "--input-size", "16", "--out", "x.onnx")
+    result = run_cli("onnx", "--model", "hostilenet.py:bad_spec", "--input-size", "16", "--out", "x.onnx")
     assert_one_line_error(result, "segexport_spec", fragment)
 
 
 def test_user_models_get_the_width_and_class_checks_too(run_cli, user):
-    assert_one_line_error(run_cli("onnx", "--model", "usernet:plain", "--width", "-3", "--input-size", "16"),
+    assert_one_line_error(run_cli("onnx", "--model", "hostilenet:plain", "--width", "-3", "--input-size", "16"),
                           "--width must be in (0, 4]")
-    assert_one_line_error(run_cli("onnx", "--model", "usernet:plain", "--num-classes", "0", "--input-size", "16"),
+    assert_one_line_error(run_cli("onnx", "--model", "hostilenet:plain", "--num-classes", "0", "--input-size", "16"),
                           "--num-classes must be >= 1")
 
 

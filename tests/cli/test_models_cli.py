@@ -77,22 +77,22 @@ def coarse(num_classes=21):
 
 
 def test_models_describes_a_user_factory(run_cli, tmp_path, monkeypatch):
-    (tmp_path / "usernet.py").write_text(USER_NET)
+    (tmp_path / "modelsnet.py").write_text(USER_NET)
     monkeypatch.chdir(tmp_path)
-    result = run_cli("models", "usernet:build", "--json", "--num-classes", "2", "--model-arg", "depth=2")
+    result = run_cli("models", "modelsnet:build", "--json", "--num-classes", "2", "--model-arg", "depth=2")
     assert result.exit_code == 0, result.stderr
     row = json.loads(result.stdout)
     assert row["family"] == "user" and row["num_classes"] == 2 and row["default_input_size"] == [32, 48]
     assert row["params"] == 2 * (3 * 3 * 9 + 3) + (3 * 2 + 2)
     assert row["gflops"] == pytest.approx(2 * 32 * 48 * (2 * 27 * 3 + 3 * 2) / 1e9, abs=0.005)
-    shown = run_cli("models", "usernet.py:build", "--num-classes", "1")
+    shown = run_cli("models", "modelsnet.py:build", "--num-classes", "1")
     assert shown.exit_code == 0 and "background, foreground" in shown.stdout
 
 
 def test_models_holds_a_user_factory_to_the_forward_contract(run_cli, tmp_path, monkeypatch):
-    (tmp_path / "usernet.py").write_text(USER_NET)
+    (tmp_path / "modelsnet.py").write_text(USER_NET)
     monkeypatch.chdir(tmp_path)
-    assert_one_line_error(run_cli("models", "usernet:coarse"), "returned 1x21x256x256 for a 1x3x512x512 input")
+    assert_one_line_error(run_cli("models", "modelsnet:coarse"), "returned 1x21x256x256 for a 1x3x512x512 input")
     assert_one_line_error(run_cli("models", "unet", "--model-arg", "depth=2"), "--model-arg not accepted by unet")
     assert_one_line_error(run_cli("models", "unet", "--width", "0"), "--width must be in (0, 4]")
 
