@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
                 "nodes": sum(result.onnx_ops.values()),
                 "max_abs_diff": None if not result.verify else result.verify[0].metrics.max_abs,
                 "pixel_agreement": None if not result.verify else result.verify[0].metrics.pixel_agreement,
+                "abs_p99": None if not result.verify else result.verify[0].metrics.abs_p99,
+                "held_to_floor": None if not result.verify else any(r.held_to_floor for r in result.verify),
+                "lint_errors": None if result.lint is None else len(result.lint.errors),
+                "lint_warnings": None if result.lint is None else len(result.lint.warnings),
             })
             result.path.unlink()
     table = Table(title=f"export time, width {args.width}, CPU ({os.cpu_count()} cores)")

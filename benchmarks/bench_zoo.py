@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 pair = report.pairs[0]
                 m = pair.metrics
                 parity = {"candidate": pair.candidate, "passed": pair.passed, "max_abs": m.max_abs,
-                          "ref_max_abs": m.ref_max_abs, "pixel_agreement": m.pixel_agreement,
-                          "boundary_agreement": m.boundary_agreement,
+                          "ref_max_abs": m.ref_max_abs, "abs_p99": m.abs_p99, "pixel_agreement": m.pixel_agreement,
+                          "boundary_agreement": m.boundary_agreement, "held_to_floor": pair.held_to_floor,
                           "checks": {c.name: c.passed for c in pair.checks}}
             else:
                 outputs = {}

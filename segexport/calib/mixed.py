@@ -29,11 +29,15 @@ class Evaluation:
     input_name: str = "input"
     output_name: str = "logits"
     batch: int = 1
+    # What a cost is: "miou" (drop in points, needs labels) or "agreement" (percent of labels
+    # that change vs fp32). The budget decides: --max-agreement-drop measures agreement even
+    # where labels exist.
+    metric: str = "miou"
 
     def cost(self, model: onnx.ModelProto) -> float:
-        """mIoU drop in points (with labels) or agreement drop in percent (without)."""
+        """mIoU drop in points, or label-agreement drop in percent, per ``metric``."""
         pred = predict(model, self.inputs, self.input_name, self.output_name, self.batch)
-        if self.labels is not None:
+        if self.metric == "miou" and self.labels is not None:
             return float(self.reference_miou - miou(pred, self.labels, self.num_classes))
         return float(100.0 * (1.0 - (pred == self.reference_labels).mean()))
 

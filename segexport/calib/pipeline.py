@@ -106,6 +106,7 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
                                   num_classes=record.num_classes)
     evaluation = _evaluation(opts, record, src, calib.inputs)
     budget, kind = _budget(opts, evaluation)
+    evaluation.metric = "miou" if kind == "mIoU pt" else "agreement"
 
     model32 = onnx.load(str(src))
     if opts.precision == "best":

@@ -55,7 +55,8 @@ def _rss_bytes() -> int | None:
 def measure(runner, feed: dict[str, np.ndarray], *, backend: str, batch: int, warmup: int = 5,
             iterations: int | None = 50, duration: float | None = None) -> LatencyStats:
     """Time ``runner.infer(feed)``; ``duration`` (s) overrides ``iterations`` when given."""
-    if warmup < 0 or (iterations is not None and iterations < 1) or (duration is not None and duration <= 0):
+    if warmup < 0 or (iterations is not None and iterations < 1) or (
+            duration is not None and not (math.isfinite(duration) and duration > 0)):
         raise UserError("--warmup must be >= 0, --iterations >= 1 and --duration > 0")
     times: list[float] = []
     cuda_mem = backend.startswith("torch-cuda")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -68,6 +69,8 @@ def bench_command(
         raise UserError(f"--batch {batch!r} must be integers, e.g. 1,4,8") from None
     if not batches or min(batches) < 1:
         raise UserError("--batch values must be >= 1")
+    if warmup < 0 or iterations < 1 or (duration is not None and not (math.isfinite(duration) and duration > 0)):
+        raise UserError("--warmup must be >= 0, --iterations >= 1 and --duration a finite number of seconds > 0")
     names = [b.strip() for b in backends.split(",") if b.strip()]
     size = parse_size(input_size) if input_size else (record.preprocess.input_size if record else None)
     regression = parse_regression(max_regression)
@@ -141,7 +144,8 @@ def bench_command(
     _print(stats, skipped, size)
     meta = {"model": model or (record.model if record else None), "input_size": list(size),
             "warmup": warmup, "iterations": None if duration else iterations, "duration_s": duration,
-            "machine": {"platform": platform.platform(), "processor": platform.processor()}}
+            "machine": {"platform": platform.platform(), "processor": platform.processor()},
+            "skipped": skipped}
     if json_out is not None:
         from segexport.cli.common import atomic_output
 

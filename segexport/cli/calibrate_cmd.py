@@ -37,8 +37,8 @@ def calibrate_command(
     INT8 is explicit Q/DQ (symmetric, zero point 0, per-channel weights, conv-family inputs
     only): what TensorRT 11 requires and TensorRT 10 accepts. --trt-cache writes the same
     ranges as a TensorRT calibration cache for implicit INT8 on Jetson (trtexec --int8
-    --calib=FILE). FP16 keeps float32 inputs/outputs and leaves nodes that would overflow in
-    FP32, naming their PyTorch modules. Every artefact gets a provenance sidecar.
+    --calib=FILE). FP16 keeps float32 inputs/outputs and keeps in FP32 the nodes that would
+    overflow in FP16, naming their PyTorch modules. Every artefact gets a provenance sidecar.
 
     Examples:
 

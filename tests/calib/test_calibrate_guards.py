@@ -111,3 +111,21 @@ def test_the_trt_cache_leaves_out_the_inputs_of_layers_kept_in_float(fp32):
     kept, left_out = cache_ranges(fp32, amax, [convs[1].name])
     assert left_out == [convs[1].input[0]] and convs[1].input[0] not in kept
     assert set(amax) - set(kept) == {convs[1].input[0]}
+
+
+def test_an_agreement_budget_measures_agreement_even_with_labels(fp32):
+    """--max-agreement-drop was judged on the mIoU drop whenever labels existed (synthetic data
+    has them): an 8-point agreement loss passed a zero budget."""
+    from segexport.calib.mixed import Evaluation, predict
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 48, 48)).astype(np.float32)
+    ref = predict(str(fp32), x, "input", "logits", 1)
+    flipped = ref.copy()
+    flipped[0, :12] = (flipped[0, :12] + 1) % 4  # a quarter of one image changes label
+    labels = ref.copy()  # ground truth = the fp32 prediction: mIoU 100
+    by_agreement = Evaluation(x, labels, 4, flipped, 100.0, metric="agreement")
+    by_miou = Evaluation(x, labels, 4, flipped, 100.0, metric="miou")
+    model = onnx.load(str(fp32))
+    assert by_agreement.cost(model) == pytest.approx(100 * 12 * 48 / (2 * 48 * 48))
+    assert by_miou.cost(model) == pytest.approx(0.0)

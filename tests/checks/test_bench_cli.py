@@ -145,3 +145,14 @@ def test_model_and_size_must_match_the_onnx(onnx_path, run_cli, tmp_path):
     for size in ("8", "512"):
         assert_one_line_error(run_cli("bench", "--onnx", dyn, "--backends", "ort-cpu", "--input-size", size),
                               "height range is", "--hw-range")
+
+
+def test_a_duration_that_never_ends_is_refused_and_skips_are_recorded(onnx_path, run_cli, tmp_path):
+    for bad in ("nan", "inf", "0"):
+        assert_one_line_error(run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--duration", bad),
+                              "--duration a finite number")
+    out = tmp_path / "s.json"
+    result = run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu,trt", "--iterations", "2", "--warmup", "0",
+                     "--json", out)
+    assert result.exit_code == 0, result.stderr
+    assert "trt" in json.loads(out.read_text())["skipped"]
