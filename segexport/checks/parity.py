@@ -83,6 +83,10 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     report = ParityReport(onnx=str(opts.onnx), model=loaded.name, precision=precision,
                           inputs=f"{len(inputs)} {'images' if names else 'seeded random tensors'}",
                           versions=_versions(), thresholds=asdict(thresholds))
+    if opts.save_diff is not None:
+        from segexport.checks.reports import clear_diff_pngs
+
+        clear_diff_pngs(opts.save_diff)
     reasons = available_backends()
     backends = list(opts.backends) + (["trt"] if opts.engine is not None and "trt" not in opts.backends else [])
     for backend in backends:
@@ -140,6 +144,10 @@ def _check_engine(engine: Path, onnx_path: Path) -> str | None:
     from segexport.models.loading import sha256_file
 
     info = read_engine_info(engine)  # refuses an engine without its sidecar
+    if info.backend != "trt":  # not a skip: no machine would ever run it here, and CI would go green unchecked
+        built_by = "TensorRT-RTX" if info.backend == "rtx" else info.backend
+        raise UserError(f"{Path(engine).name} was built by {built_by} {info.tensorrt_version}; parity runs TensorRT "
+                        "engines (backend trt): build one with `segexport engine --backend trt` on the GPU machine")
     if info.onnx_sha256 and info.onnx_sha256 != sha256_file(onnx_path):
         raise UserError(f"{Path(engine).name} was built from another ONNX than {Path(onnx_path).name}: "
                         "pass the ONNX the engine was built from as --onnx")

@@ -94,7 +94,7 @@ def write_json(report: ParityReport, path: str | Path) -> None:
 
 def write_junit(report: ParityReport, path: str | Path) -> None:
     suite = ET.Element("testsuite", name=f"segexport parity {report.model}",
-                       tests=str(sum(len(p.checks) for p in report.pairs)),
+                       tests=str(sum(len(p.checks) for p in report.pairs) + len(report.skipped)),
                        failures=str(sum(not c.passed for p in report.pairs for c in p.checks)),
                        skipped=str(len(report.skipped)), errors="0")
     props = ET.SubElement(suite, "properties")
@@ -162,6 +162,15 @@ def print_table(report: ParityReport, console) -> None:
         console.print(f"[dim]skipped {backend}: {reason}[/]")
 
 
+def clear_diff_pngs(directory: str | Path) -> None:
+    """Remove the PNGs an earlier --save-diff run left (``NNNN_*.png``), so one directory never
+    mixes two runs; other files are left alone."""
+    out = Path(directory)
+    if out.is_dir():
+        for path in out.glob("[0-9][0-9][0-9][0-9]_*.png"):
+            path.unlink()
+
+
 def save_diff_pngs(directory: str | Path, index: int, image_rgb: np.ndarray | None, ref_labels: np.ndarray,
                    cand_labels: np.ndarray, tag: str) -> list[Path]:
     """Write ``NNNN_reference.png`` and ``NNNN_<tag>.png`` (labels in the VOC palette, so they open
@@ -179,9 +188,13 @@ def save_diff_pngs(directory: str | Path, index: int, image_rgb: np.ndarray | No
     out.mkdir(parents=True, exist_ok=True)
     palette = voc_palette()
     images: list[tuple[Path, Image.Image]] = []
+    wide = max(int(ref_labels.max(initial=0)), int(cand_labels.max(initial=0))) > 254
     for name, labels in (("reference", ref_labels), (tag, cand_labels)):
-        im = Image.fromarray(labels.astype(np.uint8), mode="P")
-        im.putpalette(palette)
+        if wide:  # more classes than a palette PNG holds (255 is VOC's ignore): 16-bit grey, ids unchanged
+            im = Image.fromarray(labels.astype(np.uint16))
+        else:
+            im = Image.fromarray(labels.astype(np.uint8), mode="P")
+            im.putpalette(palette)
         images.append((out / f"{index:04d}_{name}.png", im))
     base = image_rgb if image_rgb is not None else np.full((*ref_labels.shape, 3), 96, np.uint8)
     if base.shape[:2] != ref_labels.shape:

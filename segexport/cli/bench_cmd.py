@@ -72,6 +72,11 @@ def bench_command(
     if warmup < 0 or iterations < 1 or (duration is not None and not (math.isfinite(duration) and duration > 0)):
         raise UserError("--warmup must be >= 0, --iterations >= 1 and --duration a finite number of seconds > 0")
     names = [b.strip() for b in backends.split(",") if b.strip()]
+    if engine is not None:  # an engine given is an engine to time, as in parity
+        if not engine.is_file():
+            raise UserError(f"engine {str(engine)!r} not found: build one with `segexport engine`")
+        if "trt" not in names:
+            names.append("trt")
     size = parse_size(input_size) if input_size else (record.preprocess.input_size if record else None)
     regression = parse_regression(max_regression)
     if json_out is not None:

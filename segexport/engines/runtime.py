@@ -118,7 +118,7 @@ def parse_onnx(path: str | Path, flavour: Flavour, *, strongly_typed: bool | Non
 
     trt = flavour.module
     data = Path(path).read_bytes()
-    model = onnx.load_from_string(data)
+    model = onnx.load_from_string(data)  # graph only: external weights stay on disk for the parser
     logger = collecting_logger(trt)
     builder = trt.Builder(logger)
     flags = 0
@@ -130,7 +130,10 @@ def parse_onnx(path: str | Path, flavour: Flavour, *, strongly_typed: bool | Non
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     errors: list[tuple[str, str]] = []
-    if not parser.parse(data, str(Path(path).resolve().parent)):  # the dir resolves external data
+    # `path` is the model *file*: the parser resolves external-data locations against its
+    # directory (given the directory itself, it looked one level up, and could pick up another
+    # model's weights file there)
+    if not parser.parse(data, str(Path(path).resolve())):
         for i in range(parser.num_errors):
             err = parser.get_error(i)
             errors.append((_node_label(err, model), err.desc()))

@@ -162,10 +162,22 @@ def _resize_findings(node: onnx.NodeProto, constants: set[str], add) -> None:
                                           "TensorRT: give scales for every axis (drop `axes`) or make them constant")
 
 
+def _all_nodes(graph: onnx.GraphProto):
+    """Every node, including those in If/Loop/Scan bodies, where TensorRT needs the same ops."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+                yield from _all_nodes(sub)
+
+
 def static_findings(model: onnx.ModelProto) -> list[Finding]:
     """Findings that need no TensorRT: the support matrix and its restrictions."""
     out: list[Finding] = []
     inits = {i.name: i for i in model.graph.initializer}
+    # Constant nodes hold tensors too (a zero point may be one); value_* attributes are left out
+    const_tensors = {n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"
+                     for a in n.attribute if a.name == "value"}
     constants = set(inits) | {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in model.graph.node:
@@ -180,7 +192,7 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
     if opset is not None and not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
         add("warning", "opset", None, f"opset {opset} is outside TensorRT 10.0's {OPSET_RANGE[0]}..{OPSET_RANGE[1]} "
                                       "(newer 10.x/11 releases accept more); re-export with --opset 18 for older ones")
-    for node in model.graph.node:
+    for node in _all_nodes(model.graph):
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):
             add("error", "custom-op", node, f"{node.domain}::{op} is not a standard ONNX op: TensorRT needs a plugin for it")
@@ -218,7 +230,7 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
             zp_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
             if zp_name is None:
                 continue  # zero point defaults to 0 (uint8!) -- but only with no explicit type; TRT reads it as int8 0
-            zp = inits.get(zp_name)
+            zp = inits.get(zp_name) or const_tensors.get(zp_name)
             if zp is None:
                 add("error", "qdq-zero-point", node, f"{op} zero point {zp_name!r} is not a constant: TensorRT needs a "
                                                      "constant zero point of 0")

@@ -44,6 +44,17 @@ def load_onnx(path: str | Path, *, external_data: bool = False) -> onnx.ModelPro
     try:
         model = onnx.load(str(path), load_external_data=external_data)
     except Exception as exc:
+        if external_data:  # the graph may be fine and only its weights file missing
+            try:
+                graph_only = onnx.load(str(path), load_external_data=False)
+            except Exception:
+                graph_only = None
+            if graph_only is not None:
+                files = sorted({e.value for t in graph_only.graph.initializer for e in t.external_data
+                                if e.key == "location"})
+                raise UserError(f"{str(path)!r} keeps its weights in {', '.join(files) or 'an external file'}, which "
+                                f"cannot be read beside it ({type(exc).__name__}): keep the .onnx and its data "
+                                "file(s) in one folder") from exc
         raise UserError(f"{str(path)!r} is not an ONNX model ({type(exc).__name__}): "
                         "pass the .onnx written by `segexport onnx`") from exc
     if not model.graph.output:

@@ -73,7 +73,8 @@ def test_junit_one_testcase_per_check(report, tmp_path):
     cases = suite.findall("testcase")
     n_checks = sum(len(p.checks) for p in report.pairs)
     assert len(cases) == n_checks + 1  # + the skipped backend
-    assert int(suite.get("tests")) == n_checks
+    assert int(suite.get("tests")) == len(cases)  # JUnit counts skipped testcases in tests=
+    assert int(suite.get("skipped")) == 1
     failures = [(c.get("classname"), c.get("name"), c.find("failure")) for c in cases if c.find("failure") is not None]
     assert {(cls, name) for cls, name, _ in failures} == {("parity.torch_vs_ort-cuda", "pixel_agreement"),
                                                          ("parity.torch_vs_ort-cuda", "max_abs")}
@@ -138,3 +139,21 @@ def test_diff_pngs(tmp_path):
     assert tuple(overlay[0, 2]) == DISAGREEMENT_RGB  # the one pixel that differs
     assert tuple(overlay[0, 0]) == (100, 100, 100)   # the image, dimmed to half elsewhere
     assert not list((tmp_path / "d").glob(".*"))     # no temporary files left behind
+
+
+def test_diff_pngs_keep_class_ids_above_254(tmp_path):
+    """A palette PNG holds 0..255 and VOC reads 255 as ignore: more classes go to 16-bit grey."""
+    ref = np.array([[0, 298], [255, 3]])
+    paths = save_diff_pngs(tmp_path, 0, None, ref, ref.copy(), "ort-cpu")
+    assert np.array_equal(np.asarray(Image.open(paths[0])), ref)
+
+
+def test_a_new_save_diff_run_replaces_the_old_pngs(tmp_path):
+    from segexport.checks.reports import clear_diff_pngs
+
+    ref = np.zeros((2, 2), int)
+    for i in range(3):
+        save_diff_pngs(tmp_path, i, None, ref, ref, "ort-cpu")
+    (tmp_path / "notes.txt").write_text("mine")
+    clear_diff_pngs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
