@@ -117,8 +117,7 @@ def parse_onnx(path: str | Path, flavour: Flavour, *, strongly_typed: bool | Non
     import onnx
 
     trt = flavour.module
-    data = Path(path).read_bytes()
-    model = onnx.load_from_string(data)  # graph only: external weights stay on disk for the parser
+    model = onnx.load(str(path), load_external_data=False)  # the graph, for typing and node names
     logger = collecting_logger(trt)
     builder = trt.Builder(logger)
     flags = 0
@@ -130,10 +129,10 @@ def parse_onnx(path: str | Path, flavour: Flavour, *, strongly_typed: bool | Non
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     errors: list[tuple[str, str]] = []
-    # `path` is the model *file*: the parser resolves external-data locations against its
-    # directory (given the directory itself, it looked one level up, and could pick up another
-    # model's weights file there)
-    if not parser.parse(data, str(Path(path).resolve())):
+    # From the model *file*: the parser resolves external-data locations against its directory
+    # (handed the directory itself, it looked one level up and could pick up another model's
+    # weights file there).
+    if not parser.parse_from_file(str(Path(path).resolve())):
         for i in range(parser.num_errors):
             err = parser.get_error(i)
             errors.append((_node_label(err, model), err.desc()))
