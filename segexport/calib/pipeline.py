@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import onnx
 
+from segexport.engines.runtime import has_qdq
 from segexport.errors import CheckFailed, UserError
 
 PRECISIONS = ("fp16", "int8", "best")
@@ -123,9 +124,7 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
     from segexport.exporter.metadata import write_record
 
     write_record(model, replace(record, precision=precision, source_onnx_sha256=src_sha))
-    out = out or src.with_name(f"{src.stem}.{precision}.onnx")
-    if out.resolve() == src.resolve():
-        raise UserError(f"the {precision} ONNX would overwrite its source {src.name}: choose another --out")
+    out = out or src.with_name(f"{src.stem}.{precision}.onnx")  # never the source: that one is fp32
     written: list[Path] = []
     try:
         return _write_and_report(opts, model, precision, built, candidates, int8, record, src, src_sha,
@@ -271,7 +270,7 @@ def _check_budget(precision: str, model: onnx.ModelProto, cost: float, budget: f
                   explicit: bool) -> None:
     """A budget the user set is a check (exit 1, nothing written); an INT8 model with every
     layer kept in float is no INT8 model, budget or not."""
-    if precision == "int8" and not any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+    if precision == "int8" and not has_qdq(model):
         raise CheckFailed(f"no layer can run in INT8 within the budget of {budget:g} {kind}: "
                           "raise the budget, or use --precision fp16")
     if explicit and cost > budget:
@@ -330,7 +329,7 @@ def _best(opts, record, src, model32, calib_inputs, evaluation, budget, kind, sa
         say(f"timing {precision} (ONNX Runtime CPU)")
         latency = ort_latency_ms(built["model"], record)
         built_by[precision] = built
-        reduced = precision != "int8" or any(n.op_type == "QuantizeLinear" for n in built["model"].graph.node)
+        reduced = precision != "int8" or has_qdq(built["model"])
         table.append({"precision": precision, "cost": built["cost"], "within_budget": reduced and built["cost"] <= budget,
                       "ort_cpu_ms": latency, "kept_float": len(built.get("kept", [])) + len(built.get("blocked", []))})
     fine = [row for row in table if row["within_budget"]]

@@ -11,7 +11,6 @@ Precision policy (one ``--precision`` for every runtime):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -52,14 +51,6 @@ def sidecar_path(engine_path: str | Path) -> Path:
     return Path(str(engine_path) + SIDECAR_SUFFIX)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def current_gpu() -> tuple[str | None, str | None]:
     """(name, "major.minor") of CUDA device 0, via torch when it has CUDA; (None, None) otherwise."""
     try:
@@ -73,17 +64,19 @@ def current_gpu() -> tuple[str | None, str | None]:
     return None, None
 
 
-def profile_from_onnx(onnx_path: Path) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """min/opt/max input shapes: from segexport metadata, else the graph's static shape."""
+def profile_from_onnx(onnx_model) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """min/opt/max input shapes: from segexport metadata, else the graph's static shape.
+    ``onnx_model`` is a path or an already loaded ModelProto."""
     import onnx
 
     from segexport.exporter.metadata import read_record
 
     try:
-        return read_record(onnx_path).profile_shapes()
+        return read_record(onnx_model).profile_shapes()
     except UserError:
         pass
-    model = onnx.load(str(onnx_path), load_external_data=False)
+    model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else onnx.load(str(onnx_model),
+                                                                                  load_external_data=False)
     shapes = {}
     for inp in model.graph.input:
         dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
@@ -121,7 +114,7 @@ def build_engine(
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     from segexport.exporter.metadata import load_onnx
 
-    load_onnx(onnx_path)  # a missing or non-ONNX file: one line here, not a parser error later
+    model = load_onnx(onnx_path)  # a missing or non-ONNX file: one line here, not a parser error later
     _check_engine_paths(onnx_path, out_path, timing_cache, workspace_mib)
     if calibration_cache is not None:
         from segexport.calib.provenance import check_matches
@@ -130,7 +123,7 @@ def build_engine(
     flavour = find_flavour(backend)
     if flavour is None:
         raise UserError("neither tensorrt nor tensorrt_rtx is importable: pip install tensorrt (GPU machine) or tensorrt-rtx")
-    onnx_precision = _onnx_precision(onnx_path)
+    onnx_precision = _onnx_precision(model)
     if precision is None and (calibrator is not None or calibration_cache is not None):
         precision = "int8"  # a calibration cache only means INT8; ignoring it would build FP32 silently
     precision = precision or onnx_precision
@@ -156,7 +149,7 @@ def build_engine(
     config = parsed.builder.create_builder_config()
     if workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    profile_shapes = profile_from_onnx(onnx_path)
+    profile_shapes = profile_from_onnx(model)
     profile = parsed.builder.create_optimization_profile()
     for name, (lo, opt, hi) in profile_shapes.items():
         profile.set_shape(name, lo, opt, hi)
@@ -201,9 +194,11 @@ def build_engine(
     gpu, cc = current_gpu()
     # TensorRT engines are tuned for the GPU they were built on; TensorRT-RTX ones only with "current".
     for_this_gpu = flavour.backend == "trt" or [t.lower() for t in target_compute_capabilities] == ["current"]
+    from segexport.models.loading import sha256_file
+
     info = EngineInfo(
         engine=str(out_path), backend=flavour.backend, tensorrt_version=flavour.version, precision=precision,
-        onnx_sha256=_sha256(onnx_path), profile={k: [list(s) for s in v] for k, v in profile_shapes.items()},
+        onnx_sha256=sha256_file(onnx_path), profile={k: [list(s) for s in v] for k, v in profile_shapes.items()},
         build_seconds=round(seconds, 3), engine_bytes=len(data), gpu=gpu if for_this_gpu else None,
         compute_capability=cc if for_this_gpu else None, strongly_typed=not implicit,
         calibration_cache=str(calibration_cache) if calibration_cache else None,
@@ -264,16 +259,11 @@ def _check_portability(flavour: Flavour, version_compatible: bool, hardware: str
         raise UserError(f"{flavour.label} has no hardware compatibility (TensorRT 8.6+): upgrade TensorRT")
 
 
-def _onnx_precision(onnx_path: Path) -> str:
-    import onnx
+def _onnx_precision(model) -> str:
+    """The precision an ONNX (already loaded) holds: Q/DQ is INT8, FP16 tensors FP16."""
+    from segexport.engines.runtime import has_qdq, needs_strong_typing
 
-    from segexport.engines.runtime import needs_strong_typing
-
-    try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:
-        raise UserError(f"{str(onnx_path)!r} is not an ONNX model ({type(exc).__name__}): pass a .onnx file") from exc
-    if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
+    if has_qdq(model):
         return "int8"
     return "fp16" if needs_strong_typing(model) else "fp32"
 

@@ -83,6 +83,11 @@ class ParsedNetwork:
         return not self.errors
 
 
+def has_qdq(onnx_model) -> bool:
+    """The graph quantizes activations (a QuantizeLinear node): an INT8 model, TensorRT 11 style."""
+    return any(n.op_type == "QuantizeLinear" for n in onnx_model.graph.node)
+
+
 def needs_strong_typing(onnx_model) -> bool:
     """An ONNX whose precision is explicit (Q/DQ or FP16 tensors) must be built strongly typed."""
     import onnx
