@@ -52,12 +52,17 @@ def _rss_bytes() -> int | None:
     return pages * resource.getpagesize()
 
 
+def check_timing(warmup: int, iterations: int | None, duration: float | None) -> None:
+    """Refuse counts that time nothing, and a duration that never ends (NaN, inf)."""
+    if warmup < 0 or (iterations is not None and iterations < 1) or (
+            duration is not None and not (math.isfinite(duration) and duration > 0)):
+        raise UserError("--warmup must be >= 0, --iterations >= 1 and --duration a finite number of seconds > 0")
+
+
 def measure(runner, feed: dict[str, np.ndarray], *, backend: str, batch: int, warmup: int = 5,
             iterations: int | None = 50, duration: float | None = None) -> LatencyStats:
     """Time ``runner.infer(feed)``; ``duration`` (s) overrides ``iterations`` when given."""
-    if warmup < 0 or (iterations is not None and iterations < 1) or (
-            duration is not None and not (math.isfinite(duration) and duration > 0)):
-        raise UserError("--warmup must be >= 0, --iterations >= 1 and --duration > 0")
+    check_timing(warmup, iterations, duration)
     times: list[float] = []
     cuda_mem = backend.startswith("torch-cuda")
     rss_before, rss_peak = _rss_bytes(), 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Optional
 
@@ -49,10 +48,10 @@ def bench_command(
 
     import numpy as np
 
-    from segexport.checks.latency import (add_speedups, check_baseline, check_same_work, measure, parse_regression,
-                                          read_baseline, to_json)
-    from segexport.cli.common import check_output_path
+    from segexport.checks.latency import (add_speedups, check_baseline, check_same_work, check_timing, measure,
+                                          parse_regression, read_baseline, to_json)
     from segexport.checks.runners import available_backends, make_runner
+    from segexport.cli.common import check_output_path
     from segexport.models.contract import check_forward
     from segexport.models.loading import check_input_size, load_model
 
@@ -69,8 +68,7 @@ def bench_command(
         raise UserError(f"--batch {batch!r} must be integers, e.g. 1,4,8") from None
     if not batches or min(batches) < 1:
         raise UserError("--batch values must be >= 1")
-    if warmup < 0 or iterations < 1 or (duration is not None and not (math.isfinite(duration) and duration > 0)):
-        raise UserError("--warmup must be >= 0, --iterations >= 1 and --duration a finite number of seconds > 0")
+    check_timing(warmup, iterations, duration)  # before models load: a bad count costs nothing
     names = [b.strip() for b in backends.split(",") if b.strip()]
     if engine is not None:  # an engine given is an engine to time, as in parity
         if not engine.is_file():

@@ -61,6 +61,14 @@ def _literal(value: str) -> object:
     return value
 
 
+def as_if_created(path: Path, mode: int) -> None:
+    """Give a path made by mkstemp/mkdtemp (private, 0600/0700) the permissions a plain create
+    would have given it under the current umask: ``mode`` (0o666 files, 0o777 folders) minus it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def check_output_path(path: str | Path, flag: str = "--out") -> Path:
     """Refuse an output path that cannot be written, naming ``flag``; commands call this
     before any long work so a typo in the last argument costs nothing."""
@@ -93,9 +101,7 @@ def atomic_output(path: str | Path, suffix: str | None = None, flag: str = "--ou
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; artefacts are shared files
+        as_if_created(tmp_path, 0o666)  # mkstemp makes 0600; artefacts are shared files
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -40,14 +40,18 @@ def _class_colour(k: int, num_classes: int) -> np.ndarray:
     return np.array(colorsys.hsv_to_rgb(h, 0.75, 0.9)) * 255
 
 
-def synthetic_sample(index: int, size: tuple[int, int], num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """One (image uint8 HxWx3, labels uint8 HxW) pair; the same arguments give the same pair."""
-    from PIL import Image, ImageDraw
-
+def _check_class_count(num_classes: int) -> None:
     if num_classes < 2:
         raise UserError("--num-classes must be at least 2 for a synthetic dataset (background + one class)")
     if num_classes > 255:
         raise UserError(f"--num-classes {num_classes} is too many: label PNGs hold 0..254 (255 means ignore)")
+
+
+def synthetic_sample(index: int, size: tuple[int, int], num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """One (image uint8 HxWx3, labels uint8 HxW) pair; the same arguments give the same pair."""
+    from PIL import Image, ImageDraw
+
+    _check_class_count(num_classes)
     h, w = size
     rng = np.random.default_rng([seed, index])
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -93,17 +97,18 @@ def make_synthetic(out_dir: str | Path, count: int, size: tuple[int, int] = (96,
     failure leaves nothing and a rerun never mixes old samples with new ones. An existing
     ``out_dir`` is replaced only when it is an earlier synthetic set (it has our manifest).
     """
-    import os
     import shutil
     import tempfile
 
     from PIL import Image
 
+    from segexport.cli.common import as_if_created
+
     if count < 1:
         raise UserError(f"--count must be >= 1, got {count}")
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
-    synthetic_sample(0, size, num_classes, seed)  # the argument checks, before anything is written
+    _check_class_count(num_classes)  # before anything is written
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} is a file: give a directory for images/ and labels/")
@@ -117,9 +122,7 @@ def make_synthetic(out_dir: str | Path, count: int, size: tuple[int, int] = (96,
     except OSError as exc:
         raise UserError(f"cannot write in {str(parent)!r} ({exc.strerror}): choose another --out") from exc
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes 0700; a dataset is a shared folder
+        as_if_created(staging, 0o777)  # mkdtemp makes 0700; a dataset is a shared folder
         _write_set(staging, count, size, num_classes, seed, progress, Image)
         if out.is_dir():
             shutil.rmtree(out)
