@@ -23,6 +23,13 @@ class SegexportError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+def exception_line(exc: BaseException) -> str:
+    """``Type: first line of the message``: a foreign exception (the user's own code, torch)
+    quoted inside one of our one-line errors."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 class UserError(SegexportError):
     """Bad input the user can fix; the message must say how."""
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import console
+from segexport.cli.common import check_output_path, console
 from segexport.errors import UserError
 
 
@@ -61,8 +61,6 @@ def parity_command(
     from segexport.checks.parity import ParityOptions, run_parity
     from segexport.checks.reports import print_table, write_json, write_junit, write_markdown
     from segexport.errors import CheckFailed
-
-    from segexport.cli.common import check_output_path
 
     # every report path is checked before the comparison runs: a typo must not cost the run,
     # nor leave some reports written and others not

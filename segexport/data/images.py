@@ -77,11 +77,11 @@ def load_labels(directory: str | Path, names: list[Path], size: tuple[int, int],
                 ignore_index: int = 255) -> np.ndarray:
     """Label maps matching ``names`` by file stem, resized (nearest) to ``size``; values checked.
     ``num_classes`` counts the model's output channels: 1 (binary) takes labels 0 and 1."""
+    from PIL import Image, UnidentifiedImageError
+
     from segexport.checks.metrics import label_count
 
     num_classes = label_count(num_classes)
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(directory)
     if not root.is_dir():
         raise UserError(f"label directory {str(root)!r} not found: pass the folder of label PNGs")

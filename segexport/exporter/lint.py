@@ -96,10 +96,10 @@ class LintReport:
         return d
 
 
-
 # --unpool mask rewrites nn.MaxPool2d/nn.MaxUnpool2d *modules*; functional calls are out of its reach.
 UNPOOL_FIX = (" (export with --unpool mask, the default; it rewrites nn.MaxPool2d(return_indices=True) and "
               "nn.MaxUnpool2d modules, so use those instead of F.max_pool2d / F.max_unpool2d)")
+
 
 def module_of(node: onnx.NodeProto) -> str:
     """The qualified name of the PyTorch module ``node`` came from ("" when unknown).

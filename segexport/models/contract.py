@@ -15,14 +15,13 @@ from typing import Any
 
 import torch
 
-from segexport.errors import UserError
+from segexport.errors import UserError, exception_line
 
 
 def forward_error(name: str, example: torch.Tensor, exc: BaseException) -> UserError:
     """A model's own forward failed on the image batch segexport feeds it."""
-    detail = str(exc).splitlines()[0] if str(exc) else ""
     return UserError(
-        f"{name} failed on a {_shape(example)} float image batch ({type(exc).__name__}: {detail}): "
+        f"{name} failed on a {_shape(example)} float image batch ({exception_line(exc)}): "
         "segexport feeds N x 3 x H x W RGB tensors; make the model's forward take that"
     )
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from segexport.errors import UserError
+from segexport.errors import UserError, exception_line
 from segexport.models.registry import ModelSpec, build_model, check_build_args, get_spec, is_zoo_name
 
 # Containers that training frameworks wrap a state dict in, most specific first.
@@ -175,8 +175,7 @@ def _build_user_model(ref: str, *, num_classes: int, width: float, model_args: d
     except TypeError as exc:
         raise UserError(f"calling {ref} failed: {exc} (pass arguments with --model-arg key=value)") from exc
     except Exception as exc:  # the user's own code raised: name it, with its message, on one line
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise UserError(f"calling {ref} failed: {type(exc).__name__}: {detail} (fix the factory, or its "
+        raise UserError(f"calling {ref} failed: {exception_line(exc)} (fix the factory, or its "
                         "--model-arg values)") from exc
     if not isinstance(model, nn.Module):
         raise UserError(f"{ref} returned {type(model).__name__}, not a torch.nn.Module")
