@@ -84,7 +84,7 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
     """
     from segexport.calib.data import load_calibration_data
     from segexport.exporter.metadata import read_record
-    from segexport.models.loading import sha256_file
+    from segexport.core.hashing import sha256_file
 
     say = progress or (lambda *_a, **_k: None)
     if opts.precision not in PRECISIONS:
@@ -141,7 +141,7 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
     ranges and float-kept layers make the cache), whichever precision ``--precision best`` chose."""
     calibration = int8.get("calibration")
     from segexport.calib.provenance import sidecar_for
-    from segexport.cli.common import atomic_output
+    from segexport.core.files import atomic_output
     from segexport.exporter.lint import lint_model
 
     with atomic_output(out) as tmp:
@@ -253,7 +253,7 @@ def _check_numbers(opts) -> None:
 
 def _output_paths(opts, src: Path) -> tuple[Path | None, Path | None]:
     """--out and --trt-cache, checked before the work: writable, and neither the source ONNX nor each other."""
-    from segexport.cli.common import check_output_path
+    from segexport.core.files import check_output_path
 
     out = check_output_path(opts.out, "--out") if opts.out is not None else None
     cache = check_output_path(opts.trt_cache, "--trt-cache") if opts.trt_cache is not None else None

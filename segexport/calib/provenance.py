@@ -52,7 +52,7 @@ def tool_versions() -> dict[str, str]:
 
 
 def write_provenance(prov: Provenance) -> None:
-    from segexport.cli.common import atomic_output
+    from segexport.core.files import atomic_output
 
     with atomic_output(sidecar_for(prov.artefact)) as tmp:
         tmp.write_text(json.dumps(asdict(prov), indent=2) + "\n")
@@ -60,7 +60,7 @@ def write_provenance(prov: Provenance) -> None:
 
 def check_matches(artefact: str | Path, onnx_path: str | Path) -> Provenance:
     """Refuse ``artefact`` (a cache or reduced ONNX) unless it was made from ``onnx_path``."""
-    from segexport.models.loading import sha256_file
+    from segexport.core.hashing import sha256_file
 
     side = sidecar_for(artefact)
     if not side.is_file():

@@ -37,7 +37,7 @@ def scale_hex(scale: float) -> str:
 def write_cache(path: str | Path, amax: dict[str, float], *, trt_version: str = DEFAULT_TRT_VERSION,
                 algorithm: str = "entropy") -> None:
     """Write ``amax`` (tensor -> max |activation|) as a TensorRT calibration cache."""
-    from segexport.cli.common import atomic_output
+    from segexport.core.files import atomic_output
 
     lines = [f"TRT-{version_code(trt_version)}-{ALGORITHMS[algorithm]}"]
     for name in sorted(amax):

@@ -141,7 +141,7 @@ def _check_engine(engine: Path, onnx_path: Path) -> str | None:
         raise UserError(f"engine {str(engine)!r} not found: build one with `segexport engine {Path(onnx_path).name}`")
     from segexport.engines.builder import check_engine_compatible, read_engine_info
     from segexport.engines.runtime import available
-    from segexport.models.loading import sha256_file
+    from segexport.core.hashing import sha256_file
 
     info = read_engine_info(engine)  # refuses an engine without its sidecar
     if info.backend != "trt":  # not a skip: no machine would ever run it here, and CI would go green unchecked

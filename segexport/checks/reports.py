@@ -69,7 +69,7 @@ SCHEMA_VERSION = 1
 
 
 def _atomic_write(path: str | Path, text: str | bytes) -> None:
-    from segexport.cli.common import atomic_output
+    from segexport.core.files import atomic_output
 
     with atomic_output(path) as tmp:
         tmp.write_bytes(text.encode() if isinstance(text, str) else text)
@@ -179,7 +179,7 @@ def save_diff_pngs(directory: str | Path, index: int, image_rgb: np.ndarray | No
     at a glance. Without an image (random-tensor inputs) a grey canvas stands in."""
     from PIL import Image
 
-    from segexport.cli.common import atomic_output
+    from segexport.core.files import atomic_output
     from segexport.data.synth import voc_palette
 
     if ref_labels.shape != cand_labels.shape:

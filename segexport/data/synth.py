@@ -102,7 +102,7 @@ def make_synthetic(out_dir: str | Path, count: int, size: tuple[int, int] = (96,
 
     from PIL import Image
 
-    from segexport.cli.common import as_if_created
+    from segexport.core.files import as_if_created
 
     if count < 1:
         raise UserError(f"--count must be >= 1, got {count}")

@@ -112,7 +112,7 @@ def build_engine(
     every architecture the release supports, "current" = this machine's GPU).
     """
     onnx_path, out_path = Path(onnx_path), Path(out_path)
-    from segexport.exporter.metadata import load_onnx
+    from segexport.core.onnx_io import load_onnx
 
     model = load_onnx(onnx_path)  # a missing or non-ONNX file: one line here, not a parser error later
     _check_engine_paths(onnx_path, out_path, timing_cache, workspace_mib)
@@ -194,7 +194,7 @@ def build_engine(
     gpu, cc = current_gpu()
     # TensorRT engines are tuned for the GPU they were built on; TensorRT-RTX ones only with "current".
     for_this_gpu = flavour.backend == "trt" or [t.lower() for t in target_compute_capabilities] == ["current"]
-    from segexport.models.loading import sha256_file
+    from segexport.core.hashing import sha256_file
 
     info = EngineInfo(
         engine=str(out_path), backend=flavour.backend, tensorrt_version=flavour.version, precision=precision,
@@ -205,7 +205,7 @@ def build_engine(
         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
         target_compute_capabilities=[cc.lower() for cc in target_compute_capabilities],
     )
-    from segexport.cli.common import atomic_output
+    from segexport.core.files import atomic_output
 
     with atomic_output(out_path) as tmp:
         tmp.write_bytes(data)
@@ -221,7 +221,7 @@ def build_engine(
 def _check_engine_paths(onnx_path: Path, out_path: Path, timing_cache, workspace_mib) -> None:
     """Before minutes of building: the engine and the timing cache must not overwrite the ONNX
     (or each other) and must be writable; the workspace must be a size."""
-    from segexport.cli.common import check_output_path
+    from segexport.core.files import check_output_path
 
     check_output_path(out_path, "--out")
     if out_path.resolve() == onnx_path.resolve() or out_path.suffix.lower() == ".onnx":

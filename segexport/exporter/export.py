@@ -104,7 +104,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
         clock = now
 
     say("loading model")
-    from segexport.cli.common import atomic_output
+    from segexport.core.files import atomic_output
     from segexport.models.loading import check_input_size, describe, load_model
 
     loaded = load_model(options.model, num_classes=options.num_classes, width=options.width,

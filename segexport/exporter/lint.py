@@ -339,7 +339,7 @@ def lint_model(model: onnx.ModelProto | str | Path, *, parser: str = "auto", bui
             path = Path(tmp) / "model.onnx"
             onnx.save(model, str(path))
             return lint_model(path, parser=parser, build=build)
-    from segexport.exporter.metadata import load_onnx
+    from segexport.core.onnx_io import load_onnx
 
     path = Path(model)
     proto = load_onnx(path, external_data=True)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from segexport.core.hashing import sha256_file
 from segexport.errors import UserError, exception_line
 from segexport.models.registry import ModelSpec, build_model, check_build_args, get_spec, is_zoo_name
 
@@ -199,14 +200,6 @@ def _build_user_model(ref: str, *, num_classes: int, width: float, model_args: d
         **declared,
     )
     return model, spec
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

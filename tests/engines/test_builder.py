@@ -175,7 +175,7 @@ def test_calib_cache_means_int8_which_rtx_refuses(tmp_path, run_cli):
     import onnx
 
     from segexport.calib.provenance import Provenance, sidecar_for
-    from segexport.models.loading import sha256_file
+    from segexport.core.hashing import sha256_file
     from tests.exporter.test_lint import conv_resize, with_profile
 
     model, cache = tmp_path / "m.onnx", tmp_path / "m.cache"
