@@ -41,6 +41,9 @@ class LatencyStats:
     speedup_baseline: str | None = None  # which eager run: "torch" or "torch-cuda"
     peak_memory_mb: float | None = None
     memory_kind: str | None = None  # "cuda-allocated" or "rss-delta"
+    speedup_vs_best_torch: float | None = None  # fastest PyTorch backend's p50 / this p50 (checks/torch_backends.py)
+    best_torch: str | None = None  # which PyTorch backend that was
+    compile_s: float | None = None  # torch.compile: first call per shape, untimed, not in the latency
 
 
 def _rss_bytes() -> int | None:
@@ -91,7 +94,9 @@ def measure(runner, feed: dict[str, np.ndarray], *, backend: str, batch: int, wa
             peak, kind = torch.cuda.max_memory_allocated() / 2**20, "cuda-allocated"
         elif rss_before is not None:
             peak, kind = max(rss_peak - rss_before, 0) / 2**20, "rss-delta"
-    return summarize(times, backend=backend, batch=batch, peak_memory_mb=peak, memory_kind=kind)
+    stats = summarize(times, backend=backend, batch=batch, peak_memory_mb=peak, memory_kind=kind)
+    stats.compile_s = getattr(runner, "compile_s", None)
+    return stats
 
 
 def summarize(times_ms: list[float], *, backend: str, batch: int, peak_memory_mb: float | None = None,

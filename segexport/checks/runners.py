@@ -19,7 +19,8 @@ from polygraphy.backend.base import BaseRunner
 
 from segexport.errors import UserError
 
-BACKENDS = ("torch", "torch-cuda", "torch-cuda-fp16", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+BACKENDS = ("torch", "torch-channels-last", "torch-compile", "torch-cuda", "torch-cuda-fp16", "torch-cuda-channels-last",
+            "torch-cuda-compile", "ort-cpu", "ort-cuda", "ort-trt", "trt")  # torch*: see checks/torch_backends.py
 _ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider",
                   "ort-trt": "TensorrtExecutionProvider"}
 
@@ -57,7 +58,7 @@ class TorchRunner(BaseRunner):
     def infer_impl(self, feed_dict):
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(feed_dict[self.input_name])).to(self.device)
+        x = self.prepare_input(torch.from_numpy(np.ascontiguousarray(feed_dict[self.input_name])).to(self.device))
         cuda = self.device.startswith("cuda")
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=cuda and self.fp16):
             if cuda:
@@ -72,6 +73,10 @@ class TorchRunner(BaseRunner):
                 out = self.model(x)
                 self.inference_time = (time.perf_counter_ns() - t0) / 1e9
         return OrderedDict([(self.output_name, out.float().cpu().numpy() if out.is_floating_point() else out.cpu().numpy())])
+
+    def prepare_input(self, x):
+        """Hook for variants (channels-last): runs before the timing starts."""
+        return x
 
     def deactivate_impl(self) -> None:
         pass
@@ -135,12 +140,17 @@ class OrtIoBindingRunner(BaseRunner):
 
 def backend_device(backend: str) -> str:
     """"cpu" or "cuda": where a backend computes, so speedups compare like with like."""
-    return "cpu" if backend == "torch" or backend.startswith("ort-cpu") else "cuda"  # ort-cpu-int8 etc. in benchmarks
+    from segexport.checks.torch_backends import TORCH_VARIANTS
+
+    if backend in TORCH_VARIANTS:
+        return TORCH_VARIANTS[backend].device
+    return "cpu" if backend.startswith("ort-cpu") else "cuda"  # ort-cpu-int8 etc. in benchmarks
 
 
 def available_backends() -> dict[str, str | None]:
     """Backend -> None when it can run here, else the reason it cannot."""
-    reasons: dict[str, str | None] = {"torch": None, "ort-cpu": None}
+    from segexport.checks.torch_backends import torch_reasons
+
     try:
         import torch
 
@@ -148,8 +158,7 @@ def available_backends() -> dict[str, str | None]:
     except Exception:  # pragma: no cover - torch is a dependency
         cuda = False
     no_cuda = "no CUDA device visible to PyTorch"
-    reasons["torch-cuda"] = None if cuda else no_cuda
-    reasons["torch-cuda-fp16"] = None if cuda else no_cuda
+    reasons: dict[str, str | None] = {**torch_reasons(cuda=cuda), "ort-cpu": None}
     try:
         import onnxruntime as ort
 
@@ -178,8 +187,10 @@ def make_runner(backend: str, *, onnx_path: str | Path | None = None, engine_pat
     if backend.startswith("torch"):
         if model is None:
             raise UserError(f"backend {backend} needs a PyTorch model (--model)")
-        return TorchRunner(model, device="cpu" if backend == "torch" else "cuda", fp16=backend.endswith("fp16"),
-                           input_name=input_name, output_name=output_name, name=backend)
+        from segexport.checks.torch_backends import TORCH_VARIANTS, TorchVariantRunner
+
+        return TorchVariantRunner(model, TORCH_VARIANTS[backend], input_name=input_name, output_name=output_name,
+                                  name=backend)
     if backend.startswith("ort"):
         if onnx_path is None:
             raise UserError(f"backend {backend} needs --onnx")

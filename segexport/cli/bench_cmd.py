@@ -19,7 +19,8 @@ def bench_command(
     model: Optional[str] = typer.Option(None, "--model", help="Zoo name or module:factory (default: the one recorded in --onnx)."),
     onnx: Optional[Path] = typer.Option(None, "--onnx", help="An exported ONNX; without it only PyTorch backends run."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="A TensorRT engine (backend trt)."),
-    backends: str = typer.Option("torch,ort-cpu", "--backends", help="Comma-separated: torch, torch-cuda, torch-cuda-fp16, ort-cpu, ort-cuda, ort-trt, trt."),
+    backends: str = typer.Option("torch,ort-cpu", "--backends", help="Comma-separated: torch (eager fp32), torch-channels-last, torch-compile (inductor), torch-cuda, "
+                                "torch-cuda-fp16 (autocast), torch-cuda-channels-last, torch-cuda-compile, ort-cpu, ort-cuda, ort-trt, trt."),
     batch: str = typer.Option("1", "--batch", help="Batch sizes to sweep, e.g. 1,4,8 (ONNX must be dynamic in batch for >1 unless exported so)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW (default: the ONNX's or the model's)."),
     width: float = typer.Option(1.0, "--width", help="Width multiplier for --model without --onnx."),
@@ -34,13 +35,17 @@ def bench_command(
     """Measure mean/std/min/p50/p90/p99 latency and images/s per backend and batch.
 
     Timing is trtexec-style: warm-up, then timed iterations; CUDA events on the GPU,
-    perf_counter_ns on the CPU. Speedups are against PyTorch eager (CPU) in the same run.
+    perf_counter_ns on the CPU. Speedups are against PyTorch eager in the same run ("speedup") and
+    against the fastest PyTorch backend of the run ("vs best", e.g. torch-compile or channels-last).
+    torch.compile's first call for each shape is untimed and reported as compile time, apart.
     Backends that cannot run here are listed with the reason. With --baseline, exit 1 when
     any backend's p50 got slower than --max-regression.
 
     Examples:
 
       segexport bench --onnx deeplabv1.onnx --backends torch,ort-cpu
+
+      segexport bench --onnx segnet.onnx --backends torch,torch-channels-last,torch-compile,ort-cpu
 
       segexport bench --onnx unet.onnx --batch 1,4 --json now.json --baseline main.json --max-regression 10%
     """
@@ -51,6 +56,7 @@ def bench_command(
     from segexport.checks.latency import (add_speedups, check_baseline, check_same_work, check_timing, measure,
                                           parse_regression, read_baseline, to_json)
     from segexport.checks.runners import available_backends, make_runner
+    from segexport.checks.torch_backends import add_best_torch_speedups
     from segexport.cli.common import check_output_path
     from segexport.models.contract import check_forward
     from segexport.models.loading import check_input_size, load_model
@@ -144,6 +150,7 @@ def bench_command(
     if not stats:
         raise UserError("no backend could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     add_speedups(stats)
+    add_best_torch_speedups(stats)
     _print(stats, skipped, size)
     meta = {"model": model or (record.model if record else None), "input_size": list(size),
             "warmup": warmup, "iterations": None if duration else iterations, "duration_s": duration,
@@ -166,14 +173,21 @@ def _print(stats, skipped, size) -> None:
     memory = {"cuda-allocated": "CUDA peak allocated", "rss-delta": "process RSS growth"}
     table = Table(title=f"latency at {size[0]}x{size[1]}, ms; speedup vs torch eager; MiB: "
                         + " / ".join(memory.get(k, k) for k in sorted(kinds)), title_justify="left")
-    for col in ("backend", "batch", "mean", "p50", "p90", "p99", "img/s", "speedup", "MiB"):
+    best = sorted({s.best_torch for s in stats if s.best_torch})
+    if best:
+        table.title += "; vs best: against the fastest PyTorch backend (" + ", ".join(best) + ")"
+    for col in ("backend", "batch", "mean", "p50", "p90", "p99", "img/s", "speedup", "vs best", "MiB"):
         table.add_column(col, justify="right", no_wrap=True)
     for s in stats:
         speedup = "-" if s.speedup_vs_torch is None else f"{s.speedup_vs_torch:.2f}x" + (
             "" if s.speedup_baseline in (None, "torch") else f" vs {s.speedup_baseline}")
         table.add_row(s.backend, str(s.batch), *(_num(v) for v in (s.mean_ms, s.p50_ms, s.p90_ms, s.p99_ms, s.throughput)),
-                      speedup, "-" if s.peak_memory_mb is None else f"{s.peak_memory_mb:.0f}")
+                      speedup, "-" if s.speedup_vs_best_torch is None else f"{s.speedup_vs_best_torch:.2f}x",
+                      "-" if s.peak_memory_mb is None else f"{s.peak_memory_mb:.0f}")
     console.print(table)
+    for s in stats:
+        if s.compile_s is not None:
+            console.print(f"[dim]{s.backend} b{s.batch}: compiled in {s.compile_s:.1f} s (first call, not in the latency)[/]")
     for name, reason in skipped.items():
         console.print(f"[dim]skipped {name}: {reason}[/]")
 

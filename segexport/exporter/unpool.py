@@ -37,6 +37,7 @@ does), and with it the rewrite is exact.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -64,10 +65,11 @@ def _lowest(x: torch.Tensor) -> float:
 
 
 class MaskedMaxPool2d(nn.Module):
-    """Max pool that returns ``(pooled, one_hot)`` where the one-hot marks each window's first maximum.
+    """Max pool that returns ``(pooled, mask)``, the mask marking each window's first maximum.
 
-    ``one_hot`` has shape ``N x C x Ho x kh x Wo x kw`` (bool): the window view of the
-    (padded or cropped) input. :class:`MaskedMaxUnpool2d` consumes it in place of indices.
+    ``mask`` is bool, ``N x C*kh*kw x Ho x Wo`` at the *pooled* resolution: channel
+    ``c * kh*kw + i * kw + j`` says "window position (i, j) of plane c held the first maximum"
+    (pixel-shuffle order, so :class:`MaskedMaxUnpool2d` scatters with one ``DepthToSpace``).
     """
 
     def __init__(self, kernel_size: tuple[int, int], ceil_mode: bool) -> None:
@@ -77,29 +79,50 @@ class MaskedMaxPool2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         kh, kw = self.kernel_size
-        n, c, h, w = x.shape
+        h, w = x.shape[-2], x.shape[-1]
         if self.ceil_mode:
             ho, wo = (h + kh - 1) // kh, (w + kw - 1) // kw
-            x = F.pad(x, (0, wo * kw - w, 0, ho * kh - h), value=_lowest(x))
         else:
             ho, wo = h // kh, w // kw
-            x = x[:, :, : ho * kh, : wo * kw]
-        win = x.reshape(n, c, ho, kh, wo, kw)
-        top = win.amax(dim=(3, 5), keepdim=True)
-        candidates = win == top
-        rank = torch.arange(kh * kw, 0, -1, dtype=x.dtype, device=x.device).reshape(1, 1, 1, kh, 1, kw)
-        score = torch.where(candidates, rank, torch.zeros((), dtype=x.dtype, device=x.device))
-        one_hot = score == score.amax(dim=(3, 5), keepdim=True)
-        return top.reshape(n, c, ho, wo), one_hot
+        low = _lowest(x)
+        parts = []
+        for i in range(kh):
+            for j in range(kw):
+                part = x[:, :, i: ho * kh: kh, j: wo * kw: kw]
+                if self.ceil_mode:  # the last window's missing rows/columns: a floor that never wins
+                    part = F.pad(part, (0, wo - part.shape[-1], 0, ho - part.shape[-2]), value=low)
+                parts.append(part)
+        top = parts[0]
+        for part in parts[1:]:
+            top = torch.maximum(top, part)
+        taken, seen = [], None
+        for part in parts:  # row-major window order: the first equal position wins, as in PyTorch
+            hit = part == top
+            taken.append(hit if seen is None else hit & ~seen)
+            seen = hit if seen is None else seen | hit
+        mask = torch.stack(taken, dim=2)
+        return top, mask.reshape(mask.shape[0], -1, ho, wo)
 
 
 class MaskedMaxUnpool2d(nn.Module):
     """Inverse of :class:`MaskedMaxPool2d`: each value lands where its window's first maximum was."""
 
-    def forward(self, x: torch.Tensor, one_hot: torch.Tensor, output_size=None) -> torch.Tensor:
-        n, c, ho, kh, wo, kw = one_hot.shape
-        spread = torch.where(one_hot, x.reshape(n, c, ho, 1, wo, 1), torch.zeros((), dtype=x.dtype, device=x.device))
-        out = spread.reshape(n, c, ho * kh, wo * kw)
+    def __init__(self, kernel_size: tuple[int, int] | None = None) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size  # None: square, read from the mask's channel count
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, output_size=None) -> torch.Tensor:
+        n, c, ho, wo = x.shape
+        if self.kernel_size is None:
+            kh = kw = math.isqrt(mask.shape[1] // c)
+        else:
+            kh, kw = self.kernel_size
+        spread = torch.where(mask.reshape(n, c, kh * kw, ho, wo), x.unsqueeze(2),
+                             torch.zeros((), dtype=x.dtype, device=x.device))
+        if kh == kw:  # one DepthToSpace: TensorRT's native pixel shuffle, no 6-D tensor
+            out = F.pixel_shuffle(spread.reshape(n, c * kh * kw, ho, wo), kh)
+        else:
+            out = spread.reshape(n, c, kh, kw, ho, wo).permute(0, 1, 4, 2, 5, 3).reshape(n, c, ho * kh, wo * kw)
         if output_size is None:
             return out
         h, w = output_size[-2], output_size[-1]
@@ -179,7 +202,7 @@ def prepare_for_export(model: nn.Module, mode: str = "mask") -> nn.Module:
         if name in pools:
             replacement: nn.Module = MaskedMaxPool2d(_pair(module.kernel_size), module.ceil_mode)
         elif name in unpools:
-            replacement = MaskedMaxUnpool2d()
+            replacement = MaskedMaxUnpool2d(_pair(module.kernel_size))
         elif name in ceil_pools:
             replacement = CeilModeMaxPool2d(_pair(module.kernel_size))
         else:

@@ -1,0 +1,126 @@
+"""PyTorch at its best, as bench backends: channels-last, ``torch.compile`` and CUDA fp16 autocast.
+
+Why: a user choosing between shipping PyTorch and shipping an engine compares against the
+fastest PyTorch they could run, not against eager fp32. Each variant here is a
+:class:`~segexport.checks.runners.TorchRunner` with the model prepared differently; the
+timing (CUDA events / ``perf_counter_ns``) is the eager runner's, so every PyTorch number
+is measured the same way.
+
+``torch.compile`` compiles lazily on the first call for each input shape. That first call is
+run untimed inside the runner and reported as ``compile_s`` (compile plus one forward), so
+latency never includes compilation, whatever ``--warmup`` says.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+
+from segexport.checks.runners import TorchRunner
+
+
+@dataclass(frozen=True)
+class TorchVariant:
+    device: str  # "cpu" or "cuda"
+    fp16: bool = False  # CUDA autocast to float16
+    channels_last: bool = False
+    compile: bool = False  # torch.compile, default (inductor) backend
+
+
+# Order is the order of the help text; "torch" (eager fp32 CPU) is the speedup baseline.
+TORCH_VARIANTS: dict[str, TorchVariant] = {
+    "torch": TorchVariant("cpu"),
+    "torch-channels-last": TorchVariant("cpu", channels_last=True),
+    "torch-compile": TorchVariant("cpu", compile=True),
+    "torch-cuda": TorchVariant("cuda"),
+    "torch-cuda-fp16": TorchVariant("cuda", fp16=True),
+    "torch-cuda-channels-last": TorchVariant("cuda", channels_last=True),
+    "torch-cuda-compile": TorchVariant("cuda", compile=True),
+}
+EAGER = {"cpu": "torch", "cuda": "torch-cuda"}
+
+
+def torch_reasons(*, cuda: bool, compiler: str | None = None, dynamo_ok: bool | None = None) -> dict[str, str | None]:
+    """Each PyTorch backend -> None when it can run here, else why not (arguments injectable for tests)."""
+    if dynamo_ok is None:
+        import torch
+
+        dynamo_ok = bool(torch._dynamo.is_dynamo_supported())
+    if compiler is None:
+        compiler = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    reasons: dict[str, str | None] = {}
+    for name, v in TORCH_VARIANTS.items():
+        reason = None
+        if v.device == "cuda" and not cuda:
+            reason = "no CUDA device visible to PyTorch"
+        elif v.compile and not dynamo_ok:
+            reason = "torch.compile is not supported on this Python/PyTorch"
+        elif v.compile and v.device == "cpu" and not compiler:
+            reason = "torch.compile on the CPU needs a C++ compiler (apt-get install g++)"
+        reasons[name] = reason
+    return reasons
+
+
+class TorchVariantRunner(TorchRunner):
+    """:class:`TorchRunner` with the model in channels-last memory and/or compiled.
+
+    ``compile_s`` accumulates the untimed first call of every new input shape (compilation,
+    or for eager variants just the first forward); ``compile_backend`` is what
+    ``torch.compile`` uses ("inductor" in bench; tests pass "eager" to check the plumbing fast).
+    """
+
+    def __init__(self, model, variant: TorchVariant, *, compile_backend: str = "inductor", **kwargs):
+        super().__init__(model, device=variant.device, fp16=variant.fp16, **kwargs)
+        self.variant, self.compile_backend = variant, compile_backend
+        self.compile_s: float | None = 0.0 if variant.compile else None
+        self._seen: set[tuple[int, ...]] = set()
+        self._eager = model
+
+    def activate_impl(self) -> None:
+        import torch
+
+        model = self._eager.to(self.device).eval()
+        if self.variant.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = torch.compile(model, backend=self.compile_backend) if self.variant.compile else model
+
+    def prepare_input(self, x):
+        import torch
+
+        # The input as a channels-last model wants it; TorchRunner calls this outside the timing.
+        return x.contiguous(memory_format=torch.channels_last) if self.variant.channels_last else x
+
+    def infer_impl(self, feed_dict):
+        shape = tuple(feed_dict[self.input_name].shape)
+        if self.variant.compile and shape not in self._seen:
+            t0 = time.perf_counter()
+            super().infer_impl(feed_dict)  # compiles for this shape: untimed, reported as compile_s
+            self.compile_s += time.perf_counter() - t0
+            self._seen.add(shape)
+        return super().infer_impl(feed_dict)
+
+    def deactivate_impl(self) -> None:
+        self.model = self._eager
+
+
+def fastest_torch(stats, batch: int, device: str):
+    """The PyTorch run with the lowest p50 at ``batch`` on ``device`` (None if none ran there)."""
+    runs = [s for s in stats if s.batch == batch and s.backend in TORCH_VARIANTS
+            and TORCH_VARIANTS[s.backend].device == device and s.p50_ms > 0]
+    return min(runs, key=lambda s: s.p50_ms, default=None)
+
+
+def add_best_torch_speedups(stats) -> None:
+    """Speedup of every run over the fastest PyTorch backend at the same batch, from the same run.
+
+    Like :func:`~segexport.checks.latency.add_speedups`: GPU candidates are compared with the
+    fastest CUDA PyTorch run when one ran, else with the fastest CPU one.
+    """
+    from segexport.checks.runners import backend_device
+
+    for s in stats:
+        order = ("cpu",) if backend_device(s.backend) == "cpu" else ("cuda", "cpu")
+        best = next((b for b in (fastest_torch(stats, s.batch, d) for d in order) if b is not None), None)
+        if best is not None and s.p50_ms > 0:
+            s.speedup_vs_best_torch, s.best_torch = best.p50_ms / s.p50_ms, best.backend
