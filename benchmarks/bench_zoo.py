@@ -1,16 +1,20 @@
-"""Parity and latency of the whole zoo: PyTorch eager vs ONNX Runtime fp32, CPU (or CUDA).
+"""Parity and latency of the whole zoo: PyTorch (eager and at its best) vs ONNX Runtime fp32, CPU (or CUDA).
 
-    python benchmarks/bench_zoo.py --width 1.0 --size 512 --iterations 5      # what results/ holds
+    python benchmarks/bench_zoo.py --width 1.0 --size 512 --iterations 5      # zoo_cpu.json (eager only, before torch-best)
+    python benchmarks/bench_zoo.py --width 0.25 --size 256 --iterations 10 --warmup 2 --out benchmarks/results/zoo_best_cpu.json
     python benchmarks/bench_zoo.py --width 0.0625 --size 64 --iterations 2 --out /tmp/zoo.json   # smoke run
-    python benchmarks/bench_zoo.py --models unet,segnet --widths deconvnet=0.5 --device cuda
+    python benchmarks/bench_zoo.py --size 512 --batches 1,8 --device cuda      # PyTorch CUDA baselines: zoo_cuda.json
 
 Each model is exported with the real pipeline (mask unpool, lint, verify), then checked with
 `segexport parity` (PyTorch rebuilt from the ONNX metadata vs ONNX Runtime, seeded inputs, the
 command's own thresholds) and timed trtexec-style (warm-up, timed iterations, percentiles) for
-torch and ort-cpu in the same process. ``--widths name=w`` runs a model below ``--width`` where
-full width does not fit the time at hand; the width of every row is in the table and the JSON.
-With --device cuda only the PyTorch baselines run on the GPU (torch-cuda fp32 and fp16
-autocast; export and parity are skipped). ``--precisions fp16,int8`` also calibrates each export
+the PyTorch backends (``--torch-backends``: eager, channels-last, torch.compile with inductor)
+and ort-cpu in the same process; "vs best" is ORT's speedup over the fastest PyTorch backend of
+the row, and each compile's time (first call, untimed) is in the JSON. ``--widths name=w`` runs a
+model below ``--width`` where full width does not fit the time at hand; the width of every row is
+in the table and the JSON. With --device cuda only the PyTorch baselines run on the GPU (eager
+fp32, fp16 autocast, channels-last, torch.compile; ``--batches 1,8``; export and parity are
+skipped, the fp16 row's agreement with fp32 eager is recorded instead). ``--precisions fp16,int8`` also calibrates each export
 (`segexport calibrate`, synthetic data, default method) and times the reduced ONNX in ONNX
 Runtime CPU as ``ort-cpu-fp16`` / ``ort-cpu-int8``, with its label agreement against the fp32
 ONNX on held-out synthetic images (untrained weights: agreement, not accuracy; the accuracy
@@ -53,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--torch-backends", default=None,
+                   help="PyTorch backends to time (default: eager, channels-last and compile on the device)")
+    p.add_argument("--batches", default="1", help="batch sizes, e.g. 1,8 (--device cuda only; CPU rows are batch 1)")
     p.add_argument("--precisions", default="", help="also time reduced-precision ONNX in ORT CPU, e.g. fp16,int8")
     p.add_argument("--calib-count", type=int, default=16)
     p.add_argument("--out", default=None)
@@ -61,10 +68,48 @@ def main(argv: list[str] | None = None) -> int:
     widths = {k: float(v) for k, _, v in (w.partition("=") for w in args.widths.split(",") if w)}
     console = Console(width=None if sys.stdout.isatty() else 200)  # a log file keeps whole columns
     rows = []
-    backends = ["torch", "ort-cpu"] if args.device == "cpu" else ["torch-cuda", "torch-cuda-fp16"]
+    from segexport.checks.runners import available_backends
+    from segexport.checks.torch_backends import add_best_torch_speedups
+
+    default_torch = ("torch,torch-channels-last,torch-compile" if args.device == "cpu" else
+                     "torch-cuda,torch-cuda-fp16,torch-cuda-channels-last,torch-cuda-compile")
+    torch_backends = (args.torch_backends or default_torch).split(",")
+    eager = "torch" if args.device == "cpu" else "torch-cuda"
+    if eager not in torch_backends:
+        p.error(f"--torch-backends must include {eager} (the eager baseline)")
+    reasons = available_backends()
+    unknown = [b for b in torch_backends if b not in reasons or not b.startswith("torch")]
+    if unknown:
+        p.error(f"--torch-backends: unknown {', '.join(unknown)}")
+    if reasons[eager]:
+        p.error(f"{eager}: {reasons[eager]}")
+    skipped = {b: reasons[b] for b in torch_backends if reasons[b]}
+    torch_backends = [b for b in torch_backends if not reasons[b]]
+    for b, why in skipped.items():
+        console.print(f"[dim]skipped {b}: {why}[/]")
+    batches = [int(b) for b in args.batches.split(",")]
+    if args.device == "cpu" and batches != [1]:
+        p.error("--batches is for --device cuda; CPU rows are batch 1")
+    backends = torch_backends + (["ort-cpu"] if args.device == "cpu" else [])
     precisions = [prec for prec in args.precisions.split(",") if prec]
     if precisions and (args.device != "cpu" or not set(precisions) <= {"fp16", "int8"}):
         p.error("--precisions takes fp16 and/or int8, on --device cpu")
+    out = Path(args.out or Path(__file__).parent / "results" / f"zoo_{args.device}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(complete: bool) -> None:
+        """After every model too: a long run stopped early keeps the rows it measured (``complete`` says)."""
+        import onnxruntime
+        import torch
+
+        out.write_text(json.dumps({
+            "command": "python benchmarks/bench_zoo.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "complete": complete,
+            "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                        "onnxruntime": onnxruntime.__version__,
+                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+            "skipped": skipped, "results": rows}, indent=2, default=float) + "\n")
+
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             size = max(args.size, get_spec(name).min_size)
@@ -79,15 +124,19 @@ def main(argv: list[str] | None = None) -> int:
                     console.print(f"[red]{name}: export failed: {exc}[/]")
                     rows.append({"model": name, "size": size, "width": width, "export_error": str(exc),
                                  "parity": {"passed": False}, "latency": []})
+                    write(complete=False)
                     continue
             export_s = time.perf_counter() - t0
             model = load_model(name, width=width).model
             x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
             stats = []
-            for backend in backends:
-                runner = make_runner(backend, onnx_path=onnx_path, model=model)
-                stats.append(measure(runner, {"input": x}, backend=backend, batch=1, warmup=args.warmup,
-                                     iterations=args.iterations))
+            for batch in batches:
+                xb = np.repeat(x, batch, axis=0)
+                for backend in backends:
+                    console.print(f"  timing {backend} batch {batch}")
+                    runner = make_runner(backend, onnx_path=onnx_path, model=model)
+                    stats.append(measure(runner, {"input": xb}, backend=backend, batch=batch, warmup=args.warmup,
+                                         iterations=args.iterations))
             if args.device == "cpu":
                 report = run_parity(ParityOptions(onnx=onnx_path, count=1, seed=0))
                 pair = report.pairs[0]
@@ -98,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
                           "checks": {c.name: c.passed for c in pair.checks}}
             else:
                 outputs = {}
-                for backend in backends:
+                fp16 = next((b for b in backends if b.endswith("fp16")), backends[-1])
+                for backend in (eager, fp16):
                     with make_runner(backend, model=model) as r:
                         outputs[backend] = np.asarray(r.infer({"input": x})["logits"])
-                m = compare(outputs[backends[0]], outputs[backends[1]])
-                parity = {"candidate": backends[1], "passed": None, "max_abs": m.max_abs, "ref_max_abs": m.ref_max_abs,
+                m = compare(outputs[eager], outputs[fp16])
+                parity = {"candidate": fp16, "passed": None, "max_abs": m.max_abs, "ref_max_abs": m.ref_max_abs,
                           "pixel_agreement": m.pixel_agreement, "boundary_agreement": m.boundary_agreement}
             reduced = {}
             for prec in precisions:
@@ -113,39 +163,41 @@ def main(argv: list[str] | None = None) -> int:
                 reduced[prec] = {"agreement_vs_fp32": res.pixel_agreement, "boundary_agreement": res.boundary_agreement}
                 res.out.unlink(missing_ok=True)
             add_speedups(stats)
+            add_best_torch_speedups(stats)
             rows.append({"model": name, "size": size, "width": width, "export_s": round(export_s, 1),
                          "parity": parity, "latency": [asdict(s) for s in stats],
                          **({"reduced_precision": reduced} if reduced else {})})
             onnx_path.unlink(missing_ok=True)
-    table = Table(title=f"zoo {args.device} (p50 ms, batch 1)")
+            write(complete=False)
+    candidate = "ort-cpu" if args.device == "cpu" else None  # on CUDA: the fastest PyTorch against eager
+    table = Table(title=f"zoo {args.device} (p50 ms; speedup: {candidate or 'fastest PyTorch'} over eager"
+                        + (f"; vs best: {candidate} over the fastest PyTorch backend)" if candidate else ")"))
     shown = [*backends, *(f"ort-cpu-{prec}" for prec in precisions)]
-    for col in ("model", "width", "size", *shown, "speedup", "max|Δ|", "agreement", "parity",
-                *(f"{prec} agree" for prec in precisions)):
+    for col in ("model", "width", "size", "batch", *shown, "speedup", "vs best", "best torch", "max|Δ|", "agreement",
+                "parity", *(f"{prec} agree" for prec in precisions)):
         table.add_column(col, justify="right")
     for r in rows:
         if "export_error" in r:
-            table.add_row(r["model"], f"{r['width']:g}", str(r["size"]), *("-" for _ in shown), "-", "-", "-",
-                          "export FAIL", *("-" for _ in precisions))
+            table.add_row(r["model"], f"{r['width']:g}", str(r["size"]), "-", *("-" for _ in shown), "-", "-", "-", "-",
+                          "-", "export FAIL", *("-" for _ in precisions))
             continue
-        lat = {s["backend"]: s["p50_ms"] for s in r["latency"]}
-        sp = next((s["speedup_vs_torch"] for s in r["latency"] if s["backend"] == backends[1]), None)
         verdict = {True: "pass", False: "FAIL", None: "-"}[r["parity"]["passed"]]
-        table.add_row(r["model"], f"{r['width']:g}", str(r["size"]), *(f"{lat[b]:.1f}" for b in shown),
-                      "-" if sp is None else f"{sp:.2f}x", f"{r['parity']['max_abs']:.1e}",
-                      f"{100 * r['parity']['pixel_agreement']:.3f} %", verdict,
-                      *(f"{100 * r['reduced_precision'][prec]['agreement_vs_fp32']:.2f} %" for prec in precisions))
+        for batch in batches:
+            lat = {s["backend"]: s for s in r["latency"] if s["batch"] == batch}
+            if candidate is not None:
+                cand = lat.get(candidate)
+            else:
+                cand = lat[min(torch_backends, key=lambda b: lat[b]["p50_ms"])] if lat else None
+            sp = None if cand is None else cand["speedup_vs_torch"]
+            vs_best = None if cand is None or candidate is None else cand["speedup_vs_best_torch"]
+            best = None if cand is None else (cand["best_torch"] if candidate else cand["backend"])
+            table.add_row(r["model"], f"{r['width']:g}", str(r["size"]), str(batch),
+                          *(f"{lat[b]['p50_ms']:.1f}" if b in lat else "-" for b in shown),
+                          "-" if sp is None else f"{sp:.2f}x", "-" if vs_best is None else f"{vs_best:.2f}x", best or "-",
+                          f"{r['parity']['max_abs']:.1e}", f"{100 * r['parity']['pixel_agreement']:.3f} %", verdict,
+                          *(f"{100 * r['reduced_precision'][prec]['agreement_vs_fp32']:.2f} %" for prec in precisions))
     console.print(table)
-    import onnxruntime
-    import torch
-
-    out = Path(args.out or Path(__file__).parent / "results" / f"zoo_{args.device}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "command": "python benchmarks/bench_zoo.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "onnxruntime": onnxruntime.__version__,
-                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "results": rows}, indent=2, default=float) + "\n")
+    write(complete=True)
     console.print(f"wrote {out}")
     failed = [r["model"] for r in rows if r["parity"]["passed"] is False]
     if failed:

@@ -101,6 +101,10 @@ class TorchVariantRunner(TorchRunner):
         return super().infer_impl(feed_dict)
 
     def deactivate_impl(self) -> None:
+        import torch
+
+        if self.variant.channels_last:  # Module.to() converted the caller's weights in place: give them back
+            self._eager.to(memory_format=torch.contiguous_format)
         self.model = self._eager
 
 

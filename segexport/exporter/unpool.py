@@ -6,20 +6,29 @@ lower unpooling to ``ScatterND`` produce graphs ONNX Runtime runs and TensorRT d
 
 How: for the non-overlapping windows segmentation networks use (kernel == stride, no
 padding), an index is only a way of saying "which position of its window held the
-maximum". That is a one-hot mask over each window, computable from the pool's input with
-elementwise ops, and unpooling becomes "broadcast each pooled value over its window, keep it
-where the mask is set":
+maximum". That is a one-hot flag per window position, computable from the pool's input with
+elementwise ops at the *pooled* resolution, and unpooling becomes "put each value at the
+flagged position of its window":
 
-    window view   x[N, C, Ho, k, Wo, k]          (Reshape; lowest-float pad / crop for ceil/floor mode)
-    candidates    x == max over the window       (ReduceMax, Equal)
-    first max     score = candidates * rank, rank = k*k - position (row-major), and
-                  one-hot = score == max(score)  (Mul, ReduceMax, Equal)
-    unpool        where(one-hot, value broadcast over the window, 0)   (Where, Reshape)
-                  then crop or zero-pad to output_size                  (Slice / Pad)
+    window positions  x[:, :, i::k, j::k] for each (i, j)  (k*k strided Slices, each Ho x Wo;
+                      ceil mode pads the short last row/column of a slice with the lowest float)
+    pooled value      max over the k*k slices               (Max: one pass over the input)
+    first max         hit(i, j) = slice == max; flag = hit and no earlier position hit
+                      (Equal, And, Not, Or on Ho x Wo booleans, row-major window order)
+    mask              the k*k flags stacked, N x C*k*k x Ho x Wo  (one bool tensor, shared by
+                      the pool and its unpool)
+    unpool            where(flag, value, 0), then DepthToSpace (pixel shuffle) back to
+                      Ho*k x Wo*k; then crop or zero-pad to output_size  (Where, DepthToSpace)
+
+All the mask logic runs on Ho x Wo maps (a quarter of the input for 2x2 windows), the input is
+read once, the output written once, and no tensor has more than 5 dimensions (TensorRT turns
+6-D reshapes into shuffles; DepthToSpace is one layer). An earlier version viewed each window
+as a 6-D tensor and reduced it twice; it cost 2.4x the native MaxPool-with-indices + MaxUnpool
+graph in ONNX Runtime CPU, this one costs about as much (``benchmarks/bench_unpool.py``).
 
 PyTorch's CPU and CUDA kernels keep the *first* maximum in row-major window order
 (``val > maxval`` only replaces on a strictly greater value); ties are common after ReLU
-(all-zero windows), so the rank tie-break is what makes the rewrite exact and not just
+(all-zero windows), so the first-hit tie-break is what makes the rewrite exact and not just
 close. Every value is copied, never computed, so the result is bit-identical.
 
 Sizes come from the runtime tensor (``x.shape``), which torch.export keeps symbolic: the same

@@ -110,9 +110,13 @@ def test_channels_last_runs_the_model_in_channels_last_memory():
             seen.append(x.is_contiguous(memory_format=torch.channels_last))
             return self.conv(x)
 
-    with TorchVariantRunner(Probe(), TORCH_VARIANTS["torch-channels-last"]) as runner:
+    probe = Probe()
+    with TorchVariantRunner(probe, TORCH_VARIANTS["torch-channels-last"]) as runner:
         runner.infer({"input": np.ones((1, 3, 4, 5), dtype=np.float32)})
+        assert probe.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert seen == [True]
+    # the next backend (eager) gets the model as it was, not channels-last weights
+    assert probe.conv.weight.is_contiguous()
 
 
 def test_compilation_is_untimed_once_per_shape_and_reported_apart():
