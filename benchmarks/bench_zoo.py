@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             "complete": complete,
             "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                         "onnxruntime": onnxruntime.__version__,
-                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+                        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                        "load_average": list(os.getloadavg())},  # a shared machine: how busy it was at the end
             "skipped": skipped, "results": rows}, indent=2, default=float) + "\n")
 
     with tempfile.TemporaryDirectory() as tmp:
