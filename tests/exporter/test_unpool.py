@@ -88,3 +88,39 @@ def test_ceil_mode_pool_rewrite_is_exact(size):
 def test_native_mode_returns_the_model():
     model = nn.Sequential(nn.Conv2d(3, 3, 1))
     assert prepare_for_export(model, "native") is model
+
+
+def test_exported_pair_stays_at_most_5d_and_is_bit_exact_in_onnx_runtime(tmp_path):
+    """The rewrite's ONNX: no window reductions, no 6-D tensor (TensorRT shuffles), one DepthToSpace,
+    and ONNX Runtime's output equals PyTorch's MaxPool/MaxUnpool bit for bit at other (odd) sizes."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool, self.unpool = MaskedMaxPool2d((2, 2), True), MaskedMaxUnpool2d((2, 2))
+
+        def forward(self, x):
+            y, mask = self.pool(x)
+            return self.unpool(y * 2 - 1, mask, output_size=x.shape[-2:])
+
+    dim = torch.export.Dim
+    program = torch.onnx.export(Pair().eval(), (torch.randn(1, 3, 10, 12),), dynamo=True, verbose=False,
+                                dynamic_shapes=({2: dim("h", min=2, max=64), 3: dim("w", min=2, max=64)},))
+    path = tmp_path / "pair.onnx"
+    program.save(str(path))
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    ops = {n.op_type for n in model.graph.node}
+    assert "DepthToSpace" in ops and not ops & {"ReduceMax", "MaxUnpool", "ScatterND", "ScatterElements"}
+    ranks = [len(v.type.tensor_type.shape.dim) for v in [*model.graph.value_info, *model.graph.output]]
+    assert ranks and max(ranks) <= 5
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    pool, unpool = nn.MaxPool2d(2, 2, ceil_mode=True, return_indices=True), nn.MaxUnpool2d(2, 2)
+    for size in ((9, 7), (16, 16), (33, 2)):
+        x = torch.relu(torch.randn(1, 3, *size))  # zero ties everywhere
+        y, idx = pool(x)
+        ref = unpool(y * 2 - 1, idx, output_size=x.shape[-2:]).numpy()
+        got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+        assert got.shape == ref.shape and np.array_equal(got, ref)
