@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--torch-backends", default=None,
                    help="PyTorch backends to time (default: eager, channels-last and compile on the device)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for PyTorch and ORT alike (default: each library's own); 1 on a busy shared machine, "
+                        "where multi-threaded PyTorch stalls on descheduled OpenMP threads far more than ORT")
     p.add_argument("--batches", default="1", help="batch sizes, e.g. 1,8 (--device cuda only; CPU rows are batch 1)")
     p.add_argument("--precisions", default="", help="also time reduced-precision ONNX in ORT CPU, e.g. fp16,int8")
     p.add_argument("--calib-count", type=int, default=16)
@@ -88,6 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     for b, why in skipped.items():
         console.print(f"[dim]skipped {b}: {why}[/]")
     batches = [int(b) for b in args.batches.split(",")]
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+    def runner_for(backend: str, onnx_path: Path):
+        if backend != "ort-cpu" or args.threads is None:
+            return make_runner(backend, onnx_path=onnx_path, model=model)
+        import onnxruntime as ort
+        from polygraphy.backend.onnxrt import OnnxrtRunner
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
+        return OnnxrtRunner(ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"]), name=backend)
     if args.device == "cpu" and batches != [1]:
         p.error("--batches is for --device cuda; CPU rows are batch 1")
     backends = torch_backends + (["ort-cpu"] if args.device == "cpu" else [])
@@ -108,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                         "onnxruntime": onnxruntime.__version__,
                         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-                        "load_average": list(os.getloadavg())},  # a shared machine: how busy it was at the end
+                        "load_average": list(os.getloadavg()), "threads": args.threads},  # a shared machine: how busy it was at the end
             "skipped": skipped, "results": rows}, indent=2, default=float) + "\n")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 xb = np.repeat(x, batch, axis=0)
                 for backend in backends:
                     console.print(f"  timing {backend} batch {batch}")
-                    runner = make_runner(backend, onnx_path=onnx_path, model=model)
+                    runner = runner_for(backend, onnx_path)
                     stats.append(measure(runner, {"input": xb}, backend=backend, batch=batch, warmup=args.warmup,
                                          iterations=args.iterations))
             if args.device == "cpu":
@@ -159,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             for prec in precisions:
                 res = run_calibrate(CalibrateOptions(onnx=onnx_path, precision=prec, count=args.calib_count,
                                                      eval_count=args.calib_count, out=Path(tmp) / f"{name}.{prec}.onnx"))
-                stats.append(measure(make_runner("ort-cpu", onnx_path=res.out), {"input": x}, backend=f"ort-cpu-{prec}",
+                stats.append(measure(runner_for("ort-cpu", res.out), {"input": x}, backend=f"ort-cpu-{prec}",
                                      batch=1, warmup=args.warmup, iterations=args.iterations))
                 reduced[prec] = {"agreement_vs_fp32": res.pixel_agreement, "boundary_agreement": res.boundary_agreement}
                 res.out.unlink(missing_ok=True)
