@@ -70,7 +70,7 @@ class TorchVariantRunner(TorchRunner):
     ``torch.compile`` uses ("inductor" in bench; tests pass "eager" to check the plumbing fast).
     """
 
-    def __init__(self, model, variant: TorchVariant, *, compile_backend: str = "inductor", **kwargs):
+    def __init__(self, model, variant: TorchVariant, *, compile_backend="inductor", **kwargs):
         super().__init__(model, device=variant.device, fp16=variant.fp16, **kwargs)
         self.variant, self.compile_backend = variant, compile_backend
         self.compile_s: float | None = 0.0 if variant.compile else None
@@ -94,8 +94,14 @@ class TorchVariantRunner(TorchRunner):
     def infer_impl(self, feed_dict):
         shape = tuple(feed_dict[self.input_name].shape)
         if self.variant.compile and shape not in self._seen:
+            from segexport.errors import UserError, exception_line
+
             t0 = time.perf_counter()
-            super().infer_impl(feed_dict)  # compiles for this shape: untimed, reported as compile_s
+            try:
+                super().infer_impl(feed_dict)  # compiles for this shape: untimed, reported as compile_s
+            except Exception as exc:  # inductor/dynamo failures are the model's, not a bench bug: one line
+                raise UserError(f"torch.compile failed for this model ({exception_line(exc)}); "
+                                f"drop {self.name} from --backends") from None
             self.compile_s += time.perf_counter() - t0
             self._seen.add(shape)
         return super().infer_impl(feed_dict)

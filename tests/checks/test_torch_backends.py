@@ -157,3 +157,16 @@ def test_bench_cli_reports_the_best_pytorch_column_and_skips_cuda(run_cli, tmp_p
         assert r["speedup_vs_best_torch"] == pytest.approx(fastest["p50_ms"] / r["p50_ms"])
         assert r["compile_s"] is None
     assert doc["skipped"]["torch-cuda-compile"] == "no CUDA device visible to PyTorch"
+
+
+def test_a_model_torch_compile_cannot_compile_is_one_line_naming_the_backend():
+    from segexport.errors import UserError
+
+    def broken(gm, example_inputs):  # a compiler backend that fails, as inductor does on some models
+        raise RuntimeError("codegen exploded\nwith a long\ntraceback")
+
+    runner = TorchVariantRunner(Counting(), TORCH_VARIANTS["torch-compile"], compile_backend=broken,
+                                name="torch-compile")
+    with runner, pytest.raises(UserError, match="torch.compile failed.*drop torch-compile from --backends") as info:
+        runner.infer({"input": np.zeros((1, 3, 8, 8), dtype=np.float32)})
+    assert "\n" not in str(info.value)
