@@ -41,12 +41,22 @@ TORCH_VARIANTS: dict[str, TorchVariant] = {
 EAGER = {"cpu": "torch", "cuda": "torch-cuda"}
 
 
-def torch_reasons(*, cuda: bool, compiler: str | None = None, dynamo_ok: bool | None = None) -> dict[str, str | None]:
+def torch_reasons(*, cuda: bool, compiler: str | None = None, dynamo_ok: bool | None = None,
+                  triton_ok: bool | None = None) -> dict[str, str | None]:
     """Each PyTorch backend -> None when it can run here, else why not (arguments injectable for tests)."""
     if dynamo_ok is None:
         import torch
 
         dynamo_ok = bool(torch._dynamo.is_dynamo_supported())
+    if triton_ok is None:  # inductor's GPU code generator; CUDA wheels of torch bring it
+        try:
+            from torch.utils._triton import has_triton
+
+            triton_ok = bool(cuda and has_triton())
+        except Exception:  # pragma: no cover - private helper moved
+            import importlib.util
+
+            triton_ok = importlib.util.find_spec("triton") is not None
     if compiler is None:
         compiler = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
     reasons: dict[str, str | None] = {}
@@ -58,6 +68,8 @@ def torch_reasons(*, cuda: bool, compiler: str | None = None, dynamo_ok: bool | 
             reason = "torch.compile is not supported on this Python/PyTorch"
         elif v.compile and v.device == "cpu" and not compiler:
             reason = "torch.compile on the CPU needs a C++ compiler (apt-get install g++)"
+        elif v.compile and v.device == "cuda" and not triton_ok:
+            reason = "torch.compile on CUDA needs triton (it comes with the CUDA wheels of torch)"
         reasons[name] = reason
     return reasons
 

@@ -32,15 +32,17 @@ def test_without_cuda_the_cuda_variants_are_skipped_with_the_reason():
     assert [n for n, r in reasons.items() if r is None] == ["torch", "torch-channels-last", "torch-compile"]
     assert all("CUDA" in reasons[n] for n in ("torch-cuda", "torch-cuda-fp16", "torch-cuda-channels-last",
                                              "torch-cuda-compile"))
-    with_gpu = torch_reasons(cuda=True, compiler="/usr/bin/g++", dynamo_ok=True)
+    with_gpu = torch_reasons(cuda=True, compiler="/usr/bin/g++", dynamo_ok=True, triton_ok=True)
     assert all(r is None for r in with_gpu.values())
 
 
 def test_compile_needs_a_compiler_on_the_cpu_and_dynamo_everywhere():
-    no_cxx = torch_reasons(cuda=True, compiler="", dynamo_ok=True)
+    no_cxx = torch_reasons(cuda=True, compiler="", dynamo_ok=True, triton_ok=True)
     assert "C++ compiler" in no_cxx["torch-compile"] and no_cxx["torch-cuda-compile"] is None
-    no_dynamo = torch_reasons(cuda=True, compiler="/usr/bin/g++", dynamo_ok=False)
+    no_dynamo = torch_reasons(cuda=True, compiler="/usr/bin/g++", dynamo_ok=False, triton_ok=True)
     assert {n for n, r in no_dynamo.items() if r} == {"torch-compile", "torch-cuda-compile"}
+    no_triton = torch_reasons(cuda=True, compiler="/usr/bin/g++", dynamo_ok=True, triton_ok=False)
+    assert {n for n, r in no_triton.items() if r} == {"torch-cuda-compile"} and "triton" in no_triton["torch-cuda-compile"]
 
 
 def test_available_backends_here_lists_every_backend(monkeypatch):
