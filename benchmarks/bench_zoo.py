@@ -38,6 +38,34 @@ from rich.console import Console
 from rich.table import Table
 
 
+def interleaved(runners: dict, feed: dict, *, batch: int, warmup: int, iterations: int) -> list:
+    """All backends active at once, timed round by round (order alternating each round), so load from
+    other jobs on a shared machine falls on every backend alike. Warm-up (and torch.compile's untimed
+    first call) happens before the first round. No memory figure: the backends share the process."""
+    from contextlib import ExitStack
+
+    from segexport.checks.latency import summarize
+
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    with ExitStack() as stack:
+        for runner in runners.values():
+            stack.enter_context(runner)
+        for runner in runners.values():
+            for _ in range(max(warmup, 1)):
+                runner.infer(feed)
+        names = list(runners)
+        for i in range(iterations):
+            for name in (names if i % 2 == 0 else names[::-1]):
+                runners[name].infer(feed)
+                times[name].append(runners[name].last_inference_time() * 1e3)
+    stats = []
+    for name, runner in runners.items():
+        s = summarize(times[name], backend=name, batch=batch)
+        s.compile_s = getattr(runner, "compile_s", None)
+        stats.append(s)
+    return stats
+
+
 def main(argv: list[str] | None = None) -> int:
     from segexport.calib.pipeline import CalibrateOptions, run_calibrate
     from segexport.checks.latency import add_speedups, measure
@@ -62,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for PyTorch and ORT alike (default: each library's own); 1 on a busy shared machine, "
                         "where multi-threaded PyTorch stalls on descheduled OpenMP threads far more than ORT")
+    p.add_argument("--sequential", action="store_true",
+                   help="time each backend's iterations in one block (as `segexport bench` does) instead of interleaving "
+                        "them round by round; interleaving is fairer when other jobs share the machine")
     p.add_argument("--batches", default="1", help="batch sizes, e.g. 1,8 (--device cuda only; CPU rows are batch 1)")
     p.add_argument("--precisions", default="", help="also time reduced-precision ONNX in ORT CPU, e.g. fp16,int8")
     p.add_argument("--calib-count", type=int, default=16)
@@ -150,11 +181,16 @@ def main(argv: list[str] | None = None) -> int:
             stats = []
             for batch in batches:
                 xb = np.repeat(x, batch, axis=0)
-                for backend in backends:
-                    console.print(f"  timing {backend} batch {batch}")
-                    runner = runner_for(backend, onnx_path)
-                    stats.append(measure(runner, {"input": xb}, backend=backend, batch=batch, warmup=args.warmup,
-                                         iterations=args.iterations))
+                if args.sequential:
+                    for backend in backends:
+                        console.print(f"  timing {backend} batch {batch}")
+                        runner = runner_for(backend, onnx_path)
+                        stats.append(measure(runner, {"input": xb}, backend=backend, batch=batch, warmup=args.warmup,
+                                             iterations=args.iterations))
+                else:
+                    console.print(f"  timing {', '.join(backends)} interleaved, batch {batch}")
+                    stats += interleaved({b: runner_for(b, onnx_path) for b in backends}, {"input": xb}, batch=batch,
+                                         warmup=args.warmup, iterations=args.iterations)
             if args.device == "cpu":
                 report = run_parity(ParityOptions(onnx=onnx_path, count=1, seed=0))
                 pair = report.pairs[0]
