@@ -37,7 +37,7 @@ from rich.table import Table
 def main(argv: list[str] | None = None) -> int:
     from segexport.calib.pipeline import CalibrateOptions, run_calibrate
     from segexport.checks.latency import add_speedups, measure
-    from segexport.checks.metrics import compare
+    from segexport.core.metrics import compare
     from segexport.checks.parity import ParityOptions, run_parity
     from segexport.checks.runners import make_runner
     from segexport.errors import SegexportError

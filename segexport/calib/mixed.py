@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from segexport.calib.int8 import Calibration, quantizable_nodes, quantize_qdq
-from segexport.checks.metrics import labels_of, miou
+from segexport.core.metrics import labels_of, miou
 
 
 @dataclass
@@ -43,10 +43,9 @@ class Evaluation:
 
 
 def predict(model: onnx.ModelProto | str, inputs: np.ndarray, input_name: str, output_name: str, batch: int) -> np.ndarray:
-    import onnxruntime as ort
+    from segexport.core.sessions import ort_session
 
-    data = model if isinstance(model, str) else model.SerializeToString()
-    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    sess = ort_session(model)
     outs = []
     for i in range(0, len(inputs), batch):
         chunk = inputs[i:i + batch]
@@ -77,7 +76,7 @@ class MixedResult:
 
 def budgeted_int8(onnx_path: str, calibration: Calibration, evaluation: Evaluation, budget: float,
                   progress=None) -> MixedResult:
-    from segexport.exporter.lint import module_of
+    from segexport.core.graph import module_of
 
     say = progress or (lambda *_a, **_k: None)
     full = quantize_qdq(onnx_path, calibration)

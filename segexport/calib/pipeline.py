@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from segexport.engines.runtime import has_qdq
+from segexport.core.graph import has_qdq
 from segexport.errors import CheckFailed, UserError
 
 PRECISIONS = ("fp16", "int8", "best")
@@ -166,7 +166,7 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
     if calibration is not None and (opts.trt_cache or (precision == "int8" and opts.trt_version)):
         # the cache is for the fp32 ONNX (TensorRT 10 implicit INT8), whichever ONNX --precision best kept
         from segexport.calib.trt_cache import DEFAULT_TRT_VERSION, write_cache
-        from segexport.engines.runtime import available
+        from segexport.core.tensorrt import available
 
         installed = available("trt")
         version = opts.trt_version or (installed.version if installed else DEFAULT_TRT_VERSION)
@@ -187,7 +187,7 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
 
 def _evaluation(opts, record, src: Path, calib_inputs: np.ndarray):
     from segexport.calib.mixed import Evaluation, predict
-    from segexport.checks.metrics import label_count, miou
+    from segexport.core.metrics import label_count, miou
 
     labels = None
     if opts.eval_data or opts.labels or opts.eval_labels or str(opts.data) == "synthetic":
@@ -345,7 +345,7 @@ def _best(opts, record, src, model32, calib_inputs, evaluation, budget, kind, sa
 
 def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record) -> None:
     from segexport.calib.mixed import predict
-    from segexport.checks.metrics import compare, miou
+    from segexport.core.metrics import compare, miou
 
     pred = predict(str(out), evaluation.inputs, record.input_name, record.output_name, record.batch)
     parity = compare(evaluation.reference_labels, pred)
@@ -358,10 +358,9 @@ def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record) -
 
 def ort_latency_ms(model: Path | onnx.ModelProto, record, iterations: int = 10) -> float:
     """Median ORT CPU latency (ms) at the export shape: a proxy, not a GPU figure."""
-    import onnxruntime as ort
+    from segexport.core.sessions import ort_session
 
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    sess = ort_session(model)
     shape = record.profile_shapes()[record.input_name][1]
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     sess.run(None, {record.input_name: x})

@@ -15,7 +15,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from segexport import __version__
+from segexport._version import __version__
 from segexport.cli.common import err_console
 from segexport.errors import SegexportError
 

@@ -124,7 +124,7 @@ def onnx_command(
 def _print_result(result) -> None:
     from rich.table import Table
 
-    from segexport.checks.noise_floor import SLACK_ABS, SLACK_AGREEMENT
+    from segexport.core.noise_floor import SLACK_ABS, SLACK_AGREEMENT
 
     rec = result.record
     console.print(f"[bold green]✓[/] wrote [bold]{result.path}[/] ({result.path.stat().st_size / 1e6:.1f} MB, "

@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from segexport.checks.metrics import CheckResult, ParityMetrics, Thresholds, compare, evaluate
+from segexport.core.metrics import CheckResult, ParityMetrics, Thresholds, compare, evaluate
 
 JITTERS = (1e-7, 1e-6)  # relative input jitter
 SAMPLES_PER_JITTER = 3

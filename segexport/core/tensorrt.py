@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from segexport.core.graph import has_qdq, needs_strong_typing  # noqa: F401  (re-exported)
 from segexport.errors import UserError
 
 BACKENDS = ("trt", "rtx")
@@ -81,20 +82,6 @@ class ParsedNetwork:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-def has_qdq(onnx_model) -> bool:
-    """The graph quantizes activations (a QuantizeLinear node): an INT8 model, TensorRT 11 style."""
-    return any(n.op_type == "QuantizeLinear" for n in onnx_model.graph.node)
-
-
-def needs_strong_typing(onnx_model) -> bool:
-    """An ONNX whose precision is explicit (Q/DQ or FP16 tensors) must be built strongly typed."""
-    import onnx
-
-    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx_model.graph.node):
-        return True
-    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx_model.graph.initializer)
 
 
 def collecting_logger(trt: ModuleType):

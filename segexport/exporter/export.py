@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from segexport import __version__
+from segexport._version import __version__
 from segexport.data.contract import DynamicRange, ExportRecord, PreprocessContract
 from segexport.errors import CheckFailed, UserError
 
@@ -80,8 +80,8 @@ class ExportResult:
 @dataclass
 class VerifyRow:
     shape: tuple[int, ...]
-    metrics: Any  # segexport.checks.metrics.ParityMetrics
-    checks: list[Any]  # segexport.checks.metrics.CheckResult
+    metrics: Any  # segexport.core.metrics.ParityMetrics
+    checks: list[Any]  # segexport.core.metrics.CheckResult
     noise_floor: Any | None = None  # PyTorch vs itself under float32-size input jitter, when measured
     held_to_floor: bool = False  # PyTorch failed the contract against itself: checks held to its floor
 
@@ -256,7 +256,7 @@ def _dynamic_ranges(o: ExportOptions, size: tuple[int, int], min_size: int) -> d
 
 def ArgMaxHead(model):  # noqa: N802 - reads like a module class at the call site
     """Wrap ``model`` so it returns int32 labels ``N x H x W`` (for one output channel,
-    ``logit > 0``, as :func:`segexport.checks.metrics.labels_of`).
+    ``logit > 0``, as :func:`segexport.core.metrics.labels_of`).
 
     Edge devices then copy back 4 bytes a pixel instead of 4*C; int32 because TensorRT has
     no int64 tensors (it would narrow ArgMax's int64 anyway).
@@ -508,15 +508,16 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     MaxUnpool rewrite exact. The strict fp32 contract (99.99 % labels, max-abs 1e-4 x max|ref|)
     applies first; only when it fails is the reference's own float32 noise floor measured, and
     if PyTorch fails the contract against itself the export is held to that floor instead
-    (:mod:`segexport.checks.noise_floor`; the CLI says so when it happens).
+    (:mod:`segexport.core.noise_floor`; the CLI says so when it happens).
     """
     import numpy as np
     import torch
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
-    from segexport.checks.metrics import THRESHOLDS, compare, evaluate, labels_of
-    from segexport.checks.noise_floor import judge_against_floor, measure_floor, worst
-    from segexport.checks.runners import quiet_polygraphy
+    from segexport.core.comparison import judge
+    from segexport.core.metrics import THRESHOLDS, labels_of
+    from segexport.core.noise_floor import measure_floor
+    from segexport.core.sessions import quiet_polygraphy
 
     quiet_polygraphy()
     strict = THRESHOLDS["fp32"]
@@ -533,13 +534,7 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
             x = rng.standard_normal(shape, dtype=np.float32)
             ref = reference(x)
             got = np.asarray(runner.infer({record.input_name: x})[record.output_name])
-            metrics = compare(ref, got)
-            row = VerifyRow(shape=tuple(shape), metrics=metrics, checks=evaluate(metrics, strict))
-            if not row.passed:
-                floors = measure_floor(reference, x, ref, rng)
-                row.noise_floor = worst(floors)
-                held = judge_against_floor(metrics, strict, floors)
-                if held is not None:
-                    row.checks, row.held_to_floor = held, True
-            rows.append(row)
+            verdict = judge(ref, got, strict, floors=lambda: measure_floor(reference, x, ref, rng))
+            rows.append(VerifyRow(shape=tuple(shape), metrics=verdict.metrics, checks=verdict.checks,
+                                  noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor))
     return rows

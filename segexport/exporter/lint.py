@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from segexport.core.graph import module_of  # noqa: F401  (re-exported)
 from segexport.errors import UserError
 
 # Operators the TensorRT 10 ONNX parser does not implement (support matrix, "N" rows).
@@ -99,25 +100,6 @@ class LintReport:
 # --unpool mask rewrites nn.MaxPool2d/nn.MaxUnpool2d *modules*; functional calls are out of its reach.
 UNPOOL_FIX = (" (export with --unpool mask, the default; it rewrites nn.MaxPool2d(return_indices=True) and "
               "nn.MaxUnpool2d modules, so use those instead of F.max_pool2d / F.max_unpool2d)")
-
-
-def module_of(node: onnx.NodeProto) -> str:
-    """The qualified name of the PyTorch module ``node`` came from ("" when unknown).
-
-    The exporter's ``name_scopes`` lists the module path from the root (qualified names,
-    e.g. ``encoder.pools.0``) and ends with the aten op; the last module entry is the one.
-    """
-    import ast
-
-    meta = {p.key: p.value for p in node.metadata_props}
-    try:
-        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
-    except (ValueError, SyntaxError):
-        scopes = []
-    if len(scopes) >= 2:
-        return next((s for s in reversed(scopes[:-1]) if s), "")
-    segments = [seg.split(":")[0].strip() for seg in meta.get("namespace", "").split("/")]
-    return segments[-2] if len(segments) >= 2 else ""
 
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
@@ -288,7 +270,7 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
 
 def parser_findings(path: Path, report: LintReport, *, parser: str, build: bool) -> None:
     """Run the real TensorRT / TensorRT-RTX parser (and builder) when one is importable."""
-    from segexport.engines.runtime import available, find_flavour, last_error, parse_onnx
+    from segexport.core.tensorrt import available, find_flavour, last_error, parse_onnx
 
     if parser == "none":
         report.parser_skipped = "disabled with --parser none"
@@ -308,7 +290,7 @@ def parser_findings(path: Path, report: LintReport, *, parser: str, build: bool)
                                        op=node.op_type if node else "", module=module_of(node) if node else ""))
     if parsed.errors or not build:
         return
-    from segexport.engines.builder import profile_from_onnx
+    from segexport.exporter.metadata import profile_from_onnx
 
     try:
         shapes = profile_from_onnx(path)
