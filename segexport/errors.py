@@ -30,10 +30,6 @@ PARAMS: dict[str, str] = {
     "--no-verify": "verify=False",
     "--no-lint": "lint=False",
     "--json": "json_out",
-    "--workspace": "workspace_mib",
-    "--version-compat": "version_compatible",
-    "--hardware-compat": "hardware_compatibility",
-    "--target-cc": "target_cc",
     "--threshold": "thresholds",
 }
 _FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")

@@ -23,9 +23,10 @@ import numpy as np
 import onnx
 
 from segexport.core.graph import has_qdq
+from segexport.core.precisions import CALIBRATION_TARGETS
 from segexport.errors import CheckFailed, UserError
 
-PRECISIONS = ("fp16", "int8", "best")
+PRECISIONS = CALIBRATION_TARGETS  # the name older imports use
 RANK_BY = ("ort-cpu", "tensorrt")
 
 

@@ -515,12 +515,12 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
     from segexport.core.comparison import judge
-    from segexport.core.metrics import THRESHOLDS, labels_of
+    from segexport.core.metrics import EXPORT_THRESHOLDS, labels_of
     from segexport.core.noise_floor import measure_floor
     from segexport.core.sessions import quiet_polygraphy
 
     quiet_polygraphy()
-    strict = THRESHOLDS["fp32"]
+    strict = EXPORT_THRESHOLDS["fp32"]
     rows: list[VerifyRow] = []
     rng = np.random.default_rng(seed)
 
