@@ -8,8 +8,9 @@ The CLI (``segexport.cli``) is the only place that turns them into output and ex
 
 One policy for failed checks, in every step (export verification, lint, calibration budgets,
 parity, the latency gate): the step writes whatever report describes the failure, then raises
-``CheckFailed``; the exception carries the step's typed result as ``.result`` (its ``passed``
-is False) so a caller still has the figures. A result that is *returned* passed its checks.
+``CheckFailed``; where the step got as far as a result, the exception carries it as ``.result``
+(its ``passed`` is False) so a caller still has the figures (parity's report, lint's findings,
+bench's timings). A result that is *returned* passed its checks.
 
 Parameters, not flags: messages are written once, naming the CLI flag (``--unpool``). ``str()``
 of an error, which is what a Python caller of :mod:`segexport.api` sees, names the keyword
