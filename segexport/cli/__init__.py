@@ -59,6 +59,14 @@ def _guard(callback):
             err_console.print(f"[bold red]{exc.label}:[/] {escape(exc.cli_message)}", soft_wrap=True, markup=True,
                               highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "torch":
+                raise
+            # a box without PyTorch (a Jetson, a Triton build host): lint and engine work there, this step does not
+            err_console.print(f"[bold red]error:[/] segexport {callback.__name__.removesuffix('_command')} needs "
+                              "PyTorch, which is not installed here: pip install torch, or run this step where it is "
+                              "(lint and engine need only ONNX)", soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
 
     return wrapper
 
