@@ -187,7 +187,7 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
 
 
 def _evaluation(opts, record, src: Path, calib_inputs: np.ndarray):
-    from segexport.calib.mixed import Evaluation, predict
+    from segexport.calib.mixed_precision import Evaluation, predict
     from segexport.core.metrics import label_count, miou
 
     labels = None
@@ -306,7 +306,7 @@ def _build(precision, opts, record, src, model32, calib_inputs, evaluation, budg
     calibration = calibrate(src, calib_inputs, method=opts.method, input_name=record.input_name, batch=record.batch,
                             progress=lambda done, total: say(f"calibrating ({opts.method})", done, total))
     if opts.max_miou_drop is not None or opts.max_agreement_drop is not None or opts.precision == "best":
-        from segexport.calib.mixed import budgeted_int8
+        from segexport.calib.mixed_precision import budgeted_int8
 
         mixed = budgeted_int8(str(src), calibration, evaluation, budget, progress=say)
         return {"model": mixed.model, "cost": mixed.cost, "kept": mixed.kept_float, "calibration": calibration}
@@ -345,7 +345,7 @@ def _best(opts, record, src, model32, calib_inputs, evaluation, budget, kind, sa
 
 
 def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record) -> None:
-    from segexport.calib.mixed import predict
+    from segexport.calib.mixed_precision import predict
     from segexport.core.metrics import compare, miou
 
     pred = predict(str(out), evaluation.inputs, record.input_name, record.output_name, record.batch)

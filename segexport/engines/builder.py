@@ -135,7 +135,7 @@ def build_engine(
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
             if calibrator is None:
-                from segexport.calib.legacy import cache_only_calibrator
+                from segexport.calib.trt10_calibrator import cache_only_calibrator
 
                 calibrator = cache_only_calibrator(trt, calibration_cache)
             config.int8_calibrator = calibrator
