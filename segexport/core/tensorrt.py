@@ -16,7 +16,7 @@ from typing import Any
 from segexport.core.graph import has_qdq, needs_strong_typing  # noqa: F401  (re-exported)
 from segexport.errors import UserError
 
-BACKENDS = ("trt", "rtx")
+FLAVOURS = ("trt", "rtx")
 _MODULES = {"trt": "tensorrt", "rtx": "tensorrt_rtx"}
 
 
@@ -61,7 +61,7 @@ def find_flavour(backend: str = "auto") -> Flavour | None:
     """``auto`` prefers full TensorRT (it runs engines), then TensorRT-RTX."""
     if backend == "auto":
         return available("trt") or available("rtx")
-    if backend not in BACKENDS:
+    if backend not in FLAVOURS:
         raise UserError(f"--backend {backend!r} is not one of auto, trt, rtx")
     flavour = available(backend)
     if flavour is None:

@@ -105,11 +105,11 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
 
     say("loading model")
     from segexport.core.files import atomic_output
-    from segexport.models.loading import check_input_size, describe, load_model
+    from segexport.models.loading import check_input_size, load_model, spec_of
 
     loaded = load_model(options.model, num_classes=options.num_classes, width=options.width,
                         model_args=options.model_args, weights=options.weights)
-    spec = describe(loaded)
+    spec = spec_of(loaded)
     size = options.input_size or spec.default_input_size
     check_input_size(spec, size)
     dynamic = _dynamic_ranges(options, size, spec.min_size)
@@ -145,7 +145,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
     del output
     export_model = prepare_for_export(loaded.model, mode=options.unpool)
     if options.argmax:
-        export_model = ArgMaxHead(export_model)
+        export_model = with_argmax_head(export_model)
 
     say(f"exporting {loaded.name} to ONNX (opset {options.opset}, {'dynamic ' + '+'.join(options.dynamic) if options.dynamic else 'static'})")
     onnx_model = _torch_export(export_model, trace_example, options, dynamic)
@@ -204,37 +204,37 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
     return result
 
 
-def _validate_options(o: ExportOptions) -> None:
-    if o.unpool not in ("mask", "native"):
-        raise UserError(f"--unpool {o.unpool!r} is not one of mask, native")
-    if o.opset not in SUPPORTED_OPSETS:
-        raise UserError(f"--opset {o.opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
-    if o.batch < 1:
-        raise UserError(f"--batch must be >= 1, got {o.batch}")
-    unknown = set(o.dynamic) - {"batch", "hw"}
+def _validate_options(options: ExportOptions) -> None:
+    if options.unpool not in ("mask", "native"):
+        raise UserError(f"--unpool {options.unpool!r} is not one of mask, native")
+    if options.opset not in SUPPORTED_OPSETS:
+        raise UserError(f"--opset {options.opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    if options.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {options.batch}")
+    unknown = set(options.dynamic) - {"batch", "hw"}
     if unknown:
         raise UserError(f"--dynamic {','.join(sorted(unknown))} is not one of batch, hw (e.g. --dynamic hw or --dynamic batch,hw)")
-    out = Path(o.out)
+    out = Path(options.out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--out {str(out)!r} must end in .onnx")
 
 
-def _dynamic_ranges(o: ExportOptions, size: tuple[int, int], min_size: int) -> dict[str, DynamicRange]:
+def _dynamic_ranges(options: ExportOptions, size: tuple[int, int], min_size: int) -> dict[str, DynamicRange]:
     """min/opt/max per dynamic axis; refuse inverted or impossible ranges."""
     ranges: dict[str, DynamicRange] = {}
-    if "batch" in o.dynamic:
-        lo, hi = o.batch_range or (1, max(8, o.batch))
-        if not 1 <= lo <= o.batch <= hi:
-            raise UserError(f"--batch-range {lo}:{hi} must satisfy 1 <= min <= --batch ({o.batch}) <= max")
+    if "batch" in options.dynamic:
+        lo, hi = options.batch_range or (1, max(8, options.batch))
+        if not 1 <= lo <= options.batch <= hi:
+            raise UserError(f"--batch-range {lo}:{hi} must satisfy 1 <= min <= --batch ({options.batch}) <= max")
         if lo == hi:  # torch.export cannot make a dimension with one value dynamic
             raise UserError(f"--batch-range {lo}:{hi} has one value: widen it, or drop --dynamic batch for a static batch")
-        ranges["batch"] = DynamicRange(lo, o.batch, hi)
-    elif o.batch_range:
+        ranges["batch"] = DynamicRange(lo, options.batch, hi)
+    elif options.batch_range:
         raise UserError("--batch-range needs --dynamic batch")
-    if "hw" in o.dynamic:
+    if "hw" in options.dynamic:
         h, w = size
-        if o.hw_range:
-            (lh, lw), (hh, hw) = o.hw_range
+        if options.hw_range:
+            (lh, lw), (hh, hw) = options.hw_range
         else:
             lh, lw = max(min_size, h // 2), max(min_size, w // 2)
             hh, hw = 2 * h, 2 * w
@@ -249,12 +249,12 @@ def _dynamic_ranges(o: ExportOptions, size: tuple[int, int], min_size: int) -> d
                 raise UserError(f"dynamic {axis} range {lo}..{hi} has one value: widen --hw-range, or drop --dynamic hw "
                                 "for a static size")
             ranges[axis] = DynamicRange(lo, opt, hi)
-    elif o.hw_range:
+    elif options.hw_range:
         raise UserError("--hw-range needs --dynamic hw")
     return ranges
 
 
-def ArgMaxHead(model):  # noqa: N802 - reads like a module class at the call site
+def with_argmax_head(model):
     """Wrap ``model`` so it returns int32 labels ``N x H x W`` (for one output channel,
     ``logit > 0``, as :func:`segexport.core.metrics.labels_of`).
 

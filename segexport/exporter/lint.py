@@ -109,15 +109,15 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
-def _s(v) -> str:
+def _as_text(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _resize_findings(node: onnx.NodeProto, constants: set[str], add) -> None:
     """The Resize restrictions of the support matrix (attributes default as in the ONNX spec)."""
-    mode = _s(_attr(node, "mode", b"nearest"))
-    coord = _s(_attr(node, "coordinate_transformation_mode", b"half_pixel"))
-    nearest = _s(_attr(node, "nearest_mode", b"round_prefer_floor"))
+    mode = _as_text(_attr(node, "mode", b"nearest"))
+    coord = _as_text(_attr(node, "coordinate_transformation_mode", b"half_pixel"))
+    nearest = _as_text(_attr(node, "nearest_mode", b"round_prefer_floor"))
     if _attr(node, "antialias", 0):
         add("error", "resize-antialias", node, "Resize with antialias=1 is not supported by TensorRT: "
                                                "interpolate with antialias=False")
@@ -134,7 +134,7 @@ def _resize_findings(node: onnx.NodeProto, constants: set[str], add) -> None:
     if mode == "nearest" and nearest not in RESIZE_NEAREST_MODES:
         add("error", "resize-nearest-mode", node, f"Resize nearest_mode {nearest!r} is not supported: use one of "
                                                   f"{', '.join(sorted(RESIZE_NEAREST_MODES))}")
-    if _s(_attr(node, "keep_aspect_ratio_policy", b"stretch")) != "stretch":
+    if _as_text(_attr(node, "keep_aspect_ratio_policy", b"stretch")) != "stretch":
         add("error", "resize-aspect", node, "Resize keep_aspect_ratio_policy must be 'stretch' for TensorRT: "
                                             "resize to an explicit size instead")
     axes = _attr(node, "axes")
@@ -187,11 +187,11 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
                                                   + UNPOOL_FIX)
         elif op == "Resize":
             _resize_findings(node, constants, add)
-        elif op == "ScatterND" and _s(_attr(node, "reduction", b"none")) != "none":
-            add("error", "scatter-reduction", node, f"ScatterND reduction={_s(_attr(node, 'reduction'))!r} is not "
+        elif op == "ScatterND" and _as_text(_attr(node, "reduction", b"none")) != "none":
+            add("error", "scatter-reduction", node, f"ScatterND reduction={_as_text(_attr(node, 'reduction'))!r} is not "
                                                     "supported by TensorRT: scatter without a reduction")
-        elif op == "ScatterElements" and _s(_attr(node, "reduction", b"none")) != "none":
-            add("error", "scatter-reduction", node, f"ScatterElements reduction={_s(_attr(node, 'reduction'))!r} "
+        elif op == "ScatterElements" and _as_text(_attr(node, "reduction", b"none")) != "none":
+            add("error", "scatter-reduction", node, f"ScatterElements reduction={_as_text(_attr(node, 'reduction'))!r} "
                 "needs TensorRT's ScatterElements plugin (libnvinfer_plugin; TensorRT-RTX has none): scatter "
                 "without a reduction, or for MaxUnpool export with --unpool mask")
         elif op in ("ScatterND", "ScatterElements", "Scatter"):
