@@ -41,11 +41,9 @@ class CalibrateOptions:
     count: int = 32
     eval_count: int | None = None  # held-out synthetic samples; default max(8, count // 2)
     seed: int = 0
-    # percentile (99.99): a real outlier clip at no search cost. ORT's "entropy" with its default
-    # 128/128 bins has one candidate threshold (the full range, i.e. minmax); with a real KL search
-    # (512 bins) it clipped the heavy-tailed score/skip tensors of the trained fixtures hard
-    # (FCN-8s -50 mIoU pt, DeepLab -1.6), while percentile loses <= 0.7 pt on all four
-    # (benchmarks/results/precision_cpu.json)
+    # percentile (99.99): a real outlier clip at no search cost. ORT's "entropy" at its default bins
+    # has one candidate threshold (minmax), and with a real KL search it clips heavy-tailed score/skip
+    # tensors hard (figures: benchmarks/results/precision_cpu.json)
     method: str = "percentile"
     max_miou_drop: float | None = None
     max_agreement_drop: float | None = None
