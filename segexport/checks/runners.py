@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from polygraphy.backend.base import BaseRunner
 
-from segexport.core.sessions import ort_session, quiet_polygraphy  # noqa: F401  (re-exported)
+from segexport.core.sessions import ort_runner, ort_session, quiet_polygraphy  # noqa: F401  (re-exported)
 from segexport.errors import UserError
 
 BACKENDS = ("torch", "torch-cuda", "torch-cuda-fp16", "ort-cpu", "ort-cuda", "ort-trt", "trt")
@@ -175,12 +175,10 @@ def make_runner(backend: str, *, onnx_path: str | Path | None = None, engine_pat
     if backend.startswith("ort"):
         if onnx_path is None:
             raise UserError(f"backend {backend} needs --onnx")
-        from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-
         providers = [_ORT_PROVIDERS[backend]] + (["CPUExecutionProvider"] if backend != "ort-cpu" else [])
         if backend != "ort-cpu":  # GPU: I/O binding so latency excludes host<->device copies
             return OrtIoBindingRunner(onnx_path, providers, name=backend)
-        return OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=providers), name=backend)
+        return ort_runner(onnx_path, providers, name=backend)
     if engine_path is None:
         raise UserError("backend trt needs --engine (build one with `segexport engine`)")
     if not Path(engine_path).is_file():

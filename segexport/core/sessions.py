@@ -24,6 +24,15 @@ def ort_session(model: Any, providers: Sequence[str] = CPU):
     return ort.InferenceSession(model, providers=list(providers))
 
 
+def ort_runner(onnx_path: str | Path, providers: Sequence[str] = CPU, name: str | None = None):
+    """Polygraphy's ``OnnxrtRunner`` over the same kind of session: what export verification
+    and the ``ort-*`` parity/bench backends run (activate / infer / deactivate)."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+
+    quiet_polygraphy()
+    return OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=list(providers)), name=name)
+
+
 def quiet_polygraphy() -> None:
     """Polygraphy logs every session it creates; segexport prints its own summaries."""
     from polygraphy.logger import G_LOGGER

@@ -512,14 +512,12 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     """
     import numpy as np
     import torch
-    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
     from segexport.core.comparison import judge
     from segexport.core.metrics import EXPORT_THRESHOLDS, labels_of
     from segexport.core.noise_floor import measure_floor
-    from segexport.core.sessions import quiet_polygraphy
+    from segexport.core.sessions import ort_runner
 
-    quiet_polygraphy()
     strict = EXPORT_THRESHOLDS["fp32"]
     rows: list[VerifyRow] = []
     rng = np.random.default_rng(seed)
@@ -529,7 +527,7 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
             out = torch_model(torch.from_numpy(x)).numpy()
         return labels_of(out).astype(np.int32) if record.argmax else out
 
-    with OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["CPUExecutionProvider"])) as runner:
+    with ort_runner(onnx_path) as runner:
         for shape in verification_shapes(record):
             x = rng.standard_normal(shape, dtype=np.float32)
             ref = reference(x)
