@@ -43,7 +43,7 @@ def _path(value: str | Path | None) -> Path | None:
 
 @dataclass
 class ExportResult:
-    onnx: Path  # the verified fp32 ONNX
+    onnx: Path  # the verified fp32 ONNX (not written when passed is False)
     details: Any  # segexport.exporter.export.ExportResult: record, verification rows, lint, seconds
     calibrated_onnx: Path | None = None  # with precision= other than fp32
     calibration: Any | None = None  # segexport.calib.pipeline.CalibrateResult
@@ -80,7 +80,12 @@ def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: 
         input_size=tuple(input_size) if input_size else None, batch=batch,
         dynamic=tuple(sorted(set(_names(dynamic)))), hw_range=hw_range, batch_range=batch_range, opset=opset,
         unpool=unpool, argmax=argmax, slim=slim, verify=verify, lint=lint and unpool != "native", seed=seed)
-    details = export_onnx(options, progress=progress)
+    try:
+        details = export_onnx(options, progress=progress)
+    except CheckFailed as exc:  # lint or verification failed: nothing was written, the figures are kept
+        if exc.result is not None:
+            exc.result = ExportResult(onnx=options.out, details=exc.result, passed=False)
+        raise
     result = ExportResult(onnx=details.path, details=details)
     if precision != "fp32":
         reduced = calibrate(onnx=details.path, precision=precision, data=calib_data, calib_count=calib_count,

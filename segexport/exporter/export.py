@@ -189,7 +189,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
                 first = result.lint.errors[0]
                 raise CheckFailed(
                     f"lint found {len(result.lint.errors)} TensorRT error(s) in the export, first: {first.message}"
-                    " (run `segexport lint` on a --no-verify export for the full list)"
+                    " (run `segexport lint` on a --no-verify export for the full list)", result=result
                 )
         if options.verify:
             say("verifying ONNX Runtime against PyTorch")
@@ -199,7 +199,8 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
             if failed:
                 bad = next(c for c in failed[0].checks if not c.passed)
                 raise CheckFailed(
-                    f"ONNX Runtime disagrees with PyTorch at input {list(failed[0].shape)}: {bad.message}"
+                    f"ONNX Runtime disagrees with PyTorch at input {list(failed[0].shape)}: {bad.message}",
+                    result=result,
                 )
     return result
 
