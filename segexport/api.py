@@ -43,7 +43,7 @@ def _path(value: str | Path | None) -> Path | None:
 
 @dataclass
 class ExportResult:
-    onnx: Path  # the verified fp32 ONNX (not written when passed is False)
+    onnx: Path | None  # the verified fp32 ONNX; None when the export failed its checks (nothing written)
     details: Any  # segexport.exporter.export.ExportResult: record, verification rows, lint, seconds
     calibrated_onnx: Path | None = None  # with precision= other than fp32
     calibration: Any | None = None  # segexport.calib.pipeline.CalibrateResult
@@ -84,12 +84,16 @@ def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: 
         details = export_onnx(options, progress=progress)
     except CheckFailed as exc:  # lint or verification failed: nothing was written, the figures are kept
         if exc.result is not None:
-            exc.result = ExportResult(onnx=options.out, details=exc.result, passed=False)
+            exc.result = ExportResult(onnx=None, details=exc.result, passed=False)
         raise
     result = ExportResult(onnx=details.path, details=details)
     if precision != "fp32":
-        reduced = calibrate(onnx=details.path, precision=precision, data=calib_data, calib_count=calib_count,
-                            progress=None if progress is None else lambda msg, *_a, **_k: progress(msg))
+        try:
+            reduced = calibrate(onnx=details.path, precision=precision, data=calib_data, calib_count=calib_count,
+                                progress=None if progress is None else lambda msg, *_a, **_k: progress(msg))
+        except CheckFailed as exc:  # the fp32 ONNX stands (it passed); the reduced one failed its check
+            result.passed, exc.result = False, result
+            raise
         result.calibrated_onnx, result.calibration = reduced.onnx, reduced.details
     return result
 

@@ -72,20 +72,27 @@ def onnx_command(
 
       segexport onnx --model mypkg.nets:build --model-arg in_channels=3 --weights best.pt
     """
-    from segexport.api import export
+    from segexport.api import ExportResult, export
+    from segexport.errors import CheckFailed
 
     if unpool == "native" and not no_lint:
         console.print("[yellow]note:[/] --unpool native keeps ONNX MaxUnpool, which TensorRT cannot parse; lint skipped")
     with console.status("exporting", spinner="dots") as status:
-        result = export(
-            model=model, out=out, weights=weights, num_classes=num_classes, width=width,
-            model_args=parse_model_args(model_arg), input_size=parse_size(input_size) if input_size else None,
-            batch=batch, dynamic=dynamic or (),
-            hw_range=_parse_range(hw_range, "--hw-range", lambda t: parse_size(t, "--hw-range")),
-            batch_range=_parse_range(batch_range, "--batch-range", _int("--batch-range")),
-            opset=opset, argmax=argmax, unpool=unpool, slim=not no_slim, verify=not no_verify, lint=not no_lint,
-            seed=seed, precision=precision, calib_data=calib_data, calib_count=calib_count,
-            progress=lambda msg: status.update(f"[bold]{msg}[/]…"))
+        try:
+            result = export(
+                model=model, out=out, weights=weights, num_classes=num_classes, width=width,
+                model_args=parse_model_args(model_arg), input_size=parse_size(input_size) if input_size else None,
+                batch=batch, dynamic=dynamic or (),
+                hw_range=_parse_range(hw_range, "--hw-range", lambda t: parse_size(t, "--hw-range")),
+                batch_range=_parse_range(batch_range, "--batch-range", _int("--batch-range")),
+                opset=opset, argmax=argmax, unpool=unpool, slim=not no_slim, verify=not no_verify, lint=not no_lint,
+                seed=seed, precision=precision, calib_data=calib_data, calib_count=calib_count,
+                progress=lambda msg: status.update(f"[bold]{msg}[/]…"))
+        except CheckFailed as exc:  # calibration failed after a good export: say what was written first
+            if isinstance(exc.result, ExportResult) and exc.result.onnx is not None:
+                status.stop()
+                _print_result(exc.result.details)
+            raise
     _print_result(result.details)
     if result.calibration is not None:
         reduced = result.calibration
