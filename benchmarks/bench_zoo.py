@@ -67,15 +67,13 @@ def interleaved(runners: dict, feed: dict, *, batch: int, warmup: int, iteration
 
 
 def main(argv: list[str] | None = None) -> int:
-    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+    import segexport
     from segexport.checks.latency import add_speedups, measure
-    from segexport.checks.metrics import compare
-    from segexport.checks.parity import ParityOptions, run_parity
-    from segexport.checks.runners import make_runner
-    from segexport.errors import SegexportError
-    from segexport.exporter.export import ExportOptions, export_onnx
+    from segexport.checks.runners import make_runner  # timing interleaved needs the runners themselves
+    from segexport.core.metrics import compare
+    from segexport.errors import CheckFailed, SegexportError
     from segexport.models.loading import load_model
-    from segexport.models.registry import get_spec, list_models
+    from segexport.models.registry import get_spec
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="all")
@@ -98,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-count", type=int, default=16)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    names = [s.name for s in list_models()] if args.models == "all" else args.models.split(",")
+    names = [s.name for s in segexport.list_models()] if args.models == "all" else args.models.split(",")
     widths = {k: float(v) for k, _, v in (w.partition("=") for w in args.widths.split(",") if w)}
     console = Console(width=None if sys.stdout.isatty() else 200)  # a log file keeps whole columns
     rows = []
@@ -168,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             onnx_path = Path(tmp) / f"{name}.onnx"
             if args.device == "cpu":
                 try:
-                    export_onnx(ExportOptions(model=name, out=onnx_path, width=width, input_size=(size, size)))
+                    segexport.export(model=name, out=onnx_path, width=width, input_size=(size, size))
                 except SegexportError as exc:  # record it and go on: one failure must not lose the other rows
                     console.print(f"[red]{name}: export failed: {exc}[/]")
                     rows.append({"model": name, "size": size, "width": width, "export_error": str(exc),
@@ -192,7 +190,10 @@ def main(argv: list[str] | None = None) -> int:
                     stats += interleaved({b: runner_for(b, onnx_path) for b in backends}, {"input": xb}, batch=batch,
                                          warmup=args.warmup, iterations=args.iterations)
             if args.device == "cpu":
-                report = run_parity(ParityOptions(onnx=onnx_path, count=1, seed=0))
+                try:
+                    report = segexport.parity(onnx=onnx_path, count=1, seed=0).report
+                except CheckFailed as exc:  # a failed parity is a row of the table, not the end of the run
+                    report = exc.result.report
                 pair = report.pairs[0]
                 m = pair.metrics
                 parity = {"candidate": pair.candidate, "passed": pair.passed, "max_abs": m.max_abs,
@@ -210,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                           "pixel_agreement": m.pixel_agreement, "boundary_agreement": m.boundary_agreement}
             reduced = {}
             for prec in precisions:
-                res = run_calibrate(CalibrateOptions(onnx=onnx_path, precision=prec, count=args.calib_count,
-                                                     eval_count=args.calib_count, out=Path(tmp) / f"{name}.{prec}.onnx"))
+                res = segexport.calibrate(onnx=onnx_path, precision=prec, calib_count=args.calib_count,
+                                          eval_count=args.calib_count, out=Path(tmp) / f"{name}.{prec}.onnx").details
                 stats.append(measure(runner_for("ort-cpu", res.out), {"input": x}, backend=f"ort-cpu-{prec}",
                                      batch=1, warmup=args.warmup, iterations=args.iterations))
                 reduced[prec] = {"agreement_vs_fp32": res.pixel_agreement, "boundary_agreement": res.boundary_agreement}
