@@ -112,7 +112,8 @@ class TorchVariantRunner(TorchRunner):
             try:
                 super().infer_impl(feed_dict)  # compiles for this shape: untimed, reported as compile_s
             except Exception as exc:  # inductor/dynamo failures are the model's, not a bench bug: one line
-                raise UserError(f"torch.compile failed for this model ({exception_line(exc)}); "
+                cause = getattr(exc, "inner_exception", None) or exc.__cause__ or exc  # dynamo wraps the compiler's error
+                raise UserError(f"torch.compile failed for this model ({exception_line(cause)}); "
                                 f"drop {self.name} from --backends") from None
             self.compile_s += time.perf_counter() - t0
             self._seen.add(shape)
