@@ -77,8 +77,8 @@ def torch_reasons(*, cuda: bool, compiler: str | None = None, dynamo_ok: bool | 
 class TorchVariantRunner(TorchRunner):
     """:class:`TorchRunner` with the model in channels-last memory and/or compiled.
 
-    ``compile_s`` accumulates the untimed first call of every new input shape (compilation,
-    or for eager variants just the first forward); ``compile_backend`` is what
+    ``compile_s`` accumulates the untimed first call of every new input shape (compilation plus
+    one forward; None for the eager variants, which compile nothing); ``compile_backend`` is what
     ``torch.compile`` uses ("inductor" in bench; tests pass "eager" to check the plumbing fast).
     """
 
