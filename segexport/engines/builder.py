@@ -22,6 +22,7 @@ from segexport.engines.runtime import Flavour, find_flavour, last_error, parse_o
 from segexport.errors import UserError
 
 SIDECAR_SUFFIX = ".json"
+SIDECAR_SCHEMA = 2  # 2: classes, preprocessing contract, tensor names and shapes; "all" target CCs
 HARDWARE_LEVELS = {"ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
 
 
@@ -43,8 +44,22 @@ class EngineInfo:
     calibration_cache: str | None = None
     version_compatible: bool = False
     hardware_compatibility: str | None = None  # TensorRT: "ampere+" or "same-cc"; None = this GPU only
-    target_compute_capabilities: list[str] = field(default_factory=list)  # TensorRT-RTX AOT targets; [] = all
+    # TensorRT-RTX ahead-of-time targets ("sm89", "current"), or "all" (every architecture the release lists);
+    # [] for TensorRT, whose engines are for the GPU that built them. Schema 1 wrote [] for "all".
+    target_compute_capabilities: list[str] | str = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    schema: int = 1  # sidecars without the field are schema 1
+    # What the engine takes and gives, so a deployment needs nothing but the engine and this file:
+    class_names: list[str] = field(default_factory=list)
+    preprocess: dict[str, Any] | None = None  # the export's PreprocessContract
+    input_name: str | None = None
+    output_name: str | None = None
+    inputs: dict[str, list[int]] = field(default_factory=dict)  # ONNX dims, -1 where dynamic
+    outputs: dict[str, list[int]] = field(default_factory=dict)
+
+    def targets_all(self) -> bool:
+        """An RTX engine compiled for every architecture its release supports."""
+        return self.backend == "rtx" and self.target_compute_capabilities in ("all", [])
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -203,7 +218,9 @@ def build_engine(
         compute_capability=cc if for_this_gpu else None, strongly_typed=not implicit,
         calibration_cache=str(calibration_cache) if calibration_cache else None,
         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-        target_compute_capabilities=[cc.lower() for cc in target_compute_capabilities],
+        target_compute_capabilities=([cc.lower() for cc in target_compute_capabilities]
+                                     if target_compute_capabilities or flavour.backend != "rtx" else "all"),
+        schema=SIDECAR_SCHEMA, **_self_description(model),
     )
     from segexport.core.files import atomic_output
 
@@ -216,6 +233,28 @@ def build_engine(
         with atomic_output(timing_cache, flag="--timing-cache") as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     return info
+
+
+def _self_description(model) -> dict[str, Any]:
+    """Classes, preprocessing contract and tensor names/shapes for the sidecar, from the ONNX."""
+    from dataclasses import asdict as _asdict
+
+    def dims(v) -> list[int]:
+        return [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+
+    inits = {t.name for t in model.graph.initializer}
+    out: dict[str, Any] = {
+        "inputs": {v.name: dims(v) for v in model.graph.input if v.name not in inits},
+        "outputs": {v.name: dims(v) for v in model.graph.output},
+    }
+    from segexport.exporter.metadata import read_record
+
+    try:
+        record = read_record(model)
+    except UserError:  # a foreign ONNX: names and shapes only
+        return out
+    return {**out, "class_names": list(record.class_names), "preprocess": _asdict(record.preprocess),
+            "input_name": record.input_name, "output_name": record.output_name}
 
 
 def _check_engine_paths(onnx_path: Path, out_path: Path, timing_cache, workspace_mib) -> None:
@@ -293,9 +332,11 @@ def check_engine_compatible(engine_path: str | Path, flavour: Flavour | None = N
     _, cc = current_gpu()
     if cc is None:
         return info
+    if info.targets_all():
+        return info
     if info.target_compute_capabilities and "current" not in info.target_compute_capabilities:
         if "sm" + cc.replace(".", "") not in info.target_compute_capabilities:
-            raise UserError(f"{name} was built for {', '.join(info.target_compute_capabilities)}, this GPU is sm"
+            raise UserError(f"{name} was built for {', '.join(list(info.target_compute_capabilities))}, this GPU is sm"
                             f"{cc.replace('.', '')}: rebuild it with `segexport engine --target-cc sm{cc.replace('.', '')}`")
         return info
     if info.compute_capability and cc != info.compute_capability:
