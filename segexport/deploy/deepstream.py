@@ -123,6 +123,8 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
     batch = resolve_batch(record, batch)
 
     source_sha = sha256_file(onnx_path)
+    onnx_name = onnx_path.stem.removesuffix(".deepstream") + ".deepstream.onnx"
+    engine_name = engine_file_name(onnx_name, batch, precision)
     bundled, bundled_record = normalize.deepstream_graph(model, record, bake=not approximate_normalization,
                                                          source_sha256=source_sha)
     if engine is not None:  # the bundle's ONNX is deterministic: an engine built from an earlier bundle matches
@@ -145,8 +147,6 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
                               f"{agreement.agreement:.4%} of labels (< {MIN_AGREEMENT:.2%}); nothing written")
         factor, offsets = 1.0, (0.0, 0.0, 0.0)
 
-    onnx_name = onnx_path.stem.removesuffix(".deepstream") + ".deepstream.onnx"
-    engine_name = engine_file_name(onnx_name, batch, precision)
     with staged_dir(out) as stage:
         normalize.save_onnx(bundled, stage / onnx_name)
         if engine is not None:

@@ -198,7 +198,7 @@ def measure_approximation(original, record: ExportRecord) -> Agreement:
     return _agreement(ref, got)
 
 
-def _input_type(model) -> type:
+def _input_type(model) -> np.dtype:
     from onnx import helper
 
     return helper.tensor_dtype_to_np_dtype(model.graph.input[0].type.tensor_type.elem_type)

@@ -148,7 +148,7 @@ def _bundle_model(folder: Path) -> _Model:
     labels = read_labels(folder / "labels.txt") if (folder / "labels.txt").is_file() else record.class_names
 
     def run(rgb: np.ndarray) -> np.ndarray:
-        frames = np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR)) if im.shape[:2] != (h, w)
+        frames = np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.Resampling.BILINEAR)) if im.shape[:2] != (h, w)
                            else im for im in rgb]).astype(np.float32)
         if bgr:
             frames = frames[..., ::-1]
@@ -208,18 +208,18 @@ def predict(artefact: str | Path, images: str | Path, out: str | Path, *, alpha:
     palette = voc_palette()
     colours = np.asarray(palette, np.uint8).reshape(256, 3)
     counts = np.zeros(max(len(model.class_names), 2), np.int64)
-    sheet_rows = []
+    sheet_rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
     h, w = model.size
     with staged_dir(out) as stage:
         for i, path in enumerate(files):
             rgb = read_rgb(path)
-            small = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR)) if rgb.shape[:2] != (h, w) else rgb
+            small = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR)) if rgb.shape[:2] != (h, w) else rgb
             labels = model.run(small[None])[0].astype(np.int64)
             counts += np.bincount(labels.ravel().clip(0, len(counts) - 1), minlength=len(counts))[: len(counts)]
             label_im = Image.fromarray(labels.astype(np.uint8), mode="P")
             label_im.putpalette(palette)
             if rgb.shape[:2] != (h, w):
-                label_im = label_im.resize((rgb.shape[1], rgb.shape[0]), Image.NEAREST)
+                label_im = label_im.resize((rgb.shape[1], rgb.shape[0]), Image.Resampling.NEAREST)
             full = np.asarray(label_im)
             overlay = (rgb * (1 - alpha) + colours[full] * alpha).astype(np.uint8)
             overlay[full == 0] = rgb[full == 0]  # background stays the photo, so objects stand out
@@ -244,7 +244,7 @@ def _thumb(arr: np.ndarray, nearest: bool = False):
     im = Image.fromarray(arr)
     scale = THUMB / max(im.size)
     return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                     Image.NEAREST if nearest else Image.BILINEAR)
+                     Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR)
 
 
 def _contact_sheet(rows, class_names, colours, total: int, source: str):

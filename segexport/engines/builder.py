@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segexport.engines.runtime import Flavour, find_flavour, last_error, parse_onnx
 from segexport.errors import UserError
@@ -79,7 +79,10 @@ def current_gpu() -> tuple[str | None, str | None]:
     return None, None
 
 
-def profile_from_onnx(onnx_model) -> dict[str, tuple[tuple[int, ...], ...]]:
+Shapes = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]  # input -> (min, opt, max)
+
+
+def profile_from_onnx(onnx_model) -> Shapes:
     """min/opt/max input shapes: from segexport metadata, else the graph's static shape.
     ``onnx_model`` is a path or an already loaded ModelProto."""
     import onnx
@@ -92,7 +95,7 @@ def profile_from_onnx(onnx_model) -> dict[str, tuple[tuple[int, ...], ...]]:
         pass
     model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else onnx.load(str(onnx_model),
                                                                                   load_external_data=False)
-    shapes = {}
+    shapes: Shapes = {}
     for inp in model.graph.input:
         dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
         if not all(dims):
@@ -100,7 +103,7 @@ def profile_from_onnx(onnx_model) -> dict[str, tuple[tuple[int, ...], ...]]:
                 f"input {inp.name!r} has dynamic dims and the ONNX has no segexport profile: "
                 "export it with `segexport onnx --dynamic ...` or fix the shape"
             )
-        shapes[inp.name] = (tuple(dims),) * 3
+        shapes[inp.name] = (tuple(dims), tuple(dims), tuple(dims))
     return shapes
 
 
@@ -142,6 +145,7 @@ def build_engine(
     if precision is None and (calibrator is not None or calibration_cache is not None):
         precision = "int8"  # a calibration cache only means INT8; ignoring it would build FP32 silently
     precision = precision or onnx_precision
+    assert precision is not None  # for the checker: onnx_precision is a str
     if precision != onnx_precision and onnx_precision != "fp32":
         raise UserError(f"{onnx_path.name} already holds {onnx_precision.upper()} (from `segexport calibrate`): drop "
                         f"--precision {precision}, or calibrate the FP32 export to {precision.upper()} instead")
@@ -160,14 +164,17 @@ def build_engine(
     if not parsed.ok:
         node, msg = parsed.errors[0]
         raise UserError(f"{flavour.label} cannot parse {onnx_path.name}: node {node}: {msg} (run `segexport lint` for all findings)")
-    trt = flavour.module
+    if TYPE_CHECKING:  # checked against TensorRT 10's stubs; at run time tensorrt or tensorrt_rtx
+        import tensorrt as trt
+    else:
+        trt = flavour.module
     config = parsed.builder.create_builder_config()
     if workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     profile_shapes = profile_from_onnx(model)
     profile = parsed.builder.create_optimization_profile()
     for name, (lo, opt, hi) in profile_shapes.items():
-        profile.set_shape(name, lo, opt, hi)
+        profile.set_shape(name, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
     config.add_optimization_profile(profile)
     if implicit:
         config.set_flag(trt.BuilderFlag.FP16)  # FP16 is the fallback for layers INT8 cannot take
@@ -176,6 +183,7 @@ def build_engine(
             if calibrator is None:
                 from segexport.calib.legacy import cache_only_calibrator
 
+                assert calibration_cache is not None  # refused above when both are missing
                 calibrator = cache_only_calibrator(trt, calibration_cache)
             config.int8_calibrator = calibrator
             config.set_calibration_profile(profile)
@@ -184,9 +192,10 @@ def build_engine(
     if hardware_compatibility:
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, HARDWARE_LEVELS[hardware_compatibility])
     if target_compute_capabilities:
-        config.num_compute_capabilities = len(target_compute_capabilities)
+        # TensorRT-RTX only (refused for TensorRT above): not in TensorRT 10's API, hence the ignores
+        config.num_compute_capabilities = len(target_compute_capabilities)  # type: ignore[attr-defined]
         for i, cc in enumerate(target_compute_capabilities):
-            config.set_compute_capability(getattr(trt.ComputeCapability, cc.upper()), i)
+            config.set_compute_capability(getattr(trt.ComputeCapability, cc.upper()), i)  # type: ignore[attr-defined]
     cache_obj = None
     if timing_cache is not None and hasattr(config, "create_timing_cache"):
         blob = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
@@ -206,7 +215,7 @@ def build_engine(
             hint = "run `segexport lint --build` for every finding"
         raise UserError(f"{flavour.label} failed to build an engine from {onnx_path.name}: {error}; {hint}")
     data = bytes(serialized)
-    gpu, cc = current_gpu()
+    gpu, gpu_cc = current_gpu()
     # TensorRT engines are tuned for the GPU they were built on; TensorRT-RTX ones only with "current".
     for_this_gpu = flavour.backend == "trt" or [t.lower() for t in target_compute_capabilities] == ["current"]
     from segexport.core.hashing import sha256_file
@@ -215,10 +224,10 @@ def build_engine(
         engine=str(out_path), backend=flavour.backend, tensorrt_version=flavour.version, precision=precision,
         onnx_sha256=sha256_file(onnx_path), profile={k: [list(s) for s in v] for k, v in profile_shapes.items()},
         build_seconds=round(seconds, 3), engine_bytes=len(data), gpu=gpu if for_this_gpu else None,
-        compute_capability=cc if for_this_gpu else None, strongly_typed=not implicit,
+        compute_capability=gpu_cc if for_this_gpu else None, strongly_typed=not implicit,
         calibration_cache=str(calibration_cache) if calibration_cache else None,
         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-        target_compute_capabilities=([cc.lower() for cc in target_compute_capabilities]
+        target_compute_capabilities=([t.lower() for t in target_compute_capabilities]
                                      if target_compute_capabilities or flavour.backend != "rtx" else "all"),
         schema=SIDECAR_SCHEMA, **_self_description(model),
     )
@@ -229,7 +238,7 @@ def build_engine(
         sidecar_tmp = Path(str(tmp) + SIDECAR_SUFFIX)
         sidecar_tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
         os.replace(sidecar_tmp, sidecar_path(out_path))
-    if cache_obj is not None:
+    if cache_obj is not None and timing_cache is not None:
         with atomic_output(timing_cache, flag="--timing-cache") as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     return info
@@ -278,7 +287,7 @@ def _check_engine_paths(onnx_path: Path, out_path: Path, timing_cache, workspace
 def _check_portability(flavour: Flavour, version_compatible: bool, hardware: str | None,
                        targets: tuple[str, ...]) -> None:
     """Refuse a portability option the flavour lacks, before minutes of building."""
-    trt = flavour.module
+    trt = flavour.module  # Any: only membership tests, valid for either package
     if hardware is not None and hardware not in HARDWARE_LEVELS:
         raise UserError(f"hardware compatibility {hardware!r} is not one of {', '.join(HARDWARE_LEVELS)}")
     if flavour.backend == "rtx":
