@@ -8,9 +8,29 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["deploy_deepstream", "deploy_triton", "predict", "DEPLOY_TARGETS"]
+__all__ = ["deploy_deepstream", "deploy_triton", "deploy_all", "predict", "DEPLOY_TARGETS"]
 
 DEPLOY_TARGETS = ("deepstream", "triton")
+
+
+def deploy_all(onnx_path: Any, out: Any, targets: Any = DEPLOY_TARGETS, **options: Any) -> dict[str, Any]:
+    """Each requested bundle into ``out/<target>`` (the pipeline's ``deploy = ["triton", "deepstream"]``);
+    returns {target: result}. Unknown targets are refused before anything is written; ``options`` go
+    to every target that takes them (e.g. ``engine``, ``target_trt``)."""
+    import inspect
+    from pathlib import Path
+
+    from segexport.errors import UserError
+
+    unknown = [t for t in targets if t not in DEPLOY_TARGETS]
+    if unknown:
+        raise UserError(f"deploy target {unknown[0]!r} is not one of {', '.join(DEPLOY_TARGETS)}")
+    results = {}
+    for target in targets:
+        fn = __getattr__(f"deploy_{target}")
+        accepted = inspect.signature(fn).parameters
+        results[target] = fn(onnx_path, Path(out) / target, **{k: v for k, v in options.items() if k in accepted})
+    return results
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing the package never imports onnx

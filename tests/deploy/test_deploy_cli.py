@@ -166,3 +166,30 @@ def test_predict_onnx_and_bundle_agree_and_write_pictures(model, run_cli, tmp_pa
     assert_one_line_error(run_cli("predict", str(model), str(images), "--out", str(tmp_path / "p1")), "not empty")
     assert_one_line_error(run_cli("predict", str(tmp_path), str(images), "--out", str(tmp_path / "p3")),
                           CONFIG_NAME := "nvinfer_config.txt")
+
+
+def test_a_real_tensorrt_rtx_plan_is_refused_for_triton(model, run_cli, tmp_path):
+    """A plan TensorRT-RTX really built here (sidecar sha matches) still does not load in Triton's
+    TensorRT backend: refused by what built it, not by a hand-written sidecar."""
+    from tests.conftest import require_tensorrt_rtx
+
+    require_tensorrt_rtx()
+    engine = tmp_path / "m.engine"
+    built = run_cli("engine", str(model), "--out", str(engine), "--backend", "rtx")
+    assert built.exit_code == 0, built.stderr
+    before = _listing(tmp_path)
+    assert_one_line_error(run_cli("deploy", "triton", str(model), "--out", str(tmp_path / "repo"),
+                                  "--engine", str(engine)), "rtx")
+    _nothing_written(tmp_path, before)
+
+
+def test_deploy_all_for_the_pipeline(model, tmp_path):
+    from segexport.deploy import deploy_all
+    from segexport.errors import UserError
+
+    with pytest.raises(UserError, match="not one of"):
+        deploy_all(model, tmp_path / "x", ["triton", "jetson"])
+    assert not (tmp_path / "x").exists()
+    results = deploy_all(model, tmp_path / "b", ["triton", "deepstream"], instances=2, precision="fp16")
+    assert results["triton"].instances == 2 and results["deepstream"].precision == "fp16"
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["deepstream", "triton"]
