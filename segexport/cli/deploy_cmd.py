@@ -63,8 +63,10 @@ def deepstream_command(
                                    target_cc=parse_cc(target_cc))
     a = bundle.agreement
     if bundle.baked:
+        ties = (f"; the Softmax for nvinfer picks the other class at {a.softmax_ties} float-tied pixel(s)"
+                if a.softmax_ties else "")
         console.print(f"[bold green]✓[/] exact preprocessing baked into {bundle.onnx.name}: {a.agreement:.4%} label "
-                      f"agreement on {a.pixels} raw pixels ({a.images} images)")
+                      f"agreement on {a.pixels} raw pixels ({a.images} images){ties}")
     else:
         console.print(f"[bold yellow]![/] approximate normalisation (net-scale-factor={bundle.net_scale_factor:.6g}): "
                       f"{a.agreement:.4%} label agreement with exact preprocessing, {1 - a.agreement:.4%} of labels "

@@ -214,7 +214,8 @@ def nvinfer_config(record, bundled_record, *, onnx_name: str, engine_name: str, 
         ("network-mode", str(NETWORK_MODE[precision]), f"{precision} (0 FP32, 1 INT8, 2 FP16)"),
     ]
     if cache_name:
-        rows.append(("int8-calib-file", cache_name, "TensorRT calibration cache checked against the source ONNX"))
+        rows.append(("int8-calib-file", cache_name, "TensorRT calibration cache checked against the source ONNX; "
+                     "its 'input' range applies to the normalised tensor, the raw-pixel ops have none and stay FP16/FP32"))
     rows += [
         ("batch-size", str(batch), "export record batch (within the exported batch range)"),
         ("infer-dims", f"3;{h};{w}", "export record input size (C;H;W)"),

@@ -29,13 +29,21 @@ MIN_AGREEMENT = 0.9999
 VERIFY_IMAGES = 4
 
 
+TIE = 1e-6  # top-2 logits closer than this are a tie at float32 precision
+
+
 @dataclass(frozen=True)
 class Agreement:
-    """Label agreement of a deployment's preprocessing with exact preprocessing, on ``pixels`` pixels."""
+    """Label agreement of a deployment's preprocessing with exact preprocessing, on ``pixels`` pixels.
+
+    ``softmax_ties``: pixels where the appended Softmax, whose float32 probabilities can round two
+    logits closer than ``TIE`` to the same value, picks the other of the tied classes (only ever
+    at such ties; any other change is a failed check)."""
 
     agreement: float
     pixels: int
     images: int
+    softmax_ties: int = 0
 
 
 def channel_order(record: ExportRecord, values: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -172,15 +180,49 @@ def _agreement(a: np.ndarray, b: np.ndarray) -> Agreement:
 
 
 def verify_baked(original, baked, record: ExportRecord, baked_record: ExportRecord) -> Agreement:
-    """Labels of the baked graph on raw pixels against the original on exactly preprocessed ones."""
+    """Labels of the baked graph on raw pixels against the original on exactly preprocessed ones.
+
+    Compared on the logits inside the bundle graph (the original output tensor, before the Softmax):
+    that is where the normalisation is exact. The Softmax's own effect is counted apart: it may only
+    change a label where the two top logits tie within float32 precision."""
+    import onnx
+
+    from segexport.checks.metrics import labels_of, top2_margin
     from segexport.data.images import preprocess
+    from segexport.errors import CheckFailed
 
     rgb = sample_images(record)
     exact = np.stack([preprocess(im, record.preprocess) for im in rgb])
     batch = record.batch
-    ref = _run(_session(original), record.input_name, exact.astype(_input_type(original)), batch)
-    got = _run(_session(baked), baked_record.input_name, raw_tensor(rgb, record).astype(_input_type(baked)), batch)
-    return _agreement(ref, got)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(baked)
+    if baked_record.output_name != record.output_name:
+        probe.graph.output.append(onnx.ValueInfoProto(name=record.output_name))
+    ref_session, got_session = _session(original), _session(probe)
+    raw = raw_tensor(rgb, record).astype(_input_type(baked))
+    ref_all, logits_all, final_all = [], [], []
+    for i in range(0, len(rgb), batch):
+        ref_all.append(_run_raw(ref_session, record.input_name, exact[i:i + batch].astype(_input_type(original)),
+                                batch, [record.output_name])[0])
+        got = _run_raw(got_session, baked_record.input_name, raw[i:i + batch], batch,
+                       [record.output_name, baked_record.output_name])
+        logits_all.append(got[0])
+        final_all.append(got[1])
+    ref, logits, final = (np.concatenate(a).astype(np.float32) for a in (ref_all, logits_all, final_all))
+    agreement = _agreement(labels_of(ref), labels_of(logits))
+    flips = labels_of(final) != labels_of(logits)
+    if flips.any() and (top2_margin(logits)[flips] >= TIE).any():
+        raise CheckFailed("the Softmax appended for nvinfer changed labels away from ties: nothing written "
+                          "(please report this model)")
+    return Agreement(agreement.agreement, agreement.pixels, agreement.images, int(flips.sum()))
+
+
+def _run_raw(session, name: str, x: np.ndarray, batch: int, outputs: list[str]) -> list[np.ndarray]:
+    """``outputs`` for ``x`` (at most one batch), padding a short static batch and dropping the padding."""
+    short = batch - len(x)
+    if short:
+        x = np.concatenate([x, np.repeat(x[-1:], short, axis=0)])
+    return [np.asarray(y)[: batch - short] for y in session.run(outputs, {name: x})]
 
 
 def measure_approximation(original, record: ExportRecord) -> Agreement:

@@ -193,3 +193,23 @@ def test_deploy_all_for_the_pipeline(model, tmp_path):
     results = deploy_all(model, tmp_path / "b", ["triton", "deepstream"], instances=2, precision="fp16")
     assert results["triton"].instances == 2 and results["deepstream"].precision == "fp16"
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["deepstream", "triton"]
+
+
+def test_staged_bundle_vanishes_on_interrupt(tmp_path):
+    from segexport.deploy.bundle import staged_dir
+
+    with pytest.raises(KeyboardInterrupt):
+        with staged_dir(tmp_path / "b") as stage:
+            (stage / "half.onnx").write_bytes(b"x")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predict_refuses_an_engine_that_does_not_describe_itself(model, run_cli, tmp_path):
+    from segexport.data.synth import make_synthetic
+
+    make_synthetic(tmp_path / "s", count=1, size=(40, 48), num_classes=4)
+    engine = fake_engine(tmp_path / "old.engine", "0" * 64, schema=1)
+    assert_one_line_error(run_cli("predict", str(engine), str(tmp_path / "s" / "images"), "--out",
+                                  str(tmp_path / "p")), "no preprocessing contract")
+    assert not (tmp_path / "p").exists()
