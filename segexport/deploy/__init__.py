@@ -25,11 +25,21 @@ def deploy_all(onnx_path: Any, out: Any, targets: Any = DEPLOY_TARGETS, **option
     unknown = [t for t in targets if t not in DEPLOY_TARGETS]
     if unknown:
         raise UserError(f"deploy target {unknown[0]!r} is not one of {', '.join(DEPLOY_TARGETS)}")
+    from segexport.deploy.bundle import check_out_dir
+
+    out = check_out_dir(out)
+    created = not out.exists()
+    out.mkdir(exist_ok=True)
     results = {}
-    for target in targets:
-        fn = __getattr__(f"deploy_{target}")
-        accepted = inspect.signature(fn).parameters
-        results[target] = fn(onnx_path, Path(out) / target, **{k: v for k, v in options.items() if k in accepted})
+    try:
+        for target in targets:
+            fn = __getattr__(f"deploy_{target}")
+            accepted = inspect.signature(fn).parameters
+            results[target] = fn(onnx_path, out / target, **{k: v for k, v in options.items() if k in accepted})
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
     return results
 
 

@@ -67,7 +67,8 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
         raise UserError(f"--instances must be >= 1, got {instances}")
     model = load_onnx(onnx_path)
     record = read_record(model)
-    name = name or record.model
+    if name is None:  # a user model's record names its factory (path/file.py:build): fall back to the file name
+        name = record.model if _NAME.fullmatch(record.model) else onnx_path.stem
     if not _NAME.fullmatch(name) or name in (".", ".."):
         raise UserError(f"--name {name!r} is not a Triton model name: use letters, digits, '_', '-', '.'")
     inputs, outputs = graph_io(model)

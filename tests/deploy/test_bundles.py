@@ -191,7 +191,8 @@ def test_user_binary_model_bundles(user_onnx, tmp_path, parse_triton):
     assert "Softmax" not in {n.op_type for n in bundle_model.graph.node}  # one channel: the logit itself
     assert [n.op_type for n in bundle_model.graph.node[:3]] == ["Div", "Sub", "Div"]
     assert_baked_agrees(user_onnx, ds.onnx)
-    tr = deploy_triton(user_onnx, tmp_path / "tr", name="binary", instances=2)
+    tr = deploy_triton(user_onnx, tmp_path / "tr", instances=2)
+    assert tr.name == "binary"  # the record names a factory path: the ONNX's file name instead
     check_triton(tr, user_onnx, parse_triton)
     cfg = parse_triton(tr.config)
     assert cfg.max_batch_size == 4 and list(cfg.input[0].dims) == [3, -1, -1]
