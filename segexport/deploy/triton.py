@@ -96,6 +96,13 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
     precision, strongly_typed = resolve_precision(model, onnx_path, None, None)
     platform, model_file = ("tensorrt_plan", "model.plan") if engine is not None else ("onnxruntime_onnx", "model.onnx")
     external = sorted({e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"})
+    for data in external:  # a name read from the file: it must not lead out of the model's folder
+        if Path(data).name != data or data in (".", ".."):
+            raise UserError(f"{onnx_path.name} names its weights file {data!r}, not a plain file beside it: "
+                            "re-save the ONNX with its data file in the same folder")
+        if not (onnx_path.parent / data).is_file():
+            raise UserError(f"{onnx_path.name} keeps its weights in {data}, which is not beside it: keep the .onnx "
+                            "and its data file in one folder")
 
     def dims(shape: tuple[int, ...]) -> str:
         return "[ " + ", ".join(str(d) for d in (shape[1:] if dynamic_batch else shape)) + " ]"
