@@ -213,3 +213,22 @@ def test_predict_refuses_an_engine_that_does_not_describe_itself(model, run_cli,
     assert_one_line_error(run_cli("predict", str(engine), str(tmp_path / "s" / "images"), "--out",
                                   str(tmp_path / "p")), "no preprocessing contract")
     assert not (tmp_path / "p").exists()
+
+
+def test_external_data_name_cannot_lead_out_of_the_bundle(model, run_cli, tmp_path):
+    """The weights-file name is read from the ONNX (data, not a command): a path is refused."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    init = max(proto.graph.initializer, key=lambda t: len(t.raw_data))
+    init.data_location = onnx.TensorProto.EXTERNAL
+    entry = init.external_data.add()
+    entry.key, entry.value = "location", "../outside.bin"
+    init.ClearField("raw_data")
+    hostile = tmp_path / "m" / "hostile.onnx"
+    hostile.parent.mkdir()
+    hostile.write_bytes(proto.SerializeToString())
+    (tmp_path / "outside.bin").write_bytes(b"\0" * 16)
+    before = _listing(tmp_path)
+    assert_one_line_error(run_cli("deploy", "triton", str(hostile), "--out", str(tmp_path / "repo")), "plain file")
+    _nothing_written(tmp_path, before)
