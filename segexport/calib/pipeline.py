@@ -146,9 +146,8 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
 
     with atomic_output(out) as tmp:
         onnx.save(model, str(tmp))
-        report = lint_model(tmp, parser="none")
-        if report.errors:
-            raise CheckFailed(f"the {precision} ONNX fails the TensorRT lint: {report.errors[0].message}")
+        say(f"checking the {precision} ONNX (ONNX checker, NVIDIA's parser where installed)")
+        report = self_check(tmp, precision)
     written += [out, sidecar_for(out)]
     result = CalibrateResult(out=out, precision=precision, cost=built["cost"], cost_kind=kind,
                              kept_float=built.get("kept", []), fp16_blocked=built.get("blocked", []),
@@ -183,6 +182,25 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
     say("measuring the accuracy and latency cost")
     _report(result, evaluation, src, out, record)
     return result
+
+
+def self_check(path: Path, precision: str):
+    """Hold a freshly written reduced-precision ONNX to what a deployment will: ONNX's full
+    checker (types and shapes, which catches duplicate or mistyped initializers) and the lint
+    with NVIDIA's real parser when ``tensorrt``/``tensorrt_rtx`` is installed. A file that
+    fails is never reported as a success (it is not renamed into place)."""
+    from segexport.errors import exception_line
+    from segexport.exporter.lint import lint_model
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # onnx.checker.ValidationError, shape_inference.InferenceError
+        raise CheckFailed(f"the {precision} ONNX segexport wrote is invalid ({exception_line(exc)[:300]}): "
+                          "please report this with the source ONNX") from exc
+    report = lint_model(path, parser="auto")
+    if report.errors:
+        raise CheckFailed(f"the {precision} ONNX fails the TensorRT lint: {report.errors[0].message}")
+    return report
 
 
 def _evaluation(opts, record, src: Path, calib_inputs: np.ndarray):

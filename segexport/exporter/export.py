@@ -457,6 +457,7 @@ def _clean_up(model, *, slim: bool):
         with contextlib.redirect_stdout(sink), _quiet_warnings():
             model = onnxslim.slim(model)
     _float_resize_scales(model)
+    _fold_required_constants(model)
     _restore_module_scopes(model, scopes)
     # One set of intermediate shapes, inferred from the final graph: onnxslim keeps the exporter's
     # value_info and inference would append its own, leaving two (sometimes contradicting) entries
@@ -494,6 +495,83 @@ def _float_resize_scales(model) -> list[str]:
                     attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float32), attr.t.name))
                     cast.append(name)
     return cast
+
+
+def _fold_required_constants(model) -> list[str]:
+    """Replace each ``axes`` input TensorRT needs as a build-time constant, when it is computed
+    from constants (``Reshape(Constant)``, ``Range(0, 2, 1)``), by an initializer holding its value.
+
+    The parser folds some such subgraphs but not all (TensorRT-RTX 1.7 refuses ReduceMean axes
+    from a ``Reshape`` of constants: "Axis input must resolve to a build-time constant"), and
+    onnxslim, which would fold them, is optional (``--no-slim``). Evaluated with ONNX's reference
+    runtime on just the constant ancestors; producers left without consumers are dropped.
+    Returns the tensors folded.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    from segexport.exporter.lint import AXES_MUST_BE_CONSTANT, folded_constants
+
+    graph = model.graph
+    literal = {i.name for i in graph.initializer}
+    constants = folded_constants(model)
+    producer = {o: n for n in graph.node for o in n.output if o}
+    wanted = []
+    for node in graph.node:
+        idx = AXES_MUST_BE_CONSTANT.get(node.op_type)
+        if idx is None or len(node.input) <= idx or not node.input[idx]:
+            continue
+        name = node.input[idx]
+        if name in constants and name not in literal and producer.get(name) is not None \
+                and producer[name].op_type != "Constant" and name not in wanted:
+            wanted.append(name)
+    if not wanted:
+        return []
+    needed: list = []
+    seen: set[int] = set()
+
+    def visit(tensor: str) -> None:
+        node = producer.get(tensor)
+        if node is None or id(node) in seen:
+            return
+        seen.add(id(node))
+        for i in node.input:
+            if i:
+                visit(i)
+        needed.append(node)
+
+    for name in wanted:
+        visit(name)
+    order = {id(n): k for k, n in enumerate(graph.node)}
+    needed.sort(key=lambda n: order[id(n)])
+    used_inits = {i for n in needed for i in n.input} & literal
+    sub = helper.make_model(
+        helper.make_graph(needed, "fold", [], [helper.make_tensor_value_info(w, onnx.TensorProto.UNDEFINED, None)
+                                               for w in wanted],
+                          [i for i in graph.initializer if i.name in used_inits]),
+        opset_imports=list(model.opset_import))
+    values = ReferenceEvaluator(sub).run(None, {})
+    for name, value in zip(wanted, values):
+        graph.initializer.append(numpy_helper.from_array(value, name))
+    for node in needed:  # the folded outputs now come from initializers
+        node.output[:] = ["" if o in wanted else o for o in node.output]
+    _drop_dead_nodes(model)
+    return wanted
+
+
+def _drop_dead_nodes(model) -> None:
+    """Remove nodes none of whose outputs is read (repeatedly, so dead chains go too)."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {i for n in graph.node for i in n.input} | outputs
+        dead = [n for n in graph.node if not any(o and o in read for o in n.output)]
+        if not dead:
+            return
+        keep = [n for n in graph.node if all(n is not d for d in dead)]
+        del graph.node[:]
+        graph.node.extend(keep)
 
 
 # Node metadata kept in the exported graph: which PyTorch module a node came from. Lint
@@ -575,6 +653,10 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     from segexport.checks.runners import quiet_polygraphy
 
     quiet_polygraphy()
+    import onnxruntime
+
+    # A shape the graph cannot run becomes one CheckFailed line below; ORT would also log it.
+    onnxruntime.set_default_logger_severity(4)
     strict = THRESHOLDS["fp32"]
     rows: list[VerifyRow] = []
     rng = np.random.default_rng(seed)
@@ -588,7 +670,17 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
         for shape in verification_shapes(record):
             x = rng.standard_normal(shape, dtype=np.float32)
             ref = reference(x)
-            got = np.asarray(runner.infer({record.input_name: x})[record.output_name])
+            try:
+                got = np.asarray(runner.infer({record.input_name: x})[record.output_name])
+            except Exception as exc:  # onnxruntime's Fail/RuntimeException: the graph cannot run this shape
+                from segexport.errors import exception_line
+
+                detail = _ANSI_RE.sub("", exception_line(exc)).split("Status Message:")[-1].strip()[:200]
+                fix = ("the model's forward depends on the input size in Python (e.g. pads odd sizes), and the "
+                       "dynamic export froze one case: export static, or give --hw-range sizes the model treats alike "
+                       "(e.g. multiples of its stride)" if record.dynamic else "please report this with the model")
+                raise CheckFailed(f"ONNX Runtime cannot run the export at input {'x'.join(map(str, shape))} "
+                                  f"({detail}): {fix}") from exc
             metrics = compare(ref, got)
             row = VerifyRow(shape=tuple(shape), metrics=metrics, checks=evaluate(metrics, strict))
             if not row.passed:
