@@ -263,6 +263,12 @@ def quantize_qdq(onnx_path: str | Path, calibration: Calibration, *, exclude: li
     with _quiet_ort_quantizer():
         quantizer.quantize_model()
     out = quantizer.model.model
+    # ORT leaves the graph input's Q/DQ pair after the nodes that read it (ONNX Runtime sorts on
+    # load, so it runs), which ONNX's checker rejects; sort with ORT's own helper so the artefact is
+    # valid ONNX for every consumer.
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    ONNXModel(out).topological_sort()
     _restore_names_and_metadata(model, out)
     return out
 

@@ -72,6 +72,7 @@ class CalibrateResult:
     candidates: list[dict] = field(default_factory=list)  # --precision best: every precision tried
     calib_samples: int = 0  # what calibration used (a folder may hold fewer than --calib-count)
     lint_warnings: int = 0
+    range_fallback: dict[str, str] = field(default_factory=dict)  # int8: tensor -> why minmax replaced --method
 
 
 Progress = Callable[..., None]  # progress(message, done=None, total=None)
@@ -152,7 +153,8 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
     result = CalibrateResult(out=out, precision=precision, cost=built["cost"], cost_kind=kind,
                              kept_float=built.get("kept", []), fp16_blocked=built.get("blocked", []),
                              lint_warnings=len(report.warnings), candidates=candidates,
-                             calib_samples=len(calib.inputs))
+                             calib_samples=len(calib.inputs),
+                             range_fallback=dict(calibration.fallback) if calibration is not None else {})
     from segexport.calib.provenance import Provenance, tool_versions, write_provenance
 
     common = dict(source_onnx=str(src), source_onnx_sha256=src_sha, data_source=calib.source,
@@ -161,7 +163,8 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
                   preprocess=record.preprocess.__dict__ | {}, versions=tool_versions())
     write_provenance(Provenance(artefact=str(out), kind=f"{precision}-onnx",
                                 extra={"kept_float": [k.__dict__ for k in result.kept_float],
-                                       "fp16_blocked": [b.__dict__ for b in result.fp16_blocked]}, **common))
+                                       "fp16_blocked": [b.__dict__ for b in result.fp16_blocked],
+                                       "range_fallback": result.range_fallback}, **common))
     if calibration is not None and (opts.trt_cache or (precision == "int8" and opts.trt_version)):
         # the cache is for the fp32 ONNX (TensorRT 10 implicit INT8), whichever ONNX --precision best kept
         from segexport.calib.trt_cache import DEFAULT_TRT_VERSION, write_cache

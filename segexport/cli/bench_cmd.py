@@ -23,7 +23,7 @@ def bench_command(
     batch: str = typer.Option("1", "--batch", help="Batch sizes to sweep, e.g. 1,4,8 (ONNX must be dynamic in batch for >1 unless exported so)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW (default: the ONNX's or the model's)."),
     width: float = typer.Option(1.0, "--width", help="Width multiplier for --model without --onnx."),
-    num_classes: int = typer.Option(21, "--num-classes"),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="With --model and no --onnx (default: 21 for the zoo, a user factory's own)."),
     warmup: int = typer.Option(5, "--warmup", help="Untimed iterations first."),
     iterations: int = typer.Option(20, "--iterations", help="Timed iterations (ignored with --duration)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Time for this many seconds instead of --iterations."),
@@ -90,7 +90,9 @@ def bench_command(
     if any(n.startswith("torch") for n in names):
         ref = model or record.model
         loaded = load_model(ref, num_classes=record.num_classes if record else num_classes,
-                            width=record.width if record else width)
+                            width=record.width if record else width,
+                            output_key=record.output_key if record else None,
+                            upsample_logits=record.upsample_logits if record else False)
         torch_model = loaded.model
         size = size or loaded.spec.default_input_size
         check_input_size(loaded.spec, size)

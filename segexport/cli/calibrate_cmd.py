@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from segexport.cli.common import console
 
@@ -101,5 +102,10 @@ def _print_report(result) -> None:
                   f"{result.precision} {lat[result.precision]:.2f} ms ({gain:.2f}x)")
     for k in result.kept_float:
         console.print(f"  kept in float: {k.module or k.node} (recovers {k.recovered:.3f} {result.cost_kind} alone)")
+    if result.range_fallback:
+        listed = ", ".join(f"{k} ({v})" for k, v in list(result.range_fallback.items())[:3])
+        more = f" (+{len(result.range_fallback) - 3} more, in the .json sidecar)" if len(result.range_fallback) > 3 else ""
+        console.print(f"  [yellow]note:[/] {len(result.range_fallback)} degenerate tensor(s) calibrated by minmax instead "
+                      f"of histograms: {escape(listed)}{more}")
     for r in result.fp16_blocked:
         console.print(f"  kept in FP32: {r.module or r.node} ({r.reason})")

@@ -186,10 +186,11 @@ def check_segmentation_output(name: str, example: torch.Tensor, output: Any, num
         if output.dim() == 4 and output.shape[0] == n:
             oh, ow = output.shape[-2:]
             ratio = f" (1/{h // oh} of the input)" if oh and h % oh == 0 and w % ow == 0 and h // oh == w // ow else ""
-            fix = ("pass --upsample-logits to append a bilinear resize to the input size (as Hugging Face's "
-                   "post-processing does), or upsample inside the model" if adapters else
-                   "upsample inside the model, e.g. F.interpolate(logits, size=x.shape[-2:], mode='bilinear')")
-            raise UserError(f"{name} returned {_shape(output)} logits for a {_shape(example)} input{ratio}: "
+            fix = "upsample inside the model, e.g. F.interpolate(logits, size=x.shape[-2:], mode='bilinear')"
+            if adapters:
+                fix = ("pass --upsample-logits to append a bilinear resize to the input size (as Hugging Face's "
+                       "post-processing does), or " + fix)
+            raise UserError(f"{name} returned {_shape(output)} for a {_shape(example)} input{ratio}: "
                             f"segmentation logits must be {n} x classes x {h} x {w}; {fix}")
         raise UserError(
             f"{name} returned {_shape(output)} for a {_shape(example)} input: segmentation logits must be "
@@ -205,9 +206,10 @@ def check_segmentation_output(name: str, example: torch.Tensor, output: Any, num
         )
 
 
-def check_forward(name: str, model: torch.nn.Module, size: tuple[int, int], num_classes: int) -> None:
+def check_forward(name: str, model: torch.nn.Module, size: tuple[int, int], num_classes: int | None) -> int:
     """Run ``model`` once on a 1 x 3 x H x W batch and hold it to the contract; for commands
-    that do not already run a forward of their own before the real work."""
+    that do not already run a forward of their own before the real work. Returns the number of
+    class channels (what a user model without ``num_classes`` predicts)."""
     example = torch.randn(1, 3, *size)
     try:
         with torch.no_grad():
@@ -215,6 +217,7 @@ def check_forward(name: str, model: torch.nn.Module, size: tuple[int, int], num_
     except Exception as exc:
         raise forward_error(name, example, exc) from exc
     check_segmentation_output(name, example, output, num_classes)
+    return int(output.shape[1])
 
 
 def _shape(t: torch.Tensor) -> str:

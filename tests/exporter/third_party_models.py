@@ -404,3 +404,31 @@ def scale_up(num_classes: int = 2, mode: str = "bilinear", factor: float = 2.0, 
              down: int = 2) -> nn.Module:
     """``--model-arg recompute=true|false|none`` arrives as a bool or None."""
     return ScaleUp(num_classes, mode, float(factor), recompute, int(down))
+
+
+class ScaleMatrix(nn.Module):
+    """Every scale_factor idiom in one graph: a branch per (factor, recompute_scale_factor),
+    each resized back to the input with ``size=`` and summed, so one export tests them all."""
+
+    FACTORS = (2, 3, 1.5, 0.5)
+    RECOMPUTE = (None, True, False)
+
+    def __init__(self, num_classes: int, mode: str) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.head = nn.Conv2d(4, num_classes, 1)
+        self.mode = mode
+
+    def forward(self, x):
+        y = self.body(x)
+        kw = {} if self.mode == "nearest" else {"align_corners": False}
+        total = 0
+        for factor in self.FACTORS:
+            for rec in self.RECOMPUTE:
+                z = F.interpolate(y, scale_factor=factor, mode=self.mode, recompute_scale_factor=rec, **kw)
+                total = total + F.interpolate(z, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(total)
+
+
+def scale_matrix(num_classes: int = 2, mode: str = "bilinear") -> nn.Module:
+    return ScaleMatrix(num_classes, mode)
