@@ -90,7 +90,7 @@ def test_reduces_without_a_traceback(run_cli, exported, factory, precision, tmp_
 
 DYNAMIC = [
     ("tv_fcn", ["--input-size", "40x48"]),
-    ("smp_pspnet", ["--input-size", "48x48", "--hw-range", "32x32:64x64"]),
+    ("smp_fpn", ["--input-size", "64x64", "--hw-range", "32x32:96x96"]),  # sizes smp's own check accepts
     ("hf_segformer", ["--input-size", "64x64", "--hw-range", "32x32:96x96", "--upsample-logits"]),
     ("monai_segresnet", ["--input-size", "36x44"]),
 ]
@@ -106,6 +106,17 @@ def test_dynamic_hw_exports_and_builds(run_cli, tmp_path, factory, flags):
     require_tensorrt_rtx()
     built = run_cli("lint", out, "--build")
     assert built.exit_code == 0 and "engine: built" in built.stdout, built.stdout
+
+
+def test_dynamic_adaptive_pool_is_refused_by_verification(run_cli, tmp_path):
+    """smp PSPNet's AdaptiveAvgPool2d(2) exports with its kernel frozen at the traced size, so a
+    dynamic export is wrong at every other size: the CLI's min/opt/max verification refuses it
+    (exit 1, one line) instead of shipping it. Static exports of it are exact (above)."""
+    out = tmp_path / "psp.onnx"
+    result = run_cli("onnx", "--model", ref("smp_pspnet"), "--dynamic", "hw", "--input-size", "48x48",
+                     "--hw-range", "32x32:64x64", "--out", out)
+    assert_one_line_error(result, "ONNX Runtime disagrees with PyTorch at input [1, 3, 48, 48]", code=1)
+    assert not out.exists()
 
 
 # ---- the scale_factor matrix: every way to write nn.Upsample / F.interpolate(scale_factor=...)
