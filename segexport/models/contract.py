@@ -33,7 +33,7 @@ def forward_error(name: str, example: torch.Tensor, exc: BaseException) -> UserE
     """
     text = str(exc)
     m = _DIVISIBLE.search(text)
-    if m and int(m.group(1)) > 1:
+    if m and int(m.group(1)) > 1 and re.search(r"height|width|size|shape", text, re.IGNORECASE):
         k = int(m.group(1))
         h, w = example.shape[-2:]
         down = f"{max(k, h // k * k)}x{max(k, w // k * k)}"
