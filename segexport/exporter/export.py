@@ -662,8 +662,15 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     rng = np.random.default_rng(seed)
 
     def reference(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = torch_model(torch.from_numpy(x)).numpy()
+        try:
+            with torch.no_grad():
+                out = torch_model(torch.from_numpy(x)).numpy()
+        except Exception as exc:  # the model itself cannot take a corner of the dynamic profile
+            from segexport.errors import exception_line
+
+            raise UserError(f"{record.model} fails in PyTorch itself at {'x'.join(map(str, x.shape))}, a corner of the "
+                            f"dynamic profile ({exception_line(exc)[:160]}): give --hw-range sizes the model accepts "
+                            f"(e.g. multiples of its total stride)") from exc
         return labels_of(out).astype(np.int32) if record.argmax else out
 
     with OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["CPUExecutionProvider"])) as runner:

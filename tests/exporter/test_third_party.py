@@ -92,7 +92,7 @@ DYNAMIC = [
     ("tv_fcn", ["--input-size", "40x48"]),
     ("smp_fpn", ["--input-size", "64x64", "--hw-range", "32x32:96x96"]),  # sizes smp's own check accepts
     ("hf_segformer", ["--input-size", "64x64", "--hw-range", "32x32:96x96", "--upsample-logits"]),
-    ("monai_segresnet", ["--input-size", "36x44"]),
+    ("monai_segresnet", ["--input-size", "36x44", "--hw-range", "32x32:64x64"]),  # stride 4: multiples of 4
 ]
 
 
@@ -162,7 +162,9 @@ def test_scale_factor_matrix_exports_exactly(run_cli, tmp_path, mode, dynamic):
     ("monai_basicunet", ["--input-size", "32x32", "--num-classes", "5"],
      ("returned 2 class channels but --num-classes is 5", "pass --num-classes 2")),
     ("tv_fcn", ["--input-size", "32x32", "--upsample-logits", "--output", "0"], ("--output 0", "it has: out")),
-], ids=["hf-low-res", "smp-divisible", "missing-key", "classes-mismatch", "dict-index"])
+    ("monai_segresnet", ["--input-size", "36x44", "--dynamic", "hw"],
+     ("fails in PyTorch itself at 1x3x18x22, a corner of the dynamic profile", "--hw-range")),
+], ids=["hf-low-res", "smp-divisible", "missing-key", "classes-mismatch", "dict-index", "profile-corner"])
 def test_refusals_are_one_line(run_cli, tmp_path, factory, flags, fragments):
     out = tmp_path / "x.onnx"
     result = run_cli("onnx", "--model", ref(factory), *flags, "--out", out)
@@ -176,5 +178,5 @@ def test_output_picks_the_aux_head(run_cli, tmp_path):
                      "--out", out)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert read_record(out).output_key == "aux"
-    parity = run_cli("parity", out, "--count", "1")  # parity rebuilds the reference with the recorded adapter
+    parity = run_cli("parity", "--onnx", out, "--count", "1")  # parity rebuilds the reference with the recorded adapter
     assert parity.exit_code == 0, parity.stdout + parity.stderr
