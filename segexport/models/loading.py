@@ -109,6 +109,8 @@ def _load(ref: str, *, num_classes: int | None, width: float, model_args: dict[s
         model, spec = _build_user_model(ref, factory, num_classes=num_classes, width=width, model_args=model_args)
         if given is None and weights is not None and num_classes is not None:
             head = _checkpoint_head_classes(model, read_state_dict(weights), num_classes)
+            if source == "placeholder":  # the head fits the build (or load_weights below names the mismatch)
+                source = "checkpoint head"
             if head is not None and head != num_classes:
                 num_classes, source = head, "checkpoint head"
                 with torch.random.fork_rng(devices=[]):

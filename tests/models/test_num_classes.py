@@ -80,3 +80,12 @@ def test_a_factory_without_num_classes_is_decided_by_its_output(nets):
     settle_num_classes(loaded, 3)
     assert (loaded.num_classes, loaded.num_classes_source) == (3, "model output")
     assert describe(loaded).class_names == ("class_0", "class_1", "class_2")
+
+
+def test_required_argument_is_read_from_the_checkpoint(nets, tmp_path):
+    ckpt = tmp_path / "four.pt"
+    torch.save(torch.nn.Conv2d(3, 4, 1).state_dict(), ckpt)
+    loaded = load_model(f"{nets}:required", weights=ckpt)
+    assert (loaded.num_classes, loaded.num_classes_source) == (4, "checkpoint head")
+    torch.save(torch.nn.Conv2d(3, 21, 1).state_dict(), ckpt)  # the build's own count: no rebuild, same answer
+    assert load_model(f"{nets}:required", weights=ckpt).num_classes_source == "checkpoint head"
