@@ -145,7 +145,9 @@ def choose_output(name: str, example: torch.Tensor, output: Any, *, key: str | N
         logits = torch.nn.functional.interpolate(logits, size=example.shape[-2:], mode="bilinear", align_corners=False)
         did_upsample = True
         note = (note + "; " if note else "") + "logits resized to the input size (bilinear, align_corners=False)"
-    return OutputChoice(key=taken, upsample=upsample, output=logits, note=note if (taken or did_upsample) else None)
+    elif upsample:
+        note = (note + "; " if note else "") + "--upsample-logits: the logits are already at the input size, nothing appended"
+    return OutputChoice(key=taken, upsample=did_upsample, output=logits, note=note)
 
 
 def _refuse_container(name: str, output: Any) -> None:

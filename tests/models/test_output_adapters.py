@@ -65,3 +65,9 @@ def test_upsample_resizes_like_hugging_face_post_processing():
             return HFOutput(low)
 
     torch.testing.assert_close(OutputAdapter(Net(), "logits", True)(X), expected)
+
+
+def test_upsample_on_full_resolution_logits_is_a_noop_and_says_so():
+    choice = choose_output("net", X, LOGITS, upsample=True)
+    assert choice.output is LOGITS and choice.upsample is False  # nothing recorded as appended
+    assert "already at the input size" in choice.note
