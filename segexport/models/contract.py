@@ -42,7 +42,7 @@ def forward_error(name: str, example: torch.Tensor, exc: BaseException) -> UserE
                          f"use --input-size {up} or {down} (and a --hw-range whose sizes are multiples of {k})")
     return UserError(
         f"{name} failed on a {_shape(example)} float image batch ({exception_line(exc)}): "
-        "segexport feeds N x 3 x H x W RGB tensors; make the model's forward take that"
+        "segexport feeds N x 3 x H x W RGB tensors; make the model's forward take that (or fix its --model-arg values)"
     )
 
 
