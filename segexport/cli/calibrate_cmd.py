@@ -103,9 +103,14 @@ def _print_report(result) -> None:
     for k in result.kept_float:
         console.print(f"  kept in float: {k.module or k.node} (recovers {k.recovered:.3f} {result.cost_kind} alone)")
     if result.range_fallback:
-        listed = ", ".join(f"{k} ({v})" for k, v in list(result.range_fallback.items())[:3])
-        more = f" (+{len(result.range_fallback) - 3} more, in the .json sidecar)" if len(result.range_fallback) > 3 else ""
-        console.print(f"  [yellow]note:[/] {len(result.range_fallback)} degenerate tensor(s) calibrated by minmax instead "
-                      f"of histograms: {escape(listed)}{more}")
+        # constant / all-zero tensors are mostly broadcast parameters (a GroupNorm's expanded
+        # weight); the narrow-range ones are activations, which the user may want to look at
+        flat = [k for k, v in result.range_fallback.items() if v in ("constant", "all zero")]
+        narrow = [(k, v) for k, v in result.range_fallback.items() if v not in ("constant", "all zero")]
+        listed = ", ".join(f"{k} ({v})" for k, v in narrow[:3]) + (f" (+{len(narrow) - 3} more)" if len(narrow) > 3 else "")
+        console.print(f"  [yellow]note:[/] {len(result.range_fallback)} tensor(s) calibrated by minmax instead of "
+                      f"histograms (exact for them): {len(flat)} constant or all zero"
+                      + (f"; {len(narrow)} with a range too narrow to bin: {escape(listed)}" if narrow else "")
+                      + f" (all named in {result.out.name}.json)")
     for r in result.fp16_blocked:
         console.print(f"  kept in FP32: {r.module or r.node} ({r.reason})")
