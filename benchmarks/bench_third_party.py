@@ -60,7 +60,8 @@ def _one(label: str, ref: str, options: dict, tmp: Path, calibrate: bool) -> dic
     from segexport.exporter.export import ExportOptions, export_onnx
     from segexport.exporter.lint import lint_model
 
-    row: dict = {"model": label, "factory": ref, "dynamic": list(options.get("dynamic", ())),
+    row: dict = {"model": label, "factory": ref, "model_args": options.get("model_args", {}),
+                 "dynamic": list(options.get("dynamic", ())),
                  "input_size": list(options["input_size"])}
     out = tmp / f"{ref.rpartition(':')[2]}.onnx"
     t0 = time.perf_counter()
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return cell.split("agreement ")[1].split(",")[0] if cell.startswith("ok") else "refused"
 
     for r in rows:
-        name = r["factory"].rpartition(":")[2] + (" (refusal expected)" if "expected: refused" in r["model"] else "")
+        name = (r["factory"].rpartition(":")[2] + "".join(f" {v}" for v in r["model_args"].values())
+                + (" (refusal expected)" if "expected: refused" in r["model"] else ""))
         shape = "x".join(map(str, r["input_size"])) + (" dyn" if r["dynamic"] else "")
         if not r["exports"]:
             table.add_row(escape(name), shape, "[red]no[/]", "-", f"{r['export_s']:.1f}", "-", "-", "-", "-")
