@@ -137,7 +137,7 @@ def _print_result(result) -> None:
     rec = result.record
     from rich.markup import escape
 
-    for note in result.notes:
+    for note in getattr(result, "notes", ()):  # duck-typed results (tests, API users) may carry none
         console.print("[yellow]note:[/] " + escape(note))
     console.print(f"[bold green]✓[/] wrote [bold]{result.path}[/] ({result.path.stat().st_size / 1e6:.1f} MB, "
                   f"{sum(result.onnx_ops.values())} nodes, opset {rec.opset})")
