@@ -75,11 +75,11 @@ def test_required_argument_without_default_is_asked_for(nets):
 def test_a_factory_without_num_classes_is_decided_by_its_output(nets):
     loaded = load_model(f"{nets}:own_name")
     assert loaded.num_classes is None  # settled from the first forward by the export
-    from segexport.models.loading import describe, settle_num_classes
+    from segexport.models.loading import settle_num_classes, spec_of
 
     settle_num_classes(loaded, 3)
     assert (loaded.num_classes, loaded.num_classes_source) == (3, "model output")
-    assert describe(loaded).class_names == ("class_0", "class_1", "class_2")
+    assert spec_of(loaded).class_names == ("class_0", "class_1", "class_2")
 
 
 def test_required_argument_is_read_from_the_checkpoint(nets, tmp_path):
