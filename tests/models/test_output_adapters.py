@@ -43,13 +43,13 @@ def test_a_tensor_needs_no_adapter():
 
 
 def test_tuple_needs_an_index():
-    with pytest.raises(UserError, match=r"returned a tuple with entries 0, 1.*--output 0"):
+    with pytest.raises(UserError, match=r"returned a tuple with entries 0, 1.*(--output |output_key= ?)0"):
         choose_output("net", X, (LOGITS, LOGITS))
     assert choose_output("net", X, (LOGITS, LOGITS * 2), key="1").output is not LOGITS
 
 
 def test_missing_key_names_what_there_is():
-    with pytest.raises(UserError, match=r"--output aux: net returned a HFOutput without 'aux' \(it has: logits, hidden_states\)"):
+    with pytest.raises(UserError, match=r"(--output |output_key= ?)aux: net returned a HFOutput without 'aux' \(it has: logits, hidden_states\)"):
         choose_output("net", X, HFOutput(LOGITS), key="aux")
 
 
