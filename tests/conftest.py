@@ -57,3 +57,36 @@ def require_tensorrt_rtx() -> None:
         if os.environ.get("CI"):
             pytest.fail("tensorrt-rtx must be installed in CI (pip install -e '.[rtx]')")
         pytest.skip("tensorrt_rtx not installed: pip install tensorrt-rtx to run NVIDIA's parser and builder")
+
+
+def small_size(name: str) -> tuple[int, int]:
+    """An odd, non-square size just above the model's minimum."""
+    from segexport.models.registry import list_models
+
+    spec = next(s for s in list_models() if s.name == name)
+    base = max(spec.min_size, 48)
+    return base + 5, base + 13
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    """Every zoo model exported once per session at TINY_WIDTH (static, or dynamic H/W), shared by
+    the exporter tests and the deployment tests so a full run pays each export once."""
+    from segexport.exporter.export import ExportOptions, export_onnx
+
+    cache: dict[tuple[str, bool], object] = {}
+    root = tmp_path_factory.mktemp("zoo")
+
+    def get(name: str, dynamic: bool):
+        key = (name, dynamic)
+        if key not in cache:
+            h, w = small_size(name)
+            opts = ExportOptions(
+                model=name, out=root / f"{name}{'-dyn' if dynamic else ''}.onnx", width=TINY_WIDTH,
+                input_size=(h, w), dynamic=("hw",) if dynamic else (),
+                hw_range=((h - 5, w - 13), (h + 24, w + 31)) if dynamic else None,
+            )
+            cache[key] = export_onnx(opts)
+        return cache[key]
+
+    return get

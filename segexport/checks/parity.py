@@ -45,7 +45,7 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     say = progress or (lambda _m: None)
     record = read_record(opts.onnx)
     loaded = load_model(opts.model or record.model, num_classes=record.num_classes, width=record.width,
-                        weights=opts.weights)
+                        weights=opts.weights, output_key=record.output_key, upsample_logits=record.upsample_logits)
     if loaded.weights_sha256 != record.weights_sha256:
         if record.weights_sha256 is None:
             raise UserError("the ONNX was exported without --weights (seeded initialisation) but --weights was given: "
