@@ -206,8 +206,11 @@ def list_or(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
+BENCH_SCHEMA = 1
+
+
 def to_json(stats: list[LatencyStats], meta: dict) -> str:
-    return json.dumps({**meta, "results": [asdict(s) for s in stats]}, indent=2) + "\n"
+    return json.dumps({"schema": BENCH_SCHEMA, **meta, "results": [asdict(s) for s in stats]}, indent=2) + "\n"
 
 
 # --- a latency gate that does not fail on unchanged code -------------------------------------

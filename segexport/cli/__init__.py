@@ -92,7 +92,7 @@ def _register() -> None:
     from segexport.cli import models as models_cli
 
     models_cli.register(app)
-    for name in ("onnx", "lint", "engine", "parity", "bench", "data", "calibrate"):
+    for name in ("onnx", "lint", "engine", "parity", "bench", "data", "calibrate", "pipeline"):
         try:
             module = __import__(f"segexport.cli.{name}_cmd", fromlist=["register"])
         except ModuleNotFoundError as exc:  # command group not built yet

@@ -40,7 +40,7 @@ def lint_command(
         raise UserError(f"--parser {parser!r} is not one of auto, trt, rtx, none")
     report = lint_model(model, parser=parser, build=build)
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({"schema": 1, **report.to_dict()}, indent=2))
     else:
         _print(report)
     if report.errors:

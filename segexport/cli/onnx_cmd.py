@@ -55,6 +55,7 @@ def onnx_command(
     precision: str = typer.Option("fp32", "--precision", help="fp32, or fp16/int8/best: also write <out>.<precision>.onnx via `segexport calibrate` (TensorRT 11 style)."),
     calib_data: str = typer.Option("synthetic", "--calib-data", help="With --precision fp16/int8/best: image folder, .npy/.npz, or 'synthetic'."),
     calib_count: int = typer.Option(32, "--calib-count", help="With --precision: calibration samples."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the checks (verification, lint, calibration) as JSON to this file."),
 ) -> None:
     """Export MODEL to ONNX that TensorRT parses, and verify it against PyTorch.
 
@@ -71,6 +72,8 @@ def onnx_command(
       segexport onnx --model segnet --dynamic hw --input-size 360x480 --hw-range 240x320:720x960
 
       segexport onnx --model mypkg.nets:build --model-arg in_channels=3 --weights best.pt
+
+      segexport onnx --model unet --width 0.25 --precision int8 --json unet.checks.json
     """
     from segexport.exporter.export import ExportOptions, export_onnx
 
@@ -82,6 +85,10 @@ def onnx_command(
         from segexport.calib.data import check_calibration_source
 
         check_calibration_source(calib_data, calib_count)
+    if json_out is not None:
+        from segexport.cli.common import check_output_path
+
+        check_output_path(json_out, "--json")  # before the export: a typo costs nothing
     size = parse_size(input_size) if input_size else None
     dyn = tuple(sorted({d.strip() for d in dynamic.split(",") if d.strip()})) if dynamic else ()
     safe_name = model.rpartition(":")[2] if ":" in model else model
@@ -110,6 +117,7 @@ def onnx_command(
     with console.status("exporting", spinner="dots") as status:
         result = export_onnx(options, progress=lambda msg: status.update(f"[bold]{msg}[/]…"))
     _print_result(result)
+    reduced = None
     if precision != "fp32":
         from segexport.calib.pipeline import CalibrateOptions, run_calibrate
 
@@ -119,6 +127,38 @@ def onnx_command(
                                     progress=lambda msg, *_a, **_k: status.update(f"[bold]{msg}[/]…"))
         console.print(f"[bold green]✓[/] wrote [bold]{reduced.out}[/] ({reduced.precision}; label agreement with fp32 "
                       f"{100 * reduced.pixel_agreement:.2f} %; details: segexport calibrate --help)")
+    if json_out is not None:
+        from segexport.cli.calibrate_cmd import calibrate_json
+        from segexport.cli.common import write_json
+
+        doc = export_json(result)
+        if reduced is not None:
+            doc["calibrate"] = calibrate_json(reduced)
+        write_json(json_out, doc)
+
+
+def export_json(result) -> dict:
+    """The export's checks as data (``schema`` bumps on an incompatible change)."""
+    from dataclasses import asdict
+
+    lint = result.lint
+    return {
+        "schema": 1, "onnx": str(result.path), "sha256": _sha(result.path), "record": asdict(result.record),
+        "nodes": sum(result.onnx_ops.values()), "ops": result.onnx_ops, "seconds": result.seconds,
+        "lint": None if lint is None else {"errors": len(lint.errors), "warnings": len(lint.warnings),
+                                           "parser": lint.parser, "findings": [asdict(f) for f in lint.findings]},
+        "verify": None if result.verify is None else [
+            {"shape": list(r.shape), "metrics": asdict(r.metrics), "passed": r.passed, "held_to_floor": r.held_to_floor,
+             "checks": [asdict(c) for c in r.checks],
+             "noise_floor": None if r.noise_floor is None else asdict(r.noise_floor)} for r in result.verify],
+        "passed": all(r.passed for r in result.verify or []) and not (lint and lint.errors),
+    }
+
+
+def _sha(path) -> str:
+    from segexport.core.hashing import sha256_file
+
+    return sha256_file(path)
 
 
 def _print_result(result) -> None:

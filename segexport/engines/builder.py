@@ -45,6 +45,7 @@ class EngineInfo:
     hardware_compatibility: str | None = None  # TensorRT: "ampere+" or "same-cc"; None = this GPU only
     target_compute_capabilities: list[str] = field(default_factory=list)  # TensorRT-RTX AOT targets; [] = all
     notes: list[str] = field(default_factory=list)
+    schema: int = 1
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -197,11 +198,11 @@ def build_engine(
     from segexport.core.hashing import sha256_file
 
     info = EngineInfo(
-        engine=str(out_path), backend=flavour.backend, tensorrt_version=flavour.version, precision=precision,
+        engine=out_path.name, backend=flavour.backend, tensorrt_version=flavour.version, precision=precision,
         onnx_sha256=sha256_file(onnx_path), profile={k: [list(s) for s in v] for k, v in profile_shapes.items()},
         build_seconds=round(seconds, 3), engine_bytes=len(data), gpu=gpu if for_this_gpu else None,
         compute_capability=cc if for_this_gpu else None, strongly_typed=not implicit,
-        calibration_cache=str(calibration_cache) if calibration_cache else None,
+        calibration_cache=os.path.relpath(calibration_cache, out_path.parent) if calibration_cache else None,  # relative: moves with the engine
         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
         target_compute_capabilities=[cc.lower() for cc in target_compute_capabilities],
     )
