@@ -167,10 +167,13 @@ def check_same_work(baseline: Baseline, meta: dict | None) -> None:
     """Refuse a baseline measured on other work (model, input size): it would pass or fail
     for the wrong reason."""
     doc = baseline.doc
-    for key in ("model", "input_size"):
+    if meta and meta.get("precision") and doc.get("precision") is None and doc.get("model") is not None:
+        raise UserError(f"baseline {str(baseline.path)!r} records no precision, this run is {meta['precision']}: "
+                        "re-measure the baseline with this segexport (`segexport bench --json`)")
+    for key in ("model", "precision", "input_size"):
         if meta and doc.get(key) is not None and meta.get(key) is not None and list_or(doc[key]) != list_or(meta[key]):
             raise UserError(f"baseline {str(baseline.path)!r} was measured with {key} {doc[key]}, this run {meta[key]}: "
-                            f"compare like with like (same --model/--onnx and --input-size)")
+                            f"compare like with like (same --model/--onnx, precision and --input-size)")
 
 
 def check_baseline(stats: list[LatencyStats], baseline: Baseline | str | Path, max_regression: float, *,

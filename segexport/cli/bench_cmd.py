@@ -30,6 +30,7 @@ def bench_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON (usable as a --baseline later)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous --json: fail when slower than it."),
     max_regression: str = typer.Option("10%", "--max-regression", help="Allowed p50 slowdown vs --baseline."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML: one testcase per backend x batch (the baseline gate's verdict)."),
 ) -> None:
     """Measure mean/std/min/p50/p90/p99 latency and images/s per backend and batch.
 
@@ -42,7 +43,7 @@ def bench_command(
 
       segexport bench --onnx deeplabv1.onnx --backends torch,ort-cpu
 
-      segexport bench --onnx unet.onnx --batch 1,4 --json now.json --baseline main.json --max-regression 10%
+      segexport bench --onnx unet.onnx --batch 1,4 --json now.json --baseline main.json --max-regression 10% --junit bench.xml
     """
     import platform
 
@@ -79,6 +80,8 @@ def bench_command(
     regression = parse_regression(max_regression)
     if json_out is not None:
         check_output_path(json_out, "--json")
+    if junit is not None:
+        check_output_path(junit, "--junit")
     base = read_baseline(baseline) if baseline is not None else None  # a bad baseline costs no timing run
     if base is not None and json_out is not None and json_out.resolve() == base.path.resolve():
         raise UserError("--json and --baseline are the same file: the run would be compared with itself; "
@@ -109,8 +112,10 @@ def bench_command(
             if r is not None and not r.min <= value <= r.max:
                 raise UserError(f"--input-size {size[0]}x{size[1]}: the ONNX's {axis} range is {r.min}..{r.max}; "
                                 "stay inside it or re-export with a wider --hw-range")
+    precision = record.precision if record else None
     if base is not None:
-        check_same_work(base, {"model": model or (record.model if record else None), "input_size": list(size)})
+        check_same_work(base, {"model": model or (record.model if record else None), "input_size": list(size),
+                               "precision": precision})
     reasons = available_backends()
     stats, skipped = [], {}
     rng = np.random.default_rng(0)
@@ -146,7 +151,7 @@ def bench_command(
     add_speedups(stats)
     _print(stats, skipped, size)
     meta = {"model": model or (record.model if record else None), "input_size": list(size),
-            "warmup": warmup, "iterations": None if duration else iterations, "duration_s": duration,
+            "precision": precision, "warmup": warmup, "iterations": None if duration else iterations, "duration_s": duration,
             "machine": {"platform": platform.platform(), "processor": platform.processor()},
             "skipped": skipped}
     if json_out is not None:
@@ -154,6 +159,10 @@ def bench_command(
 
         with atomic_output(json_out) as tmp:
             tmp.write_text(to_json(stats, meta))
+    if junit is not None:
+        from segexport.checks.reports import write_bench_junit
+
+        write_bench_junit(stats, skipped, base.p50_ms if base is not None else None, regression, junit, meta)
     if baseline is not None:
         compared = check_baseline(stats, base, regression, meta=meta)
         console.print("[green]✓[/] within baseline: " + ", ".join(compared))

@@ -211,7 +211,10 @@ def build_engine(
     with atomic_output(out_path) as tmp:
         tmp.write_bytes(data)
         sidecar_tmp = Path(str(tmp) + SIDECAR_SUFFIX)
-        sidecar_tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
+        # no build time in the sidecar: two builds of the same ONNX give the same bytes, so a
+        # content-addressed cache and SHA256SUMS see the same artefact (the time is returned)
+        sidecar_tmp.write_text(json.dumps({k: v for k, v in asdict(info).items() if k != "build_seconds"},
+                                          indent=2) + "\n")
         os.replace(sidecar_tmp, sidecar_path(out_path))
     if cache_obj is not None:
         with atomic_output(timing_cache, flag="--timing-cache") as tmp:
@@ -275,6 +278,7 @@ def read_engine_info(engine_path: str | Path) -> EngineInfo:
         raise UserError(f"{side.name} is missing: segexport cannot tell which GPU/TensorRT {Path(engine_path).name} "
                         "was built for; rebuild it with `segexport engine`")
     raw = json.loads(side.read_text())
+    raw.setdefault("build_seconds", None)  # not written since sidecars became reproducible
     known = set(EngineInfo.__dataclass_fields__)
     return EngineInfo(**{k: v for k, v in raw.items() if k in known})
 
