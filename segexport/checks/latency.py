@@ -234,7 +234,7 @@ def measure_trials(runners: dict, feed: dict[str, np.ndarray], *, batch: int, tr
     medians: dict[str, list[float]] = {name: [] for name in runners}
     for t in range(trials):
         for name, factory in runners.items():
-            stats = measure(factory(), feed, backend=name, batch=batch, warmup=warmup if t == 0 else 1,
+            stats = measure(factory(), feed, backend=name, batch=batch, warmup=warmup,
                             iterations=iterations)
             medians[name].append(stats.p50_ms)
     return {name: summarize_trials(values, medians.get(reference) if name != reference else None)

@@ -48,7 +48,7 @@ def write_outputs(root: Path, manifest: dict) -> None:
     manifest = _strict(manifest)
     manifest["entries"].sort(key=lambda e: e["index"])
     with atomic_output(root / "manifest.json") as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")  # steps stay in run order
     with atomic_output(root / "report.md") as tmp:
         tmp.write_text(report_markdown(manifest))
     with atomic_output(root / "junit.xml") as tmp:

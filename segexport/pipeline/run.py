@@ -102,6 +102,10 @@ class Runner:
         self.cache = StepCache(opts.cache_dir)
         self.reporter = reporter or Silent()
         self.baseline = read_manifest(opts.baseline) if opts.baseline else None
+        wants_deploy = sorted({u.model for u in self.units if u.settings.deploy})
+        if wants_deploy and not S.deploy_available():
+            raise UserError(f"deploy bundles need segexport.deploy, which this install lacks (asked for by "
+                            f"{', '.join(wants_deploy)}): remove `deploy` from the config or upgrade segexport")
         self.state = _State()
 
     # -- one step -------------------------------------------------------------------------
@@ -130,6 +134,11 @@ class Runner:
                 rec = {**rec, "key": key, "files": {n: sha256_file(p) for n, p in files.items()}}
             except UserError as exc:
                 rec = {"verdict": "error", "message": str(exc), "figures": {}, "key": key, "files": {}}
+            except Exception as exc:  # noqa: BLE001 - a library's failure is this step's error; the run goes on
+                from segexport.errors import exception_line
+
+                rec = {"verdict": "error", "message": f"{name} failed: {exception_line(exc)}", "figures": {}, "key": key,
+                       "files": {}}
             status = "ran"
         if self.opts.dry_run:
             self.state.rows.append(PlanRow(label, name, status))

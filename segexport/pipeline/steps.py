@@ -178,6 +178,15 @@ def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
     return Outcome("pass", {"input_size": list(size), "batches": results, "skipped": skipped})
 
 
+def deploy_available() -> bool:
+    """Whether segexport.deploy (Triton / DeepStream bundles) can be imported here."""
+    try:
+        from segexport import deploy as _  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def deploy(onnx: Path, engine_path: Path | None, kinds: list[str], out_dir: Path) -> Outcome:
     """Triton / DeepStream bundles from segexport.deploy (issue 15), imported only when asked for."""
     try:
