@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--reruns", type=int, default=10)
     p.add_argument("--trials", type=int, default=5)
-    p.add_argument("--iterations", type=int, default=20)
-    p.add_argument("--max-regression", type=float, default=0.10)
+    p.add_argument("--iterations", type=int, default=40)
+    p.add_argument("--max-regression", type=float, default=0.25)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latency_gate_cpu.json"))
     args = p.parse_args(argv)
 
@@ -109,14 +109,17 @@ def main(argv: list[str] | None = None) -> int:
             gate = judge_latency(now["ort-cpu"], base["ort-cpu"], backend="ort-cpu", batch=1,
                                  max_regression=args.max_regression)
             naive = now["ort-cpu"]["trial_medians_ms"][0] / base["ort-cpu"]["trial_medians_ms"][0] - 1
-            rows.append({"kind": kind, "rerun": i + 1, "extra_load": bool(i % 2), "passed": gate.passed,
+            rows.append({"kind": kind, "rerun": i + 1, "extra_load": bool(i % 2), "loadavg_1min": os.getloadavg()[0],
+                         "passed": gate.passed, "best_ms": now["ort-cpu"]["best_ms"], "p50_ms": now["ort-cpu"]["p50_ms"],
                          "change_best": gate.change_best, "change_ratio": gate.change_ratio, "noise": gate.noise,
                          "naive_change_p50": naive, "naive_passed": naive <= args.max_regression,
                          "ort_trial_medians_ms": now["ort-cpu"]["trial_medians_ms"],
                          "torch_trial_medians_ms": now["torch"]["trial_medians_ms"]})
             r = rows[-1]
-            print(f"{kind:<12} #{i + 1:<2} load {'+1' if r['extra_load'] else ' 0'}  best {r['change_best']:+7.1%}  "
-                  f"ratio {r['change_ratio']:+7.1%}  noise {r['noise']:6.1%}  gate {'pass' if r['passed'] else 'FAIL'}"
+            ratio = "-" if r["change_ratio"] is None else f"{r['change_ratio']:+7.1%}"
+            print(f"{kind:<12} #{i + 1:<2} load {'+1' if r['extra_load'] else ' 0'} (avg {os.getloadavg()[0]:4.1f})  "
+                  f"fastest {r['change_best']:+7.1%}  ratio {ratio}  noise {r['noise']:6.1%}  "
+                  f"gate {'pass' if r['passed'] else 'FAIL'}"
                   f"  | one-p50 gate {r['naive_change_p50']:+7.1%} {'pass' if r['naive_passed'] else 'FAIL'}", flush=True)
     unchanged = [r for r in rows if r["kind"] == "unchanged"]
     slowed = [r for r in rows if r["kind"] != "unchanged"]

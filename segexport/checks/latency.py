@@ -219,38 +219,57 @@ def to_json(stats: list[LatencyStats], meta: dict) -> str:
 # --- a latency gate that does not fail on unchanged code -------------------------------------
 #
 # One p50 against one p50 failed 8 of 18 CI runs on unchanged code: on a shared runner a
-# neighbour's load moves a single measurement by more than any useful threshold. The gate
-# below (a) judges the artefact's backend, never PyTorch eager (the noisiest), (b) times it in
-# several short trials interleaved with PyTorch eager, and (c) compares two robust statistics
-# with the baseline's: the best trial median (load only ever adds time, so the minimum is the
-# closest to the code's own speed) and the median over trials of artefact / PyTorch measured in
-# the same trial (load that slows both cancels). A regression must show in both to fail; the
-# spread of the trial medians is reported as the machine's noise.
+# neighbour's load moves a single measurement by more than any useful threshold. Measured on
+# the 2-core machine these figures come from (load average ~10), the same ONNX Runtime session
+# gave trial medians from 1.8 to 15.7 ms and PyTorch eager 34 to 129 ms, while the *fastest*
+# iteration stayed within 1.5..1.9 ms: load only ever adds time, so the minimum over many short
+# iterations is what the code itself costs. The gate therefore (a) judges the artefact's
+# backend, never PyTorch eager (the noisiest), (b) times it in several trials, alternating one
+# inference of each backend so every backend sees the same moments, and (c) compares the
+# fastest iteration with the baseline's. The ratio to PyTorch in the same run and the spread
+# of the trial medians (the machine's noise) are reported, not gated: on a loaded CPU the
+# ratio moved by more than 100 % on unchanged code. benchmarks/bench_latency_gate.py measures
+# false failures and catches.
 
 def measure_trials(runners: dict, feed: dict[str, np.ndarray], *, batch: int, trials: int = 5, warmup: int = 3,
                    iterations: int = 20, reference: str = "torch") -> dict[str, dict]:
-    """``trials`` rounds, each timing every backend in turn (``runners``: name -> factory of a
-    fresh runner); returns per backend the trial medians and their summary."""
-    medians: dict[str, list[float]] = {name: [] for name in runners}
-    for t in range(trials):
-        for name, factory in runners.items():
-            stats = measure(factory(), feed, backend=name, batch=batch, warmup=warmup,
-                            iterations=iterations)
-            medians[name].append(stats.p50_ms)
-    return {name: summarize_trials(values, medians.get(reference) if name != reference else None)
-            for name, values in medians.items()}
+    """``trials`` rounds; in each, fresh runners (``runners``: name -> factory) are warmed up,
+    then timed alternately, one inference of each backend in turn. Returns per backend
+    :func:`summarize_trials` of its times."""
+    import contextlib
+
+    check_timing(warmup, iterations, None)
+    times: dict[str, list[list[float]]] = {name: [] for name in runners}
+    for _ in range(trials):
+        with contextlib.ExitStack() as stack:
+            active = {name: stack.enter_context(factory()) for name, factory in runners.items()}
+            for runner in active.values():
+                for _ in range(warmup):
+                    runner.infer(feed)
+            trial: dict[str, list[float]] = {name: [] for name in active}
+            for _ in range(iterations):
+                for name, runner in active.items():
+                    runner.infer(feed)
+                    trial[name].append(runner.last_inference_time() * 1e3)
+        for name, values in trial.items():
+            times[name].append(values)
+    return {name: summarize_trials(values, times.get(reference) if name != reference else None)
+            for name, values in times.items()}
 
 
-def summarize_trials(medians_ms: list[float], reference_ms: list[float] | None = None) -> dict:
-    """Robust summary of one backend's trial medians (``reference_ms``: PyTorch's, same trials)."""
-    a = np.asarray(medians_ms, dtype=np.float64)
-    out = {"trial_medians_ms": [float(v) for v in a], "p50_ms": float(np.median(a)), "best_ms": float(a.min()),
-           "noise": float(a.max() / a.min() - 1) if a.min() > 0 else None}
+def summarize_trials(trials_ms: list[list[float]], reference_ms: list[list[float]] | None = None) -> dict:
+    """Robust summary of one backend's per-trial iteration times (ms); ``reference_ms`` are
+    PyTorch's from the same trials (iteration i of both ran back to back)."""
+    medians = np.asarray([np.median(t) for t in trials_ms], dtype=np.float64)
+    flat = np.concatenate([np.asarray(t, dtype=np.float64) for t in trials_ms])
+    out = {"trial_medians_ms": [float(v) for v in medians], "trial_best_ms": [float(np.min(t)) for t in trials_ms],
+           "iterations": int(flat.size), "p50_ms": float(np.median(flat)), "best_ms": float(flat.min()),
+           "noise": float(medians.max() / medians.min() - 1) if medians.min() > 0 else None}
     if reference_ms:
-        r = np.asarray(reference_ms, dtype=np.float64)
-        out["reference_medians_ms"] = [float(v) for v in r]
-        out["ratio_to_reference"] = float(np.median(a / r))
-        out["speedup_vs_torch"] = float(np.median(r) / np.median(a))
+        ref = np.concatenate([np.asarray(t, dtype=np.float64) for t in reference_ms])
+        out["reference_p50_ms"] = float(np.median(ref))
+        out["ratio_to_reference"] = float(np.median(flat / ref)) if ref.size == flat.size else None
+        out["speedup_vs_torch"] = float(np.median(ref) / np.median(flat))
     return out
 
 
@@ -258,8 +277,8 @@ def summarize_trials(medians_ms: list[float], reference_ms: list[float] | None =
 class GateResult:
     backend: str
     batch: int
-    change_best: float  # best trial median now / baseline's - 1
-    change_ratio: float | None  # (artefact / PyTorch now) / (same in the baseline) - 1
+    change_best: float  # fastest iteration now / the baseline's - 1: the gated figure
+    change_ratio: float | None  # (artefact / PyTorch now) / (same in the baseline) - 1: reported only
     noise: float | None  # spread of this run's trial medians (max / min - 1)
     baseline_noise: float | None
     passed: bool
@@ -267,21 +286,15 @@ class GateResult:
 
 
 def judge_latency(now: dict, base: dict, *, backend: str, batch: int, max_regression: float) -> GateResult:
-    """Compare one backend's :func:`summarize_trials` figures with the baseline's.
-
-    Fails only when every robust statistic available in both runs is slower than
-    ``max_regression`` (the best median, and the ratio to PyTorch when both runs have it).
-    """
+    """Compare one backend's :func:`summarize_trials` figures with the baseline's: fail when the
+    fastest iteration got slower than ``max_regression``."""
     change_best = now["best_ms"] / base["best_ms"] - 1
     change_ratio = None
     if now.get("ratio_to_reference") and base.get("ratio_to_reference"):
         change_ratio = now["ratio_to_reference"] / base["ratio_to_reference"] - 1
-    changes = [c for c in (change_best, change_ratio) if c is not None]
-    regression = min(changes)
-    passed = regression <= max_regression
-    shown = f"best trial median {change_best:+.1%}" + (
-        "" if change_ratio is None else f", ratio to PyTorch {change_ratio:+.1%}")
+    passed = change_best <= max_regression
     noise = now.get("noise")
-    message = (f"{backend} batch {batch}: {shown} vs baseline (limit +{max_regression:.0%}; machine noise "
-               f"{'-' if noise is None else f'{noise:.0%}'})")
+    message = (f"{backend} batch {batch}: fastest iteration {now['best_ms']:.3g} ms vs baseline {base['best_ms']:.3g} ms "
+               f"({change_best:+.1%}, limit +{max_regression:.0%}); p50 {now['p50_ms']:.3g} ms; machine noise "
+               f"{'-' if noise is None else f'{noise:.0%}'}")
     return GateResult(backend, batch, change_best, change_ratio, noise, base.get("noise"), passed, message)

@@ -168,7 +168,8 @@ class Runner:
     def _unit(self, unit: Unit) -> dict:
         e, s, p = unit.entry, unit.settings, unit.precision
         mdir = self.opts.out / e.name
-        mdir.mkdir(parents=True, exist_ok=True)
+        if not self.opts.dry_run:
+            mdir.mkdir(parents=True, exist_ok=True)
         steps: dict[str, dict] = {}
         files: dict[str, str] = {}
         export = self._export(unit)

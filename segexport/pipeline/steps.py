@@ -35,6 +35,18 @@ def _rel(base: Path, value: str | None) -> Path | None:
     return None if value is None else base / value
 
 
+def _model_ref(ref: str, base: Path) -> str:
+    """A ``file.py:factory`` reference is relative to the config; passed on relative to the
+    working directory (not absolute), since the name is recorded in the ONNX metadata and an
+    absolute path would make the bytes depend on where the repository was checked out."""
+    if ".py:" not in ref:
+        return ref
+    import os
+
+    path, _, factory = ref.rpartition(":")
+    return f"{os.path.relpath(base / path)}:{factory}"
+
+
 def export(entry: ModelEntry, s: Settings, out: Path, base: Path) -> Outcome:
     """fp32 ONNX, linted and verified against PyTorch (a failed verification writes nothing)."""
     from segexport.exporter.export import ExportOptions, export_onnx
@@ -48,8 +60,7 @@ def export(entry: ModelEntry, s: Settings, out: Path, base: Path) -> Outcome:
         lo, _, hi = entry.batch_range.partition(":")
         br = (int(lo), int(hi))
     options = ExportOptions(
-        model=str(base / entry.model.split(":")[0]) + ":" + entry.model.split(":", 1)[1]
-        if ".py:" in entry.model else entry.model,
+        model=_model_ref(entry.model, base),
         out=out, weights=_rel(base, entry.weights), num_classes=entry.num_classes, width=entry.width,
         model_args=dict(entry.model_args), input_size=_size(entry.input_size) if entry.input_size else None,
         batch=entry.batch, dynamic=entry.dynamic_axes, hw_range=hw, batch_range=br, opset=s.opset, unpool=s.unpool,
@@ -116,11 +127,7 @@ def parity(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
     """Label agreement, boundary band and mIoU (with labels) of ONNX Runtime vs PyTorch."""
     from segexport.checks.parity import ParityOptions, run_parity
 
-    model = None
-    if ".py:" in entry.model:
-        model = str(base / entry.model.split(":")[0]) + ":" + entry.model.split(":", 1)[1]
-    elif ":" in entry.model:
-        model = entry.model
+    model = _model_ref(entry.model, base) if ":" in entry.model else None
     report = run_parity(ParityOptions(
         onnx=onnx, model=model, weights=_rel(base, entry.weights), backends=tuple(s.parity_backends),
         images=_rel(base, s.parity_images), labels=_rel(base, s.parity_labels), count=s.parity_count,

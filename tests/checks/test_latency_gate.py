@@ -31,36 +31,34 @@ class Scripted:
         return self.last
 
 
-def test_trials_interleave_backends_and_summarise_robustly():
-    # ort: trial medians 10, 30 (a neighbour's load), 11; torch in the same trials 20, 60, 22
+def test_trials_alternate_backends_and_summarise_robustly():
+    # ort: trials at 10, 30 (a neighbour's load) and 11 ms; torch in the same trials 20, 60, 22
     script = {"ort-cpu": iter([[10, 10, 10], [30, 30, 30], [11, 11, 11]]),
               "torch": iter([[20, 20, 20], [60, 60, 60], [22, 22, 22]])}
     runners = {name: (lambda name=name: Scripted(next(script[name]))) for name in ("torch", "ort-cpu")}
     out = measure_trials(runners, {"input": np.zeros(1)}, batch=1, trials=3, warmup=0, iterations=3)
     ort = out["ort-cpu"]
     assert ort["trial_medians_ms"] == [10, 30, 11] and ort["best_ms"] == 10 and ort["p50_ms"] == 11
-    assert ort["noise"] == pytest.approx(2.0)  # the slowest trial took 3x the fastest
+    assert ort["iterations"] == 9 and ort["noise"] == pytest.approx(2.0)  # the slowest trial took 3x the fastest
     assert ort["ratio_to_reference"] == pytest.approx(0.5) and ort["speedup_vs_torch"] == pytest.approx(2.0)
     assert "ratio_to_reference" not in out["torch"]  # PyTorch is the reference, never judged
 
 
-def test_load_that_slows_both_backends_does_not_fail_the_gate():
-    base = summarize_trials([10.0, 10.5, 10.2], [20.0, 21.0, 20.4])
-    loaded = summarize_trials([13.0, 14.0, 13.5], [26.0, 28.0, 27.0])  # +30 % on everything
+def test_load_on_most_iterations_does_not_fail_the_gate():
+    base = summarize_trials([[10.0, 10.4, 12.0], [10.2, 11.0, 10.1]])
+    # a neighbour's load: the median more than doubles, but some iterations still run unhindered
+    loaded = summarize_trials([[10.3, 25.0, 30.0], [40.0, 10.5, 33.0]])
     gate = judge_latency(loaded, base, backend="ort-cpu", batch=1, max_regression=0.10)
-    assert gate.passed and gate.change_best == pytest.approx(0.30) and abs(gate.change_ratio) < 0.01
+    assert gate.passed and gate.change_best == pytest.approx(0.03) and loaded["p50_ms"] > 2 * base["p50_ms"]
     assert "machine noise" in gate.message
 
 
-def test_a_real_slowdown_fails_on_both_statistics():
-    base = summarize_trials([10.0, 10.5, 10.2], [20.0, 21.0, 20.4])
-    slower = summarize_trials([15.0, 15.8, 15.3], [20.0, 21.0, 20.4])  # the artefact alone 1.5x
-    gate = judge_latency(slower, base, backend="ort-cpu", batch=1, max_regression=0.10)
-    assert not gate.passed and gate.change_best == pytest.approx(0.5) and gate.change_ratio == pytest.approx(0.5, abs=0.02)
-    # without PyTorch in either run the best trial median alone decides
-    alone = judge_latency(summarize_trials([15.0, 16.0]), summarize_trials([10.0, 11.0]), backend="ort-cpu", batch=1,
-                          max_regression=0.10)
-    assert not alone.passed and alone.change_ratio is None
+def test_a_real_slowdown_fails():
+    base = summarize_trials([[10.0, 10.4, 12.0], [10.2, 11.0, 10.1]], [[20.0] * 3, [20.0] * 3])
+    slower = summarize_trials([[15.0, 15.6, 18.0], [15.3, 16.5, 15.2]], [[20.0] * 3, [20.0] * 3])  # every iteration 1.5x
+    gate = judge_latency(slower, base, backend="ort-cpu", batch=1, max_regression=0.25)
+    assert not gate.passed and gate.change_best == pytest.approx(0.5) and gate.change_ratio == pytest.approx(0.5, abs=0.05)
+    assert "fastest iteration 15 ms vs baseline 10 ms (+50.0%" in gate.message
 
 
 def test_bench_junit_has_one_case_per_backend_and_batch(tmp_path):
