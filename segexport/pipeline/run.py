@@ -266,7 +266,8 @@ class Runner:
                     from segexport.exporter.metadata import read_record
 
                     meta = asdict(read_record(path))
-                arts.append(artefact(self.opts.out, path, _kind(name), meta))
+                arts.append({"model": entry["model"], "variant": entry["variant"],
+                             **artefact(self.opts.out, path, _kind(name), meta)})
             entry["artefacts"] = arts
         return {"schema": SCHEMA, "segexport": __version__, "config_sha256": _config_sha(self.config),
                 "units": self.total_units, "only": self.opts.only,
