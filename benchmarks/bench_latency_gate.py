@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from segexport.checks.latency import judge_latency, measure_trials
-    from segexport.checks.runners import make_runner
+    from segexport.pipeline.steps import runner_factories, torch_threads
     from segexport.exporter.export import ExportOptions, export_onnx
     from segexport.models.registry import build_model
 
@@ -74,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--reruns", type=int, default=10)
     p.add_argument("--trials", type=int, default=5)
-    p.add_argument("--iterations", type=int, default=40)
+    p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--max-regression", type=float, default=0.25)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads while timing (the pipeline's bench_threads; 0 = defaults)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latency_gate_cpu.json"))
     args = p.parse_args(argv)
 
@@ -90,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     feed = {"input": np.random.default_rng(0).standard_normal((1, 3, args.size, args.size), dtype=np.float32)}
 
     def run(factor: float = 1.0) -> dict:
-        runners = {"torch": lambda: make_runner("torch", model=model),
-                   "ort-cpu": (lambda: make_runner("ort-cpu", onnx_path=onnx_path)) if factor == 1.0 else
-                   (lambda: Slowed(make_runner("ort-cpu", onnx_path=onnx_path), factor))}
-        return measure_trials(runners, feed, batch=1, trials=args.trials, warmup=3, iterations=args.iterations)
+        # the pipeline's own runners (one CPU thread each by default: see runner_factories)
+        runners = runner_factories(["torch", "ort-cpu"], onnx_path, model, "logits", args.threads)
+        if factor != 1.0:
+            plain = runners["ort-cpu"]
+            runners["ort-cpu"] = lambda: Slowed(plain(), factor)
+        with torch_threads(args.threads):
+            return measure_trials(runners, feed, batch=1, trials=args.trials, warmup=3, iterations=args.iterations)
 
     base = run()
     rows = []

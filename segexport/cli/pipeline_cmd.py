@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
@@ -116,7 +116,8 @@ def run_command(
         out.mkdir(parents=True, exist_ok=True)
     try:
         reporter = _Rich() if console.is_terminal else _Plain()
-        result = run_pipeline(opts, None if dry_run else reporter)
+        with _sigterm_as_interrupt():  # a cancelled CI job: temp files and half cache entries are removed
+            result = run_pipeline(opts, None if dry_run else reporter)
     except ConfigError as exc:
         for line in exc.lines:
             err_console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
@@ -159,6 +160,27 @@ def merge_command(
     _summary(merged, out)
     if not passed(merged):
         raise CheckFailed(f"a check or gate failed: see {out / 'report.md'} (and junit.xml)")
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (how CI systems cancel a job) raises KeyboardInterrupt, so every ``finally``
+    that removes a temp file runs, as it does for Ctrl-C."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _summary(manifest: dict, out: Path) -> None:

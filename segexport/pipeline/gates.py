@@ -21,8 +21,11 @@ def _record(entry: dict, root: Path) -> dict | None:
 
     from segexport.exporter.metadata import read_record
 
+    import json
+
     path = root / entry["model"] / f"{entry['model']}.{entry['variant']}.onnx"
-    return asdict(read_record(path)) if path.is_file() else None
+    # through JSON, as the baseline's copy went: tuples become lists on both sides
+    return json.loads(json.dumps(asdict(read_record(path)))) if path.is_file() else None
 
 
 def _comparable(entry: dict, base: dict | None, root: Path) -> str | None:

@@ -10,6 +10,7 @@ records that as the step's error and goes on with the other units.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,11 +179,48 @@ def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
             skipped[f"b{b}"] = f"the ONNX's batch is fixed at {record.batch}"
             continue
         feed = {record.input_name: rng.standard_normal((b, 3, *size), dtype=np.float32)}
-        runners = {n: (lambda n=n: make_runner(n, onnx_path=onnx, model=torch_model, output_name=record.output_name))
-                   for n in names}
-        results[str(b)] = measure_trials(runners, feed, batch=b, trials=s.bench_trials, warmup=s.bench_warmup,
-                                         iterations=s.bench_iterations)
-    return Outcome("pass", {"input_size": list(size), "batches": results, "skipped": skipped})
+        runners = runner_factories(names, onnx, torch_model, record.output_name, s.bench_threads)
+        with torch_threads(s.bench_threads):
+            results[str(b)] = measure_trials(runners, feed, batch=b, trials=s.bench_trials, warmup=s.bench_warmup,
+                                             iterations=s.bench_iterations)
+    return Outcome("pass", {"input_size": list(size), "batches": results, "skipped": skipped,
+                            "cpu_threads": s.bench_threads or "library default"})
+
+
+def runner_factories(names: list[str], onnx: Path, torch_model, output_name: str, threads: int) -> dict:
+    """name -> factory of a fresh runner. With ``threads`` (> 0) the CPU backends run that many
+    intra-op threads. Why 1 by default: on a shared 2-core runner a two-thread inference waits
+    for both cores at once, so under load even its fastest iteration moved by +43 % on unchanged
+    code (benchmarks/results/latency_gate_cpu.json), while one thread's fastest iteration holds."""
+    from segexport.checks.runners import make_runner
+
+    def ort_cpu():
+        import onnxruntime as ort
+        from polygraphy.backend.onnxrt import OnnxrtRunner
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        return OnnxrtRunner(lambda: ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"]),
+                            name="ort-cpu")
+
+    return {n: ort_cpu if (n == "ort-cpu" and threads) else
+            (lambda n=n: make_runner(n, onnx_path=onnx, model=torch_model, output_name=output_name)) for n in names}
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """PyTorch's CPU intra-op threads for the block (its own setting restored after)."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def deploy_available() -> bool:
