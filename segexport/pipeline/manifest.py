@@ -67,6 +67,17 @@ def read_manifest(path: Path) -> dict:
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("entries"), list):
         raise UserError(f"{path}: not a segexport pipeline manifest of schema {SCHEMA} "
                         "(re-run `segexport pipeline run` with this segexport)")
+    for i, e in enumerate(doc["entries"]):  # a file is data: check its shape before anything reads it
+        ok = (isinstance(e, dict) and isinstance(e.get("model"), str) and isinstance(e.get("variant"), str)
+              and isinstance(e.get("index"), int) and isinstance(e.get("steps"), dict)
+              and all(isinstance(s, dict) and isinstance(s.get("verdict"), str) and isinstance(s.get("figures", {}), dict)
+                      for s in e["steps"].values())
+              and isinstance(e.get("artefacts"), list)
+              and all(isinstance(a, dict) and isinstance(a.get("path"), str) and isinstance(a.get("sha256"), str)
+                      for a in e["artefacts"]))
+        if not ok:
+            raise UserError(f"{path}: entries[{i}] is damaged (model, variant, index, steps, artefacts): "
+                            "pass a manifest.json written by `segexport pipeline run`")
     return doc
 
 
@@ -109,8 +120,11 @@ def report_markdown(manifest: dict) -> str:
         lines += ["", "## Failures", "", *failures]
     if skipped:
         lines += ["", "## Skipped", "", *(f"- {s}" for s in skipped)]
+    threads = sorted({str(e["steps"]["bench"]["figures"].get("cpu_threads")) for e in manifest["entries"]
+                      if (e["steps"].get("bench") or {}).get("figures", {}).get("cpu_threads") is not None})
     lines += ["", f"segexport {manifest['segexport']}, manifest schema {manifest['schema']}; machine noise is the "
-              "spread (max/min - 1) of the trial medians of the timed backend."]
+              "spread (max/min - 1) of the trial medians of the timed backend"
+              + (f"; CPU backends timed with {', '.join(threads)} thread(s)" if threads else "") + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -115,3 +115,21 @@ def test_deploy_without_segexport_deploy_is_a_one_line_config_error(tmp_path, ru
     assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1
     bad = _write(tmp_path, GOOD.replace('calib_count = 8', 'calib_count = 8\ndeploy = ["k8s"]'))
     assert "defaults.deploy[0]:" in run_cli("pipeline", "run", bad).stderr
+
+
+def test_a_damaged_or_foreign_manifest_is_one_line_exit_2(tmp_path, run_cli):
+    import json
+
+    config = _write(tmp_path, GOOD)
+    for name, doc in (("junk.json", "not json"), ("old.json", json.dumps({"schema": 99, "entries": []})),
+                      ("bad.json", json.dumps({"schema": 1, "entries": [1]})),
+                      ("steps.json", json.dumps({"schema": 1, "entries": [{"model": "a", "variant": "fp32", "index": 0,
+                                                                            "steps": {"x": 3}, "artefacts": []}]}))):
+        (tmp_path / name).write_text(doc)
+        result = run_cli("pipeline", "run", config, "--baseline", tmp_path / name, "--dry-run")
+        assert result.exit_code == 2 and "Traceback" not in result.stderr, (name, result.stderr)
+        assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1 and name in result.stderr
+        (tmp_path / "shard" ).mkdir(exist_ok=True)
+        (tmp_path / "shard" / "manifest.json").write_text(doc)
+        merged = run_cli("pipeline", "merge", tmp_path / "shard", "--out", tmp_path / "m")
+        assert merged.exit_code == 2 and "Traceback" not in merged.stderr, (name, merged.stderr)
