@@ -97,11 +97,29 @@ def _bench_cells(entry: dict) -> tuple[str, str, str]:
     return "-", "-", "-"
 
 
+def _release_cell(entry: dict) -> str:
+    """Change against the --baseline release: label agreement (pt), mIoU (pt), fastest iteration."""
+    parts = []
+    acc = entry["steps"].get("gate-accuracy", {})
+    if acc.get("verdict") == "skip":
+        return "not compared"
+    fig = acc.get("figures") or {}
+    if fig.get("agreement_change_pt") is not None:
+        parts.append(f"agreement {fig['agreement_change_pt']:+.2f} pt")
+    if fig.get("miou_change_pt") is not None:
+        parts.append(f"mIoU {fig['miou_change_pt']:+.2f} pt")
+    for name, lat in ((entry["steps"].get("gate-latency") or {}).get("figures") or {}).items():
+        parts.append(f"{name} {lat['change_best']:+.1%}")
+    return ", ".join(parts) or "-"
+
+
 def report_markdown(manifest: dict) -> str:
     """One table across all models, then every failure with its message."""
+    release = any("gate-accuracy" in e["steps"] for e in manifest["entries"])
     lines = ["# segexport pipeline", "",
              "| model | variant | agreement vs PyTorch | ΔmIoU (pt) | p50 | speedup vs PyTorch | machine noise | size | "
-             "verdict |", "|---|---|---|---|---|---|---|---|---|"]
+             + ("vs release | " if release else "") + "verdict |",
+             "|---|---|---|---|---|---|---|---|" + ("---|" if release else "") + "---|"]
     failures = []
     for e in manifest["entries"]:
         parity = e["steps"].get("parity", {}).get("figures", {})
@@ -112,7 +130,8 @@ def report_markdown(manifest: dict) -> str:
         bad = [(n, s) for n, s in e["steps"].items() if s["verdict"] in FAILING]
         verdict = "**FAIL** " + ", ".join(n for n, _ in bad) if bad else "pass"
         lines.append(f"| {e['model']} | {e['variant']} | {_pct(parity.get('pixel_agreement'))} | "
-                     f"{'-' if drop is None else f'{-drop:+.2f}'} | {p50} | {speed} | {noise} | {size} | {verdict} |")
+                     f"{'-' if drop is None else f'{-drop:+.2f}'} | {p50} | {speed} | {noise} | {size} | "
+                     + (f"{_release_cell(e)} | " if release else "") + f"{verdict} |")
         failures += [f"- `{e['model']} {e['variant']} {n}`: {s['message']}" for n, s in bad]
     skipped = sorted({f"{n}: {s['message']}" for e in manifest["entries"] for n, s in e["steps"].items()
                       if s["verdict"] == "skip" and s["message"]})
