@@ -133,3 +133,18 @@ def test_a_damaged_or_foreign_manifest_is_one_line_exit_2(tmp_path, run_cli):
         (tmp_path / "shard" / "manifest.json").write_text(doc)
         merged = run_cli("pipeline", "merge", tmp_path / "shard", "--out", tmp_path / "m")
         assert merged.exit_code == 2 and "Traceback" not in merged.stderr, (name, merged.stderr)
+
+
+def test_merge_refuses_an_artefact_path_that_leaves_the_folder(tmp_path, run_cli):
+    import json
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "secret").write_text("x")
+    doc = {"schema": 1, "segexport": "0", "config_sha256": "c", "units": 1, "baseline": None, "only": None,
+           "runs": [{"shard": "1/1"}],
+           "entries": [{"model": "a", "variant": "fp32", "index": 0, "steps": {},
+                        "artefacts": [{"path": "../secret", "sha256": "0" * 64, "bytes": 1}]}]}
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(doc))
+    result = run_cli("pipeline", "merge", tmp_path / "s", "--out", tmp_path / "m")
+    assert result.exit_code == 2 and "leaves the folder" in result.stderr
+    assert not (tmp_path / "m" / "secret").exists() and not (tmp_path / "secret.copy").exists()
