@@ -49,18 +49,17 @@ def calibrate_command(
 
       segexport calibrate unet.onnx --precision int8 --json unet.int8.checks.json
     """
-    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+    from segexport.api import calibrate
 
     if json_out is not None:
         from segexport.cli.common import check_output_path
 
-        check_output_path(json_out, "--json")
-
-    opts = CalibrateOptions(onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data,
-                            eval_labels=eval_labels, count=calib_count, eval_count=eval_count, seed=seed, method=method,
-                            max_miou_drop=max_miou_drop, max_agreement_drop=max_agreement_drop, out=out,
-                            trt_cache=trt_cache, trt_version=trt_version, rank_by=rank_by)
-    result = _run_with_progress(run_calibrate, opts)
+        check_output_path(json_out, "--json")  # before the work: a typo costs nothing
+    result = _run_with_progress(lambda progress: calibrate(
+        onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data, eval_labels=eval_labels,
+        calib_count=calib_count, eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
+        max_agreement_drop=max_agreement_drop, out=out, trt_cache=trt_cache, trt_version=trt_version,
+        rank_by=rank_by, progress=progress).details)
     _print_report(result)
     if json_out is not None:
         from segexport.cli.common import write_json
@@ -71,7 +70,7 @@ def calibrate_command(
                       f"(--calib-count {calib_count})")
 
 
-def _run_with_progress(run, opts):
+def _run_with_progress(run):
     """One rich progress bar: the step as its description, a bar when the step has a count."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -83,7 +82,7 @@ def _run_with_progress(run, opts):
         def progress(message: str, done: int | None = None, total: int | None = None) -> None:
             bar.update(task, description=message, completed=done or 0, total=total)
 
-        return run(opts, progress=progress)
+        return run(progress)
 
 
 def _print_report(result) -> None:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import check_output_path, console
+from segexport.cli.common import console
 from segexport.errors import UserError
 
 
@@ -58,29 +58,19 @@ def parity_command(
 
       segexport parity --onnx unet.onnx --weights unet.pt --images data/images --labels data/labels --junit parity.xml
     """
-    from segexport.checks.parity import ParityOptions, run_parity
-    from segexport.checks.reports import print_table, write_json, write_junit, write_markdown
+    from segexport.api import parity
+    from segexport.checks.reports import print_table
     from segexport.errors import CheckFailed
 
-    # every report path is checked before the comparison runs: a typo must not cost the run,
-    # nor leave some reports written and others not
-    for flag, path in (("--json", json_out), ("--junit", junit), ("--markdown", markdown)):
-        if path is not None:
-            check_output_path(path, flag)
-    if save_diff is not None and save_diff.exists() and not save_diff.is_dir():
-        raise UserError(f"--save-diff {str(save_diff)!r} is a file: give a directory for the PNGs")
-    opts = ParityOptions(onnx=onnx, model=model, weights=weights, engine=engine,
-                         backends=tuple(b.strip() for b in backends.split(",") if b.strip()), images=images,
-                         labels=labels, count=count, seed=seed, thresholds=parse_thresholds(threshold),
-                         save_diff=save_diff)
     with console.status("parity", spinner="dots") as status:
-        report = run_parity(opts, progress=lambda m: status.update(f"[bold]{m}[/]…"))
-    if not report.pairs:  # before any report is written: an empty report would read as a pass
-        raise UserError("no candidate backend could run here: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
+        try:
+            report = parity(onnx=onnx, model=model, weights=weights, engine=engine, backends=backends, images=images,
+                            labels=labels, count=count, seed=seed, thresholds=parse_thresholds(threshold),
+                            json_out=json_out, junit=junit, markdown=markdown, save_diff=save_diff,
+                            progress=lambda m: status.update(f"[bold]{m}[/]…")).report
+        except CheckFailed as exc:  # the table first, then the one-line verdict
+            if exc.result is not None:
+                status.stop()
+                print_table(exc.result.report, console)
+            raise
     print_table(report, console)
-    for path, writer in ((json_out, write_json), (junit, write_junit), (markdown, write_markdown)):
-        if path is not None:
-            writer(report, path)
-    if not report.passed:
-        failed = [f"{p.candidate}: {c.message}" for p in report.pairs for c in p.checks if not c.passed]
-        raise CheckFailed(f"parity failed ({len(failed)} check(s)); first: {failed[0]}")

@@ -53,3 +53,26 @@ def read_record(model: onnx.ModelProto | str | Path) -> ExportRecord:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # edited by hand or by another tool
         raise UserError(f"the ONNX's segexport metadata is damaged ({type(exc).__name__}: {exc}): "
                         "re-export it with `segexport onnx`") from exc
+
+
+def profile_from_onnx(onnx_model) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """min/opt/max input shapes: from segexport metadata, else the graph's static shape.
+    ``onnx_model`` is a path or an already loaded ModelProto."""
+    import onnx
+
+    try:
+        return read_record(onnx_model).profile_shapes()
+    except UserError:
+        pass
+    model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else onnx.load(str(onnx_model),
+                                                                                  load_external_data=False)
+    shapes = {}
+    for inp in model.graph.input:
+        dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+        if not all(dims):
+            raise UserError(
+                f"input {inp.name!r} has dynamic dims and the ONNX has no segexport profile: "
+                "export it with `segexport onnx --dynamic ...` or fix the shape"
+            )
+        shapes[inp.name] = (tuple(dims),) * 3
+    return shapes
