@@ -100,7 +100,7 @@ def test_shards_partition_the_plan_deterministically(tmp_path):
     with pytest.raises(UserError, match="no model named 'z'"):
         plan(config, only="z")
     for text in ("0/2", "3/2", "x", "1/0"):
-        with pytest.raises(UserError, match="--shard"):
+        with pytest.raises(UserError, match="must be I/N"):
             parse_shard(text)
     assert parse_shard("2/4") == (2, 4)
 
