@@ -28,6 +28,7 @@ class Provenance:
     preprocess: dict
     versions: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    schema: int = 1
 
 
 def sidecar_for(path: str | Path) -> Path:
@@ -54,8 +55,15 @@ def tool_versions() -> dict[str, str]:
 def write_provenance(prov: Provenance) -> None:
     from segexport.core.files import atomic_output
 
+    import os
+
+    # paths relative to the sidecar's folder: the artefact and its sidecar move together (a CI
+    # artefact upload, a cache restore), and an absolute path would leak the build machine's layout
+    here = Path(prov.artefact).parent
+    doc = asdict(prov) | {"artefact": Path(prov.artefact).name,
+                          "source_onnx": Path(os.path.relpath(Path(prov.source_onnx), here)).as_posix()}
     with atomic_output(sidecar_for(prov.artefact)) as tmp:
-        tmp.write_text(json.dumps(asdict(prov), indent=2) + "\n")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def check_matches(artefact: str | Path, onnx_path: str | Path) -> Provenance:
@@ -65,7 +73,8 @@ def check_matches(artefact: str | Path, onnx_path: str | Path) -> Provenance:
     side = sidecar_for(artefact)
     if not side.is_file():
         raise UserError(f"{Path(artefact).name} has no provenance sidecar ({side.name}): recalibrate with `segexport calibrate`")
-    prov = Provenance(**json.loads(side.read_text()))
+    raw = json.loads(side.read_text())
+    prov = Provenance(**{k: v for k, v in raw.items() if k in Provenance.__dataclass_fields__})
     actual = sha256_file(onnx_path)
     if prov.source_onnx_sha256 != actual:
         raise UserError(f"{Path(artefact).name} was calibrated for another ONNX (SHA-256 {prov.source_onnx_sha256[:12]}…, "

@@ -30,6 +30,7 @@ class BenchOptions:
     iterations: int = 20
     duration: float | None = None
     json_out: Path | None = None
+    junit: Path | None = None
     baseline: Path | None = None
     max_regression: str | float = "10%"
 
@@ -41,6 +42,7 @@ class BenchResult:
     input_size: tuple[int, int]
     meta: dict[str, Any]
     json_out: Path | None = None
+    junit: Path | None = None
     within_baseline: list[str] = field(default_factory=list)  # rows compared with --baseline
     passed: bool = True
 
@@ -80,6 +82,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     json_out = Path(opts.json_out) if opts.json_out is not None else None
     if json_out is not None:
         check_output_path(json_out, "--json")
+    if opts.junit is not None:
+        check_output_path(opts.junit, "--junit")
     base = read_baseline(opts.baseline) if opts.baseline is not None else None  # a bad baseline costs no timing run
     if base is not None and json_out is not None and json_out.resolve() == base.path.resolve():
         raise UserError("--json and --baseline are the same file: the run would be compared with itself; "
@@ -115,8 +119,10 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
             if r is not None and not r.min <= value <= r.max:
                 raise UserError(f"--input-size {size[0]}x{size[1]}: the ONNX's {axis} range is {r.min}..{r.max}; "
                                 "stay inside it or re-export with a wider --hw-range")
+    precision = record.precision if record else None
     if base is not None:
-        check_same_work(base, {"model": model or (record.model if record else None), "input_size": list(size)})
+        check_same_work(base, {"model": model or (record.model if record else None), "input_size": list(size),
+                               "precision": precision})
     reasons = available_backends()
     stats, skipped = [], {}
     rng = np.random.default_rng(0)
@@ -152,7 +158,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     add_speedups(stats)
     add_best_torch_speedups(stats)
     meta = {"model": model or (record.model if record else None), "input_size": list(size),
-            "warmup": opts.warmup, "iterations": None if opts.duration else opts.iterations,
+            "precision": precision, "warmup": opts.warmup, "iterations": None if opts.duration else opts.iterations,
             "duration_s": opts.duration,
             "machine": {"platform": platform.platform(), "processor": platform.processor()},
             "skipped": skipped}
@@ -160,6 +166,10 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     if json_out is not None:
         with atomic_output(json_out) as tmp:
             tmp.write_text(to_json(stats, meta))
+    if opts.junit is not None:  # before the gate raises: a failed gate must show in the JUnit
+        from segexport.checks.reports import write_bench_junit
+
+        write_bench_junit(stats, skipped, base.p50_ms if base is not None else None, regression, opts.junit, meta)
     if base is not None:
         try:
             result.within_baseline = check_baseline(stats, base, regression, meta=meta)

@@ -172,10 +172,13 @@ def check_same_work(baseline: Baseline, meta: dict | None) -> None:
     """Refuse a baseline measured on other work (model, input size): it would pass or fail
     for the wrong reason."""
     doc = baseline.doc
-    for key in ("model", "input_size"):
+    if meta and meta.get("precision") and doc.get("precision") is None and doc.get("model") is not None:
+        raise UserError(f"baseline {str(baseline.path)!r} records no precision, this run is {meta['precision']}: "
+                        "re-measure the baseline with this segexport (`segexport bench --json`)")
+    for key in ("model", "precision", "input_size"):
         if meta and doc.get(key) is not None and meta.get(key) is not None and list_or(doc[key]) != list_or(meta[key]):
             raise UserError(f"baseline {str(baseline.path)!r} was measured with {key} {doc[key]}, this run {meta[key]}: "
-                            f"compare like with like (same --model/--onnx and --input-size)")
+                            f"compare like with like (same --model/--onnx, precision and --input-size)")
 
 
 def check_baseline(stats: list[LatencyStats], baseline: Baseline | str | Path, max_regression: float, *,
@@ -211,5 +214,94 @@ def list_or(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
+BENCH_SCHEMA = 1
+
+
 def to_json(stats: list[LatencyStats], meta: dict) -> str:
-    return json.dumps({**meta, "results": [asdict(s) for s in stats]}, indent=2) + "\n"
+    return json.dumps({"schema": BENCH_SCHEMA, **meta, "results": [asdict(s) for s in stats]}, indent=2) + "\n"
+
+
+# --- a latency gate that does not fail on unchanged code -------------------------------------
+#
+# One p50 against one p50 failed 8 of 18 CI runs on unchanged code: on a shared runner a
+# neighbour's load moves a single measurement by more than any useful threshold. Measured on
+# the 2-core machine these figures come from (load average ~10), the same ONNX Runtime session
+# gave trial medians from 1.8 to 15.7 ms and PyTorch eager 34 to 129 ms, while the *fastest*
+# iteration stayed within 1.5..1.9 ms: load only ever adds time, so the minimum over many short
+# iterations is what the code itself costs. The gate therefore (a) judges the artefact's
+# backend, never PyTorch eager (the noisiest), (b) times it in several trials, alternating one
+# inference of each backend so every backend sees the same moments, and (c) compares the
+# fastest iteration with the baseline's. The ratio to PyTorch in the same run and the spread
+# of the trial medians (the machine's noise) are reported, not gated: on a loaded CPU the
+# ratio moved by more than 100 % on unchanged code. A two-thread inference needs both cores
+# free at once, which a busy runner rarely gives (its fastest iteration moved +43 %), so the
+# pipeline times CPU backends on one thread unless told otherwise (``bench_threads``).
+# benchmarks/bench_latency_gate.py measures false failures and catches.
+
+def measure_trials(runners: dict, feed: dict[str, np.ndarray], *, batch: int, trials: int = 5, warmup: int = 3,
+                   iterations: int = 20, reference: str = "torch") -> dict[str, dict]:
+    """``trials`` rounds; in each, fresh runners (``runners``: name -> factory) are warmed up,
+    then timed alternately, one inference of each backend in turn. Returns per backend
+    :func:`summarize_trials` of its times."""
+    import contextlib
+
+    check_timing(warmup, iterations, None)
+    times: dict[str, list[list[float]]] = {name: [] for name in runners}
+    for _ in range(trials):
+        with contextlib.ExitStack() as stack:
+            active = {name: stack.enter_context(factory()) for name, factory in runners.items()}
+            for runner in active.values():
+                for _ in range(warmup):
+                    runner.infer(feed)
+            trial: dict[str, list[float]] = {name: [] for name in active}
+            for _ in range(iterations):
+                for name, runner in active.items():
+                    runner.infer(feed)
+                    trial[name].append(runner.last_inference_time() * 1e3)
+        for name, values in trial.items():
+            times[name].append(values)
+    return {name: summarize_trials(values, times.get(reference) if name != reference else None)
+            for name, values in times.items()}
+
+
+def summarize_trials(trials_ms: list[list[float]], reference_ms: list[list[float]] | None = None) -> dict:
+    """Robust summary of one backend's per-trial iteration times (ms); ``reference_ms`` are
+    PyTorch's from the same trials (iteration i of both ran back to back)."""
+    medians = np.asarray([np.median(t) for t in trials_ms], dtype=np.float64)
+    flat = np.concatenate([np.asarray(t, dtype=np.float64) for t in trials_ms])
+    out = {"trial_medians_ms": [float(v) for v in medians], "trial_best_ms": [float(np.min(t)) for t in trials_ms],
+           "iterations": int(flat.size), "p50_ms": float(np.median(flat)), "best_ms": float(flat.min()),
+           "noise": float(medians.max() / medians.min() - 1) if medians.min() > 0 else None}
+    if reference_ms:
+        ref = np.concatenate([np.asarray(t, dtype=np.float64) for t in reference_ms])
+        out["reference_p50_ms"] = float(np.median(ref))
+        out["ratio_to_reference"] = float(np.median(flat / ref)) if ref.size == flat.size else None
+        out["speedup_vs_torch"] = float(np.median(ref) / np.median(flat))
+    return out
+
+
+@dataclass
+class GateResult:
+    backend: str
+    batch: int
+    change_best: float  # fastest iteration now / the baseline's - 1: the gated figure
+    change_ratio: float | None  # (artefact / PyTorch now) / (same in the baseline) - 1: reported only
+    noise: float | None  # spread of this run's trial medians (max / min - 1)
+    baseline_noise: float | None
+    passed: bool
+    message: str
+
+
+def judge_latency(now: dict, base: dict, *, backend: str, batch: int, max_regression: float) -> GateResult:
+    """Compare one backend's :func:`summarize_trials` figures with the baseline's: fail when the
+    fastest iteration got slower than ``max_regression``."""
+    change_best = now["best_ms"] / base["best_ms"] - 1
+    change_ratio = None
+    if now.get("ratio_to_reference") and base.get("ratio_to_reference"):
+        change_ratio = now["ratio_to_reference"] / base["ratio_to_reference"] - 1
+    passed = change_best <= max_regression
+    noise = now.get("noise")
+    message = (f"{backend} batch {batch}: fastest iteration {now['best_ms']:.3g} ms vs baseline {base['best_ms']:.3g} ms "
+               f"({change_best:+.1%}, limit +{max_regression:.0%}); p50 {now['p50_ms']:.3g} ms; machine noise "
+               f"{'-' if noise is None else f'{noise:.0%}'}")
+    return GateResult(backend, batch, change_best, change_ratio, noise, base.get("noise"), passed, message)

@@ -209,3 +209,32 @@ def save_diff_pngs(directory: str | Path, index: int, image_rgb: np.ndarray | No
 
 
 DISAGREEMENT_RGB = (255, 0, 255)
+
+
+def write_bench_junit(stats, skipped: dict[str, str], baseline_p50: dict | None, max_regression: float,
+                      path: str | Path, meta: dict) -> None:
+    """One testcase per backend x batch: the baseline gate's verdict (a pass when there is no
+    baseline: the latency is recorded, nothing is judged), skipped backends as skipped. Why:
+    a bench gate that fails the job must show in the merged JUnit, not only in the exit code."""
+    cases = []
+    for s in stats:
+        base = (baseline_p50 or {}).get((s.backend, s.batch))
+        change = None if base is None else s.p50_ms / base - 1
+        failed = change is not None and change > max_regression
+        cases.append((s, base, change, failed))
+    suite = ET.Element("testsuite", name=f"segexport bench {meta.get('model')}", tests=str(len(cases) + len(skipped)),
+                       failures=str(sum(c[3] for c in cases)), skipped=str(len(skipped)), errors="0")
+    props = ET.SubElement(suite, "properties")
+    for key in ("model", "precision", "input_size"):
+        ET.SubElement(props, "property", name=key, value=str(meta.get(key)))
+    for s, base, change, failed in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"bench.{s.backend}", name=f"batch {s.batch}")
+        out = f"p50 {s.p50_ms:.3f} ms" + ("" if base is None else f", baseline {base:.3f} ms ({change:+.1%})")
+        ET.SubElement(case, "system-out").text = out
+        if failed:
+            ET.SubElement(case, "failure", type="latency-regression",
+                          message=f"p50 {s.p50_ms:.2f} ms vs baseline {base:.2f} ms ({change:+.1%} > {max_regression:.0%})")
+    for name, reason in skipped.items():
+        case = ET.SubElement(suite, "testcase", classname="bench.backends", name=name)
+        ET.SubElement(case, "skipped", message=reason)
+    _atomic_write(path, ET.tostring(suite, encoding="unicode", xml_declaration=True))

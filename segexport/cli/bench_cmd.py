@@ -31,6 +31,7 @@ def bench_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON (usable as a --baseline later)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous --json: fail when slower than it."),
     max_regression: str = typer.Option("10%", "--max-regression", help="Allowed p50 slowdown vs --baseline."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML: one testcase per backend x batch (the baseline gate's verdict)."),
 ) -> None:
     """Measure mean/std/min/p50/p90/p99 latency and images/s per backend and batch.
 
@@ -60,7 +61,7 @@ def bench_command(
                         backends=tuple(b.strip() for b in backends.split(",") if b.strip()), batch=batches,
                         input_size=parse_size(input_size) if input_size else None, width=width,
                         num_classes=num_classes, warmup=warmup, iterations=iterations, duration=duration,
-                        json_out=json_out, baseline=baseline, max_regression=max_regression)
+                        json_out=json_out, baseline=baseline, max_regression=max_regression, junit=junit)
     with console.status("bench", spinner="dots") as status:
         try:
             result = run_bench(opts, progress=lambda m: status.update(m))

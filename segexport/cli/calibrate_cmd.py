@@ -32,6 +32,7 @@ def calibrate_command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output ONNX (default: MODEL.<precision>.onnx)."),
     trt_cache: Optional[Path] = typer.Option(None, "--trt-cache", help="Also write a TensorRT calibration cache (TensorRT <= 10, Jetson)."),
     trt_version: Optional[str] = typer.Option(None, "--trt-version", help="TensorRT version the cache is for (default: installed, else 10.3.0)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the accuracy/latency figures as JSON to this file."),
 ) -> None:
     """Reduce MODEL to FP16 or INT8 and measure what it costs, on the CPU.
 
@@ -46,15 +47,25 @@ def calibrate_command(
       segexport calibrate segnet.onnx --precision int8 --data images/ --calib-count 64 --trt-cache segnet.cache
 
       segexport calibrate unet.onnx --precision best --data synthetic --max-miou-drop 0.5
+
+      segexport calibrate unet.onnx --precision int8 --json unet.int8.checks.json
     """
     from segexport.api import calibrate
 
+    if json_out is not None:
+        from segexport.cli.common import check_output_path
+
+        check_output_path(json_out, "--json")  # before the work: a typo costs nothing
     result = _run_with_progress(lambda progress: calibrate(
         onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data, eval_labels=eval_labels,
         calib_count=calib_count, eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
         max_agreement_drop=max_agreement_drop, out=out, trt_cache=trt_cache, trt_version=trt_version,
         rank_by=rank_by, progress=progress).details)
     _print_report(result)
+    if json_out is not None:
+        from segexport.cli.common import write_json
+
+        write_json(json_out, {"schema": 1, **calibrate_json(result)})
     if 0 < result.calib_samples < calib_count:
         console.print(f"  [yellow]note:[/] calibrated on {result.calib_samples} samples, all that {data} holds "
                       f"(--calib-count {calib_count})")
@@ -114,3 +125,16 @@ def _print_report(result) -> None:
                       + f" (all named in {result.out.name}.json)")
     for r in result.fp16_blocked:
         console.print(f"  kept in FP32: {r.module or r.node} ({r.reason})")
+
+
+def calibrate_json(result) -> dict:
+    """The calibration's figures as data; paths as written (the sidecars hold relative ones)."""
+    from dataclasses import asdict, is_dataclass
+
+    plain = lambda v: asdict(v) if is_dataclass(v) else v  # noqa: E731
+    return {"onnx": str(result.out), "precision": result.precision, "cost": result.cost, "cost_kind": result.cost_kind,
+            "pixel_agreement": result.pixel_agreement, "boundary_agreement": result.boundary_agreement,
+            "miou": result.miou, "latency_ms": result.latency_ms, "calib_samples": result.calib_samples,
+            "kept_float": [plain(k) for k in result.kept_float], "fp16_blocked": [plain(b) for b in result.fp16_blocked],
+            "candidates": result.candidates, "lint_warnings": result.lint_warnings,
+            "trt_cache": None if result.trt_cache is None else str(result.trt_cache)}

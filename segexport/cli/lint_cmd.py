@@ -47,7 +47,7 @@ def lint_command(
 
 def _show(report, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({"schema": 1, **report.to_dict()}, indent=2))
     else:
         _print(report)
 

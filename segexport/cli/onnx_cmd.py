@@ -57,6 +57,7 @@ def onnx_command(
     precision: str = typer.Option("fp32", "--precision", help="fp32, or fp16/int8/best: also write <out>.<precision>.onnx via `segexport calibrate` (TensorRT 11 style)."),
     calib_data: str = typer.Option("synthetic", "--calib-data", help="With --precision fp16/int8/best: image folder, .npy/.npz, or 'synthetic'."),
     calib_count: int = typer.Option(32, "--calib-count", help="With --precision: calibration samples."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the checks (verification, lint, calibration) as JSON to this file."),
 ) -> None:
     """Export MODEL to ONNX that TensorRT parses, and verify it against PyTorch.
 
@@ -77,10 +78,17 @@ def onnx_command(
       segexport onnx --model nets.py:segformer --upsample-logits --input-size 64x64   # HF-style .logits at 1/4
 
       segexport onnx --model nets.py:deeplabv3 --output aux    # a torchvision dict's other head
+
+      segexport onnx --model unet --width 0.25 --precision int8 --json unet.checks.json
     """
     from segexport.api import ExportResult, export
     from segexport.errors import CheckFailed
 
+    if json_out is not None:
+        from segexport.cli.common import check_output_path
+
+        check_output_path(json_out, "--json")  # before the work: a typo costs nothing
+    reduced = None
     if unpool == "native" and not no_lint:
         console.print("[yellow]note:[/] --unpool native keeps ONNX MaxUnpool, which TensorRT cannot parse; lint skipped")
     with console.status("exporting", spinner="dots") as status:
@@ -105,6 +113,38 @@ def onnx_command(
         reduced = result.calibration
         console.print(f"[bold green]✓[/] wrote [bold]{reduced.out}[/] ({reduced.precision}; label agreement with fp32 "
                       f"{100 * reduced.pixel_agreement:.2f} %; details: segexport calibrate --help)")
+    if json_out is not None:
+        from segexport.cli.calibrate_cmd import calibrate_json
+        from segexport.cli.common import write_json
+
+        doc = export_json(result.details)
+        if reduced is not None:
+            doc["calibrate"] = calibrate_json(reduced)
+        write_json(json_out, doc)
+
+
+def export_json(result) -> dict:
+    """The export's checks as data (``schema`` bumps on an incompatible change)."""
+    from dataclasses import asdict
+
+    lint = result.lint
+    return {
+        "schema": 1, "onnx": str(result.path), "sha256": _sha(result.path), "record": asdict(result.record),
+        "nodes": sum(result.onnx_ops.values()), "ops": result.onnx_ops, "seconds": result.seconds,
+        "lint": None if lint is None else {"errors": len(lint.errors), "warnings": len(lint.warnings),
+                                           "parser": lint.parser, "findings": [asdict(f) for f in lint.findings]},
+        "verify": None if result.verify is None else [
+            {"shape": list(r.shape), "metrics": asdict(r.metrics), "passed": r.passed, "held_to_floor": r.held_to_floor,
+             "checks": [asdict(c) for c in r.checks],
+             "noise_floor": None if r.noise_floor is None else asdict(r.noise_floor)} for r in result.verify],
+        "passed": all(r.passed for r in result.verify or []) and not (lint and lint.errors),
+    }
+
+
+def _sha(path) -> str:
+    from segexport.core.hashing import sha256_file
+
+    return sha256_file(path)
 
 
 def _print_result(result) -> None:

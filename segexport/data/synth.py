@@ -155,6 +155,6 @@ def _write_set(out: Path, count: int, size: tuple[int, int], num_classes: int, s
         digest.update(lab.tobytes())
         if progress:
             progress(i + 1)
-    manifest = {"count": count, "size": list(size), "num_classes": num_classes, "seed": seed,
+    manifest = {"schema": 1, "count": count, "size": list(size), "num_classes": num_classes, "seed": seed,
                 "sha256": digest.hexdigest(), "generator": "segexport.data.synth"}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

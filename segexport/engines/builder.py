@@ -194,11 +194,11 @@ def build_engine(
     from segexport.core.hashing import sha256_file
 
     info = EngineInfo(
-        engine=str(out_path), backend=flavour.backend, tensorrt_version=flavour.version, precision=precision,
+        engine=out_path.name, backend=flavour.backend, tensorrt_version=flavour.version, precision=precision,
         onnx_sha256=sha256_file(onnx_path), profile={k: [list(s) for s in v] for k, v in profile_shapes.items()},
         build_seconds=round(seconds, 3), engine_bytes=len(data), gpu=gpu if for_this_gpu else None,
         compute_capability=gpu_cc if for_this_gpu else None, strongly_typed=not implicit,
-        calibration_cache=str(calibration_cache) if calibration_cache else None,
+        calibration_cache=os.path.relpath(calibration_cache, out_path.parent) if calibration_cache else None,  # relative: moves with the engine
         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
         target_compute_capabilities=([t.lower() for t in target_compute_capabilities]
                                      if target_compute_capabilities or flavour.backend != "rtx" else "all"),
@@ -209,7 +209,10 @@ def build_engine(
     with atomic_output(out_path) as tmp:
         tmp.write_bytes(data)
         sidecar_tmp = Path(str(tmp) + SIDECAR_SUFFIX)
-        sidecar_tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
+        # no build time in the sidecar: two builds of the same ONNX give the same bytes, so a
+        # content-addressed cache and SHA256SUMS see the same artefact (the time is returned)
+        sidecar_tmp.write_text(json.dumps({k: v for k, v in asdict(info).items() if k != "build_seconds"},
+                                          indent=2) + "\n")
         os.replace(sidecar_tmp, sidecar_path(out_path))
     if cache_obj is not None and timing_cache is not None:
         with atomic_output(timing_cache, flag="--timing-cache") as tmp:
@@ -295,6 +298,7 @@ def read_engine_info(engine_path: str | Path) -> EngineInfo:
         raise UserError(f"{side.name} is missing: segexport cannot tell which GPU/TensorRT {Path(engine_path).name} "
                         "was built for; rebuild it with `segexport engine`")
     raw = json.loads(side.read_text())
+    raw.setdefault("build_seconds", None)  # not written since sidecars became reproducible
     known = set(EngineInfo.__dataclass_fields__)
     return EngineInfo(**{k: v for k, v in raw.items() if k in known})
 

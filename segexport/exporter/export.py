@@ -169,6 +169,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
 
     say("checking and simplifying the graph")
     onnx_model = _clean_up(onnx_model, slim=options.slim)
+    make_reproducible(onnx_model)
     lap("clean-up")
 
     adapter = loaded.model if isinstance(loaded.model, OutputAdapter) else None
@@ -608,6 +609,35 @@ def _restore_module_scopes(model, scopes: dict[str, list[tuple[str, str]]]) -> N
         for key, value in kept or []:
             prop = node.metadata_props.add()
             prop.key, prop.value = key, value
+
+
+_ADDRESS_RE = re.compile(r" at 0x[0-9a-fA-F]+")
+_ABS_PATH_RE = re.compile(r"(?<![\w.])(?:/[^/\s'\"<>:]+)+/([^/\s'\"<>:]+\.py)")
+
+
+def _scrub(text: str) -> str:
+    """``<function sym_min at 0x7f15...>`` -> ``<function sym_min>``; ``/home/me/x/net.py`` -> ``net.py``."""
+    return _ABS_PATH_RE.sub(r"\1", _ADDRESS_RE.sub("", text))
+
+
+def make_reproducible(model) -> None:
+    """Drop what differs between two exports of the same model: memory addresses (torch.export
+    names symbolic-shape helpers ``<function sym_min at 0x...>`` in node scopes), absolute source
+    paths and doc strings (stack traces). Why: a content-keyed cache (``segexport pipeline``) only
+    hits when the same inputs give the same bytes."""
+    model.doc_string = ""
+    model.graph.doc_string = ""
+    for prop in model.metadata_props:
+        prop.value = _scrub(prop.value)
+    graphs = [model.graph] + [f for f in model.functions]
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            node.doc_string = ""
+            for prop in node.metadata_props:
+                prop.value = _scrub(prop.value)
+            graphs.extend(a.g for a in node.attribute if a.HasField("g"))
+            graphs.extend(g for a in node.attribute for g in a.graphs)
 
 
 def _save(model, path: Path) -> None:

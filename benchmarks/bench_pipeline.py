@@ -1,0 +1,98 @@
+"""The README's three-model pipeline at small width: first run, cached rerun, one changed model.
+
+    python benchmarks/bench_pipeline.py                     # width 1/16, 64 px: a few minutes on 2 cores
+
+Takes the ```toml config of the README's "CI pipeline" section as written, narrows every model
+(``--width``, ``--size``: the figures are about the pipeline, not the networks), and times
+`segexport pipeline run` as a user runs it (a subprocess, wall clock):
+  1. first run, empty cache;
+  2. the same config again (every step should come from the cache);
+  3. one model changed (its num_classes): only its steps should run.
+Step statuses come from each run's manifest (``runs[0].steps``). Writes
+benchmarks/results/pipeline_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_config() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## CI pipeline"):]
+    return re.search(r"```toml\n(.+?)\n```", section, re.S).group(1)
+
+
+def _toml(doc: dict) -> str:
+    def value(v):
+        return json.dumps(v)  # TOML strings, numbers, booleans and arrays of them read the same
+
+    lines = ["[defaults]"] + [f"{k} = {value(v)}" for k, v in doc["defaults"].items()]
+    for m in doc["models"]:
+        lines += ["", "[[models]]"] + [f"{k} = {value(v)}" for k, v in m.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--width", type=float, default=0.0625)
+    p.add_argument("--size", default="64x64")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pipeline_cpu.json"))
+    args = p.parse_args(argv)
+    doc = tomllib.loads(readme_config())
+    doc["defaults"].update(calib_count=8, bench_iterations=10, bench_trials=3)
+    for m in doc["models"]:
+        m.update(width=args.width, input_size=args.size)
+    work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    config = work / "segexport.toml"
+    runs = []
+
+    def run(label: str) -> None:
+        out = work / f"out-{len(runs)}"
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "segexport", "pipeline", "run", str(config), "--out", str(out),
+                               "--cache-dir", str(work / "cache")], capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode not in (0, 1):
+            print(proc.stdout, proc.stderr)
+            raise SystemExit(f"{label}: exit {proc.returncode}")
+        manifest = json.loads((out / "manifest.json").read_text())
+        statuses = manifest["runs"][0]["steps"]
+        ran = sorted(k for k, v in statuses.items() if v["status"] == "ran")
+        runs.append({"run": label, "wall_s": round(wall, 2), "exit_code": proc.returncode, "steps": len(statuses),
+                     "ran": len(ran), "cached": len(statuses) - len(ran),
+                     "models_that_ran": sorted({k.split()[0] for k in ran}),
+                     "verdicts": {f"{e['model']} {e['variant']}": {n: s["verdict"] for n, s in e["steps"].items()}
+                                  for e in manifest["entries"]}})
+        r = runs[-1]
+        print(f"{label:<28} {r['wall_s']:8.1f} s   {r['ran']:3d} steps ran, {r['cached']:3d} cached   "
+              f"(models run: {', '.join(r['models_that_ran']) or '-'})", flush=True)
+
+    config.write_text(_toml(doc))
+    run("first run (empty cache)")
+    run("unchanged rerun")
+    doc["models"][1]["num_classes"] = doc["models"][1].get("num_classes", 21) + 1
+    config.write_text(_toml(doc))
+    run(f"{doc['models'][1]['name']} changed")
+    result = {"command": "python benchmarks/" + Path(__file__).name + " " + " ".join(argv or sys.argv[1:]),
+              "width": args.width, "input_size": args.size, "config": doc,
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
+              "runs": runs}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The pipeline's outputs: ``manifest.json`` (the source of truth), and three views of it,
+``report.md``, ``junit.xml`` and ``SHA256SUMS``, plus the merge of shard outputs.
+
+The views are pure functions of the manifest, so a merge rebuilds them from the merged
+manifest and they match a single full run's. What only describes *this* run (wall time,
+which steps came from the cache, the shard) lives under ``runs``, the one key that differs
+between a full run and merged shards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from segexport.core.files import atomic_output
+from segexport.core.hashing import sha256_file
+from segexport.errors import UserError
+
+SCHEMA = 1
+FAILING = ("fail", "error")
+
+
+def _strict(value):
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def artefact(root: Path, path: Path, kind: str, metadata: dict | None = None) -> dict:
+    return {"kind": kind, "path": path.relative_to(root).as_posix(), "sha256": sha256_file(path),
+            "bytes": path.stat().st_size, "metadata": metadata or {}}
+
+
+def passed(manifest: dict) -> bool:
+    return not any(s["verdict"] in FAILING for e in manifest["entries"] for s in e["steps"].values())
+
+
+def write_outputs(root: Path, manifest: dict) -> None:
+    """manifest.json, report.md, junit.xml and SHA256SUMS in ``root``, each written atomically."""
+    manifest = _strict(manifest)
+    manifest["entries"].sort(key=lambda e: e["index"])
+    with atomic_output(root / "manifest.json") as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")  # steps stay in run order
+    with atomic_output(root / "report.md") as tmp:
+        tmp.write_text(report_markdown(manifest))
+    with atomic_output(root / "junit.xml") as tmp:
+        tmp.write_text(junit_xml(manifest))
+    with atomic_output(root / "SHA256SUMS") as tmp:
+        tmp.write_text("".join(f"{a['sha256']}  {a['path']}\n"
+                               for a in sorted((a for e in manifest["entries"] for a in e["artefacts"]),
+                                               key=lambda a: a["path"])))
+
+
+def read_manifest(path: Path) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable manifest.json ({exc}): pass a `segexport pipeline run` output") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("entries"), list):
+        raise UserError(f"{path}: not a segexport pipeline manifest of schema {SCHEMA} "
+                        "(re-run `segexport pipeline run` with this segexport)")
+    for i, e in enumerate(doc["entries"]):  # a file is data: check its shape before anything reads it
+        ok = (isinstance(e, dict) and isinstance(e.get("model"), str) and isinstance(e.get("variant"), str)
+              and isinstance(e.get("index"), int) and isinstance(e.get("steps"), dict)
+              and all(isinstance(s, dict) and isinstance(s.get("verdict"), str) and isinstance(s.get("figures", {}), dict)
+                      for s in e["steps"].values())
+              and isinstance(e.get("artefacts"), list)
+              and all(isinstance(a, dict) and isinstance(a.get("path"), str) and isinstance(a.get("sha256"), str)
+                      for a in e["artefacts"]))
+        if not ok:
+            raise UserError(f"{path}: entries[{i}] is damaged (model, variant, index, steps, artefacts): "
+                            "pass a manifest.json written by `segexport pipeline run`")
+    return doc
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f} %"
+
+
+def _bench_cells(entry: dict) -> tuple[str, str, str]:
+    bench = entry["steps"].get("bench", {}).get("figures", {})
+    for batch, per in (bench.get("batches") or {}).items():
+        for backend, fig in per.items():
+            if not backend.startswith("torch"):
+                speed = fig.get("speedup_vs_torch")
+                noise = fig.get("noise")
+                return (f"{fig['p50_ms']:.2f} ms ({backend} b{batch})", "-" if speed is None else f"{speed:.2f}x",
+                        "-" if noise is None else f"{100 * noise:.0f} %")
+    return "-", "-", "-"
+
+
+def _release_cell(entry: dict) -> str:
+    """Change against the --baseline release: label agreement (pt), mIoU (pt), fastest iteration."""
+    parts = []
+    acc = entry["steps"].get("gate-accuracy", {})
+    if acc.get("verdict") == "skip":
+        return "not compared"
+    fig = acc.get("figures") or {}
+    if fig.get("agreement_change_pt") is not None:
+        parts.append(f"agreement {fig['agreement_change_pt']:+.2f} pt")
+    if fig.get("miou_change_pt") is not None:
+        parts.append(f"mIoU {fig['miou_change_pt']:+.2f} pt")
+    for name, lat in ((entry["steps"].get("gate-latency") or {}).get("figures") or {}).items():
+        parts.append(f"{name} {lat['change_best']:+.1%}")
+    return ", ".join(parts) or "-"
+
+
+def report_markdown(manifest: dict) -> str:
+    """One table across all models, then every failure with its message."""
+    release = any("gate-accuracy" in e["steps"] for e in manifest["entries"])
+    lines = ["# segexport pipeline", "",
+             "| model | variant | agreement vs PyTorch | ΔmIoU (pt) | p50 | speedup vs PyTorch | machine noise | size | "
+             + ("vs release | " if release else "") + "verdict |",
+             "|---|---|---|---|---|---|---|---|" + ("---|" if release else "") + "---|"]
+    failures = []
+    for e in manifest["entries"]:
+        parity = e["steps"].get("parity", {}).get("figures", {})
+        drop = parity.get("miou_drop")
+        p50, speed, noise = _bench_cells(e)
+        onnx = next((a for a in e["artefacts"] if a["path"].endswith(f".{e['variant']}.onnx")), None)
+        size = "-" if onnx is None else f"{onnx['bytes'] / 1e6:.2f} MB"
+        bad = [(n, s) for n, s in e["steps"].items() if s["verdict"] in FAILING]
+        verdict = "**FAIL** " + ", ".join(n for n, _ in bad) if bad else "pass"
+        lines.append(f"| {e['model']} | {e['variant']} | {_pct(parity.get('pixel_agreement'))} | "
+                     f"{'-' if drop is None else f'{-drop:+.2f}'} | {p50} | {speed} | {noise} | {size} | "
+                     + (f"{_release_cell(e)} | " if release else "") + f"{verdict} |")
+        failures += [f"- `{e['model']} {e['variant']} {n}`: {s['message']}" for n, s in bad]
+    skipped = sorted({f"{n}: {s['message']}" for e in manifest["entries"] for n, s in e["steps"].items()
+                      if s["verdict"] == "skip" and s["message"]})
+    if failures:
+        lines += ["", "## Failures", "", *failures]
+    if skipped:
+        lines += ["", "## Skipped", "", *(f"- {s}" for s in skipped)]
+    threads = sorted({str(e["steps"]["bench"]["figures"].get("cpu_threads")) for e in manifest["entries"]
+                      if (e["steps"].get("bench") or {}).get("figures", {}).get("cpu_threads") is not None})
+    lines += ["", f"segexport {manifest['segexport']}, manifest schema {manifest['schema']}; machine noise is the "
+              "spread (max/min - 1) of the trial medians of the timed backend"
+              + (f"; CPU backends timed with {', '.join(threads)} thread(s)" if threads else "") + "."]
+    return "\n".join(lines) + "\n"
+
+
+def junit_xml(manifest: dict) -> str:
+    """One testcase per model x variant x step, gates included."""
+    cases = [(e, n, s) for e in manifest["entries"] for n, s in e["steps"].items()]
+    root = ET.Element("testsuites")
+    suite = ET.SubElement(root, "testsuite", name="segexport pipeline", tests=str(len(cases)),
+                          failures=str(sum(s["verdict"] == "fail" for _, _, s in cases)),
+                          errors=str(sum(s["verdict"] == "error" for _, _, s in cases)),
+                          skipped=str(sum(s["verdict"] == "skip" for _, _, s in cases)))
+    for e, name, s in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"{e['model']}.{e['variant']}", name=name)
+        if s["verdict"] in FAILING:
+            ET.SubElement(case, "failure" if s["verdict"] == "fail" else "error", message=s["message"],
+                          type=s["verdict"]).text = s["message"]
+        elif s["verdict"] == "skip":
+            ET.SubElement(case, "skipped", message=s["message"])
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def merge(dirs: list[Path], out: Path) -> dict:
+    """Join shard outputs into ``out``: artefacts copied (and checked against their SHA-256),
+    manifests joined, the views rebuilt. Refuses shards of other configs or missing shards."""
+    docs = [(Path(d), read_manifest(Path(d) / "manifest.json")) for d in dirs]
+    first = docs[0][1]
+    for d, doc in docs:
+        for key in ("config_sha256", "segexport", "units", "baseline"):
+            if doc.get(key) != first.get(key):
+                raise UserError(f"{d}: {key} differs from {docs[0][0]}'s: merge the shards of one run "
+                                "(same config, same segexport, same --baseline)")
+    shards = [r["shard"] for _, doc in docs for r in doc.get("runs", [])]
+    total = {s.split("/")[1] for s in shards}
+    if len(total) > 1:
+        raise UserError(f"the shards were split differently ({', '.join(sorted(set(shards)))}): merge one --shard I/N set")
+    n = int(total.pop()) if total else 1
+    missing = sorted(set(f"{i}/{n}" for i in range(1, n + 1)) - set(shards), key=lambda s: int(s.split("/")[0]))
+    if missing and not any(doc.get("only") for _, doc in docs):
+        raise UserError(f"shard(s) {', '.join(missing)} missing: pass every shard's output folder")
+    entries: dict[int, dict] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    for d, doc in docs:
+        for e in doc["entries"]:
+            if e["index"] in entries and entries[e["index"]] != e:
+                raise UserError(f"{d}: {e['model']} {e['variant']} appears in two shards with different results")
+            entries[e["index"]] = e
+            for a in e["artefacts"]:
+                src, dst = d / a["path"], out / a["path"]
+                if Path(a["path"]).is_absolute() or ".." in Path(a["path"]).parts:
+                    raise UserError(f"{d}/manifest.json: artefact path {a['path']!r} leaves the folder: not a pipeline output")
+                if not src.is_file() or sha256_file(src) != a["sha256"]:
+                    raise UserError(f"{src}: missing or changed since its manifest was written: re-run that shard")
+                if src.resolve() != dst.resolve():
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(src, dst)
+    merged = {k: v for k, v in first.items() if k not in ("entries", "runs")}
+    merged["entries"] = [entries[i] for i in sorted(entries)]
+    merged["runs"] = [r for _, doc in docs for r in doc.get("runs", [])]
+    write_outputs(out, merged)
+    return merged
+
+
+def append_step_summary(root: Path) -> None:
+    """Append report.md to ``$GITHUB_STEP_SUMMARY`` when GitHub Actions set it."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if target:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write((root / "report.md").read_text())

@@ -1,0 +1,288 @@
+"""Execute a plan: every unit's steps in order, each taken from the cache when its key hits.
+
+A failing check or a step's error is recorded and the run goes on (a unit whose upstream
+failed has its later steps recorded as skipped), so one run reports everything; the caller
+turns the manifest's verdicts into the exit code. Steps run one at a time: ``--jobs`` is
+accepted for CI files that pass it, but torch and ONNX Runtime already use every core, and
+parallel latency trials would measure each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from segexport import __version__
+from segexport.errors import UserError
+from segexport.pipeline import steps as S
+from segexport.pipeline.cache import StepCache, hash_path, machine, step_key, versions
+from segexport.pipeline.config import PipelineConfig, load_config, section_of
+from segexport.pipeline.manifest import SCHEMA, artefact, read_manifest
+from segexport.pipeline.plan import Unit, full_plan, plan
+
+
+class Reporter(Protocol):
+    def begin(self, total: int) -> None: ...
+    def step(self, unit: str, step: str, status: str, seconds: float) -> None: ...
+    def end(self) -> None: ...
+
+
+class Silent:
+    def begin(self, total: int) -> None: ...
+    def step(self, unit: str, step: str, status: str, seconds: float) -> None: ...
+    def end(self) -> None: ...
+
+
+@dataclass
+class RunOptions:
+    config: Path
+    out: Path
+    cache_dir: Path | None = None
+    shard: tuple[int, int] = (1, 1)
+    baseline: Path | None = None
+    only: str | None = None
+    dry_run: bool = False
+    jobs: int = 1
+
+
+@dataclass
+class PlanRow:
+    unit: str
+    step: str
+    status: str  # "cached" or "to run"
+
+
+@dataclass
+class _State:
+    exports: dict = field(default_factory=dict)  # model name -> (step record, sha or None)
+    statuses: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+
+
+def _config_sha(config: PipelineConfig) -> str:
+    return hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _model_source(entry, base: Path) -> str | None:
+    """SHA-256 of a user model's source file (a zoo model's code is covered by segexport's version)."""
+    if ".py:" in entry.model:
+        return hash_path(base / entry.model.split(":")[0])
+    if ":" in entry.model:
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(entry.model.split(":")[0])
+        except (ImportError, ValueError):
+            spec = None
+        return hash_path(spec.origin) if spec and spec.origin else None
+    return None
+
+
+def _data_hash(value: str | None, base: Path) -> str | None:
+    return value if value in (None, "synthetic") else hash_path(base / value)
+
+
+def _kind(name: str) -> str:
+    for suffix, kind in ((".onnx", "onnx"), (".cache", "trt-cache"), (".engine", "engine"), (".json", "sidecar")):
+        if name.endswith(suffix):
+            return kind
+    return "deploy"
+
+
+class Runner:
+    def __init__(self, opts: RunOptions, reporter: Reporter | None = None) -> None:
+        self.opts = opts
+        self.config, self.base = load_config(opts.config)
+        self.units = plan(self.config, opts.shard, opts.only)
+        self.total_units = len(full_plan(self.config))
+        self.cache = StepCache(opts.cache_dir)
+        self.reporter = reporter or Silent()
+        self.baseline = read_manifest(opts.baseline) if opts.baseline else None
+        wants_deploy = sorted({u.model for u in self.units if u.settings.deploy})
+        if wants_deploy and not S.deploy_available():
+            raise UserError(f"deploy bundles need segexport.deploy, which this install lacks (asked for by "
+                            f"{', '.join(wants_deploy)}): remove `deploy` from the config or upgrade segexport")
+        self.state = _State()
+
+    # -- one step -------------------------------------------------------------------------
+    def _step(self, unit: Unit, name: str, inputs: dict, fn, record: bool = True) -> dict:
+        """Run or restore one step; returns its record (verdict, message, figures, key, files)."""
+        key = step_key(name, inputs)
+        label = unit.label if record else f"{unit.model} (fp32 source)"
+        hit = self.cache.get(name, key)
+        start = time.perf_counter()
+        if hit is not None:
+            if not self.opts.dry_run:
+                self.cache.restore(hit, self.opts.out / unit.model)
+            rec = {**hit["result"], "key": key, "files": hit["files"]}
+            status = "cached"
+        elif self.opts.dry_run:
+            self.state.rows.append(PlanRow(label, name, "to run"))
+            return {"verdict": "unknown", "key": key, "files": {}}
+        else:
+            try:
+                outcome = fn()
+                rec = {"verdict": outcome.verdict, "message": outcome.message, "figures": outcome.figures}
+                files = {n: p for n, p in outcome.files.items()}
+                self.cache.put(name, key, rec, files) if outcome.verdict != "skip" or not files else None
+                from segexport.core.hashing import sha256_file
+
+                rec = {**rec, "key": key, "files": {n: sha256_file(p) for n, p in files.items()}}
+            except UserError as exc:
+                rec = {"verdict": "error", "message": str(exc), "figures": {}, "key": key, "files": {}}
+            except Exception as exc:  # noqa: BLE001 - a library's failure is this step's error; the run goes on
+                from segexport.errors import exception_line
+
+                rec = {"verdict": "error", "message": f"{name} failed: {exception_line(exc)}", "figures": {}, "key": key,
+                       "files": {}}
+            status = "ran"
+        if self.opts.dry_run:
+            self.state.rows.append(PlanRow(label, name, status))
+        else:
+            seconds = time.perf_counter() - start
+            self.state.statuses[f"{label}/{name}"] = {"status": status, "seconds": round(seconds, 3)}
+            self.reporter.step(label, name, status if rec["verdict"] not in ("fail", "error") else rec["verdict"],
+                               seconds)
+        return rec
+
+    # -- a unit ---------------------------------------------------------------------------
+    def _export(self, unit: Unit) -> dict:
+        if unit.model in self.state.exports:
+            return self.state.exports[unit.model]
+        e, s = unit.entry, unit.settings
+        section = {k: v for k, v in section_of(e, self.config.defaults).items()
+                   if k in ("model", "width", "num_classes", "input_size", "dynamic", "hw_range", "batch",
+                            "batch_range", "model_args", "opset", "unpool")}
+        inputs = {"config": section, "weights_sha256": hash_path(self.base / e.weights) if e.weights else None,
+                  "model_source_sha256": _model_source(e, self.base)}
+        out = self.opts.out / e.name / f"{e.name}.fp32.onnx"
+        rec = self._step(unit, "export", inputs, lambda: S.export(e, s, out, self.base), record=unit.owns_export)
+        rec["inputs"] = inputs
+        self.state.exports[unit.model] = rec
+        return rec
+
+    def _unit(self, unit: Unit) -> dict:
+        e, s, p = unit.entry, unit.settings, unit.precision
+        mdir = self.opts.out / e.name
+        if not self.opts.dry_run:
+            mdir.mkdir(parents=True, exist_ok=True)
+        steps: dict[str, dict] = {}
+        files: dict[str, str] = {}
+        export = self._export(unit)
+        if unit.owns_export:
+            steps["export"] = export
+            files.update(export["files"])
+        fp32 = mdir / f"{e.name}.fp32.onnx"
+        upstream = export["files"].get(fp32.name)
+        weights = export["inputs"]["weights_sha256"]
+        todo = [n for n in unit.steps() if n != "export"]
+
+        def skip_rest(reason: str) -> None:
+            for n in todo:
+                steps.setdefault(n, {"verdict": "skip", "message": reason, "figures": {}})
+
+        if export["verdict"] != "pass":
+            skip_rest("the fp32 export did not pass" if export["verdict"] != "unknown" else "")
+            return self._entry(unit, steps, files, export["inputs"], upstream)
+        onnx_path = fp32
+        if p != "fp32":
+            out = mdir / f"{e.name}.{p}.onnx"
+            inputs = {"upstream_sha256": upstream, "precision": p, "calib_data": s.calib_data,
+                      "calib_data_sha256": _data_hash(s.calib_data, self.base),
+                      "calib_labels_sha256": _data_hash(s.calib_labels, self.base),
+                      **{k: getattr(s, k) for k in ("calib_count", "calib_method", "max_miou_drop", "max_agreement_drop")}}
+            rec = steps["calibrate"] = self._step(unit, "calibrate", inputs,
+                                                  lambda: S.calibrate(fp32, out, p, s, self.base))
+            files.update(rec["files"])
+            upstream, onnx_path = rec["files"].get(out.name), out
+            if rec["verdict"] != "pass":
+                skip_rest("calibration did not pass" if rec["verdict"] != "unknown" else "")
+                return self._entry(unit, steps, files, export["inputs"], upstream)
+        common = {"upstream_sha256": upstream}
+        steps["lint"] = self._step(unit, "lint", common, lambda: S.lint(onnx_path))
+        engine_path = None
+        if "engine" in todo:
+            engine_out = mdir / f"{e.name}.{p}.engine"
+            rec = steps["engine"] = self._step(unit, "engine", {**common, "engine": s.engine,
+                                                                "targets": s.engine_targets},
+                                               lambda: S.engine(onnx_path, engine_out, s))
+            files.update(rec["files"])
+            engine_path = engine_out if rec["verdict"] == "pass" else None
+        parity_inputs = {**common, "weights_sha256": weights, "model": e.model,
+                         "model_source_sha256": export["inputs"]["model_source_sha256"],
+                         "images_sha256": _data_hash(s.parity_images, self.base),
+                         "labels_sha256": _data_hash(s.parity_labels, self.base),
+                         **{k: getattr(s, k) for k in ("parity_count", "parity_backends", "thresholds")}}
+        steps["parity"] = self._step(unit, "parity", parity_inputs, lambda: S.parity(onnx_path, e, s, self.base))
+        if "bench" in todo:
+            bench_inputs = {**common, "weights_sha256": weights, "machine": machine(),
+                            **{k: getattr(s, k) for k in ("bench_backends", "bench_batches", "bench_iterations",
+                                                          "bench_warmup", "bench_trials", "bench_threads")}}
+            steps["bench"] = self._step(unit, "bench", bench_inputs, lambda: S.bench(onnx_path, e, s, self.base))
+        if "deploy" in todo:
+            rec = steps["deploy"] = self._step(
+                unit, "deploy", {**common, "engine_sha256": files.get(f"{e.name}.{p}.engine"), "deploy": s.deploy},
+                lambda: S.deploy(onnx_path, engine_path, list(s.deploy), mdir))
+            files.update(rec["files"])
+        return self._entry(unit, steps, files, export["inputs"], upstream)
+
+    def _entry(self, unit: Unit, steps: dict, files: dict, inputs: dict, upstream: str | None) -> dict:
+        e = unit.entry
+        section = section_of(e, self.config.defaults)
+        return {"model": e.name, "variant": unit.precision, "index": unit.index,
+                "inputs": {"config_sha256": hashlib.sha256(json.dumps(section, sort_keys=True, default=str).encode())
+                           .hexdigest(), "weights_sha256": inputs.get("weights_sha256"),
+                           "model_source_sha256": inputs.get("model_source_sha256"), "onnx_sha256": upstream,
+                           "versions": {k: v for s in ("export", "calibrate", "engine") for k, v in versions(s).items()}},
+                "steps": {n: {k: r.get(k) for k in ("verdict", "message", "figures", "key")} for n, r in steps.items()},
+                "_files": files}
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> dict | list[PlanRow]:
+        started = time.perf_counter()
+        self.reporter.begin(sum(len(u.steps()) for u in self.units))
+        entries = []
+        try:
+            for unit in self.units:
+                entry = self._unit(unit)
+                if self.baseline is not None and not self.opts.dry_run:
+                    self._gates(unit, entry)
+                entries.append(entry)
+        finally:
+            self.reporter.end()
+        if self.opts.dry_run:
+            return self.state.rows
+        for entry in entries:
+            mdir = self.opts.out / entry["model"]
+            arts = []
+            for name in sorted(entry.pop("_files")):
+                path = mdir / name
+                meta = {}
+                if name.endswith(".onnx"):
+                    from segexport.exporter.metadata import read_record
+
+                    meta = asdict(read_record(path))
+                arts.append({"model": entry["model"], "variant": entry["variant"],
+                             **artefact(self.opts.out, path, _kind(name), meta)})
+            entry["artefacts"] = arts
+        return {"schema": SCHEMA, "segexport": __version__, "config_sha256": _config_sha(self.config),
+                "units": self.total_units, "only": self.opts.only,
+                "baseline": hash_path(self.opts.baseline) if self.opts.baseline else None,
+                "entries": entries,
+                "runs": [{"shard": f"{self.opts.shard[0]}/{self.opts.shard[1]}", "wall_s": round(time.perf_counter() - started, 3),
+                          "cache": None if self.opts.cache_dir is None else "on", "steps": self.state.statuses,
+                          "machine": machine()}]}
+
+    # -- gates against the release --------------------------------------------------------
+    def _gates(self, unit: Unit, entry: dict) -> None:
+        from segexport.pipeline.gates import accuracy_gate, latency_gate
+
+        base = next((b for b in self.baseline["entries"]
+                     if b["model"] == entry["model"] and b["variant"] == entry["variant"]), None)
+        entry["steps"]["gate-accuracy"] = accuracy_gate(entry, base, unit.settings, self.opts.out)
+        if "bench" in entry["steps"]:
+            entry["steps"]["gate-latency"] = latency_gate(entry, base, unit.settings, self.opts.out)

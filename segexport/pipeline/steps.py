@@ -1,0 +1,251 @@
+"""The only module of the pipeline that calls the steps' library functions.
+
+One small function a step, each taking paths and the model's settings and returning a
+:class:`Outcome` of plain figures (JSON data) and a verdict. Keeping every call here means
+that moving to the public API (``segexport.export``, ``calibrate``, ...) touches one file.
+A step raises :class:`~segexport.errors.UserError` for input it cannot work with; the runner
+records that as the step's error and goes on with the other units.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segexport.errors import CheckFailed, UserError
+from segexport.pipeline.config import ModelEntry, Settings, _size
+
+
+@dataclass
+class Outcome:
+    verdict: str  # "pass", "fail" or "skip"
+    figures: dict = field(default_factory=dict)
+    message: str = ""
+    files: dict[str, Path] = field(default_factory=dict)  # name (relative to the model's folder) -> path
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _rel(base: Path, value: str | None) -> Path | None:
+    return None if value is None else base / value
+
+
+def _model_ref(ref: str, base: Path) -> str:
+    """A ``file.py:factory`` reference is relative to the config; passed on relative to the
+    working directory (not absolute), since the name is recorded in the ONNX metadata and an
+    absolute path would make the bytes depend on where the repository was checked out."""
+    if ".py:" not in ref:
+        return ref
+    import os
+
+    path, _, factory = ref.rpartition(":")
+    return f"{os.path.relpath(base / path)}:{factory}"
+
+
+def export(entry: ModelEntry, s: Settings, out: Path, base: Path) -> Outcome:
+    """fp32 ONNX, linted and verified against PyTorch (a failed verification writes nothing)."""
+    from segexport.exporter.export import ExportOptions, export_onnx
+
+    hw = None
+    if entry.hw_range:
+        lo, _, hi = entry.hw_range.partition(":")
+        hw = (_size(lo), _size(hi))
+    br = None
+    if entry.batch_range:
+        lo, _, hi = entry.batch_range.partition(":")
+        br = (int(lo), int(hi))
+    options = ExportOptions(
+        model=_model_ref(entry.model, base),
+        out=out, weights=_rel(base, entry.weights), num_classes=entry.num_classes, width=entry.width,
+        model_args=dict(entry.model_args), input_size=_size(entry.input_size) if entry.input_size else None,
+        batch=entry.batch, dynamic=entry.dynamic_axes, hw_range=hw, batch_range=br, opset=s.opset, unpool=s.unpool,
+        lint=s.unpool != "native")
+    try:
+        result = export_onnx(options)
+    except CheckFailed as exc:
+        return Outcome("fail", message=str(exc))
+    rows = [{"shape": list(r.shape), "pixel_agreement": r.metrics.pixel_agreement,
+             "max_abs": _finite(r.metrics.max_abs), "held_to_floor": r.held_to_floor, "passed": r.passed}
+            for r in result.verify or []]
+    return Outcome("pass", {"nodes": sum(result.onnx_ops.values()), "verify": rows}, files={out.name: out})
+
+
+def calibrate(src: Path, out: Path, precision: str, s: Settings, base: Path) -> Outcome:
+    """fp16/int8/best ONNX (+ its provenance sidecar, + the TensorRT cache for int8)."""
+    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+
+    data = s.calib_data if s.calib_data == "synthetic" else str(base / s.calib_data)
+    cache = out.with_suffix(".cache") if precision in ("int8", "best") else None
+    try:
+        r = run_calibrate(CalibrateOptions(
+            onnx=src, precision=precision, data=data, labels=_rel(base, s.calib_labels), count=s.calib_count,
+            method=s.calib_method, max_miou_drop=s.max_miou_drop, max_agreement_drop=s.max_agreement_drop, out=out,
+            trt_cache=cache))
+    except CheckFailed as exc:
+        return Outcome("fail", message=str(exc))
+    files = {out.name: out, out.name + ".json": Path(str(out) + ".json")}
+    if r.trt_cache:
+        files[r.trt_cache.name] = r.trt_cache
+        files[r.trt_cache.name + ".json"] = Path(str(r.trt_cache) + ".json")
+    return Outcome("pass", {"chosen": r.precision, "cost": _finite(r.cost), "cost_kind": r.cost_kind,
+                            "pixel_agreement": r.pixel_agreement, "miou": r.miou,
+                            "kept_float": [k.module or k.node for k in r.kept_float]}, files=files)
+
+
+def lint(onnx: Path) -> Outcome:
+    """TensorRT op-support lint; the real parser (TensorRT / TensorRT-RTX) runs where installed."""
+    from segexport.exporter.lint import lint_model
+
+    report = lint_model(onnx)
+    figures = {"errors": len(report.errors), "warnings": len(report.warnings), "parser": report.parser,
+               "parser_skipped": report.parser_skipped}
+    if report.errors:
+        return Outcome("fail", figures, report.errors[0].message)
+    return Outcome("pass", figures)
+
+
+def engine(onnx: Path, out: Path, s: Settings) -> Outcome:
+    """An engine where a builder is installed (TensorRT, else TensorRT-RTX ahead of time)."""
+    from segexport.engines.builder import build_engine, sidecar_path
+    from segexport.engines.runtime import find_flavour
+
+    backend = {"auto": "auto", "trt": "trt", "trt-rtx": "rtx"}[s.engine]
+    if backend == "auto" and find_flavour("auto") is None:
+        return Outcome("skip", message="no TensorRT or TensorRT-RTX installed (pip install segexport[rtx])")
+    info = build_engine(onnx, out, backend=backend, target_compute_capabilities=tuple(s.engine_targets or ()))
+    side = sidecar_path(out)
+    return Outcome("pass", {"backend": info.backend, "tensorrt": info.tensorrt_version, "precision": info.precision,
+                            "bytes": info.engine_bytes}, files={out.name: out, side.name: side})
+
+
+def parity(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
+    """Label agreement, boundary band and mIoU (with labels) of ONNX Runtime vs PyTorch."""
+    from segexport.checks.parity import ParityOptions, run_parity
+
+    model = _model_ref(entry.model, base) if ":" in entry.model else None
+    report = run_parity(ParityOptions(
+        onnx=onnx, model=model, weights=_rel(base, entry.weights), backends=tuple(s.parity_backends),
+        images=_rel(base, s.parity_images), labels=_rel(base, s.parity_labels), count=s.parity_count,
+        thresholds=dict(s.thresholds or {})))
+    if not report.pairs:
+        return Outcome("skip", {"skipped": report.skipped}, "no parity backend can run here: "
+                       + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
+    pair = report.pairs[0]
+    m = pair.metrics
+    drop = None if pair.miou_reference is None else pair.miou_reference - pair.miou_candidate
+    figures = {"candidate": pair.candidate, "pixel_agreement": m.pixel_agreement,
+               "boundary_agreement": _finite(m.boundary_agreement), "max_abs": _finite(m.max_abs),
+               "miou_reference": pair.miou_reference, "miou": pair.miou_candidate, "miou_drop": drop,
+               "held_to_floor": pair.held_to_floor,
+               "checks": [{"name": c.name, "value": _finite(float(c.value)), "limit": _finite(float(c.limit)),
+                           "passed": c.passed} for p in report.pairs for c in p.checks]}
+    failed = [c for p in report.pairs for c in p.checks if not c.passed]
+    return Outcome("fail" if failed else "pass", figures, failed[0].message if failed else "")
+
+
+def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
+    """Interleaved trials of every backend (PyTorch eager in the same trials, for the ratio the
+    latency gate uses); figures hold each trial's median so a later run can judge robustly."""
+    import numpy as np
+
+    from segexport.checks.latency import measure_trials
+    from segexport.checks.runners import available_backends, make_runner
+    from segexport.exporter.metadata import read_record
+
+    record = read_record(onnx)
+    size = tuple(record.preprocess.input_size)
+    reasons = available_backends()
+    names = [b for b in s.bench_backends if not reasons.get(b)]
+    skipped = {b: reasons[b] for b in s.bench_backends if reasons.get(b)}
+    if not [b for b in names if not b.startswith("torch")]:
+        return Outcome("skip", {"skipped": skipped}, "no artefact backend can run here: "
+                       + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    torch_model = None
+    if any(b.startswith("torch") for b in names):
+        from segexport.models.loading import load_model
+
+        torch_model = load_model(record.model, num_classes=record.num_classes, width=record.width,
+                                 weights=_rel(base, entry.weights)).model
+    rng = np.random.default_rng(0)
+    results = {}
+    for b in s.bench_batches:
+        if "batch" not in record.dynamic and b != record.batch:
+            skipped[f"b{b}"] = f"the ONNX's batch is fixed at {record.batch}"
+            continue
+        feed = {record.input_name: rng.standard_normal((b, 3, *size), dtype=np.float32)}
+        runners = runner_factories(names, onnx, torch_model, record.output_name, s.bench_threads)
+        with torch_threads(s.bench_threads):
+            results[str(b)] = measure_trials(runners, feed, batch=b, trials=s.bench_trials, warmup=s.bench_warmup,
+                                             iterations=s.bench_iterations)
+    return Outcome("pass", {"input_size": list(size), "batches": results, "skipped": skipped,
+                            "cpu_threads": s.bench_threads or "library default"})
+
+
+def runner_factories(names: list[str], onnx: Path, torch_model, output_name: str, threads: int) -> dict:
+    """name -> factory of a fresh runner. With ``threads`` (> 0) the CPU backends run that many
+    intra-op threads. Why 1 by default: on a shared 2-core runner a two-thread inference waits
+    for both cores at once, so under load even its fastest iteration moved by +43 % on unchanged
+    code (benchmarks/results/latency_gate_cpu.json), while one thread's fastest iteration holds."""
+    from segexport.checks.runners import make_runner
+
+    def ort_cpu():
+        import onnxruntime as ort
+        from polygraphy.backend.onnxrt import OnnxrtRunner
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        return OnnxrtRunner(lambda: ort.InferenceSession(str(onnx), options, providers=["CPUExecutionProvider"]),
+                            name="ort-cpu")
+
+    return {n: ort_cpu if (n == "ort-cpu" and threads) else
+            (lambda n=n: make_runner(n, onnx_path=onnx, model=torch_model, output_name=output_name)) for n in names}
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """PyTorch's CPU intra-op threads for the block (its own setting restored after)."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def deploy_available() -> bool:
+    """Whether segexport.deploy (Triton / DeepStream bundles) can be imported here."""
+    try:
+        from segexport import deploy as _  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def deploy(onnx: Path, engine_path: Path | None, kinds: list[str], out_dir: Path) -> Outcome:
+    """Triton / DeepStream bundles from segexport.deploy (issue 15), imported only when asked for."""
+    try:
+        from segexport import deploy as deploy_mod  # noqa: F401
+    except ImportError:
+        raise UserError("deploy bundles need segexport.deploy, which this install lacks: "
+                        "remove `deploy` from the config or upgrade segexport") from None
+    files: dict[str, Path] = {}
+    for kind in kinds:
+        fn = getattr(deploy_mod, f"deploy_{kind}", None)
+        if fn is None:
+            raise UserError(f"segexport.deploy has no deploy_{kind}: remove {kind!r} from `deploy` or upgrade segexport")
+        target = out_dir / f"{onnx.stem}.{kind}"
+        fn(onnx, target) if engine_path is None else fn(onnx, target, engine=engine_path)
+        for f in sorted(p for p in target.rglob("*") if p.is_file()):
+            files[f.relative_to(out_dir).as_posix()] = f
+    return Outcome("pass", {"bundles": kinds}, files=files)

@@ -1,0 +1,150 @@
+"""Config schema, plan and shard split: no model is built here, so these run in milliseconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from segexport.errors import UserError
+from segexport.pipeline.config import ConfigError, load_config
+from segexport.pipeline.plan import full_plan, parse_shard, plan
+
+GOOD = """
+[defaults]
+precisions = ["fp32", "int8"]
+calib_count = 8
+
+[[models]]
+name = "a"
+model = "unet"
+width = 0.0625
+num_classes = 4
+input_size = "64x64"
+precisions = ["fp32", "fp16"]
+
+[[models]]
+name = "b"
+model = "segnet"
+dynamic = "hw"
+
+[[models]]
+name = "c"
+model = "fcn8s"
+calib_count = 2
+"""
+
+
+def _write(tmp_path, text, name="segexport.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_overridden_per_model(tmp_path):
+    config, base = load_config(_write(tmp_path, GOOD))
+    a, b, c = (m.settings(config.defaults) for m in config.models)
+    assert a.precisions == ["fp32", "fp16"] and b.precisions == ["fp32", "int8"]
+    assert (a.calib_count, c.calib_count) == (8, 2)
+    assert a.calib_method == "percentile"  # built-in default when neither sets it
+    assert base == tmp_path.resolve()
+
+
+def test_every_error_is_one_line_with_its_key_path(tmp_path):
+    bad = GOOD.replace('width = 0.0625', 'width = -1').replace('dynamic = "hw"', 'dynamic = "depth"') \
+        .replace('calib_count = 2', 'calib_cout = 2').replace('"fp32", "fp16"]', '"fp32", "fp64"]')
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, bad))
+    lines = info.value.lines
+    assert any("models[0].width: Input should be greater than 0" in ln for ln in lines), lines
+    assert any("models[1].dynamic:" in ln and "'depth'" in ln for ln in lines), lines
+    assert any("models[2].calib_cout: unknown key" in ln for ln in lines), lines
+    assert any("models[0].precisions[1]:" in ln for ln in lines), lines
+    assert all(ln.startswith(str(tmp_path)) and "\n" not in ln for ln in lines)
+
+
+def test_pyproject_table_missing_files_and_bad_toml(tmp_path):
+    path = _write(tmp_path, "[tool.segexport]\n" + GOOD.replace("[defaults]", "[tool.segexport.defaults]")
+                  .replace("[[models]]", "[[tool.segexport.models]]"), "pyproject.toml")
+    config, _ = load_config(path)
+    assert [m.name for m in config.models] == ["a", "b", "c"]
+    with pytest.raises(UserError, match="no \\[tool.segexport\\] table"):
+        load_config(_write(tmp_path, "[project]\nname='x'\n", "pyproject.toml"))
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_config(_write(tmp_path, "[[models]\n"))
+    with pytest.raises(ConfigError, match="weights: 'w.pt' not found"):
+        load_config(_write(tmp_path, GOOD.replace('input_size = "64x64"', 'input_size = "64x64"\nweights = "w.pt"')))
+    with pytest.raises(ConfigError, match="used twice"):
+        load_config(_write(tmp_path, GOOD.replace('name = "b"', 'name = "a"')))
+
+
+def test_cli_prints_one_line_per_error_and_exits_2(tmp_path, run_cli):
+    bad = GOOD.replace('width = 0.0625', 'width = -1').replace('calib_count = 2', 'calib_cout = 2')
+    result = run_cli("pipeline", "run", _write(tmp_path, bad), "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 2 and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_shards_partition_the_plan_deterministically(tmp_path):
+    config, _ = load_config(_write(tmp_path, GOOD))
+    full = [(u.model, u.precision) for u in full_plan(config)]
+    assert full == [("a", "fp32"), ("a", "fp16"), ("b", "fp32"), ("b", "int8"), ("c", "fp32"), ("c", "int8")]
+    for n in (1, 2, 3, 4, 7):
+        parts = [[(u.model, u.precision) for u in plan(config, (i, n))] for i in range(1, n + 1)]
+        assert sorted(sum(parts, [])) == sorted(full)  # every unit exactly once
+        assert parts == [[(u.model, u.precision) for u in plan(config, (i, n))] for i in range(1, n + 1)]
+    # each model's export is reported by exactly one unit, whichever shard runs it
+    assert [u.model for u in full_plan(config) if u.owns_export] == ["a", "b", "c"]
+    assert [(u.model, u.precision) for u in plan(config, only="b")] == [("b", "fp32"), ("b", "int8")]
+    assert [(u.model, u.precision) for u in plan(config, only="b:int8")] == [("b", "int8")]
+    with pytest.raises(UserError, match="no model named 'z'"):
+        plan(config, only="z")
+    for text in ("0/2", "3/2", "x", "1/0"):
+        with pytest.raises(UserError, match="must be I/N"):
+            parse_shard(text)
+    assert parse_shard("2/4") == (2, 4)
+
+
+def test_deploy_without_segexport_deploy_is_a_one_line_config_error(tmp_path, run_cli, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "segexport.deploy", None)  # as on an install without the deploy module
+    config = _write(tmp_path, GOOD.replace('calib_count = 8', 'calib_count = 8\ndeploy = ["triton"]'))
+    result = run_cli("pipeline", "run", config, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "deploy bundles need segexport.deploy" in result.stderr
+    assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1
+    bad = _write(tmp_path, GOOD.replace('calib_count = 8', 'calib_count = 8\ndeploy = ["k8s"]'))
+    assert "defaults.deploy[0]:" in run_cli("pipeline", "run", bad).stderr
+
+
+def test_a_damaged_or_foreign_manifest_is_one_line_exit_2(tmp_path, run_cli):
+    import json
+
+    config = _write(tmp_path, GOOD)
+    for name, doc in (("junk.json", "not json"), ("old.json", json.dumps({"schema": 99, "entries": []})),
+                      ("bad.json", json.dumps({"schema": 1, "entries": [1]})),
+                      ("steps.json", json.dumps({"schema": 1, "entries": [{"model": "a", "variant": "fp32", "index": 0,
+                                                                            "steps": {"x": 3}, "artefacts": []}]}))):
+        (tmp_path / name).write_text(doc)
+        result = run_cli("pipeline", "run", config, "--baseline", tmp_path / name, "--dry-run")
+        assert result.exit_code == 2 and "Traceback" not in result.stderr, (name, result.stderr)
+        assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1 and name in result.stderr
+        (tmp_path / "shard" ).mkdir(exist_ok=True)
+        (tmp_path / "shard" / "manifest.json").write_text(doc)
+        merged = run_cli("pipeline", "merge", tmp_path / "shard", "--out", tmp_path / "m")
+        assert merged.exit_code == 2 and "Traceback" not in merged.stderr, (name, merged.stderr)
+
+
+def test_merge_refuses_an_artefact_path_that_leaves_the_folder(tmp_path, run_cli):
+    import json
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "secret").write_text("x")
+    doc = {"schema": 1, "segexport": "0", "config_sha256": "c", "units": 1, "baseline": None, "only": None,
+           "runs": [{"shard": "1/1"}],
+           "entries": [{"model": "a", "variant": "fp32", "index": 0, "steps": {},
+                        "artefacts": [{"path": "../secret", "sha256": "0" * 64, "bytes": 1}]}]}
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(doc))
+    result = run_cli("pipeline", "merge", tmp_path / "s", "--out", tmp_path / "m")
+    assert result.exit_code == 2 and "leaves the folder" in result.stderr
+    assert not (tmp_path / "m" / "secret").exists() and not (tmp_path / "secret.copy").exists()
