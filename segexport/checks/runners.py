@@ -18,6 +18,7 @@ import numpy as np
 from polygraphy.backend.base import BaseRunner
 
 from segexport.core.sessions import ort_runner, ort_session, quiet_polygraphy  # noqa: F401  (re-exported)
+from segexport.checks.torch_backends import TorchRunner, backend_device  # noqa: F401  (runners of every backend, one import)
 from segexport.errors import UserError
 
 BACKENDS = ("torch", "torch-channels-last", "torch-compile", "torch-cuda", "torch-cuda-fp16", "torch-cuda-channels-last",
@@ -26,54 +27,6 @@ _ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionP
                   "ort-trt": "TensorrtExecutionProvider"}
 
 
-class TorchRunner(BaseRunner):
-    """PyTorch eager as a Polygraphy runner: CPU fp32, CUDA fp32, or CUDA fp16 autocast.
-
-    ``inference_time`` is measured with CUDA events around the forward pass on the GPU
-    (host timers would measure kernel *launches*) and with ``perf_counter_ns`` on the CPU.
-    """
-
-    def __init__(self, model, *, device: str = "cpu", fp16: bool = False, input_name: str = "input",
-                 output_name: str = "logits", input_shape: tuple[int, ...] | None = None, name: str | None = None):
-        super().__init__(name=name, prefix="torch-runner")
-        self.model, self.device, self.fp16 = model, device, fp16
-        self.input_name, self.output_name, self.input_shape = input_name, output_name, input_shape
-
-    def activate_impl(self) -> None:
-        self.model = self.model.to(self.device).eval()
-
-    def get_input_metadata_impl(self):
-        from polygraphy.common import TensorMetadata
-        from polygraphy.datatype import DataType
-
-        # Polygraphy marks dynamic dimensions with strings; PyTorch takes any N, H, W.
-        return TensorMetadata().add(self.input_name, DataType.FLOAT32, self.input_shape or ("N", 3, "H", "W"))
-
-    def infer_impl(self, feed_dict):
-        import torch
-
-        x = self.prepare_input(torch.from_numpy(np.ascontiguousarray(feed_dict[self.input_name])).to(self.device))
-        cuda = self.device.startswith("cuda")
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=cuda and self.fp16):
-            if cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                out = self.model(x)
-                end.record()
-                torch.cuda.synchronize()
-                self.inference_time = start.elapsed_time(end) / 1e3
-            else:
-                t0 = time.perf_counter_ns()
-                out = self.model(x)
-                self.inference_time = (time.perf_counter_ns() - t0) / 1e9
-        return OrderedDict([(self.output_name, out.float().cpu().numpy() if out.is_floating_point() else out.cpu().numpy())])
-
-    def prepare_input(self, x):
-        """Hook for variants (channels-last): runs before the timing starts."""
-        return x
-
-    def deactivate_impl(self) -> None:
-        pass
 
 
 class OrtIoBindingRunner(BaseRunner):
@@ -130,13 +83,6 @@ class OrtIoBindingRunner(BaseRunner):
         del self.session
 
 
-def backend_device(backend: str) -> str:
-    """"cpu" or "cuda": where a backend computes, so speedups compare like with like."""
-    from segexport.checks.torch_backends import TORCH_VARIANTS
-
-    if backend in TORCH_VARIANTS:
-        return TORCH_VARIANTS[backend].device
-    return "cpu" if backend.startswith("ort-cpu") else "cuda"  # ort-cpu-int8 etc. in benchmarks
 
 
 def available_backends() -> dict[str, str | None]:

@@ -2,7 +2,7 @@
 
 Why: a user choosing between shipping PyTorch and shipping an engine compares against the
 fastest PyTorch they could run, not against eager fp32. Each variant here is a
-:class:`~segexport.checks.runners.TorchRunner` with the model prepared differently; the
+:class:`TorchRunner` (PyTorch eager) with the model prepared differently; the
 timing (CUDA events / ``perf_counter_ns``) is the eager runner's, so every PyTorch number
 is measured the same way.
 
@@ -15,9 +15,61 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
-from segexport.checks.runners import TorchRunner
+import numpy as np
+from polygraphy.backend.base import BaseRunner
+
+
+class TorchRunner(BaseRunner):
+    """PyTorch eager as a Polygraphy runner: CPU fp32, CUDA fp32, or CUDA fp16 autocast.
+
+    ``inference_time`` is measured with CUDA events around the forward pass on the GPU
+    (host timers would measure kernel *launches*) and with ``perf_counter_ns`` on the CPU.
+    """
+
+    def __init__(self, model, *, device: str = "cpu", fp16: bool = False, input_name: str = "input",
+                 output_name: str = "logits", input_shape: tuple[int, ...] | None = None, name: str | None = None):
+        super().__init__(name=name, prefix="torch-runner")
+        self.model, self.device, self.fp16 = model, device, fp16
+        self.input_name, self.output_name, self.input_shape = input_name, output_name, input_shape
+
+    def activate_impl(self) -> None:
+        self.model = self.model.to(self.device).eval()
+
+    def get_input_metadata_impl(self):
+        from polygraphy.common import TensorMetadata
+        from polygraphy.datatype import DataType
+
+        # Polygraphy marks dynamic dimensions with strings; PyTorch takes any N, H, W.
+        return TensorMetadata().add(self.input_name, DataType.FLOAT32, self.input_shape or ("N", 3, "H", "W"))
+
+    def infer_impl(self, feed_dict):
+        import torch
+
+        x = self.prepare_input(torch.from_numpy(np.ascontiguousarray(feed_dict[self.input_name])).to(self.device))
+        cuda = self.device.startswith("cuda")
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=cuda and self.fp16):
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                out = self.model(x)
+                end.record()
+                torch.cuda.synchronize()
+                self.inference_time = start.elapsed_time(end) / 1e3
+            else:
+                t0 = time.perf_counter_ns()
+                out = self.model(x)
+                self.inference_time = (time.perf_counter_ns() - t0) / 1e9
+        return OrderedDict([(self.output_name, out.float().cpu().numpy() if out.is_floating_point() else out.cpu().numpy())])
+
+    def prepare_input(self, x):
+        """Hook for variants (channels-last): runs before the timing starts."""
+        return x
+
+    def deactivate_impl(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -39,6 +91,13 @@ TORCH_VARIANTS: dict[str, TorchVariant] = {
     "torch-cuda-compile": TorchVariant("cuda", compile=True),
 }
 EAGER = {"cpu": "torch", "cuda": "torch-cuda"}
+
+
+def backend_device(backend: str) -> str:
+    """"cpu" or "cuda": where a backend computes, so speedups compare like with like."""
+    if backend in TORCH_VARIANTS:
+        return TORCH_VARIANTS[backend].device
+    return "cpu" if backend.startswith("ort-cpu") else "cuda"  # ort-cpu-int8 etc. in benchmarks
 
 
 def torch_reasons(*, cuda: bool, compiler: str | None = None, dynamo_ok: bool | None = None,
@@ -140,8 +199,6 @@ def add_best_torch_speedups(stats) -> None:
     Like :func:`~segexport.checks.latency.add_speedups`: GPU candidates are compared with the
     fastest CUDA PyTorch run when one ran, else with the fastest CPU one.
     """
-    from segexport.checks.runners import backend_device
-
     for s in stats:
         order = ("cpu",) if backend_device(s.backend) == "cpu" else ("cuda", "cpu")
         best = next((b for b in (fastest_torch(stats, s.batch, d) for d in order) if b is not None), None)
