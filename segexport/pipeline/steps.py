@@ -239,6 +239,13 @@ def deploy(onnx: Path, engine_path: Path | None, kinds: list[str], out_dir: Path
     except ImportError:
         raise UserError("deploy bundles need segexport.deploy, which this install lacks: "
                         "remove `deploy` from the config or upgrade segexport") from None
+    from segexport.engines.builder import read_engine_info
+
+    # Bundles carry TensorRT engines only: a TensorRT-RTX plan proves the build here but is not what
+    # Triton's tensorrt_plan or DeepStream load, so the bundle then ships the ONNX + build_engine.sh.
+    left_out = engine_path is not None and read_engine_info(engine_path).backend != "trt"
+    if left_out:
+        engine_path = None
     files: dict[str, Path] = {}
     for kind in kinds:
         fn = getattr(deploy_mod, f"deploy_{kind}", None)
@@ -248,4 +255,6 @@ def deploy(onnx: Path, engine_path: Path | None, kinds: list[str], out_dir: Path
         fn(onnx, target) if engine_path is None else fn(onnx, target, engine=engine_path)
         for f in sorted(p for p in target.rglob("*") if p.is_file()):
             files[f.relative_to(out_dir).as_posix()] = f
-    return Outcome("pass", {"bundles": kinds}, files=files)
+    return Outcome("pass", {"bundles": kinds, "engine_in_bundle": engine_path is not None,
+                            **({"note": "TensorRT-RTX plan not bundled: build on the target with build_engine.sh"}
+                               if left_out else {})}, files=files)

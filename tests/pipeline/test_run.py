@@ -153,3 +153,25 @@ def test_only_runs_one_model(tiny_copy, run_cli):
     assert run_cli("pipeline", "run", config, "--out", tmp / "o", "--cache-dir", cache, "--only", "unet-t:int8").exit_code == 0
     doc = json.loads((tmp / "o" / "manifest.json").read_text())
     assert [(e["model"], e["variant"]) for e in doc["entries"]] == [("unet-t", "int8")]
+
+
+def test_deploy_bundles_come_out_of_the_pipeline(tiny_copy, run_cli):
+    """`deploy = [...]` per model: the pipeline writes a Triton repository and a DeepStream bundle
+    from the same ONNX the other steps checked, lists their files in the manifest, and leaves a
+    TensorRT-RTX plan out of them (neither Triton nor nvinfer loads one)."""
+    tmp, config, cache = tiny_copy
+    config.write_text(config.read_text().replace('input_size = "32x32"\n', 'input_size = "32x32"\ndeploy = ["triton", "deepstream"]\n', 1))
+    result = run_cli("pipeline", "run", config, "--out", tmp / "dep", "--cache-dir", cache, "--only", "unet-t:fp32")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    doc = json.loads((tmp / "dep" / "manifest.json").read_text())
+    (entry,) = doc["entries"]
+    deploy = entry["steps"]["deploy"]
+    assert deploy["verdict"] == "pass" and deploy["figures"]["bundles"] == ["triton", "deepstream"]
+    paths = {a["path"] for a in entry["artefacts"]}
+    assert any(p.endswith("/config.pbtxt") for p in paths), paths
+    (nvinfer,) = [p for p in paths if p.endswith("deepstream/nvinfer_config.txt")]
+    text = (tmp / "dep" / nvinfer).read_text()
+    assert "network-type=2" in text and "num-detected-classes=3" in text
+    assert not any(p.endswith(".engine") and "deepstream" in p for p in paths)
+    for path in paths:
+        assert (tmp / "dep" / path).is_file(), path
