@@ -98,43 +98,39 @@ def run_command(
 
       segexport pipeline merge shard-* --out dist
     """
+    from segexport.api import pipeline
     from segexport.pipeline import run_pipeline
     from segexport.pipeline.config import ConfigError
-    from segexport.pipeline.manifest import append_step_summary, passed, write_outputs
     from segexport.pipeline.plan import parse_shard
     from segexport.pipeline.run import RunOptions
 
-    if jobs < 1:
-        raise UserError("--jobs must be >= 1")
-    opts = RunOptions(config=config, out=out, cache_dir=None if no_cache else cache_dir, shard=parse_shard(shard),
-                      baseline=baseline, only=only, dry_run=dry_run, jobs=jobs)
-    if baseline is not None and not baseline.is_file():
-        raise UserError(f"--baseline {str(baseline)!r} not found: pass the manifest.json of a previous run")
-    if not dry_run:
-        if out.exists() and not out.is_dir():
-            raise UserError(f"--out {str(out)!r} is a file: give a folder")
-        out.mkdir(parents=True, exist_ok=True)
     try:
-        reporter = _Rich() if console.is_terminal else _Plain()
-        with _sigterm_as_interrupt():  # a cancelled CI job: temp files and half cache entries are removed
-            result = run_pipeline(opts, None if dry_run else reporter)
+        if dry_run:
+            rows = run_pipeline(RunOptions(config=config, out=out, cache_dir=None if no_cache else cache_dir,
+                                           shard=parse_shard(shard), baseline=baseline, only=only, dry_run=True,
+                                           jobs=jobs))
+        else:
+            reporter = _Rich() if console.is_terminal else _Plain()
+            with _sigterm_as_interrupt():  # a cancelled CI job: temp files and half cache entries are removed
+                try:
+                    result = pipeline(config=config, out=out, cache_dir=None if no_cache else cache_dir, shard=shard,
+                                      baseline=baseline, only=only, jobs=jobs, reporter=reporter)
+                except CheckFailed as exc:
+                    _summary(exc.result.manifest, out)
+                    raise
     except ConfigError as exc:
         for line in exc.lines:
             err_console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if dry_run:
-        for row in result:
+        for row in rows:
             colour = "dim" if row.status == "cached" else "yellow"
             console.print(f"{row.unit:<32} {row.step:<10} [{colour}]{row.status}[/]")
-        todo = sum(r.status == "to run" for r in result)
-        console.print(f"{len(result)} steps: {len(result) - todo} cached, {todo} to run (steps after a 'to run' "
+        todo = sum(r.status == "to run" for r in rows)
+        console.print(f"{len(rows)} steps: {len(rows) - todo} cached, {todo} to run (steps after a 'to run' "
                       "step are keyed by its output, so they show once it has run)")
         return
-    write_outputs(out, result)
-    append_step_summary(out)
-    _summary(result, out)
-    if not passed(result):
-        raise CheckFailed(f"a check or gate failed: see {out / 'report.md'} (and junit.xml)")
+    _summary(result.manifest, out)
 
 
 def merge_command(
