@@ -51,11 +51,21 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def write_provenance(prov: Provenance) -> None:
+def provenance_text(prov: Provenance) -> str:
+    from segexport.core.jsonio import dumps
+
+    return dumps(asdict(prov), indent=2) + "\n"
+
+
+def write_provenance(prov: Provenance, path: str | Path | None = None) -> None:
+    """Write the sidecar of ``prov.artefact`` (or into ``path``: a staged temp of it)."""
+    if path is not None:
+        Path(path).write_text(provenance_text(prov))
+        return
     from segexport.core.files import atomic_output
 
     with atomic_output(sidecar_for(prov.artefact)) as tmp:
-        tmp.write_text(json.dumps(asdict(prov), indent=2) + "\n")
+        tmp.write_text(provenance_text(prov))
 
 
 def check_matches(artefact: str | Path, onnx_path: str | Path) -> Provenance:
@@ -65,7 +75,12 @@ def check_matches(artefact: str | Path, onnx_path: str | Path) -> Provenance:
     side = sidecar_for(artefact)
     if not side.is_file():
         raise UserError(f"{Path(artefact).name} has no provenance sidecar ({side.name}): recalibrate with `segexport calibrate`")
-    prov = Provenance(**json.loads(side.read_text()))
+    try:
+        prov = Provenance(**json.loads(side.read_text()))
+        if not isinstance(prov.source_onnx_sha256, str):
+            raise TypeError("source_onnx_sha256 is not a string")
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:  # truncated or hand-edited
+        raise UserError(f"{side.name} is damaged ({type(exc).__name__}): recalibrate with `segexport calibrate`") from exc
     actual = sha256_file(onnx_path)
     if prov.source_onnx_sha256 != actual:
         raise UserError(f"{Path(artefact).name} was calibrated for another ONNX (SHA-256 {prov.source_onnx_sha256[:12]}…, "

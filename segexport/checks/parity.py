@@ -32,6 +32,7 @@ class ParityOptions:
     thresholds: dict[str, float] = field(default_factory=dict)
     save_diff: Path | None = None
     reference: str = "torch"
+    trust_model_code: bool = False  # a module:factory recorded in the ONNX may run (the user said so)
 
 
 def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
@@ -39,12 +40,16 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
 
     from segexport.checks.runners import available_backends, make_runner
     from segexport.exporter.metadata import read_record
-    from segexport.models.loading import load_model
+    from segexport.models.loading import load_model, model_from_file
 
     say = progress or (lambda _m: None)
+    from segexport.core.limits import check_count
+
+    check_count(opts.count)
     record = read_record(opts.onnx)
-    loaded = load_model(opts.model or record.model, num_classes=record.num_classes, width=record.width,
-                        weights=opts.weights)
+    ref = opts.model or model_from_file(record.model, f"{Path(opts.onnx).name}'s metadata",
+                                        trust_model_code=opts.trust_model_code)
+    loaded = load_model(ref, num_classes=record.num_classes, width=record.width, weights=opts.weights)
     if loaded.weights_sha256 != record.weights_sha256:
         if record.weights_sha256 is None:
             raise UserError("the ONNX was exported without --weights (seeded initialisation) but --weights was given: "

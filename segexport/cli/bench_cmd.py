@@ -30,6 +30,7 @@ def bench_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as JSON (usable as a --baseline later)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous --json: fail when slower than it."),
     max_regression: str = typer.Option("10%", "--max-regression", help="Allowed p50 slowdown vs --baseline."),
+    trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let a module:factory recorded in the ONNX's metadata be imported and run (off: only zoo names are read from a file)."),
 ) -> None:
     """Measure mean/std/min/p50/p90/p99 latency and images/s per backend and batch.
 
@@ -66,8 +67,10 @@ def bench_command(
         batches = sorted({int(b) for b in batch.split(",") if b.strip()})
     except ValueError:
         raise UserError(f"--batch {batch!r} must be integers, e.g. 1,4,8") from None
-    if not batches or min(batches) < 1:
-        raise UserError("--batch values must be >= 1")
+    from segexport.core.limits import MAX_BATCH, check_elements
+
+    if not batches or min(batches) < 1 or max(batches) > MAX_BATCH:
+        raise UserError(f"--batch values must be 1..{MAX_BATCH}")
     check_timing(warmup, iterations, duration)  # before models load: a bad count costs nothing
     names = [b.strip() for b in backends.split(",") if b.strip()]
     if engine is not None:  # an engine given is an engine to time, as in parity
@@ -88,7 +91,9 @@ def bench_command(
                         "drop --model, bench reads it from the ONNX")
     torch_model = None
     if any(n.startswith("torch") for n in names):
-        ref = model or record.model
+        from segexport.models.loading import model_from_file
+
+        ref = model or model_from_file(record.model, f"{Path(onnx).name}'s metadata", trust_model_code=trust_model_code)
         loaded = load_model(ref, num_classes=record.num_classes if record else num_classes,
                             width=record.width if record else width)
         torch_model = loaded.model
@@ -109,6 +114,7 @@ def bench_command(
             if r is not None and not r.min <= value <= r.max:
                 raise UserError(f"--input-size {size[0]}x{size[1]}: the ONNX's {axis} range is {r.min}..{r.max}; "
                                 "stay inside it or re-export with a wider --hw-range")
+    check_elements((max(batches), 3, *size), "a --batch input")
     if base is not None:
         check_same_work(base, {"model": model or (record.model if record else None), "input_size": list(size)})
     reasons = available_backends()

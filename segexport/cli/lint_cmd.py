@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -40,7 +39,9 @@ def lint_command(
         raise UserError(f"--parser {parser!r} is not one of auto, trt, rtx, none")
     report = lint_model(model, parser=parser, build=build)
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        from segexport.core.jsonio import dumps
+
+        print(dumps(report.to_dict(), indent=2))
     else:
         _print(report)
     if report.errors:

@@ -43,6 +43,7 @@ def parity_command(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per check) for CI."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown table."),
     save_diff: Optional[Path] = typer.Option(None, "--save-diff", help="Write PNGs: reference labels, candidate labels, disagreement overlay."),
+    trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let a module:factory recorded in the ONNX's metadata be imported and run (off: only zoo names are read from a file)."),
 ) -> None:
     """Compare every backend with PyTorch eager on the same inputs; exit 1 when a check fails.
 
@@ -72,7 +73,7 @@ def parity_command(
     opts = ParityOptions(onnx=onnx, model=model, weights=weights, engine=engine,
                          backends=tuple(b.strip() for b in backends.split(",") if b.strip()), images=images,
                          labels=labels, count=count, seed=seed, thresholds=parse_thresholds(threshold),
-                         save_diff=save_diff)
+                         save_diff=save_diff, trust_model_code=trust_model_code)
     with console.status("parity", spinner="dots") as status:
         report = run_parity(opts, progress=lambda m: status.update(f"[bold]{m}[/]…"))
     if not report.pairs:  # before any report is written: an empty report would read as a pass

@@ -12,7 +12,6 @@ Precision policy (one ``--precision`` for every runtime):
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -181,6 +180,9 @@ def build_engine(
     start = time.perf_counter()
     serialized = parsed.builder.build_serialized_network(parsed.network, config)
     seconds = time.perf_counter() - start
+    from segexport.core.interrupts import raise_if_interrupted
+
+    raise_if_interrupted()  # swallowed inside a TensorRT callback: stop here, write nothing
     if serialized is None:
         error = last_error(parsed.logger)
         if any(w in error.lower() for w in ("cuda", "driver", "no device", "gpu")):
@@ -205,13 +207,14 @@ def build_engine(
         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
         target_compute_capabilities=[cc.lower() for cc in target_compute_capabilities],
     )
-    from segexport.core.files import atomic_output
+    from segexport.core.files import atomic_outputs
 
-    with atomic_output(out_path) as tmp:
-        tmp.write_bytes(data)
-        sidecar_tmp = Path(str(tmp) + SIDECAR_SUFFIX)
-        sidecar_tmp.write_text(json.dumps(asdict(info), indent=2) + "\n")
-        os.replace(sidecar_tmp, sidecar_path(out_path))
+    # the engine and its sidecar land together; the old sidecar goes first and the new one comes
+    # last, so a kill between the renames never pairs a new sidecar with an old engine
+    side = sidecar_path(out_path)
+    with atomic_outputs([(out_path, "--out")], sidecars=[(side, "--out")]) as staged:
+        staged[out_path].write_bytes(data)
+        staged[side].write_text(json.dumps(asdict(info), indent=2, allow_nan=False) + "\n")
     if cache_obj is not None:
         with atomic_output(timing_cache, flag="--timing-cache") as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
@@ -273,9 +276,17 @@ def read_engine_info(engine_path: str | Path) -> EngineInfo:
     if not side.exists():
         raise UserError(f"{side.name} is missing: segexport cannot tell which GPU/TensorRT {Path(engine_path).name} "
                         "was built for; rebuild it with `segexport engine`")
-    raw = json.loads(side.read_text())
-    known = set(EngineInfo.__dataclass_fields__)
-    return EngineInfo(**{k: v for k, v in raw.items() if k in known})
+    try:
+        raw = json.loads(side.read_text())
+        known = set(EngineInfo.__dataclass_fields__)
+        info = EngineInfo(**{k: v for k, v in raw.items() if k in known})
+        for key in ("backend", "tensorrt_version", "precision"):
+            if not isinstance(getattr(info, key), str):
+                raise TypeError(f"{key} is not a string")
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:  # truncated or hand-edited
+        raise UserError(f"{side.name} is damaged ({type(exc).__name__}): rebuild {Path(engine_path).name} "
+                        "with `segexport engine`") from exc
+    return info
 
 
 def check_engine_compatible(engine_path: str | Path, flavour: Flavour | None = None) -> EngineInfo:

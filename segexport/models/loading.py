@@ -86,6 +86,22 @@ def _load(ref: str, *, num_classes: int, width: float, model_args: dict[str, Any
     return LoadedModel(model=model.eval(), name=name, spec=spec, num_classes=num_classes, width=width, weights_sha256=sha)
 
 
+def model_from_file(ref: object, source: str, *, trust_model_code: bool = False) -> str:
+    """A model reference read from a file (ONNX metadata, a sidecar, a manifest): only a zoo name.
+
+    The command line is trusted, files are data: a ``module:factory`` or ``file.py:factory``
+    inside a downloaded ONNX would import and run that code (with the current folder
+    importable). It is refused unless the user opts in on the command line.
+    """
+    if not isinstance(ref, str) or not ref:
+        raise UserError(f"{source} names no model: pass --model explicitly")
+    if is_zoo_name(ref) or trust_model_code:
+        return ref
+    shown = ref if len(ref) <= 80 else ref[:77] + "..."
+    raise UserError(f"{source} names user code as its model ({shown!r}); segexport runs no code named in a file: "
+                    f"pass --model {shown} explicitly if you trust it (or --trust-model-code)")
+
+
 def _import_factory(ref: str):
     target, _, attr = ref.rpartition(":")
     if not target or not attr:
