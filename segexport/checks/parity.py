@@ -84,6 +84,12 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
         return labels_of(out).astype(np.int32) if record.argmax else out
 
     reference = reference_of(inputs)
+    if np.issubdtype(reference.dtype, np.floating) and not np.isfinite(reference).all():
+        # every backend would "disagree" with a NaN; the fault is the model's, not the export's
+        bad = int(reference.size - np.count_nonzero(np.isfinite(reference)))
+        raise UserError(f"the PyTorch model itself outputs NaN/inf ({bad} values) on these inputs: it is no usable "
+                        "reference (diverged weights? inputs far outside its training range?); fix the model or "
+                        "--weights before checking the export")
     floors = None  # the reference against itself under float32-level jitter, measured on a failure
     report = ParityReport(onnx=str(opts.onnx), model=loaded.name, precision=precision,
                           inputs=f"{len(inputs)} {'images' if names else 'seeded random tensors'}",

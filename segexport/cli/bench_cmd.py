@@ -86,6 +86,9 @@ def bench_command(
     if base is not None and json_out is not None and json_out.resolve() == base.path.resolve():
         raise UserError("--json and --baseline are the same file: the run would be compared with itself; "
                         "write the new results elsewhere (e.g. --json now.json)")
+    from segexport.core.files import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs({"--json": json_out}, [onnx, engine, engine and Path(str(engine) + ".json"), baseline])
     if record is not None and model is not None and model != record.model:
         raise UserError(f"--model {model} is not the model {Path(onnx).name} was exported from ({record.model}): "
                         "drop --model, bench reads it from the ONNX")

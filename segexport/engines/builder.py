@@ -115,6 +115,13 @@ def build_engine(
 
     model = load_onnx(onnx_path)  # a missing or non-ONNX file: one line here, not a parser error later
     _check_engine_paths(onnx_path, out_path, timing_cache, workspace_mib)
+    from segexport.core.files import refuse_overwriting_inputs
+    from segexport.core.onnx_io import check_external_data
+
+    refuse_overwriting_inputs(
+        {"--out": out_path, "--out sidecar": sidecar_path(out_path), "--timing-cache": timing_cache},
+        [onnx_path, *check_external_data(model, onnx_path), calibration_cache,
+         calibration_cache and Path(str(calibration_cache) + ".json")])
     if calibration_cache is not None:
         from segexport.calib.provenance import check_matches
 

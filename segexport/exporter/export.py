@@ -217,6 +217,14 @@ def _validate_options(o: ExportOptions) -> None:
     out = Path(o.out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--out {str(out)!r} must end in .onnx")
+    from segexport.core.files import check_output_path, refuse_overwriting_inputs
+    from segexport.core.limits import MAX_BATCH
+
+    if o.batch > MAX_BATCH:
+        raise UserError(f"--batch {o.batch} is too large: at most {MAX_BATCH}")
+    check_output_path(out, "--out")  # before the model loads and exports, not after
+    source = o.model.rpartition(":")[0] if ":" in o.model else ""
+    refuse_overwriting_inputs({"--out": out}, [o.weights, source if source.endswith(".py") else None])
 
 
 def _dynamic_ranges(o: ExportOptions, size: tuple[int, int], min_size: int) -> dict[str, DynamicRange]:

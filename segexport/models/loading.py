@@ -18,6 +18,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
 import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -149,8 +150,9 @@ def _check_declared_spec(ref: str, declared: dict[str, Any]) -> None:
             values = tuple(declared[key])
         except TypeError:
             fail(key, f"a sequence of {n or 'some'} numbers")
-        if (n is not None and len(values) != n) or not all(isinstance(v, (int, float)) for v in values):
-            fail(key, f"a sequence of {n} numbers")
+        if (n is not None and len(values) != n) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            fail(key, f"a sequence of {n} finite numbers")
         return values
 
     if "default_input_size" in declared:
@@ -225,6 +227,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"weights file {str(path)!r} not found: check the --weights path")
     if path.is_dir():
         raise UserError(f"--weights {str(path)!r} is a directory: give the checkpoint file (.pt/.pth)")
+    if not path.is_file():  # a FIFO or a device: torch.load would block or read forever
+        raise UserError(f"--weights {str(path)!r} is not a regular file: give the checkpoint file (.pt/.pth)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -320,6 +324,9 @@ def describe(loaded: LoadedModel) -> ModelSpec:
 def check_input_size(spec: ModelSpec, size: tuple[int, int], flag: str = "--input-size") -> None:
     """Refuse sizes the network cannot take, before PyTorch fails cryptically deep inside."""
     h, w = size
+    from segexport.core.limits import check_side
+
+    check_side(h, w, flag)
     if min(h, w) < spec.min_size:
         raise UserError(
             f"{flag} {h}x{w} is below {spec.name}'s minimum of {spec.min_size}x{spec.min_size}: "
