@@ -281,6 +281,11 @@ def _check_numbers(opts) -> None:
     for flag, value in (("--max-miou-drop", opts.max_miou_drop), ("--max-agreement-drop", opts.max_agreement_drop)):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise UserError(f"{flag} must be a number >= 0 (a drop vs fp32), got {value}")
+    from segexport.core.limits import check_count, check_seed
+
+    check_seed(opts.seed)
+    if opts.eval_count is not None:
+        check_count(opts.eval_count, "--eval-count")
     if opts.eval_count is not None and opts.eval_count < 1:
         raise UserError(f"--eval-count must be >= 1, got {opts.eval_count}")
     if opts.trt_version is not None:

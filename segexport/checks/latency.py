@@ -164,8 +164,9 @@ def read_baseline(baseline_path: str | Path) -> Baseline:
     try:
         doc = json.loads(path.read_text())
         base = {(r["backend"], int(r["batch"])): float(r["p50_ms"]) for r in doc["results"]}
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"baseline {str(path)!r} is not a `segexport bench --json` file ({exc})") from exc
+    except (ValueError, KeyError, TypeError, OverflowError, UnicodeDecodeError, RecursionError) as exc:
+        detail = " ".join(str(exc).split())[:120]
+        raise UserError(f"baseline {str(path)!r} is not a `segexport bench --json` file ({detail})") from exc
     bad = [f"{b} b{n}: {v}" for (b, n), v in base.items() if not (math.isfinite(v) and v > 0)]
     if bad:
         raise UserError(f"baseline {str(path)!r} has p50 values that are no latency ({bad[0]}): "

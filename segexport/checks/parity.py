@@ -43,9 +43,10 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     from segexport.models.loading import load_model, model_from_file
 
     say = progress or (lambda _m: None)
-    from segexport.core.limits import check_count
+    from segexport.core.limits import check_count, check_seed
 
     check_count(opts.count)
+    check_seed(opts.seed)
     record = read_record(opts.onnx)
     ref = opts.model or model_from_file(record.model, f"{Path(opts.onnx).name}'s metadata",
                                         trust_model_code=opts.trust_model_code)

@@ -167,6 +167,11 @@ def _prepare_process() -> None:
             pass
     sys.stdout = _QuietPipe(sys.stdout)
     interrupts.install()
+    import atexit
+
+    from segexport.core.files import cleanup_temps
+
+    atexit.register(cleanup_temps)  # any exit path: no temp of this run outlives it
     # segexport reports what matters in its own words; torch's pickle UserWarnings, numpy's
     # RuntimeWarnings on a diverged candidate and friends would only bury the one-line result
     for category in (UserWarning, RuntimeWarning, DeprecationWarning, FutureWarning):

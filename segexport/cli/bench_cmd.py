@@ -72,6 +72,10 @@ def bench_command(
     if not batches or min(batches) < 1 or max(batches) > MAX_BATCH:
         raise UserError(f"--batch values must be 1..{MAX_BATCH}")
     check_timing(warmup, iterations, duration)  # before models load: a bad count costs nothing
+    from segexport.core.limits import MAX_ITERATIONS
+
+    if max(warmup, iterations) > MAX_ITERATIONS:
+        raise UserError(f"--warmup and --iterations must be at most {MAX_ITERATIONS} (use --duration for long runs)")
     names = [b.strip() for b in backends.split(",") if b.strip()]
     if engine is not None:  # an engine given is an engine to time, as in parity
         if not engine.is_file():

@@ -46,3 +46,13 @@ def finite_number(value, key: str, *, positive: bool = False) -> float:
             positive and value <= 0):
         raise ValueError(f"{key} = {str(value)[:40]!r} is not a finite{' positive' if positive else ''} number")
     return float(value)
+
+
+MAX_SEED = 2**63 - 1
+MAX_ITERATIONS = 10_000_000
+
+
+def check_seed(seed: int, flag: str = "--seed") -> None:
+    """numpy's generators take 0..2**63-1 (a negative seed is a ValueError deep inside)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserError(f"{flag} must be an integer in 0..{MAX_SEED}, got {seed}")

@@ -218,8 +218,9 @@ def _validate_options(o: ExportOptions) -> None:
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--out {str(out)!r} must end in .onnx")
     from segexport.core.files import check_output_path, refuse_overwriting_inputs
-    from segexport.core.limits import MAX_BATCH
+    from segexport.core.limits import MAX_BATCH, check_seed
 
+    check_seed(o.seed)
     if o.batch > MAX_BATCH:
         raise UserError(f"--batch {o.batch} is too large: at most {MAX_BATCH}")
     check_output_path(out, "--out")  # before the model loads and exports, not after
