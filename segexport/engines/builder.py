@@ -181,8 +181,18 @@ def build_engine(
     cache_obj = None
     if timing_cache is not None and hasattr(config, "create_timing_cache"):
         blob = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
-        cache_obj = config.create_timing_cache(blob)
-        config.set_timing_cache(cache_obj, ignore_mismatch=False)
+        try:
+            cache_obj = config.create_timing_cache(blob)
+            ok = cache_obj is not None and config.set_timing_cache(cache_obj, ignore_mismatch=False) is not False
+        except Exception as exc:  # a truncated or foreign file: TensorRT raises from C++
+            ok = False
+            del exc
+        from segexport.core.interrupts import raise_if_interrupted
+
+        raise_if_interrupted()
+        if not ok:
+            raise UserError(f"--timing-cache {str(timing_cache)!r} is damaged or from another TensorRT: delete it "
+                            "(it is rebuilt on the next build)")
 
     start = time.perf_counter()
     serialized = parsed.builder.build_serialized_network(parsed.network, config)
@@ -219,12 +229,12 @@ def build_engine(
     # the engine and its sidecar land together; the old sidecar goes first and the new one comes
     # last, so a kill between the renames never pairs a new sidecar with an old engine
     side = sidecar_path(out_path)
-    with atomic_outputs([(out_path, "--out")], sidecars=[(side, "--out")]) as staged:
+    targets = [(out_path, "--out")] + ([(Path(timing_cache), "--timing-cache")] if cache_obj is not None else [])
+    with atomic_outputs(targets, sidecars=[(side, "--out")]) as staged:
         staged[out_path].write_bytes(data)
         staged[side].write_text(json.dumps(asdict(info), indent=2, allow_nan=False) + "\n")
-    if cache_obj is not None:
-        with atomic_output(timing_cache, flag="--timing-cache") as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+        if cache_obj is not None:
+            staged[Path(timing_cache)].write_bytes(bytes(config.get_timing_cache().serialize()))
     return info
 
 
