@@ -284,10 +284,10 @@ def _check_numbers(opts) -> None:
     from segexport.core.limits import check_count, check_seed
 
     check_seed(opts.seed)
-    if opts.eval_count is not None:
-        check_count(opts.eval_count, "--eval-count")
     if opts.eval_count is not None and opts.eval_count < 1:
         raise UserError(f"--eval-count must be >= 1, got {opts.eval_count}")
+    if opts.eval_count is not None:
+        check_count(opts.eval_count, "--eval-count")
     if opts.trt_version is not None:
         from segexport.calib.trt_cache import version_code
 

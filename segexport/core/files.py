@@ -4,7 +4,7 @@ Why here and not in the CLI: library calls (the public API, the pipeline) write 
 and they must get the same guarantees without importing Typer.
 
 Every temp file or folder segexport makes beside an output (or in the system temp directory)
-is named ``.<target>.segexport-<pid>-<random><suffix>`` and kept in a registry of live temp
+is named ``.<target>.segexport-<pid>h<host>-<random><suffix>`` and kept in a registry of live temp
 paths, so that
 
 - a SIGINT/SIGTERM handler (``segexport.core.interrupts``) can remove them all before exiting,
@@ -28,7 +28,16 @@ from segexport.errors import UserError
 
 TEMP_TAG = ".segexport-"
 _LIVE: set[Path] = set()  # temp paths this process created and has not yet renamed or removed
-_TEMP_RE = re.compile(r"\.segexport-(\d+)-")
+_TEMP_RE = re.compile(r"\.segexport-(\d+)h([0-9a-f]{8})-")
+
+
+def _host_tag() -> str:
+    """This machine, in temp names: a folder shared between machines (NFS) holds temps of runs
+    whose pid means nothing here, and those are never swept."""
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def as_if_created(path: Path, mode: int) -> None:
@@ -134,7 +143,7 @@ def sweep_stale_temps(directory: str | Path, name: str | None = None) -> list[Pa
         if prefix is not None and not entry.name.startswith(prefix):
             continue
         m = _TEMP_RE.search(entry.name)
-        if m is None or TEMP_TAG not in entry.name or not entry.name.startswith("."):
+        if m is None or TEMP_TAG not in entry.name or not entry.name.startswith(".") or m.group(2) != _host_tag():
             continue
         if not _pid_alive(int(m.group(1))):
             _remove(entry)
@@ -149,7 +158,7 @@ def new_temp(target: str | Path, *, suffix: str | None = None, directory: bool =
     target = Path(target)
     parent = Path(where) if where is not None else (target.parent if str(target.parent) else Path("."))
     sweep_stale_temps(parent, target.name)
-    prefix = f".{target.name}{TEMP_TAG}{os.getpid()}-"
+    prefix = f".{target.name}{TEMP_TAG}{os.getpid()}h{_host_tag()}-"
     suffix = suffix if suffix is not None else (target.suffix or ".tmp")
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))

@@ -232,7 +232,9 @@ def test_data_synth_over_an_existing_set_in_the_current_folder(run_cli, tmp_path
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_run_removes_every_temp_and_exits_as_the_shell_expects(tmp_path, sig, code):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".set.segexport-{int(dead.stdout)}-old"  # left by an earlier, SIGKILLed run
+    from segexport.core.files import _host_tag
+
+    stale = tmp_path / f".set.segexport-{int(dead.stdout)}h{_host_tag()}-old"  # left by an earlier, SIGKILLed run
     stale.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "segexport", "data", "synth", "--out", str(tmp_path / "set"),
                              "--count", "20000", "--size", "64", "--num-classes", "3"],

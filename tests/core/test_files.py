@@ -100,18 +100,21 @@ def test_stale_temps_of_dead_runs_are_swept_and_nothing_else(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True)
     pid = int(dead.stdout)
-    stale = tmp_path / f".m.onnx.segexport-{pid}-abc.onnx"
+    host = files._host_tag()
+    stale = tmp_path / f".m.onnx.segexport-{pid}h{host}-abc.onnx"
     stale.write_text("135 MB of a killed export")
-    stale_dir = tmp_path / f".m.onnx.segexport-{pid}-def"
+    stale_dir = tmp_path / f".m.onnx.segexport-{pid}h{host}-def"
     stale_dir.mkdir()
-    live = tmp_path / f".m.onnx.segexport-{os.getppid()}-ghi.onnx"  # a live process's temp
+    live = tmp_path / f".m.onnx.segexport-{os.getppid()}h{host}-ghi.onnx"  # a live process's temp
     live.write_text("in use")
+    elsewhere = tmp_path / f".m.onnx.segexport-{pid}h00000000-jkl.onnx"  # another machine's, on a shared folder
+    elsewhere.write_text("in use there")
     users = [tmp_path / ".m.onnx.bak", tmp_path / "m.onnx"]
     for p in users:
         p.write_text("user's")
     removed = sweep_stale_temps(tmp_path, "m.onnx")
     assert sorted(removed) == sorted([stale, stale_dir])
-    assert live.exists() and all(p.exists() for p in users)
+    assert live.exists() and elsewhere.exists() and all(p.exists() for p in users)
     # and writing the same output again sweeps by itself
     stale.write_text("again")
     with atomic_output(tmp_path / "m.onnx") as tmp:
