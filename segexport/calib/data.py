@@ -54,6 +54,9 @@ def load_calibration_data(source: str | Path, contract: PreprocessContract, *, c
                           num_classes: int = 21) -> CalibrationData:
     check_calibration_source(source, count)
     h, w = contract.input_size
+    from segexport.core.limits import check_elements
+
+    check_elements((count, 3, h, w), f"{count} calibration samples at {h}x{w}")
     if str(source) == "synthetic":
         from segexport.data.images import preprocess
         from segexport.data.synth import synthetic_arrays

@@ -179,7 +179,10 @@ def _check_model_matches(proto, record, loaded) -> None:
 
 
 def _inputs(opts: ParityOptions, record):
+    from segexport.core.limits import check_elements
+
     h, w = record.preprocess.input_size
+    check_elements((opts.count, 3, h, w), f"{opts.count} inputs at the ONNX's {h}x{w}")
     if opts.images is not None:
         from segexport.data.images import load_images, read_rgb
 

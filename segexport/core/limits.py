@@ -16,7 +16,7 @@ MAX_NUM_CLASSES = 65536
 MAX_SIDE = 16384  # pixels per side of an input
 MAX_BATCH = 4096
 MAX_COUNT = 100_000  # images/tensors a check or a synthetic set may hold
-MAX_INPUT_ELEMENTS = 1 << 31  # N*3*H*W floats of one generated input array (8 GiB)
+MAX_INPUT_ELEMENTS = 1 << 30  # N*3*H*W float32 of one input array held in memory (4 GiB)
 
 
 def check_num_classes(n: int, flag: str = "--num-classes") -> None:

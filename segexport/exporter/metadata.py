@@ -54,6 +54,7 @@ def read_record(model: onnx.ModelProto | str | Path) -> ExportRecord:
         known = set(ExportRecord.__dataclass_fields__)
         record = ExportRecord(**{k: v for k, v in raw.items() if k in known})
         check_record(record)
+        _check_graph_agrees(model, record)
         return record
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:  # edited by hand or by another tool
         detail = " ".join(str(exc).split())[:160]
@@ -66,6 +67,22 @@ MAX_VALUE_CHARS = 1 << 20  # class names of a few thousand classes fit; a megaby
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_graph_agrees(model: onnx.ModelProto, record: ExportRecord) -> None:
+    """The record must describe this graph: a static input dimension that contradicts the
+    recorded batch or size (metadata copied from another export, or edited) would otherwise
+    surface as a runtime's shape error deep inside parity or bench. Raises ValueError."""
+    inputs = [i for i in model.graph.input if i.name == record.input_name]
+    if not inputs:
+        raise ValueError(f"input_name {record.input_name[:40]!r} is not an input of the graph")
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        return
+    h, w = record.preprocess.input_size
+    for axis, static, want in (("batch", dims[0], record.batch), ("height", dims[2], h), ("width", dims[3], w)):
+        if static is not None and axis not in record.dynamic and static != want:
+            raise ValueError(f"the graph's {axis} is {static}, the metadata says {want}")
 
 
 def check_record(record: ExportRecord) -> None:

@@ -87,6 +87,7 @@ def test_user_spec_values_that_are_no_numbers_are_refused(run_cli, tmp_path):
     ("preprocess", '{"mean": [0, 0, 0], "std": [Infinity, 1, 1], "input_size": [32, 32]}', "Infinity"),
     ("preprocess", '{"mean": [0, 0, 0], "std": [1, 1, 1], "input_size": [100000000, 32]}', "input_size"),
     ("preprocess", '{"mean": [0, 0, 0], "std": [0, 1, 1], "input_size": [32, 32]}', "std"),
+    ("preprocess", '{"mean": [0, 0, 0], "std": [1, 1, 1], "input_size": [16384, 16384]}', "the graph's height is 32"),
     ("num_classes", '"four"', "num_classes"),
     ("batch", "0", "batch"),
     ("class_names", json.dumps(["x" * 100_000] * 20), "characters long"),
