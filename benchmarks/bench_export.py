@@ -24,8 +24,7 @@ from rich.table import Table
 
 
 def main(argv: list[str] | None = None) -> int:
-    from segexport.exporter.export import ExportOptions, export_onnx
-    from segexport.models.registry import list_models
+    import segexport
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="all", help="comma-separated zoo names (default: all)")
@@ -34,15 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "export_cpu.json"))
     args = parser.parse_args(argv)
 
-    names = [s.name for s in list_models()] if args.models == "all" else args.models.split(",")
+    names = [s.name for s in segexport.list_models()] if args.models == "all" else args.models.split(",")
     console = Console()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             console.print(f"exporting [bold]{name}[/] ...")
             t0 = time.perf_counter()
-            result = export_onnx(ExportOptions(model=name, out=Path(tmp) / f"{name}.onnx", width=args.width,
-                                               verify=not args.no_verify))
+            result = segexport.export(model=name, out=Path(tmp) / f"{name}.onnx", width=args.width,
+                                      verify=not args.no_verify).details
             total = time.perf_counter() - t0
             rows.append({
                 "model": name,

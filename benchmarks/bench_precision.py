@@ -29,8 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
-    from segexport.exporter.export import ExportOptions, export_onnx
+    import segexport
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="segnet,unet,deeplabv1,fcn8s")
@@ -45,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models.split(","):
             meta = fixtures[name]
             src = Path(tmp) / f"{name}.onnx"
-            export_onnx(ExportOptions(model=name, out=src, weights=ROOT / "tests" / "fixtures" / meta["file"],
-                                      num_classes=meta["num_classes"], width=meta["width"],
-                                      input_size=tuple(meta["input_size"])))
+            segexport.export(model=name, out=src, weights=ROOT / "tests" / "fixtures" / meta["file"],
+                             num_classes=meta["num_classes"], width=meta["width"], input_size=tuple(meta["input_size"]))
             row = {"model": name, "width": meta["width"], "num_classes": meta["num_classes"]}
             variants = {"int8": dict(precision="int8"),
                         "int8_minmax": dict(precision="int8", method="minmax"),
@@ -57,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                         "fp16": dict(precision="fp16")}
             for key, kw in variants.items():
                 console.print(f"{name}: {key}")
-                res = run_calibrate(CalibrateOptions(onnx=src, data="synthetic", count=args.calib_count,
-                                                     eval_count=args.eval_count,
-                                                     out=Path(tmp) / f"{name}.{key}.onnx", **kw))
+                res = segexport.calibrate(onnx=src, data="synthetic", calib_count=args.calib_count,
+                                          eval_count=args.eval_count, out=Path(tmp) / f"{name}.{key}.onnx", **kw).details
                 row["fp32_miou"] = res.miou.get("fp32")
                 row[key] = {"miou": res.miou.get(res.precision), "miou_drop": res.cost, "agreement": res.pixel_agreement,
                             "boundary_agreement": res.boundary_agreement,

@@ -35,15 +35,10 @@ from rich.table import Table
 
 
 def main(argv: list[str] | None = None) -> int:
-    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
-    from segexport.checks.latency import add_speedups, measure
-    from segexport.checks.metrics import compare
-    from segexport.checks.parity import ParityOptions, run_parity
-    from segexport.checks.runners import make_runner
-    from segexport.errors import SegexportError
-    from segexport.exporter.export import ExportOptions, export_onnx
-    from segexport.models.loading import load_model
-    from segexport.models.registry import get_spec, list_models
+    import segexport
+    from segexport.checks.latency import add_speedups  # speedups across the fp32 and reduced-precision runs
+    from segexport.errors import CheckFailed, SegexportError
+    from segexport.models.registry import get_spec
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="all")
@@ -57,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib-count", type=int, default=16)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    names = [s.name for s in list_models()] if args.models == "all" else args.models.split(",")
+    names = [s.name for s in segexport.list_models()] if args.models == "all" else args.models.split(",")
     widths = {k: float(v) for k, _, v in (w.partition("=") for w in args.widths.split(",") if w)}
     console = Console(width=None if sys.stdout.isatty() else 200)  # a log file keeps whole columns
     rows = []
@@ -74,22 +69,23 @@ def main(argv: list[str] | None = None) -> int:
             onnx_path = Path(tmp) / f"{name}.onnx"
             if args.device == "cpu":
                 try:
-                    export_onnx(ExportOptions(model=name, out=onnx_path, width=width, input_size=(size, size)))
+                    segexport.export(model=name, out=onnx_path, width=width, input_size=(size, size))
                 except SegexportError as exc:  # record it and go on: one failure must not lose the other rows
                     console.print(f"[red]{name}: export failed: {exc}[/]")
                     rows.append({"model": name, "size": size, "width": width, "export_error": str(exc),
                                  "parity": {"passed": False}, "latency": []})
                     continue
             export_s = time.perf_counter() - t0
-            model = load_model(name, width=width).model
-            x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
-            stats = []
-            for backend in backends:
-                runner = make_runner(backend, onnx_path=onnx_path, model=model)
-                stats.append(measure(runner, {"input": x}, backend=backend, batch=1, warmup=args.warmup,
-                                     iterations=args.iterations))
+            timing = dict(backends=backends, input_size=(size, size), warmup=args.warmup, iterations=args.iterations)
             if args.device == "cpu":
-                report = run_parity(ParityOptions(onnx=onnx_path, count=1, seed=0))
+                stats = list(segexport.bench(onnx=onnx_path, **timing).stats)
+            else:  # no ONNX on the GPU path: PyTorch at this width only
+                stats = list(segexport.bench(model=name, width=width, **timing).stats)
+            if args.device == "cpu":
+                try:
+                    report = segexport.parity(onnx=onnx_path, count=1, seed=0).report
+                except CheckFailed as exc:  # a failed parity is a row of the table, not the end of the run
+                    report = exc.result.report
                 pair = report.pairs[0]
                 m = pair.metrics
                 parity = {"candidate": pair.candidate, "passed": pair.passed, "max_abs": m.max_abs,
@@ -97,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                           "boundary_agreement": m.boundary_agreement, "held_to_floor": pair.held_to_floor,
                           "checks": {c.name: c.passed for c in pair.checks}}
             else:
+                from segexport.checks.runners import make_runner
+                from segexport.core.metrics import compare
+                from segexport.models.loading import load_model
+
+                model = load_model(name, width=width).model
+                x = np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32)
                 outputs = {}
                 for backend in backends:
                     with make_runner(backend, model=model) as r:
@@ -106,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
                           "pixel_agreement": m.pixel_agreement, "boundary_agreement": m.boundary_agreement}
             reduced = {}
             for prec in precisions:
-                res = run_calibrate(CalibrateOptions(onnx=onnx_path, precision=prec, count=args.calib_count,
-                                                     eval_count=args.calib_count, out=Path(tmp) / f"{name}.{prec}.onnx"))
-                stats.append(measure(make_runner("ort-cpu", onnx_path=res.out), {"input": x}, backend=f"ort-cpu-{prec}",
-                                     batch=1, warmup=args.warmup, iterations=args.iterations))
+                res = segexport.calibrate(onnx=onnx_path, precision=prec, calib_count=args.calib_count,
+                                          eval_count=args.calib_count, out=Path(tmp) / f"{name}.{prec}.onnx").details
+                (timed,) = segexport.bench(onnx=res.out, backends=("ort-cpu",), input_size=(size, size),
+                                           warmup=args.warmup, iterations=args.iterations).stats
+                timed.backend = f"ort-cpu-{prec}"
+                stats.append(timed)
                 reduced[prec] = {"agreement_vs_fp32": res.pixel_agreement, "boundary_agreement": res.boundary_agreement}
                 res.out.unlink(missing_ok=True)
             add_speedups(stats)

@@ -1,17 +1,32 @@
 """segexport: ship PyTorch semantic-segmentation networks to NVIDIA GPUs.
 
-Kept import-light on purpose: ``segexport --help`` must not pay for torch, onnx or
-TensorRT. The public functions below import their modules on first use.
+The public API, one function per step, keyword arguments named like the CLI flags::
+
+    import segexport
+
+    onnx = segexport.export(model="unet", width=0.25, input_size=(128, 128), out="unet.onnx").onnx
+    int8 = segexport.calibrate(onnx=onnx, precision="int8").onnx
+    segexport.parity(onnx=int8)              # raises segexport.CheckFailed when a check fails
+
+Kept import-light on purpose (PEP 562): ``import segexport`` loads neither Typer, torch, onnx
+nor TensorRT; each function imports its step on first use (:mod:`segexport.api`).
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from segexport._version import __version__
+from segexport.errors import CheckFailed, SegexportError, UserError
 
-__all__ = ["__version__", "build_model", "list_models", "export_onnx"]
+_API = ("export", "calibrate", "build_engine", "lint", "parity", "bench")
+__all__ = ["__version__", *_API, "build_model", "list_models", "export_onnx",
+           "CheckFailed", "SegexportError", "UserError"]
 
 
 def __getattr__(name: str):  # PEP 562: lazy public API
+    if name in _API:
+        from segexport import api
+
+        return getattr(api, name)
     if name in ("build_model", "list_models"):
         from segexport.models import registry
 
@@ -21,3 +36,7 @@ def __getattr__(name: str):  # PEP 562: lazy public API
 
         return export_onnx
     raise AttributeError(name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

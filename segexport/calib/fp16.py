@@ -37,7 +37,7 @@ class RangeRisk:
 
 def tensor_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: str = "input", batch: int = 1) -> dict[str, tuple[float, float]]:
     """Output tensor -> (max |x|, fraction of non-zeros below FP16's smallest normal)."""
-    import onnxruntime as ort
+    from segexport.core.sessions import ort_session
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -52,7 +52,7 @@ def tensor_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: str = 
                 probe.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
                 names.append(out)
     names += [o.name for o in model.graph.output]
-    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort_session(probe)
     stats: dict[str, list[float]] = {n: [0.0, 0.0, 0.0] for n in names}  # max, tiny count, nonzero count
     for i in range(0, len(inputs), batch):
         chunk = inputs[i:i + batch]
@@ -73,7 +73,7 @@ def tensor_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: str = 
 
 
 def find_risks(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> list[RangeRisk]:
-    from segexport.exporter.lint import module_of
+    from segexport.core.graph import module_of
 
     risks = []
     for node in model.graph.node:

@@ -115,7 +115,7 @@ def nonfinite_tensors(model: onnx.ModelProto, sample: np.ndarray, input_name: st
     float before (Reshape ->) Max, by design. Such a tensor has no histogram (numpy cannot bin
     the range) and no meaningful INT8 scale, so it is left out of calibration (and of the
     TensorRT cache, where a missing scale keeps that layer in float)."""
-    import onnxruntime as ort
+    from segexport.core.sessions import ort_session
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -124,7 +124,7 @@ def nonfinite_tensors(model: onnx.ModelProto, sample: np.ndarray, input_name: st
              if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known]
     probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
     names += list(known)
-    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = ort_session(probe)
     def padded(v: np.ndarray) -> bool:  # the pools' lowest-float padding (or an infinity)
         return bool(v.size) and (not np.isfinite(v).all() or float(np.abs(v).max()) >= PADDING_MAGNITUDE)
 

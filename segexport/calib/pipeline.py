@@ -22,10 +22,11 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from segexport.engines.runtime import has_qdq
+from segexport.core.graph import has_qdq
+from segexport.core.precisions import CALIBRATION_TARGETS
 from segexport.errors import CheckFailed, UserError
 
-PRECISIONS = ("fp16", "int8", "best")
+PRECISIONS = CALIBRATION_TARGETS  # the name older imports use
 RANK_BY = ("ort-cpu", "tensorrt")
 
 
@@ -40,11 +41,9 @@ class CalibrateOptions:
     count: int = 32
     eval_count: int | None = None  # held-out synthetic samples; default max(8, count // 2)
     seed: int = 0
-    # percentile (99.99): a real outlier clip at no search cost. ORT's "entropy" with its default
-    # 128/128 bins has one candidate threshold (the full range, i.e. minmax); with a real KL search
-    # (512 bins) it clipped the heavy-tailed score/skip tensors of the trained fixtures hard
-    # (FCN-8s -50 mIoU pt, DeepLab -1.6), while percentile loses <= 0.7 pt on all four
-    # (benchmarks/results/precision_cpu.json)
+    # percentile (99.99): a real outlier clip at no search cost. ORT's "entropy" at its default bins
+    # has one candidate threshold (minmax), and with a real KL search it clips heavy-tailed score/skip
+    # tensors hard (figures: benchmarks/results/precision_cpu.json)
     method: str = "percentile"
     max_miou_drop: float | None = None
     max_agreement_drop: float | None = None
@@ -206,7 +205,7 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
         if cache is not None:
             # the cache is for the fp32 ONNX (TensorRT 10 implicit INT8), whichever ONNX --precision best kept
             from segexport.calib.trt_cache import DEFAULT_TRT_VERSION, write_cache
-            from segexport.engines.runtime import available
+            from segexport.core.tensorrt import available
 
             installed = available("trt")
             version = opts.trt_version or (installed.version if installed else DEFAULT_TRT_VERSION)
@@ -224,8 +223,8 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
 
 
 def _evaluation(opts, record, src: Path, calib_inputs: np.ndarray):
-    from segexport.calib.mixed import Evaluation, predict
-    from segexport.checks.metrics import label_count, miou
+    from segexport.calib.mixed_precision import Evaluation, predict
+    from segexport.core.metrics import label_count, miou
 
     labels = None
     if opts.eval_data or opts.labels or opts.eval_labels or str(opts.data) == "synthetic":
@@ -357,7 +356,7 @@ def _build(precision, opts, record, src, model32, calib_inputs, evaluation, budg
     calibration = calibrate(src, calib_inputs, method=opts.method, input_name=record.input_name, batch=record.batch,
                             progress=lambda done, total: say(f"calibrating ({opts.method})", done, total))
     if opts.max_miou_drop is not None or opts.max_agreement_drop is not None or opts.precision == "best":
-        from segexport.calib.mixed import budgeted_int8
+        from segexport.calib.mixed_precision import budgeted_int8
 
         mixed = budgeted_int8(str(src), calibration, evaluation, budget, progress=say)
         return {"model": mixed.model, "cost": mixed.cost, "kept": mixed.kept_float, "calibration": calibration}
@@ -396,8 +395,8 @@ def _best(opts, record, src, model32, calib_inputs, evaluation, budget, kind, sa
 
 
 def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record) -> None:
-    from segexport.calib.mixed import predict
-    from segexport.checks.metrics import compare, miou
+    from segexport.calib.mixed_precision import predict
+    from segexport.core.metrics import compare, miou
 
     pred = predict(str(out), evaluation.inputs, record.input_name, record.output_name, record.batch)
     parity = compare(evaluation.reference_labels, pred)
@@ -410,10 +409,9 @@ def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record) -
 
 def ort_latency_ms(model: Path | onnx.ModelProto, record, iterations: int = 10) -> float:
     """Median ORT CPU latency (ms) at the export shape: a proxy, not a GPU figure."""
-    import onnxruntime as ort
+    from segexport.core.sessions import ort_session
 
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    sess = ort_session(model)
     shape = record.profile_shapes()[record.input_name][1]
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     sess.run(None, {record.input_name: x})

@@ -38,7 +38,7 @@ def tool_versions() -> dict[str, str]:
     import onnx
     import onnxruntime
 
-    from segexport import __version__
+    from segexport._version import __version__
 
     out = {"segexport": __version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
            "python": platform.python_version()}

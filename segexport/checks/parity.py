@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from segexport.checks.metrics import PARITY_THRESHOLDS, Thresholds, compare, evaluate, labels_of, miou
-from segexport.checks.noise_floor import judge_against_floor, measure_floor, worst
+from segexport.core.comparison import judge, run_batched
+from segexport.core.metrics import PARITY_THRESHOLDS, Thresholds, labels_of, miou
+from segexport.core.noise_floor import measure_floor
 from segexport.checks.reports import PairResult, ParityReport
 from segexport.errors import UserError
 
@@ -81,7 +82,7 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     ref_runner = make_runner(opts.reference, model=loaded.model, output_name=record.output_name)
 
     def reference_of(x: np.ndarray) -> np.ndarray:
-        out = _run_all(ref_runner, x, record.input_name, record.output_name, record.batch)
+        out = run_batched(ref_runner, x, record.input_name, record.output_name, record.batch)
         return labels_of(out).astype(np.int32) if record.argmax else out
 
     reference = reference_of(inputs)
@@ -107,34 +108,35 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
             continue
         say(f"running {backend}")
         runner = make_runner(backend, onnx_path=opts.onnx, engine_path=opts.engine, output_name=record.output_name)
-        got = _run_all(runner, inputs, record.input_name, record.output_name, record.batch)
+        got = run_batched(runner, inputs, record.input_name, record.output_name, record.batch)
         if got.shape != reference.shape:
             what = (f"{got.shape[1]} classes, the PyTorch model {reference.shape[1]}"
                     if got.ndim == reference.ndim == 4 and got.shape[1] != reference.shape[1] else
                     f"shape {list(got.shape)}, the PyTorch model {list(reference.shape)}")
             raise UserError(f"{backend} output differs from the PyTorch model ({what}): "
                             "pass the --model/--weights the ONNX was exported from")
-        metrics = compare(reference, got)
-        pair = PairResult(opts.reference, backend, metrics, [])
         pair_thresholds = thresholds
         if backend == "trt" and engine_precision not in (None, precision):  # e.g. a TRT 10 INT8 build of an fp32 ONNX
             pair_thresholds = PARITY_THRESHOLDS[engine_precision].with_overrides(**opts.thresholds)
-        drop = None
+        drop = miou_ref = miou_got = None
         if labels is not None:
-            pair.miou_reference = miou(labels_of(reference), labels, record.num_classes)
-            pair.miou_candidate = miou(labels_of(got), labels, record.num_classes)
-            drop = pair.miou_reference - pair.miou_candidate
-        if pair_thresholds != thresholds:
-            pair.thresholds = asdict(pair_thresholds)
-        pair.checks = evaluate(metrics, pair_thresholds, miou_drop=drop)
-        if not pair.passed:
+            miou_ref = miou(labels_of(reference), labels, record.num_classes)
+            miou_got = miou(labels_of(got), labels, record.num_classes)
+            drop = miou_ref - miou_got
+
+        def floors_of_reference():  # measured once per run, on the first failure
+            nonlocal floors
             if floors is None:
                 say("measuring the reference's own float32 noise floor")
                 floors = measure_floor(reference_of, inputs, reference, np.random.default_rng(opts.seed + 1))
-            pair.noise_floor = worst(floors)
-            held = judge_against_floor(metrics, pair_thresholds, floors, miou_drop=drop, fixed=opts.thresholds)
-            if held is not None:
-                pair.checks, pair.held_to_floor = held, True
+            return floors
+
+        verdict = judge(reference, got, pair_thresholds, floors=floors_of_reference, miou_drop=drop,
+                        fixed=opts.thresholds)
+        pair = PairResult(opts.reference, backend, verdict.metrics, verdict.checks, miou_reference=miou_ref,
+                          miou_candidate=miou_got, noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor)
+        if pair_thresholds != thresholds:
+            pair.thresholds = asdict(pair_thresholds)
         report.pairs.append(pair)
         if opts.save_diff is not None:
             from segexport.checks.reports import save_diff_pngs
@@ -152,7 +154,7 @@ def _check_engine(engine: Path, onnx_path: Path) -> str | None:
     if not Path(engine).is_file():
         raise UserError(f"engine {str(engine)!r} not found: build one with `segexport engine {Path(onnx_path).name}`")
     from segexport.engines.builder import check_engine_compatible, read_engine_info
-    from segexport.engines.runtime import available
+    from segexport.core.tensorrt import available
     from segexport.core.hashing import sha256_file
 
     info = read_engine_info(engine)  # refuses an engine without its sidecar
@@ -197,25 +199,10 @@ def _inputs(opts: ParityOptions, record):
     return rng.standard_normal((opts.count, 3, h, w), dtype=np.float32), None, None
 
 
-def _run_all(runner, inputs: np.ndarray, input_name: str, output_name: str, batch: int) -> np.ndarray:
-    """Run ``inputs`` through ``runner`` in chunks of the exported batch size."""
-    outs = []
-    with runner:
-        for i in range(0, len(inputs), batch):
-            chunk = inputs[i:i + batch]
-            if len(chunk) < batch:  # static batch: pad the last chunk, drop the padding after
-                pad = np.repeat(chunk[-1:], batch - len(chunk), axis=0)
-                out = runner.infer({input_name: np.concatenate([chunk, pad])})
-                outs.append(np.asarray(out[output_name])[: len(chunk)])
-            else:
-                outs.append(np.asarray(runner.infer({input_name: chunk})[output_name]))
-    return np.concatenate(outs)
-
-
 def _versions() -> dict[str, str]:
     import onnxruntime
     import torch
 
-    from segexport import __version__
+    from segexport._version import __version__
 
     return {"segexport": __version__, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segexport.checks.metrics import CheckResult, ParityMetrics
+from segexport.core.metrics import CheckResult, ParityMetrics
 
 
 @dataclass

@@ -17,21 +17,12 @@ from typing import Any
 import numpy as np
 from polygraphy.backend.base import BaseRunner
 
+from segexport.core.sessions import ort_runner, ort_session, quiet_polygraphy  # noqa: F401  (re-exported)
 from segexport.errors import UserError
 
 BACKENDS = ("torch", "torch-cuda", "torch-cuda-fp16", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 _ORT_PROVIDERS = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider",
                   "ort-trt": "TensorrtExecutionProvider"}
-
-
-def quiet_polygraphy() -> None:
-    """Polygraphy logs every session it creates; segexport prints its own summaries."""
-    from polygraphy.logger import G_LOGGER
-
-    from segexport.core.onnx_io import quiet_onnxruntime
-
-    G_LOGGER.module_severity = G_LOGGER.ERROR
-    quiet_onnxruntime()  # and ONNX Runtime's own C++ warnings (ANSI-coloured, straight to stderr)
 
 
 class TorchRunner(BaseRunner):
@@ -94,9 +85,7 @@ class OrtIoBindingRunner(BaseRunner):
         self._bound: tuple | None = None
 
     def activate_impl(self) -> None:
-        import onnxruntime as ort
-
-        self.session = ort.InferenceSession(self.onnx_path, providers=self.providers)
+        self.session = ort_session(self.onnx_path, self.providers)
 
     def get_input_metadata_impl(self):
         from polygraphy.common import TensorMetadata
@@ -162,7 +151,7 @@ def available_backends() -> dict[str, str | None]:
     for backend in ("ort-cuda", "ort-trt"):
         provider = _ORT_PROVIDERS[backend]
         reasons[backend] = None if provider in providers else f"{provider} not available (pip install onnxruntime-gpu on a CUDA machine)"
-    from segexport.engines.runtime import available
+    from segexport.core.tensorrt import available
 
     reasons["trt"] = None if available("trt") and cuda else (
         "tensorrt not installed (pip install tensorrt on a GPU machine)" if not available("trt") else no_cuda)
@@ -186,12 +175,10 @@ def make_runner(backend: str, *, onnx_path: str | Path | None = None, engine_pat
     if backend.startswith("ort"):
         if onnx_path is None:
             raise UserError(f"backend {backend} needs --onnx")
-        from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-
         providers = [_ORT_PROVIDERS[backend]] + (["CPUExecutionProvider"] if backend != "ort-cpu" else [])
         if backend != "ort-cpu":  # GPU: I/O binding so latency excludes host<->device copies
             return OrtIoBindingRunner(onnx_path, providers, name=backend)
-        return OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=providers), name=backend)
+        return ort_runner(onnx_path, providers, name=backend)
     if engine_path is None:
         raise UserError("backend trt needs --engine (build one with `segexport engine`)")
     if not Path(engine_path).is_file():
@@ -206,9 +193,3 @@ def make_runner(backend: str, *, onnx_path: str | Path | None = None, engine_pat
         raise UserError(f"{Path(engine_path).name} was built by {info.backend} {info.tensorrt_version}; backend trt runs "
                         "TensorRT engines: build one with `segexport engine --backend trt`")
     return TrtRunner(EngineFromBytes(BytesFromPath(str(engine_path))), name=backend)
-
-
-def run_once(runner: BaseRunner, feed: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Activate, infer once, deactivate (convenience for parity)."""
-    with runner:
-        return dict(runner.infer(feed))

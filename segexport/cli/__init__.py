@@ -9,13 +9,14 @@ from the console script, ``python -m segexport`` and ``typer.testing.CliRunner``
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import sys
 
 import typer
 from rich.markup import escape
 
-from segexport import __version__
+from segexport._version import __version__
 from segexport.cli.common import err_console
 from segexport.errors import SegexportError
 
@@ -63,11 +64,20 @@ def _guard(callback):
             raise typer.Exit(exit_code(exc)) from None
         except SegexportError as exc:
             cleanup_temps()
+            # cli_message names flags (--unpool) where str(exc) names parameters (unpool=), see errors.py;
             # the message is plain text: paths, model names and hints like `segexport[tensorrt]` must
             # print as written, not be read as rich markup (or crash on a stray "[/x]")
-            err_console.print(f"[bold red]{exc.label}:[/] {escape(str(exc))}", soft_wrap=True, markup=True,
+            err_console.print(f"[bold red]{exc.label}:[/] {escape(exc.cli_message)}", soft_wrap=True, markup=True,
                               highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "torch":
+                raise
+            # a box without PyTorch (a Jetson, a Triton build host): lint and engine work there, this step does not
+            err_console.print(f"[bold red]error:[/] segexport {callback.__name__.removesuffix('_command')} needs "
+                              "PyTorch, which is not installed here: pip install torch, or run this step where it is "
+                              "(lint and engine need only ONNX)", soft_wrap=True, highlight=False)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -104,13 +114,7 @@ def _register() -> None:
 
     models_cli.register(app)
     for name in ("onnx", "lint", "engine", "parity", "bench", "data", "calibrate"):
-        try:
-            module = __import__(f"segexport.cli.{name}_cmd", fromlist=["register"])
-        except ModuleNotFoundError as exc:  # command group not built yet
-            if exc.name != f"segexport.cli.{name}_cmd":
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(f"segexport.cli.{name}_cmd").register(app)
     _guard_all(app)
 
 

@@ -45,131 +45,30 @@ def bench_command(
 
       segexport bench --onnx unet.onnx --batch 1,4 --json now.json --baseline main.json --max-regression 10%
     """
-    import platform
+    from segexport.checks.bench import BenchOptions, run_bench
+    from segexport.errors import CheckFailed
 
-    import numpy as np
-
-    from segexport.checks.latency import (add_speedups, check_baseline, check_same_work, check_timing, measure,
-                                          parse_regression, read_baseline, to_json)
-    from segexport.checks.runners import available_backends, make_runner
-    from segexport.cli.common import check_output_path
-    from segexport.models.contract import check_forward
-    from segexport.models.loading import check_input_size, load_model
-
-    if onnx is None and model is None:
-        raise UserError("give --model, --onnx or both (e.g. segexport bench --model deeplabv1)")
-    record = None
-    if onnx is not None:
-        from segexport.exporter.metadata import read_record
-
-        record = read_record(onnx)
     try:
-        batches = sorted({int(b) for b in batch.split(",") if b.strip()})
+        batches = tuple(int(b) for b in batch.split(",") if b.strip())
     except ValueError:
         raise UserError(f"--batch {batch!r} must be integers, e.g. 1,4,8") from None
-    from segexport.core.limits import MAX_BATCH, check_elements
-
-    if not batches or min(batches) < 1 or max(batches) > MAX_BATCH:
-        raise UserError(f"--batch values must be 1..{MAX_BATCH}")
-    check_timing(warmup, iterations, duration)  # before models load: a bad count costs nothing
-    from segexport.core.limits import MAX_ITERATIONS
-
-    if max(warmup, iterations) > MAX_ITERATIONS:
-        raise UserError(f"--warmup and --iterations must be at most {MAX_ITERATIONS} (use --duration for long runs)")
-    names = [b.strip() for b in backends.split(",") if b.strip()]
-    if engine is not None:  # an engine given is an engine to time, as in parity
-        if not engine.is_file():
-            raise UserError(f"engine {str(engine)!r} not found: build one with `segexport engine`")
-        if "trt" not in names:
-            names.append("trt")
-    size = parse_size(input_size) if input_size else (record.preprocess.input_size if record else None)
-    regression = parse_regression(max_regression)
-    if json_out is not None:
-        check_output_path(json_out, "--json")
-    base = read_baseline(baseline) if baseline is not None else None  # a bad baseline costs no timing run
-    if base is not None and json_out is not None and json_out.resolve() == base.path.resolve():
-        raise UserError("--json and --baseline are the same file: the run would be compared with itself; "
-                        "write the new results elsewhere (e.g. --json now.json)")
-    from segexport.core.files import refuse_overwriting_inputs
-
-    refuse_overwriting_inputs({"--json": json_out}, [onnx, engine, engine and Path(str(engine) + ".json"), baseline])
-    if record is not None and model is not None and model != record.model:
-        raise UserError(f"--model {model} is not the model {Path(onnx).name} was exported from ({record.model}): "
-                        "drop --model, bench reads it from the ONNX")
-    torch_model = None
-    if any(n.startswith("torch") for n in names):
-        from segexport.models.loading import model_from_file
-
-        ref = model or model_from_file(record.model, f"{Path(onnx).name}'s metadata", trust_model_code=trust_model_code)
-        loaded = load_model(ref, num_classes=record.num_classes if record else num_classes,
-                            width=record.width if record else width)
-        torch_model = loaded.model
-        size = size or loaded.spec.default_input_size
-        check_input_size(loaded.spec, size)
-        if loaded.spec.family == "user":  # zoo models keep the contract by construction (and their tests)
-            check_forward(loaded.name, torch_model, size, loaded.num_classes)
-    if size is None:  # only ONNX backends, and no record to read a size from
-        raise UserError("give --input-size HxW (e.g. 512x512)")
-    if record is not None and tuple(size) != tuple(record.preprocess.input_size) and not (
-            {"height", "width"} <= set(record.dynamic)):
-        h, w = record.preprocess.input_size
-        raise UserError(f"the ONNX is static at {h}x{w}, --input-size is {size[0]}x{size[1]}: drop --input-size "
-                        "or re-export with --dynamic hw")
-    if record is not None:
-        for axis, value in zip(("height", "width"), size):
-            r = record.dynamic.get(axis)
-            if r is not None and not r.min <= value <= r.max:
-                raise UserError(f"--input-size {size[0]}x{size[1]}: the ONNX's {axis} range is {r.min}..{r.max}; "
-                                "stay inside it or re-export with a wider --hw-range")
-    check_elements((max(batches), 3, *size), "a --batch input")
-    if base is not None:
-        check_same_work(base, {"model": model or (record.model if record else None), "input_size": list(size)})
-    reasons = available_backends()
-    stats, skipped = [], {}
-    rng = np.random.default_rng(0)
-    for name in names:
-        if name not in reasons:
-            raise UserError(f"unknown backend {name!r}: choose from {', '.join(reasons)}")
-        if reasons[name]:
-            skipped[name] = reasons[name]
-            continue
-        if name.startswith("ort") and onnx is None:
-            skipped[name] = "needs --onnx"
-            continue
-        if name == "trt" and engine is None:
-            skipped[name] = "needs --engine"
-            continue
-        for b in batches:
-            if record is not None and not name.startswith("torch"):
-                rng_b = record.dynamic.get("batch")
-                if rng_b is None and b != record.batch:
-                    skipped[f"{name} b{b}"] = f"ONNX batch is fixed at {record.batch} (export with --dynamic batch)"
-                    continue
-                if rng_b is not None and not rng_b.min <= b <= rng_b.max:
-                    skipped[f"{name} b{b}"] = f"ONNX batch range is {rng_b.min}..{rng_b.max} (re-export with a wider --batch-range)"
-                    continue
-            feed = {"input": rng.standard_normal((b, 3, *size), dtype=np.float32)}
-            runner = make_runner(name, onnx_path=onnx, engine_path=engine, model=torch_model,
-                                 output_name=record.output_name if record else "logits")
-            with console.status(f"timing {name} batch {b}", spinner="dots"):
-                stats.append(measure(runner, feed, backend=name, batch=b, warmup=warmup,
-                                     iterations=iterations, duration=duration))
-    if not stats:
-        raise UserError("no backend could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    add_speedups(stats)
-    _print(stats, skipped, size)
-    meta = {"model": model or (record.model if record else None), "input_size": list(size),
-            "warmup": warmup, "iterations": None if duration else iterations, "duration_s": duration,
-            "machine": {"platform": platform.platform(), "processor": platform.processor()},
-            "skipped": skipped}
-    if json_out is not None:
-        from segexport.cli.common import atomic_output
-
-        with atomic_output(json_out) as tmp:
-            tmp.write_text(to_json(stats, meta))
+    opts = BenchOptions(model=model, onnx=onnx, engine=engine,
+                        backends=tuple(b.strip() for b in backends.split(",") if b.strip()), batch=batches,
+                        input_size=parse_size(input_size) if input_size else None, width=width,
+                        num_classes=num_classes, warmup=warmup, iterations=iterations, duration=duration,
+                        json_out=json_out, baseline=baseline, max_regression=max_regression,
+                        trust_model_code=trust_model_code)
+    with console.status("bench", spinner="dots") as status:
+        try:
+            result = run_bench(opts, progress=lambda m: status.update(m))
+        except CheckFailed as exc:  # a regression: the table first, then the one-line verdict
+            if exc.result is not None:
+                status.stop()
+                _print(exc.result.stats, exc.result.skipped, exc.result.input_size)
+            raise
+    _print(result.stats, result.skipped, result.input_size)
     if baseline is not None:
-        compared = check_baseline(stats, base, regression, meta=meta)
-        console.print("[green]✓[/] within baseline: " + ", ".join(compared))
+        console.print("[green]✓[/] within baseline: " + ", ".join(result.within_baseline))
 
 
 def _print(stats, skipped, size) -> None:

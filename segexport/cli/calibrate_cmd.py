@@ -46,20 +46,20 @@ def calibrate_command(
 
       segexport calibrate unet.onnx --precision best --data synthetic --max-miou-drop 0.5
     """
-    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+    from segexport.api import calibrate
 
-    opts = CalibrateOptions(onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data,
-                            eval_labels=eval_labels, count=calib_count, eval_count=eval_count, seed=seed, method=method,
-                            max_miou_drop=max_miou_drop, max_agreement_drop=max_agreement_drop, out=out,
-                            trt_cache=trt_cache, trt_version=trt_version, rank_by=rank_by)
-    result = _run_with_progress(run_calibrate, opts)
+    result = _run_with_progress(lambda progress: calibrate(
+        onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data, eval_labels=eval_labels,
+        calib_count=calib_count, eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
+        max_agreement_drop=max_agreement_drop, out=out, trt_cache=trt_cache, trt_version=trt_version,
+        rank_by=rank_by, progress=progress).details)
     _print_report(result)
     if 0 < result.calib_samples < calib_count:
         console.print(f"  [yellow]note:[/] calibrated on {result.calib_samples} samples, all that {data} holds "
                       f"(--calib-count {calib_count})")
 
 
-def _run_with_progress(run, opts):
+def _run_with_progress(run):
     """One rich progress bar: the step as its description, a bar when the step has a count."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -71,7 +71,7 @@ def _run_with_progress(run, opts):
         def progress(message: str, done: int | None = None, total: int | None = None) -> None:
             bar.update(task, description=message, completed=done or 0, total=total)
 
-        return run(opts, progress=progress)
+        return run(progress)
 
 
 def _print_report(result) -> None:

@@ -42,16 +42,12 @@ def engine_command(
       # TensorRT-RTX ahead of time, no GPU needed:
       segexport engine unet.onnx --backend rtx --target-cc sm89,sm120
     """
-    from segexport.engines.builder import build_engine
-    from segexport.errors import UserError
+    from segexport.api import build_engine
 
-    if precision not in (None, "fp32", "fp16", "int8"):
-        raise UserError(f"--precision {precision!r} is not one of fp32, fp16, int8")
     out = out or model.with_suffix(".engine")
     with console.status(f"building {out.name}", spinner="dots"):
-        info = build_engine(model, out, backend=backend, precision=precision, workspace_mib=workspace,
-                            timing_cache=timing_cache, calibration_cache=calib_cache,
-                            version_compatible=version_compat, hardware_compatibility=hardware_compat,
-                            target_compute_capabilities=tuple(t.strip() for t in (target_cc or "").split(",") if t.strip()))
+        info = build_engine(onnx=model, out=out, backend=backend, precision=precision, calib_cache=calib_cache,
+                            workspace=workspace, timing_cache=timing_cache, version_compat=version_compat,
+                            hardware_compat=hardware_compat, target_cc=target_cc or ()).info
     console.print(f"[bold green]✓[/] wrote [bold]{out}[/] ({info.engine_bytes / 1e6:.1f} MB, {info.precision}, "
                   f"{info.backend} {info.tensorrt_version}, built in {info.build_seconds:.1f}s) + {out.name}.json")

@@ -32,20 +32,25 @@ def lint_command(
 
       segexport lint segnet.onnx --build --json > lint.json
     """
-    from segexport.errors import CheckFailed, UserError
-    from segexport.exporter.lint import lint_model
+    from segexport.api import lint
+    from segexport.errors import CheckFailed
 
-    if parser not in ("auto", "trt", "rtx", "none"):
-        raise UserError(f"--parser {parser!r} is not one of auto, trt, rtx, none")
-    report = lint_model(model, parser=parser, build=build)
+    try:
+        report = lint(onnx=model, parser=parser, build=build).report
+    except CheckFailed as exc:  # errors found: show them all, then the one-line verdict
+        if exc.result is not None:
+            _show(exc.result.report, as_json)
+        raise
+    _show(report, as_json)
+
+
+def _show(report, as_json: bool) -> None:
     if as_json:
         from segexport.core.jsonio import dumps
 
         print(dumps(report.to_dict(), indent=2))
     else:
         _print(report)
-    if report.errors:
-        raise CheckFailed(f"{model}: {len(report.errors)} TensorRT error(s); first: {report.errors[0].message}")
 
 
 def _print(report) -> None:

@@ -35,15 +35,11 @@ def _entry(spec, stats, width: float, num_classes: int) -> dict:
 
 
 def _user_entry(ref: str, num_classes: int, width: float, model_args: dict, *, flops: bool) -> dict:
-    """A user factory's entry: built for real, held to the forward contract at its default size."""
-    from segexport.models.contract import check_forward
-    from segexport.models.info import model_stats
-    from segexport.models.loading import describe, load_model
+    from segexport.models.info import user_model_stats
 
-    loaded = load_model(ref, num_classes=num_classes, width=width, model_args=model_args)
-    spec = describe(loaded)
-    check_forward(loaded.name, loaded.model, spec.default_input_size, loaded.num_classes)
-    return _entry(spec, model_stats(spec, flops=flops, model=loaded.model), width, loaded.num_classes)
+    spec, stats, classes = user_model_stats(ref, num_classes=num_classes, width=width, model_args=model_args,
+                                            flops=flops)
+    return _entry(spec, stats, width, classes)
 
 
 def models_command(

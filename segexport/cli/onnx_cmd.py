@@ -72,51 +72,30 @@ def onnx_command(
 
       segexport onnx --model mypkg.nets:build --model-arg in_channels=3 --weights best.pt
     """
-    from segexport.exporter.export import ExportOptions, export_onnx
+    from segexport.api import ExportResult, export
+    from segexport.errors import CheckFailed
 
-    if precision not in ("fp32", "fp16", "int8", "best"):
-        raise UserError(f"--precision {precision!r} is not one of fp32, fp16, int8, best")
-    if precision != "fp32" and argmax:
-        raise UserError("--precision needs logits to calibrate: drop --argmax (or export twice)")
-    if precision != "fp32":  # refuse bad calibration input before the export, not after it
-        from segexport.calib.data import check_calibration_source
-
-        check_calibration_source(calib_data, calib_count)
-    size = parse_size(input_size) if input_size else None
-    dyn = tuple(sorted({d.strip() for d in dynamic.split(",") if d.strip()})) if dynamic else ()
-    safe_name = model.rpartition(":")[2] if ":" in model else model
-    options = ExportOptions(
-        model=model,
-        out=out or Path(f"{safe_name}.onnx"),
-        weights=weights,
-        num_classes=num_classes,
-        width=width,
-        model_args=parse_model_args(model_arg),
-        input_size=size,
-        batch=batch,
-        dynamic=dyn,
-        hw_range=_parse_range(hw_range, "--hw-range", lambda t: parse_size(t, "--hw-range")),
-        batch_range=_parse_range(batch_range, "--batch-range", _int("--batch-range")),
-        opset=opset,
-        unpool=unpool,
-        argmax=argmax,
-        slim=not no_slim,
-        verify=not no_verify,
-        lint=not no_lint and unpool != "native",
-        seed=seed,
-    )
     if unpool == "native" and not no_lint:
         console.print("[yellow]note:[/] --unpool native keeps ONNX MaxUnpool, which TensorRT cannot parse; lint skipped")
     with console.status("exporting", spinner="dots") as status:
-        result = export_onnx(options, progress=lambda msg: status.update(f"[bold]{msg}[/]…"))
-    _print_result(result)
-    if precision != "fp32":
-        from segexport.calib.pipeline import CalibrateOptions, run_calibrate
-
-        with console.status(f"calibrating {precision}", spinner="dots") as status:
-            reduced = run_calibrate(CalibrateOptions(onnx=result.path, precision=precision, data=calib_data,
-                                                     count=calib_count),
-                                    progress=lambda msg, *_a, **_k: status.update(f"[bold]{msg}[/]…"))
+        try:
+            result = export(
+                model=model, out=out, weights=weights, num_classes=num_classes, width=width,
+                model_args=parse_model_args(model_arg), input_size=parse_size(input_size) if input_size else None,
+                batch=batch, dynamic=dynamic or (),
+                hw_range=_parse_range(hw_range, "--hw-range", lambda t: parse_size(t, "--hw-range")),
+                batch_range=_parse_range(batch_range, "--batch-range", _int("--batch-range")),
+                opset=opset, argmax=argmax, unpool=unpool, slim=not no_slim, verify=not no_verify, lint=not no_lint,
+                seed=seed, precision=precision, calib_data=calib_data, calib_count=calib_count,
+                progress=lambda msg: status.update(f"[bold]{msg}[/]…"))
+        except CheckFailed as exc:  # calibration failed after a good export: say what was written first
+            if isinstance(exc.result, ExportResult) and exc.result.onnx is not None:
+                status.stop()
+                _print_result(exc.result.details)
+            raise
+    _print_result(result.details)
+    if result.calibration is not None:
+        reduced = result.calibration
         console.print(f"[bold green]✓[/] wrote [bold]{reduced.out}[/] ({reduced.precision}; label agreement with fp32 "
                       f"{100 * reduced.pixel_agreement:.2f} %; details: segexport calibrate --help)")
 
@@ -124,7 +103,7 @@ def onnx_command(
 def _print_result(result) -> None:
     from rich.table import Table
 
-    from segexport.checks.noise_floor import SLACK_ABS, SLACK_AGREEMENT
+    from segexport.core.noise_floor import SLACK_ABS, SLACK_AGREEMENT
 
     rec = result.record
     console.print(f"[bold green]✓[/] wrote [bold]{result.path}[/] ({result.path.stat().st_size / 1e6:.1f} MB, "

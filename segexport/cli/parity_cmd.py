@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import check_output_path, console
+from segexport.cli.common import console
 from segexport.errors import UserError
 
 
@@ -59,56 +59,19 @@ def parity_command(
 
       segexport parity --onnx unet.onnx --weights unet.pt --images data/images --labels data/labels --junit parity.xml
     """
-    from segexport.checks.parity import ParityOptions, run_parity
-    from segexport.checks.reports import print_table, write_json, write_junit, write_markdown
+    from segexport.api import parity
+    from segexport.checks.reports import print_table
     from segexport.errors import CheckFailed
 
-    # every report path is checked before the comparison runs: a typo must not cost the run,
-    # nor leave some reports written and others not; no report may overwrite what parity reads
-    from segexport.core.files import refuse_overwriting_inputs
-
-    reports = {"--json": json_out, "--junit": junit, "--markdown": markdown}
-    for flag, path in reports.items():
-        if path is not None:
-            check_output_path(path, flag)
-    _check_save_diff(save_diff)
-    refuse_overwriting_inputs({**reports, "--save-diff": save_diff},
-                              [onnx, weights, engine, engine and Path(str(engine) + ".json"), images, labels])
-    opts = ParityOptions(onnx=onnx, model=model, weights=weights, engine=engine,
-                         backends=tuple(b.strip() for b in backends.split(",") if b.strip()), images=images,
-                         labels=labels, count=count, seed=seed, thresholds=parse_thresholds(threshold),
-                         save_diff=save_diff, trust_model_code=trust_model_code)
     with console.status("parity", spinner="dots") as status:
-        report = run_parity(opts, progress=lambda m: status.update(f"[bold]{m}[/]…"))
-    if not report.pairs:  # before any report is written: an empty report would read as a pass
-        raise UserError("no candidate backend could run here: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
+        try:
+            report = parity(onnx=onnx, model=model, weights=weights, engine=engine, backends=backends, images=images,
+                            labels=labels, count=count, seed=seed, thresholds=parse_thresholds(threshold),
+                            json_out=json_out, junit=junit, markdown=markdown, save_diff=save_diff,
+                            progress=lambda m: status.update(f"[bold]{m}[/]…"), trust_model_code=trust_model_code).report
+        except CheckFailed as exc:  # the table first, then the one-line verdict
+            if exc.result is not None:
+                status.stop()
+                print_table(exc.result.report, console)
+            raise
     print_table(report, console)
-    from segexport.core.files import atomic_outputs
-
-    # all reports land together or none does: a JUnit that cannot be written must not leave
-    # a JSON saying "pass" for CI to read
-    writers = [(path, flag, writer) for path, flag, writer in ((json_out, "--json", write_json),
-                                                                (junit, "--junit", write_junit),
-                                                                (markdown, "--markdown", write_markdown))
-               if path is not None]
-    with atomic_outputs([(path, flag) for path, flag, _ in writers]) as staged:
-        for path, _flag, writer in writers:
-            writer(report, staged[Path(path)])
-    if not report.passed:
-        failed = [f"{p.candidate}: {c.message}" for p in report.pairs for c in p.checks if not c.passed]
-        raise CheckFailed(f"parity failed ({len(failed)} check(s)); first: {failed[0]}")
-
-
-def _check_save_diff(save_diff: Optional[Path]) -> None:
-    """--save-diff must be a folder parity can write PNGs into (or create), checked up front."""
-    import os
-
-    if save_diff is None:
-        return
-    if save_diff.exists() and not save_diff.is_dir():
-        raise UserError(f"--save-diff {str(save_diff)!r} is a file: give a directory for the PNGs")
-    folder = save_diff if save_diff.exists() else (save_diff.parent if str(save_diff.parent) else Path("."))
-    if not folder.is_dir():
-        raise UserError(f"--save-diff {str(save_diff)!r}: {str(folder)!r} does not exist: create it or choose another")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"--save-diff {str(save_diff)!r}: {str(folder)!r} is not writable: choose another folder")

@@ -98,7 +98,7 @@ def load_labels(directory: str | Path, names: list[Path], size: tuple[int, int],
     ``num_classes`` counts the model's output channels: 1 (binary) takes labels 0 and 1."""
     from PIL import Image, UnidentifiedImageError
 
-    from segexport.checks.metrics import label_count
+    from segexport.core.metrics import label_count
 
     num_classes = label_count(num_classes)
     root = Path(directory)

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from segexport.engines.runtime import Flavour, find_flavour, last_error, parse_onnx
+from segexport.core.tensorrt import Flavour, find_flavour, last_error, parse_onnx
 from segexport.errors import UserError
+from segexport.exporter.metadata import profile_from_onnx  # noqa: F401  (re-exported; lint uses it too)
 
 SIDECAR_SUFFIX = ".json"
 HARDWARE_LEVELS = {"ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
@@ -61,31 +62,6 @@ def current_gpu() -> tuple[str | None, str | None]:
     except Exception:
         pass
     return None, None
-
-
-def profile_from_onnx(onnx_model) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """min/opt/max input shapes: from segexport metadata, else the graph's static shape.
-    ``onnx_model`` is a path or an already loaded ModelProto."""
-    import onnx
-
-    from segexport.exporter.metadata import read_record
-
-    try:
-        return read_record(onnx_model).profile_shapes()
-    except UserError:
-        pass
-    model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else onnx.load(str(onnx_model),
-                                                                                  load_external_data=False)
-    shapes = {}
-    for inp in model.graph.input:
-        dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
-        if not all(dims):
-            raise UserError(
-                f"input {inp.name!r} has dynamic dims and the ONNX has no segexport profile: "
-                "export it with `segexport onnx --dynamic ...` or fix the shape"
-            )
-        shapes[inp.name] = (tuple(dims),) * 3
-    return shapes
 
 
 def build_engine(
@@ -165,7 +141,7 @@ def build_engine(
         if precision == "int8":
             config.set_flag(trt.BuilderFlag.INT8)
             if calibrator is None:
-                from segexport.calib.legacy import cache_only_calibrator
+                from segexport.calib.trt10_calibrator import cache_only_calibrator
 
                 calibrator = cache_only_calibrator(trt, calibration_cache)
             config.int8_calibrator = calibrator
@@ -281,7 +257,7 @@ def _check_portability(flavour: Flavour, version_compatible: bool, hardware: str
 
 def _onnx_precision(model) -> str:
     """The precision an ONNX (already loaded) holds: Q/DQ is INT8, FP16 tensors FP16."""
-    from segexport.engines.runtime import has_qdq, needs_strong_typing
+    from segexport.core.graph import has_qdq, needs_strong_typing
 
     if has_qdq(model):
         return "int8"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from segexport import __version__
+from segexport._version import __version__
 from segexport.data.contract import DynamicRange, ExportRecord, PreprocessContract
 from segexport.errors import CheckFailed, UserError
 
@@ -80,8 +80,8 @@ class ExportResult:
 @dataclass
 class VerifyRow:
     shape: tuple[int, ...]
-    metrics: Any  # segexport.checks.metrics.ParityMetrics
-    checks: list[Any]  # segexport.checks.metrics.CheckResult
+    metrics: Any  # segexport.core.metrics.ParityMetrics
+    checks: list[Any]  # segexport.core.metrics.CheckResult
     noise_floor: Any | None = None  # PyTorch vs itself under float32-size input jitter, when measured
     held_to_floor: bool = False  # PyTorch failed the contract against itself: checks held to its floor
 
@@ -105,11 +105,11 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
 
     say("loading model")
     from segexport.core.files import atomic_output
-    from segexport.models.loading import check_input_size, describe, load_model
+    from segexport.models.loading import check_input_size, load_model, spec_of
 
     loaded = load_model(options.model, num_classes=options.num_classes, width=options.width,
                         model_args=options.model_args, weights=options.weights)
-    spec = describe(loaded)
+    spec = spec_of(loaded)
     size = options.input_size or spec.default_input_size
     check_input_size(spec, size)
     dynamic = _dynamic_ranges(options, size, spec.min_size)
@@ -145,7 +145,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
     del output
     export_model = prepare_for_export(loaded.model, mode=options.unpool)
     if options.argmax:
-        export_model = ArgMaxHead(export_model)
+        export_model = with_argmax_head(export_model)
 
     say(f"exporting {loaded.name} to ONNX (opset {options.opset}, {'dynamic ' + '+'.join(options.dynamic) if options.dynamic else 'static'})")
     onnx_model = _torch_export(export_model, trace_example, options, dynamic)
@@ -189,7 +189,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
                 first = result.lint.errors[0]
                 raise CheckFailed(
                     f"lint found {len(result.lint.errors)} TensorRT error(s) in the export, first: {first.message}"
-                    " (run `segexport lint` on a --no-verify export for the full list)"
+                    " (run `segexport lint` on a --no-verify export for the full list)", result=result
                 )
         if options.verify:
             say("verifying ONNX Runtime against PyTorch")
@@ -199,22 +199,23 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
             if failed:
                 bad = next(c for c in failed[0].checks if not c.passed)
                 raise CheckFailed(
-                    f"ONNX Runtime disagrees with PyTorch at input {list(failed[0].shape)}: {bad.message}"
+                    f"ONNX Runtime disagrees with PyTorch at input {list(failed[0].shape)}: {bad.message}",
+                    result=result,
                 )
     return result
 
 
-def _validate_options(o: ExportOptions) -> None:
-    if o.unpool not in ("mask", "native"):
-        raise UserError(f"--unpool {o.unpool!r} is not one of mask, native")
-    if o.opset not in SUPPORTED_OPSETS:
-        raise UserError(f"--opset {o.opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
-    if o.batch < 1:
-        raise UserError(f"--batch must be >= 1, got {o.batch}")
-    unknown = set(o.dynamic) - {"batch", "hw"}
+def _validate_options(options: ExportOptions) -> None:
+    if options.unpool not in ("mask", "native"):
+        raise UserError(f"--unpool {options.unpool!r} is not one of mask, native")
+    if options.opset not in SUPPORTED_OPSETS:
+        raise UserError(f"--opset {options.opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    if options.batch < 1:
+        raise UserError(f"--batch must be >= 1, got {options.batch}")
+    unknown = set(options.dynamic) - {"batch", "hw"}
     if unknown:
         raise UserError(f"--dynamic {','.join(sorted(unknown))} is not one of batch, hw (e.g. --dynamic hw or --dynamic batch,hw)")
-    out = Path(o.out)
+    out = Path(options.out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--out {str(out)!r} must end in .onnx")
     from segexport.core.files import check_output_path, refuse_overwriting_inputs
@@ -228,22 +229,22 @@ def _validate_options(o: ExportOptions) -> None:
     refuse_overwriting_inputs({"--out": out}, [o.weights, source if source.endswith(".py") else None])
 
 
-def _dynamic_ranges(o: ExportOptions, size: tuple[int, int], min_size: int) -> dict[str, DynamicRange]:
+def _dynamic_ranges(options: ExportOptions, size: tuple[int, int], min_size: int) -> dict[str, DynamicRange]:
     """min/opt/max per dynamic axis; refuse inverted or impossible ranges."""
     ranges: dict[str, DynamicRange] = {}
-    if "batch" in o.dynamic:
-        lo, hi = o.batch_range or (1, max(8, o.batch))
-        if not 1 <= lo <= o.batch <= hi:
-            raise UserError(f"--batch-range {lo}:{hi} must satisfy 1 <= min <= --batch ({o.batch}) <= max")
+    if "batch" in options.dynamic:
+        lo, hi = options.batch_range or (1, max(8, options.batch))
+        if not 1 <= lo <= options.batch <= hi:
+            raise UserError(f"--batch-range {lo}:{hi} must satisfy 1 <= min <= --batch ({options.batch}) <= max")
         if lo == hi:  # torch.export cannot make a dimension with one value dynamic
             raise UserError(f"--batch-range {lo}:{hi} has one value: widen it, or drop --dynamic batch for a static batch")
-        ranges["batch"] = DynamicRange(lo, o.batch, hi)
-    elif o.batch_range:
+        ranges["batch"] = DynamicRange(lo, options.batch, hi)
+    elif options.batch_range:
         raise UserError("--batch-range needs --dynamic batch")
-    if "hw" in o.dynamic:
+    if "hw" in options.dynamic:
         h, w = size
-        if o.hw_range:
-            (lh, lw), (hh, hw) = o.hw_range
+        if options.hw_range:
+            (lh, lw), (hh, hw) = options.hw_range
         else:
             lh, lw = max(min_size, h // 2), max(min_size, w // 2)
             hh, hw = 2 * h, 2 * w
@@ -258,14 +259,14 @@ def _dynamic_ranges(o: ExportOptions, size: tuple[int, int], min_size: int) -> d
                 raise UserError(f"dynamic {axis} range {lo}..{hi} has one value: widen --hw-range, or drop --dynamic hw "
                                 "for a static size")
             ranges[axis] = DynamicRange(lo, opt, hi)
-    elif o.hw_range:
+    elif options.hw_range:
         raise UserError("--hw-range needs --dynamic hw")
     return ranges
 
 
-def ArgMaxHead(model):  # noqa: N802 - reads like a module class at the call site
+def with_argmax_head(model):
     """Wrap ``model`` so it returns int32 labels ``N x H x W`` (for one output channel,
-    ``logit > 0``, as :func:`segexport.checks.metrics.labels_of`).
+    ``logit > 0``, as :func:`segexport.core.metrics.labels_of`).
 
     Edge devices then copy back 4 bytes a pixel instead of 4*C; int32 because TensorRT has
     no int64 tensors (it would narrow ArgMax's int64 anyway).
@@ -517,18 +518,17 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     MaxUnpool rewrite exact. The strict fp32 contract (99.99 % labels, max-abs 1e-4 x max|ref|)
     applies first; only when it fails is the reference's own float32 noise floor measured, and
     if PyTorch fails the contract against itself the export is held to that floor instead
-    (:mod:`segexport.checks.noise_floor`; the CLI says so when it happens).
+    (:mod:`segexport.core.noise_floor`; the CLI says so when it happens).
     """
     import numpy as np
     import torch
-    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
-    from segexport.checks.metrics import THRESHOLDS, compare, evaluate, labels_of
-    from segexport.checks.noise_floor import judge_against_floor, measure_floor, worst
-    from segexport.checks.runners import quiet_polygraphy
+    from segexport.core.comparison import judge
+    from segexport.core.metrics import EXPORT_THRESHOLDS, labels_of
+    from segexport.core.noise_floor import measure_floor
+    from segexport.core.sessions import ort_runner
 
-    quiet_polygraphy()
-    strict = THRESHOLDS["fp32"]
+    strict = EXPORT_THRESHOLDS["fp32"]
     rows: list[VerifyRow] = []
     rng = np.random.default_rng(seed)
 
@@ -537,18 +537,12 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
             out = torch_model(torch.from_numpy(x)).numpy()
         return labels_of(out).astype(np.int32) if record.argmax else out
 
-    with OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["CPUExecutionProvider"])) as runner:
+    with ort_runner(onnx_path) as runner:
         for shape in verification_shapes(record):
             x = rng.standard_normal(shape, dtype=np.float32)
             ref = reference(x)
             got = np.asarray(runner.infer({record.input_name: x})[record.output_name])
-            metrics = compare(ref, got)
-            row = VerifyRow(shape=tuple(shape), metrics=metrics, checks=evaluate(metrics, strict))
-            if not row.passed:
-                floors = measure_floor(reference, x, ref, rng)
-                row.noise_floor = worst(floors)
-                held = judge_against_floor(metrics, strict, floors)
-                if held is not None:
-                    row.checks, row.held_to_floor = held, True
-            rows.append(row)
+            verdict = judge(ref, got, strict, floors=lambda: measure_floor(reference, x, ref, rng))
+            rows.append(VerifyRow(shape=tuple(shape), metrics=verdict.metrics, checks=verdict.checks,
+                                  noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor))
     return rows

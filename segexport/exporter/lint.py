@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from segexport.core.graph import module_of  # noqa: F401  (re-exported)
 from segexport.errors import UserError
 
 # Operators the TensorRT 10 ONNX parser does not implement (support matrix, "N" rows).
@@ -101,32 +102,6 @@ UNPOOL_FIX = (" (export with --unpool mask, the default; it rewrites nn.MaxPool2
               "nn.MaxUnpool2d modules, so use those instead of F.max_pool2d / F.max_unpool2d)")
 
 
-def module_of(node: onnx.NodeProto) -> str:
-    """The qualified name of the PyTorch module ``node`` came from ("" when unknown).
-
-    The exporter's ``name_scopes`` lists the module path from the root (qualified names,
-    e.g. ``encoder.pools.0``) and ends with the aten op; the last module entry is the one.
-    """
-    import ast
-
-    # node metadata comes from the file: a hostile one (100,000 characters, nested a thousand
-    # levels deep) must neither crash the parser nor flood the one-line findings
-    meta = {p.key: p.value for p in node.metadata_props if len(p.value) <= MAX_SCOPE_CHARS}
-    try:
-        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
-    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
-        scopes = []
-    if not isinstance(scopes, (list, tuple)) or not all(isinstance(s, str) for s in scopes):
-        scopes = []
-    if len(scopes) >= 2:
-        return next((s for s in reversed(scopes[:-1]) if s), "")[:200]
-    segments = [seg.split(":")[0].strip() for seg in meta.get("namespace", "").split("/")]
-    return segments[-2][:200] if len(segments) >= 2 else ""
-
-
-MAX_SCOPE_CHARS = 10_000
-
-
 def _attr(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
@@ -134,15 +109,15 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
-def _s(v) -> str:
+def _as_text(v) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _resize_findings(node: onnx.NodeProto, constants: set[str], add) -> None:
     """The Resize restrictions of the support matrix (attributes default as in the ONNX spec)."""
-    mode = _s(_attr(node, "mode", b"nearest"))
-    coord = _s(_attr(node, "coordinate_transformation_mode", b"half_pixel"))
-    nearest = _s(_attr(node, "nearest_mode", b"round_prefer_floor"))
+    mode = _as_text(_attr(node, "mode", b"nearest"))
+    coord = _as_text(_attr(node, "coordinate_transformation_mode", b"half_pixel"))
+    nearest = _as_text(_attr(node, "nearest_mode", b"round_prefer_floor"))
     if _attr(node, "antialias", 0):
         add("error", "resize-antialias", node, "Resize with antialias=1 is not supported by TensorRT: "
                                                "interpolate with antialias=False")
@@ -159,7 +134,7 @@ def _resize_findings(node: onnx.NodeProto, constants: set[str], add) -> None:
     if mode == "nearest" and nearest not in RESIZE_NEAREST_MODES:
         add("error", "resize-nearest-mode", node, f"Resize nearest_mode {nearest!r} is not supported: use one of "
                                                   f"{', '.join(sorted(RESIZE_NEAREST_MODES))}")
-    if _s(_attr(node, "keep_aspect_ratio_policy", b"stretch")) != "stretch":
+    if _as_text(_attr(node, "keep_aspect_ratio_policy", b"stretch")) != "stretch":
         add("error", "resize-aspect", node, "Resize keep_aspect_ratio_policy must be 'stretch' for TensorRT: "
                                             "resize to an explicit size instead")
     axes = _attr(node, "axes")
@@ -212,11 +187,11 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
                                                   + UNPOOL_FIX)
         elif op == "Resize":
             _resize_findings(node, constants, add)
-        elif op == "ScatterND" and _s(_attr(node, "reduction", b"none")) != "none":
-            add("error", "scatter-reduction", node, f"ScatterND reduction={_s(_attr(node, 'reduction'))!r} is not "
+        elif op == "ScatterND" and _as_text(_attr(node, "reduction", b"none")) != "none":
+            add("error", "scatter-reduction", node, f"ScatterND reduction={_as_text(_attr(node, 'reduction'))!r} is not "
                                                     "supported by TensorRT: scatter without a reduction")
-        elif op == "ScatterElements" and _s(_attr(node, "reduction", b"none")) != "none":
-            add("error", "scatter-reduction", node, f"ScatterElements reduction={_s(_attr(node, 'reduction'))!r} "
+        elif op == "ScatterElements" and _as_text(_attr(node, "reduction", b"none")) != "none":
+            add("error", "scatter-reduction", node, f"ScatterElements reduction={_as_text(_attr(node, 'reduction'))!r} "
                 "needs TensorRT's ScatterElements plugin (libnvinfer_plugin; TensorRT-RTX has none): scatter "
                 "without a reduction, or for MaxUnpool export with --unpool mask")
         elif op in ("ScatterND", "ScatterElements", "Scatter"):
@@ -295,7 +270,7 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
 
 def parser_findings(path: Path, report: LintReport, *, parser: str, build: bool) -> None:
     """Run the real TensorRT / TensorRT-RTX parser (and builder) when one is importable."""
-    from segexport.engines.runtime import available, find_flavour, last_error, parse_onnx
+    from segexport.core.tensorrt import available, find_flavour, last_error, parse_onnx
 
     if parser == "none":
         report.parser_skipped = "disabled with --parser none"
@@ -315,7 +290,7 @@ def parser_findings(path: Path, report: LintReport, *, parser: str, build: bool)
                                        op=node.op_type if node else "", module=module_of(node) if node else ""))
     if parsed.errors or not build:
         return
-    from segexport.engines.builder import profile_from_onnx
+    from segexport.exporter.metadata import profile_from_onnx
 
     try:
         shapes = profile_from_onnx(path)

@@ -131,3 +131,24 @@ def check_record(record: ExportRecord) -> None:
             integer(v, f"dynamic.{axis}", 1, hi)
         if not r.min <= r.opt <= r.max:
             raise ValueError(f"dynamic.{axis} is not min <= opt <= max")
+def profile_from_onnx(onnx_model) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """min/opt/max input shapes: from segexport metadata, else the graph's static shape.
+    ``onnx_model`` is a path or an already loaded ModelProto."""
+    import onnx
+
+    try:
+        return read_record(onnx_model).profile_shapes()
+    except UserError:
+        pass
+    model = onnx_model if isinstance(onnx_model, onnx.ModelProto) else onnx.load(str(onnx_model),
+                                                                                  load_external_data=False)
+    shapes = {}
+    for inp in model.graph.input:
+        dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+        if not all(dims):
+            raise UserError(
+                f"input {inp.name!r} has dynamic dims and the ONNX has no segexport profile: "
+                "export it with `segexport onnx --dynamic ...` or fix the shape"
+            )
+        shapes[inp.name] = (tuple(dims),) * 3
+    return shapes

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segexport.models.registry import ModelSpec, register, scaled
+from segexport.models.layers import scaled
+from segexport.models.registry import ModelSpec, register
 from segexport.models.segnet import VGGBNEncoder, decode, decoder_widths, init_weights, unpooling_decoder
 
 PAPER = ("Noh, Hong, Han. Learning Deconvolution Network for Semantic Segmentation. "

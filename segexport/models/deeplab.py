@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segexport.models.layers import conv_relu, he_init, vgg_stage_widths
-from segexport.models.registry import ModelSpec, register, scaled
+from segexport.models.layers import conv_relu, he_init, scaled, vgg_stage_widths
+from segexport.models.registry import ModelSpec, register
 
 PAPER = ("Chen, Papandreou, Kokkinos, Murphy, Yuille. Semantic Image Segmentation with Deep Convolutional "
          "Nets and Fully Connected CRFs. ICLR 2015 (arXiv:1412.7062)")

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from segexport.models.deeplab import vgg_trunk
-from segexport.models.layers import conv_relu, he_init
-from segexport.models.registry import ModelSpec, register, scaled
+from segexport.models.layers import conv_relu, he_init, scaled
+from segexport.models.registry import ModelSpec, register
 
 PAPER = ("Yu, Koltun. Multi-Scale Context Aggregation by Dilated Convolutions. ICLR 2016 (arXiv:1511.07122)")
 CONTEXT_DILATIONS = (1, 1, 2, 4, 8, 16, 1)

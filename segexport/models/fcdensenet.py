@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segexport.models.registry import ModelSpec, register, scaled
+from segexport.models.layers import scaled
+from segexport.models.registry import ModelSpec, register
 
 PAPER = ("Jégou, Drozdzal, Vázquez, Romero, Bengio. The One Hundred Layers Tiramisu: Fully Convolutional "
          "DenseNets for Semantic Segmentation. CVPR Workshops 2017 (arXiv:1611.09326)")

@@ -29,8 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segexport.models.layers import bilinear_kernel, conv_relu, crop_to, vgg_stage_widths
-from segexport.models.registry import ModelSpec, register, scaled
+from segexport.models.layers import bilinear_kernel, conv_relu, crop_to, scaled, vgg_stage_widths
+from segexport.models.registry import ModelSpec, register
 
 PAPER = ("Long, Shelhamer, Darrell. Fully Convolutional Networks for Semantic Segmentation. "
          "CVPR 2015 (arXiv:1411.4038)")

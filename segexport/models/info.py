@@ -53,3 +53,16 @@ def model_stats(spec: ModelSpec, *, num_classes: int = 21, width: float = 1.0, f
         except (NotImplementedError, RuntimeError):
             gflops = None  # an op without a meta kernel: report unknown rather than guess
     return ModelStats(params=params, gflops=gflops, input_size=spec.default_input_size)
+
+
+def user_model_stats(ref: str, *, num_classes: int = 21, width: float = 1.0, model_args: dict | None = None,
+                     flops: bool = True) -> tuple[ModelSpec, ModelStats, int]:
+    """A user factory (``module:factory``) built for real, held to the forward contract at its
+    default size, and counted: (its spec, its stats, the classes it predicts)."""
+    from segexport.models.contract import check_forward
+    from segexport.models.loading import load_model, spec_of
+
+    loaded = load_model(ref, num_classes=num_classes, width=width, model_args=model_args or {})
+    spec = spec_of(loaded)
+    check_forward(loaded.name, loaded.model, spec.default_input_size, loaded.num_classes)
+    return spec, model_stats(spec, flops=flops, model=loaded.model), loaded.num_classes

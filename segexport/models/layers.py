@@ -10,7 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from segexport.models.registry import scaled
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count under the width multiplier (never below 1)."""
+    return max(1, int(round(channels * width)))
+
 
 # VGG16's thirteen 3x3 convolutions, grouped by stage (Simonyan & Zisserman, 2015).
 VGG16_STAGES: tuple[tuple[int, ...], ...] = (

@@ -316,9 +316,12 @@ def _guess_fix(shapes, missing, unexpected, num_classes: int) -> str:
     return "pass the --model the checkpoint was trained with (or the matching --model-arg values)"
 
 
-def describe(loaded: LoadedModel) -> ModelSpec:
+def spec_of(loaded: LoadedModel) -> ModelSpec:
     """The spec with class names matching the built model's class count."""
     return replace(loaded.spec, class_names=loaded.spec.class_names_for(loaded.num_classes))
+
+
+describe = spec_of  # the name older callers use; it returns a spec, it describes nothing
 
 
 def check_input_size(spec: ModelSpec, size: tuple[int, int], flag: str = "--input-size") -> None:

@@ -1,7 +1,10 @@
 """The model zoo registry, in the spirit of torchvision's builders.
 
 Each family module (``fcn.py``, ``segnet.py``, ...) registers one factory per model name
-with :func:`register`. A :class:`ModelSpec` carries everything later steps need to know
+with :func:`register` when it is imported, and ``segexport/models/__init__.py`` imports
+every family (torchvision's ``models/_api.py`` pattern): the registry never imports a
+family, so the arrows run one way. Importing any ``segexport.models`` module runs the
+package first, so the zoo is always full by the time it is listed. A :class:`ModelSpec` carries everything later steps need to know
 about a model *without building it*: the paper, the default input size, the
 preprocessing contract, the class names, the output stride and the minimum input size.
 Those facts travel into the ONNX metadata, so they are declared once, here, and never
@@ -82,28 +85,12 @@ def register(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def _load_families() -> None:
-    # Importing a family module registers its models; done lazily so that importing the
-    # registry (e.g. for --help completion) does not import torch.
-    from segexport.models import (  # noqa: F401
-        deconvnet,
-        deeplab,
-        dilatednet,
-        fcdensenet,
-        fcn,
-        segnet,
-        unet,
-    )
-
-
 # Listing order: the papers' chronology of ideas, as ARCHITECTURES.md presents them.
 FAMILY_ORDER = ("fcn", "deconvnet", "segnet", "unet", "fcdensenet", "deeplab", "dilatednet")
 
 
 def list_models() -> list[ModelSpec]:
     """All zoo specs, family by family (registration order within a family)."""
-    if not _REGISTRY:
-        _load_families()
     rank = {f: i for i, f in enumerate(FAMILY_ORDER)}
     return sorted(_REGISTRY.values(), key=lambda s: rank.get(s.family, len(rank)))
 
@@ -143,8 +130,3 @@ def build_model(name: str, num_classes: int = 21, width: float = 1.0, **kwargs) 
     spec = get_spec(name)
     model = spec.factory(num_classes=num_classes, width=width, **kwargs)
     return model.eval()
-
-
-def scaled(channels: int, width: float) -> int:
-    """Channel count under the width multiplier (never below 1)."""
-    return max(1, int(round(channels * width)))

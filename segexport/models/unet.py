@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segexport.models.registry import ModelSpec, register, scaled
+from segexport.models.layers import scaled
+from segexport.models.registry import ModelSpec, register
 
 PAPER = ("Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical Image Segmentation. "
          "MICCAI 2015 (arXiv:1505.04597)")

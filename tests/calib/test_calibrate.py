@@ -166,7 +166,7 @@ def test_budget_keeps_the_most_sensitive_layers_in_float(fp32):
     until the measured cost is within it; they are reported by PyTorch module."""
     from segexport.calib.data import load_calibration_data
     from segexport.calib.int8 import calibrate
-    from segexport.calib.mixed import Evaluation, budgeted_int8, predict
+    from segexport.calib.mixed_precision import Evaluation, budgeted_int8, predict
     from segexport.exporter.metadata import read_record
 
     record = read_record(fp32)

@@ -116,7 +116,7 @@ def test_the_trt_cache_leaves_out_the_inputs_of_layers_kept_in_float(fp32):
 def test_an_agreement_budget_measures_agreement_even_with_labels(fp32):
     """--max-agreement-drop was judged on the mIoU drop whenever labels existed (synthetic data
     has them): an 8-point agreement loss passed a zero budget."""
-    from segexport.calib.mixed import Evaluation, predict
+    from segexport.calib.mixed_precision import Evaluation, predict
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 48, 48)).astype(np.float32)

@@ -124,7 +124,7 @@ def trained_fcn(tmp_path_factory):
 
 
 def test_budget_keeps_sensitive_layers_in_float(trained_fcn):
-    from segexport.calib.mixed import Evaluation, budgeted_int8, predict
+    from segexport.calib.mixed_precision import Evaluation, budgeted_int8, predict
     from segexport.calib.data import load_calibration_data
     from segexport.calib.int8 import calibrate
     from segexport.exporter.metadata import read_record
@@ -187,7 +187,7 @@ def test_npz_images_and_folder_give_the_same_tensors(fcn, tmp_path):
 
 
 def test_legacy_calibrator_errors_name_the_fix(samples):
-    from segexport.calib.legacy import make_calibrator
+    from segexport.calib.trt10_calibrator import make_calibrator
 
     trt11 = types.SimpleNamespace(__version__="11.0.0")  # TensorRT 11 removed the calibrator classes
     with pytest.raises(UserError, match="Q/DQ ONNX"):
@@ -206,7 +206,7 @@ def test_legacy_calibrator_feeds_tensorrt(samples, tmp_path):
         pytest.skip(f"TensorRT {trt.__version__} has no implicit INT8 calibrators")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device: the calibrator copies batches to GPU memory")
-    from segexport.calib.legacy import make_calibrator
+    from segexport.calib.trt10_calibrator import make_calibrator
 
     cal = make_calibrator(samples, batch=4, cache_path=tmp_path / "c.cache")
     assert isinstance(cal, trt.IInt8EntropyCalibrator2) and cal.get_batch_size() == 4

@@ -72,8 +72,9 @@ def test_whole_deconvnet_is_bit_exact_after_the_swap():
 
 def test_overlapping_pools_are_refused_with_the_fix():
     model = nn.Sequential(nn.MaxPool2d(3, 2, return_indices=True))
-    with pytest.raises(UserError, match="--unpool native") as info:
+    with pytest.raises(UserError, match="unpool= native") as info:
         prepare_for_export(model)
+    assert "--unpool native" in info.value.cli_message
     assert "'0'" in str(info.value)  # names the module
 
 

@@ -1,0 +1,106 @@
+"""Accuracy-budgeted mixed precision: keep the most sensitive layers in float until the
+INT8 model is within budget.
+
+Budget: an mIoU drop in points against the FP32 ONNX on labelled held-out data, or, without
+labels, a drop of label agreement with the FP32 ONNX (percent). Sensitivity of a layer is
+measured, not guessed: quantize everything except that layer (re-using the one calibration)
+and see how much of the loss comes back. Layers are then kept in float greedily, most
+sensitive first, re-measuring after each, until the budget holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+
+from segexport.calib.int8 import Calibration, quantizable_nodes, quantize_qdq
+from segexport.core.metrics import labels_of, miou
+
+
+@dataclass
+class Evaluation:
+    inputs: np.ndarray
+    labels: np.ndarray | None
+    num_classes: int
+    reference_labels: np.ndarray  # labels (metrics.labels_of) of the FP32 ONNX on ``inputs``
+    reference_miou: float | None
+    input_name: str = "input"
+    output_name: str = "logits"
+    batch: int = 1
+    # What a cost is: "miou" (drop in points, needs labels) or "agreement" (percent of labels
+    # that change vs fp32). The budget decides: --max-agreement-drop measures agreement even
+    # where labels exist.
+    metric: str = "miou"
+
+    def cost(self, model: onnx.ModelProto) -> float:
+        """mIoU drop in points, or label-agreement drop in percent, per ``metric``."""
+        pred = predict(model, self.inputs, self.input_name, self.output_name, self.batch)
+        if self.metric == "miou" and self.labels is not None:
+            return float(self.reference_miou - miou(pred, self.labels, self.num_classes))
+        return float(100.0 * (1.0 - (pred == self.reference_labels).mean()))
+
+
+def predict(model: onnx.ModelProto | str, inputs: np.ndarray, input_name: str, output_name: str, batch: int) -> np.ndarray:
+    from segexport.core.sessions import ort_session
+
+    sess = ort_session(model)
+    outs = []
+    for i in range(0, len(inputs), batch):
+        chunk = inputs[i:i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        out = np.asarray(sess.run([output_name], {input_name: chunk})[0])[:n]
+        outs.append(labels_of(out))
+    return np.concatenate(outs)
+
+
+@dataclass
+class KeptLayer:
+    node: str
+    module: str  # the PyTorch module the node came from (exporter's scope metadata)
+    cost_if_only_this_kept: float
+    recovered: float = 0.0  # all-INT8 cost minus the cost with only this layer in float
+
+
+@dataclass
+class MixedResult:
+    model: onnx.ModelProto
+    cost: float
+    all_int8_cost: float
+    kept_float: list[KeptLayer] = field(default_factory=list)
+    evaluated: int = 0
+
+
+def budgeted_int8(onnx_path: str, calibration: Calibration, evaluation: Evaluation, budget: float,
+                  progress=None) -> MixedResult:
+    from segexport.core.graph import module_of
+
+    say = progress or (lambda *_a, **_k: None)
+    full = quantize_qdq(onnx_path, calibration)
+    base = evaluation.cost(full)
+    result = MixedResult(full, base, base, evaluated=1)
+    if base <= budget:
+        return result
+    nodes = quantizable_nodes(onnx_path)
+    scores = []
+    for i, node in enumerate(nodes):
+        say(f"sensitivity of {module_of(node) or node.name}", i, len(nodes))
+        cost = evaluation.cost(quantize_qdq(onnx_path, calibration, exclude=[node.name]))
+        scores.append((cost, node))
+    result.evaluated += len(nodes)
+    scores.sort(key=lambda t: t[0])  # lowest remaining cost = most sensitive layer
+    kept: list[KeptLayer] = []
+    for cost_alone, node in scores:
+        kept.append(KeptLayer(node.name, module_of(node), cost_alone, base - cost_alone))
+        model = quantize_qdq(onnx_path, calibration, exclude=[k.node for k in kept])
+        cost = evaluation.cost(model)
+        result.evaluated += 1
+        say(f"keeping {len(kept)} layer(s) in float: cost {cost:.3f}", len(kept), len(scores))
+        if cost <= budget:
+            result.model, result.cost, result.kept_float = model, cost, kept
+            return result
+    result.model, result.cost, result.kept_float = model, cost, kept  # everything kept: float model with Q/DQ nowhere
+    return result

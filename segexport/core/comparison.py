@@ -1,0 +1,62 @@
+"""One reference-vs-candidate comparison, shared by export verification and parity.
+
+Both steps ask the same question (does the candidate match the reference within these
+thresholds, and if not, is the reference itself unstable at float32?) and must answer it the
+same way, so the order is fixed here: compare, judge against the thresholds, and only on a
+failure measure the reference's own noise floor (once per run: ``floors`` is a callable the
+caller caches) and hold the candidate to it when the reference fails its own contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from segexport.core.metrics import CheckResult, ParityMetrics, Thresholds, compare, evaluate
+from segexport.core.noise_floor import judge_against_floor, worst
+
+
+@dataclass
+class Judgement:
+    metrics: ParityMetrics
+    checks: list[CheckResult] = field(default_factory=list)
+    noise_floor: ParityMetrics | None = None  # the reference against itself, when it was measured
+    held_to_floor: bool = False  # the reference failed the thresholds against itself: checks held to its floor
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+def judge(reference: np.ndarray, candidate: np.ndarray, thresholds: Thresholds, *,
+          floors: Callable[[], list[ParityMetrics]], miou_drop: float | None = None,
+          fixed: Iterable[str] = ()) -> Judgement:
+    """Compare ``candidate`` with ``reference``; ``floors()`` is called only when a check fails.
+    ``fixed`` names thresholds the user set explicitly, which the floor never relaxes."""
+    metrics = compare(reference, candidate)
+    verdict = Judgement(metrics, evaluate(metrics, thresholds, miou_drop=miou_drop))
+    if not verdict.passed:
+        measured = floors()
+        verdict.noise_floor = worst(measured)
+        held = judge_against_floor(metrics, thresholds, measured, miou_drop=miou_drop, fixed=fixed)
+        if held is not None:
+            verdict.checks, verdict.held_to_floor = held, True
+    return verdict
+
+
+def run_batched(runner: Any, inputs: np.ndarray, input_name: str, output_name: str, batch: int) -> np.ndarray:
+    """Run ``inputs`` through a Polygraphy-style runner in chunks of the exported batch size;
+    a static batch pads the last chunk and drops the padding after."""
+    outs = []
+    with runner:
+        for i in range(0, len(inputs), batch):
+            chunk = inputs[i:i + batch]
+            if len(chunk) < batch:
+                pad = np.repeat(chunk[-1:], batch - len(chunk), axis=0)
+                out = runner.infer({input_name: np.concatenate([chunk, pad])})
+                outs.append(np.asarray(out[output_name])[: len(chunk)])
+            else:
+                outs.append(np.asarray(runner.infer({input_name: chunk})[output_name]))
+    return np.concatenate(outs)

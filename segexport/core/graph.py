@@ -1,0 +1,46 @@
+"""Questions asked of an ONNX graph by several steps: is it quantized, must it build strongly
+typed, which PyTorch module did a node come from. Graph-only (no torch, no TensorRT), so
+calib, engines and lint ask them the same way.
+"""
+
+from __future__ import annotations
+
+
+def has_qdq(onnx_model) -> bool:
+    """The graph quantizes activations (a QuantizeLinear node): an INT8 model, TensorRT 11 style."""
+    return any(n.op_type == "QuantizeLinear" for n in onnx_model.graph.node)
+
+
+def needs_strong_typing(onnx_model) -> bool:
+    """An ONNX whose precision is explicit (Q/DQ or FP16 tensors) must be built strongly typed."""
+    import onnx
+
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx_model.graph.node):
+        return True
+    return any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx_model.graph.initializer)
+
+
+def module_of(node) -> str:
+    """The qualified name of the PyTorch module ``node`` came from ("" when unknown).
+
+    The exporter's ``name_scopes`` lists the module path from the root (qualified names,
+    e.g. ``encoder.pools.0``) and ends with the aten op; the last module entry is the one.
+    """
+    import ast
+
+    # node metadata comes from the file: a hostile one (100,000 characters, nested a thousand
+    # levels deep) must neither crash the parser nor flood the one-line findings
+    meta = {p.key: p.value for p in node.metadata_props if len(p.value) <= MAX_SCOPE_CHARS}
+    try:
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+        scopes = []
+    if not isinstance(scopes, (list, tuple)) or not all(isinstance(s, str) for s in scopes):
+        scopes = []
+    if len(scopes) >= 2:
+        return next((s for s in reversed(scopes[:-1]) if s), "")[:200]
+    segments = [seg.split(":")[0].strip() for seg in meta.get("namespace", "").split("/")]
+    return segments[-2][:200] if len(segments) >= 2 else ""
+
+
+MAX_SCOPE_CHARS = 10_000

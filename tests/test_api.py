@@ -1,0 +1,69 @@
+"""The public API: keyword arguments named like the flags, typed results, one failure policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import segexport
+from segexport.errors import CheckFailed, UserError
+
+
+def _onnx(path: Path, op: str) -> Path:
+    """A one-node 1x3x8x8 graph around ``op`` (Relu passes the lint, MaxUnpool does not)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    if op == "MaxUnpool":
+        idx = numpy_helper.from_array(np.zeros((1, 3, 4, 4), dtype=np.int64), "idx")
+        nodes = [helper.make_node("MaxPool", ["input"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+                 helper.make_node("MaxUnpool", ["p", "idx"], ["logits"], kernel_shape=[2, 2], strides=[2, 2],
+                                  name="unpool")]
+        inits = [idx]
+    else:
+        nodes, inits = [helper.make_node(op, ["input"], ["logits"], name="n")], []
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], initializer=inits),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+def test_the_api_is_declared_on_the_package():
+    for name in ("export", "calibrate", "build_engine", "lint", "parity", "bench"):
+        assert callable(getattr(segexport, name)) and name in dir(segexport)
+    with pytest.raises(AttributeError):
+        segexport.no_such_step  # noqa: B018
+
+
+def test_lint_returns_a_typed_result(tmp_path):
+    result = segexport.lint(onnx=_onnx(tmp_path / "ok.onnx", "Relu"), parser="none")
+    assert result.passed and result.errors == 0 and result.onnx == tmp_path / "ok.onnx"
+
+
+def test_a_failed_lint_raises_check_failed_with_the_findings(tmp_path):
+    with pytest.raises(CheckFailed) as err:
+        segexport.lint(onnx=_onnx(tmp_path / "bad.onnx", "MaxUnpool"), parser="none")
+    result = err.value.result
+    assert result is not None and not result.passed and result.errors >= 1
+    assert any(f.op == "MaxUnpool" for f in result.report.errors)
+
+
+@pytest.mark.parametrize("call, param, flag", [
+    (lambda tmp: segexport.export(model="unet", unpool="bogus", out=tmp / "x.onnx"), "unpool=", "--unpool"),
+    (lambda tmp: segexport.export(model="unet", precision="fp64", out=tmp / "x.onnx"), "precision=", "--precision"),
+    (lambda tmp: segexport.lint(onnx=tmp / "ok.onnx", parser="cuda"), "parser=", "--parser"),
+    (lambda tmp: segexport.build_engine(onnx=tmp / "ok.onnx", precision="fp64"), "precision=", "--precision"),
+    (lambda tmp: segexport.bench(), "model=", "--model"),
+])
+def test_bad_input_names_the_parameter_and_the_cli_names_the_flag(tmp_path, call, param, flag):
+    _onnx(tmp_path / "ok.onnx", "Relu")
+    with pytest.raises(UserError) as err:
+        call(tmp_path)
+    assert param in str(err.value) and flag not in str(err.value)
+    assert flag in err.value.cli_message
+    assert not (tmp_path / "x.onnx").exists()
