@@ -160,9 +160,8 @@ def build_engine(
         try:
             cache_obj = config.create_timing_cache(blob)
             ok = cache_obj is not None and config.set_timing_cache(cache_obj, ignore_mismatch=False) is not False
-        except Exception as exc:  # a truncated or foreign file: TensorRT raises from C++
+        except Exception:  # a truncated or foreign file: TensorRT raises from C++
             ok = False
-            del exc
         from segexport.core.interrupts import raise_if_interrupted
 
         raise_if_interrupted()

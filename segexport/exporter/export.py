@@ -221,12 +221,12 @@ def _validate_options(options: ExportOptions) -> None:
     from segexport.core.files import check_output_path, refuse_overwriting_inputs
     from segexport.core.limits import MAX_BATCH, check_seed
 
-    check_seed(o.seed)
-    if o.batch > MAX_BATCH:
-        raise UserError(f"--batch {o.batch} is too large: at most {MAX_BATCH}")
+    check_seed(options.seed)
+    if options.batch > MAX_BATCH:
+        raise UserError(f"--batch {options.batch} is too large: at most {MAX_BATCH}")
     check_output_path(out, "--out")  # before the model loads and exports, not after
-    source = o.model.rpartition(":")[0] if ":" in o.model else ""
-    refuse_overwriting_inputs({"--out": out}, [o.weights, source if source.endswith(".py") else None])
+    source = options.model.rpartition(":")[0] if ":" in options.model else ""
+    refuse_overwriting_inputs({"--out": out}, [options.weights, source if source.endswith(".py") else None])
 
 
 def _dynamic_ranges(options: ExportOptions, size: tuple[int, int], min_size: int) -> dict[str, DynamicRange]:
