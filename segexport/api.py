@@ -51,7 +51,8 @@ class ExportResult:
 
 
 def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: str | Path | None = None,
-           num_classes: int = 21, width: float = 1.0, model_args: Mapping[str, Any] | None = None,
+           num_classes: int | None = None, width: float = 1.0, model_args: Mapping[str, Any] | None = None,
+           output_key: str | None = None, upsample_logits: bool = False,
            input_size: tuple[int, int] | None = None, batch: int = 1, dynamic: str | Iterable[str] = (),
            hw_range: tuple[tuple[int, int], tuple[int, int]] | None = None, batch_range: tuple[int, int] | None = None,
            opset: int = 18, argmax: bool = False, unpool: str = "mask", slim: bool = True, verify: bool = True,
@@ -62,6 +63,8 @@ def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: 
     With ``precision`` fp16/int8/best the verified ONNX is then calibrated into
     ``<out>.<precision>.onnx`` (as :func:`calibrate` would). ``unpool="native"`` keeps ONNX
     MaxUnpool, which TensorRT cannot parse, so the TensorRT lint is skipped for it.
+    ``num_classes=None``: 21 for the zoo, a user factory's own default (or checkpoint head, or
+    output). ``output_key`` / ``upsample_logits`` are ``--output`` / ``--upsample-logits``.
     """
     from segexport.exporter.export import ExportOptions, export_onnx
 
@@ -76,8 +79,8 @@ def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: 
     safe_name = model.rpartition(":")[2] if ":" in model else model
     options = ExportOptions(
         model=model, out=Path(out) if out is not None else Path(f"{safe_name}.onnx"), weights=_path(weights),
-        num_classes=num_classes, width=width, model_args=dict(model_args or {}),
-        input_size=tuple(input_size) if input_size else None, batch=batch,
+        num_classes=num_classes, width=width, model_args=dict(model_args or {}), output_key=output_key,
+        upsample_logits=upsample_logits, input_size=tuple(input_size) if input_size else None, batch=batch,
         dynamic=tuple(sorted(set(_names(dynamic)))), hw_range=hw_range, batch_range=batch_range, opset=opset,
         unpool=unpool, argmax=argmax, slim=slim, verify=verify, lint=lint and unpool != "native", seed=seed)
     try:
@@ -246,7 +249,7 @@ def _check_save_diff(save_diff: Path | None) -> None:
 
 def bench(*, model: str | None = None, onnx: str | Path | None = None, engine: str | Path | None = None,
           backends: str | Iterable[str] = ("torch", "ort-cpu"), batch: int | Iterable[int] = (1,),
-          input_size: tuple[int, int] | None = None, width: float = 1.0, num_classes: int = 21, warmup: int = 5,
+          input_size: tuple[int, int] | None = None, width: float = 1.0, num_classes: int | None = None, warmup: int = 5,
           iterations: int = 20, duration: float | None = None, json_out: str | Path | None = None,
           baseline: str | Path | None = None, max_regression: str | float = "10%",
           progress: Progress | None = None, trust_model_code: bool = False):

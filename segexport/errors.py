@@ -32,6 +32,7 @@ PARAMS: dict[str, str] = {
     "--no-lint": "lint=False",
     "--json": "json_out",
     "--threshold": "thresholds",
+    "--output": "output_key",
 }
 _FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9-]*)")
 _TICKED = re.compile(r"(`[^`]*`)")

@@ -80,3 +80,36 @@ def assert_labels_meet_contract(agreement: float, checks: list, held_to_floor: b
     assert floor_agreement is not None and floor_agreement < 1.0, "held to a floor that was not unstable"
     assert get("limit") == min(strict_limit, floor_agreement - SLACK_AGREEMENT), check
     assert agreement >= floor_agreement - SLACK_AGREEMENT
+
+
+def small_size(name: str) -> tuple[int, int]:
+    """An odd, non-square size just above the model's minimum."""
+    from segexport.models.registry import list_models
+
+    spec = next(s for s in list_models() if s.name == name)
+    base = max(spec.min_size, 48)
+    return base + 5, base + 13
+
+
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory):
+    """Every zoo model exported once per session at TINY_WIDTH (static, or dynamic H/W), shared by
+    the exporter tests and the deployment tests so a full run pays each export once."""
+    from segexport.exporter.export import ExportOptions, export_onnx
+
+    cache: dict[tuple[str, bool], object] = {}
+    root = tmp_path_factory.mktemp("zoo")
+
+    def get(name: str, dynamic: bool):
+        key = (name, dynamic)
+        if key not in cache:
+            h, w = small_size(name)
+            opts = ExportOptions(
+                model=name, out=root / f"{name}{'-dyn' if dynamic else ''}.onnx", width=TINY_WIDTH,
+                input_size=(h, w), dynamic=("hw",) if dynamic else (),
+                hw_range=((h - 5, w - 13), (h + 24, w + 31)) if dynamic else None,
+            )
+            cache[key] = export_onnx(opts)
+        return cache[key]
+
+    return get

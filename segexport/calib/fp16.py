@@ -127,17 +127,31 @@ def _unshare_initializers(model: onnx.ModelProto, block: set[str]) -> onnx.Model
     for node in out.graph.node:
         for name in node.input:
             users.setdefault(name, set()).add(node.name)
+    taken = set(inits) | {o for n in out.graph.node for o in n.output} | {i.name for i in out.graph.input}
     for node in out.graph.node:
         if node.name not in block:
             continue
+        copies: dict[str, str] = {}  # one copy per tensor per node: a node may read one initializer twice
         for k, name in enumerate(node.input):
             if name in inits and users[name] - block:
-                copy = onnx.TensorProto()
-                copy.CopyFrom(inits[name])
-                copy.name = f"{name}__{node.name}_fp32"
-                out.graph.initializer.append(copy)
-                node.input[k] = copy.name
+                if name not in copies:
+                    copy = onnx.TensorProto()
+                    copy.CopyFrom(inits[name])
+                    copy.name = _unique(f"{name}__{node.name}_fp32", taken)
+                    out.graph.initializer.append(copy)
+                    copies[name] = copy.name
+                node.input[k] = copies[name]
     return out
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_2``, ``name_3``... whichever is free; marks it taken."""
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}_{n}"
+    taken.add(candidate)
+    return candidate
 
 
 def _float32_io(model: onnx.ModelProto) -> None:

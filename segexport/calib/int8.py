@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +33,8 @@ class Calibration:
     method: str
     tensors_range: object  # onnxruntime.quantization.calibrate.TensorsData
     amax: dict[str, float]  # tensor -> max |value| (symmetric)
+    # tensor -> why its range is min/max instead of ``method`` (see degenerate_tensors)
+    fallback: dict[str, str] = field(default_factory=dict)
 
 
 def _reader(inputs: np.ndarray, input_name: str, batch: int):
@@ -92,22 +94,118 @@ def calibrate(onnx_path: str | Path, inputs: np.ndarray, *, method: str = "entro
         calibrator = create_calibrator(inferred, op_types, augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                        calibrate_method=cm, providers=["CPUExecutionProvider"], extra_options=extra)
         selected = getattr(calibrator, "tensors_to_calibrate", None)  # histogram methods: the tensors binned
+        fallback: dict[str, str] = {}
         if isinstance(selected, set):
-            selected -= nonfinite_tensors(model, _pad(inputs[:batch], batch), input_name)
+            sample = _pad(inputs[:batch], batch)
+            selected -= nonfinite_tensors(model, sample, input_name)
+            fallback = {n: why for n, why in degenerate_tensors(model, sample, input_name).items() if n in selected}
+            selected -= set(fallback)
         step = _chunk_samples(model, batch)
         tell(0, len(inputs))
-        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its progress; the CLI shows a bar instead
-            for start in range(0, len(inputs), step):
-                calibrator.collect_data(_reader(inputs[start:start + step], input_name, batch))
-                tell(min(start + step, len(inputs)), len(inputs))
-            ranges = calibrator.compute_data()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), _quiet_ort_quantizer():  # the CLI shows a bar instead
+                for start in range(0, len(inputs), step):
+                    calibrator.collect_data(_reader(inputs[start:start + step], input_name, batch))
+                    tell(min(start + step, len(inputs)), len(inputs))
+                ranges = calibrator.compute_data()
+        except ValueError as exc:
+            # numpy's "Too many bins for data range" from a tensor the probe above judged fine on its
+            # first sample: every tensor falls back to minmax rather than the run failing
+            if "bins" not in str(exc) or method == "minmax":
+                raise
+            result = calibrate(onnx_path, inputs, method="minmax", input_name=input_name, batch=batch, progress=progress)
+            result.method = method
+            result.fallback = {"*": f"{method} histograms failed ({exc}); every tensor calibrated by minmax"}
+            return result
+        if fallback:
+            from onnxruntime.quantization.calibrate import TensorData
+
+            for name, (lo, hi) in _minmax(model, inputs, sorted(fallback), input_name, batch).items():
+                amax_value = np.float32(max(abs(lo), abs(hi)))
+                ranges.data[name] = TensorData(lowest=-amax_value, highest=amax_value)
     amax = {}
     for name, data in ranges.data.items():
         lo, hi = (float(np.max(np.abs(np.asarray(v)))) if np.asarray(v).size else 0.0 for v in data.range_value)
         value = max(lo, hi)
         if np.isfinite(value) and value < PADDING_MAGNITUDE:  # no scale for pool padding
             amax[name] = value
-    return Calibration(method, ranges, amax)
+    return Calibration(method, ranges, amax, fallback)
+
+
+# A histogram of 2048 bins (ORT's default) needs a range of at least 2048 float32 steps at the
+# tensor's magnitude, or numpy refuses ("Too many bins for data range"); 16x margin for the
+# batches calibration has not seen yet.
+_MIN_RELATIVE_RANGE = 2048 * 16 * float(np.finfo(np.float32).eps)
+_TINY = 1e-30
+
+
+def degenerate_tensors(model: onnx.ModelProto, sample: np.ndarray, input_name: str = "input") -> dict[str, str]:
+    """Float tensors a histogram cannot describe on ``sample``, with the reason: all zero,
+    constant, values so small they are denormal, or a range too narrow for float32 bins (the
+    heads of MobileNetV3-style networks). Their ranges come from minmax instead, which is exact
+    for them; calibration names them so the user knows which scales were not ``--method``'s."""
+    found: dict[str, str] = {}
+    for name, value in _probe(model, sample, input_name):
+        a = np.abs(value[np.isfinite(value)]) if value.size else value
+        if not a.size:
+            continue
+        hi, lo = float(a.max()), float(a.min())
+        if hi == 0:
+            found[name] = "all zero"
+        elif float(value.max()) == float(value.min()):
+            found[name] = "constant"
+        elif hi < _TINY:
+            found[name] = f"tiny values (max |x| {hi:.2g})"
+        elif hi - lo < _MIN_RELATIVE_RANGE * hi:
+            found[name] = f"range too narrow for histogram bins (|x| in [{lo:.6g}, {hi:.6g}])"
+    return found
+
+
+def _probe(model: onnx.ModelProto, sample: np.ndarray, input_name: str, names: list[str] | None = None):
+    """(name, value) of every intermediate float tensor (or of ``names``) on ``sample``."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    if names is None:
+        names = [vi.name for vi in probe.graph.value_info
+                 if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known]
+        names += list(known)
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
+                              for n in names if n not in known)
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    return [(n, np.asarray(v)) for n, v in zip(names, sess.run(names, {input_name: sample}))]
+
+
+def _minmax(model: onnx.ModelProto, inputs: np.ndarray, names: list[str], input_name: str,
+            batch: int) -> dict[str, tuple[float, float]]:
+    """Min and max of ``names`` over all ``inputs``."""
+    out: dict[str, tuple[float, float]] = {}
+    for i in range(0, len(inputs), batch):
+        for name, value in _probe(model, _pad(inputs[i:i + batch], batch), input_name, names):
+            v = value[np.isfinite(value)]
+            if not v.size:
+                continue
+            lo, hi = out.get(name, (float("inf"), float("-inf")))
+            out[name] = (min(lo, float(v.min())), max(hi, float(v.max())))
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_ort_quantizer():
+    """ONNX Runtime's quantization tools log through the root logger at WARNING ("Expected bias
+    'val_5' to be an initializer", one line a Conv whose bias is computed, 35 on FCN): chatter
+    about its own fusion choices that the user cannot act on. Raised to ERROR for the call."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def nonfinite_tensors(model: onnx.ModelProto, sample: np.ndarray, input_name: str = "input") -> set[str]:
@@ -163,8 +261,15 @@ def quantize_qdq(onnx_path: str | Path, calibration: Calibration, *, exclude: li
                        # inputs only: ORT would also quantize conv outputs (Conv -> Q/DQ -> Relu, logits)
                        "OpTypesToExcludeOutputQuantization": QUANTIZED_OPS},
     )
-    quantizer.quantize_model()
+    with _quiet_ort_quantizer():
+        quantizer.quantize_model()
     out = quantizer.model.model
+    # ORT leaves the graph input's Q/DQ pair after the nodes that read it (ONNX Runtime sorts on
+    # load, so it runs), which ONNX's checker rejects; sort with ORT's own helper so the artefact is
+    # valid ONNX for every consumer.
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    ONNXModel(out).topological_sort()
     _restore_names_and_metadata(model, out)
     return out
 

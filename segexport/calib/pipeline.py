@@ -71,6 +71,7 @@ class CalibrateResult:
     candidates: list[dict] = field(default_factory=list)  # --precision best: every precision tried
     calib_samples: int = 0  # what calibration used (a folder may hold fewer than --calib-count)
     lint_warnings: int = 0
+    range_fallback: dict[str, str] = field(default_factory=dict)  # int8: tensor -> why minmax replaced --method
 
 
 Progress = Callable[..., None]  # progress(message, done=None, total=None)
@@ -175,7 +176,6 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
     calibration = int8.get("calibration")
     from segexport.calib.provenance import Provenance, sidecar_for, tool_versions, write_provenance
     from segexport.core.files import atomic_outputs
-    from segexport.exporter.lint import lint_model
 
     cache = None
     if calibration is not None and (opts.trt_cache or (precision == "int8" and opts.trt_version)):
@@ -187,20 +187,21 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
     sidecars = [(sidecar_for(p), flag) for p, flag in targets]
     with atomic_outputs(targets, sidecars=sidecars) as staged:
         onnx.save(model, str(staged[out]))
-        report = lint_model(staged[out], parser="none")
-        if report.errors:
-            raise CheckFailed(f"the {precision} ONNX fails the TensorRT lint: {report.errors[0].message}")
+        say(f"checking the {precision} ONNX (ONNX checker, NVIDIA's parser where installed)")
+        report = self_check(staged[out], precision)
         result = CalibrateResult(out=out, precision=precision, cost=built["cost"], cost_kind=kind,
                                  kept_float=built.get("kept", []), fp16_blocked=built.get("blocked", []),
                                  lint_warnings=len(report.warnings), candidates=candidates,
-                                 calib_samples=len(calib.inputs))
+                                 calib_samples=len(calib.inputs),
+                                 range_fallback=dict(calibration.fallback) if calibration is not None else {})
         common = dict(source_onnx=str(src), source_onnx_sha256=src_sha, data_source=calib.source,
                       data_manifest_sha256=calib.manifest_sha256, count=len(calib.inputs),
                       method=opts.method if precision == "int8" else "range-analysis",
                       preprocess=record.preprocess.__dict__ | {}, versions=tool_versions())
         write_provenance(Provenance(artefact=str(out), kind=f"{precision}-onnx",
                                     extra={"kept_float": [k.__dict__ for k in result.kept_float],
-                                           "fp16_blocked": [b.__dict__ for b in result.fp16_blocked]}, **common),
+                                           "fp16_blocked": [b.__dict__ for b in result.fp16_blocked],
+                                           "range_fallback": result.range_fallback}, **common),
                          path=staged[sidecar_for(out)])
         if cache is not None:
             # the cache is for the fp32 ONNX (TensorRT 10 implicit INT8), whichever ONNX --precision best kept
@@ -220,6 +221,25 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
         say("measuring the accuracy and latency cost")
         _report(result, evaluation, snap, staged[out], record)
     return result
+
+
+def self_check(path: Path, precision: str):
+    """Hold a freshly written reduced-precision ONNX to what a deployment will: ONNX's full
+    checker (types and shapes, which catches duplicate or mistyped initializers) and the lint
+    with NVIDIA's real parser when ``tensorrt``/``tensorrt_rtx`` is installed. A file that
+    fails is never reported as a success (it is not renamed into place)."""
+    from segexport.errors import exception_line
+    from segexport.exporter.lint import lint_model
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # onnx.checker.ValidationError, shape_inference.InferenceError
+        raise CheckFailed(f"the {precision} ONNX segexport wrote is invalid ({exception_line(exc)[:300]}): "
+                          "please report this with the source ONNX") from exc
+    report = lint_model(path, parser="auto")
+    if report.errors:
+        raise CheckFailed(f"the {precision} ONNX fails the TensorRT lint: {report.errors[0].message}")
+    return report
 
 
 def _evaluation(opts, record, src: Path, calib_inputs: np.ndarray):

@@ -15,19 +15,27 @@ with the same data and preprocessing and write its own.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from segexport.errors import UserError
 
+if TYPE_CHECKING:  # the checker sees TensorRT 10's real calibrator API (tensorrt-stubs)
+    import tensorrt
+    from typing_extensions import Buffer
 
-def cache_only_calibrator(trt: Any, cache_path: str | Path) -> Any:
+
+def cache_only_calibrator(trt_module: Any, cache_path: str | Path) -> tensorrt.IInt8EntropyCalibrator2:
     """An ``IInt8EntropyCalibrator2`` that serves a calibration cache and no batches.
 
     TensorRT asks for the cache first and, when it is valid, never asks for batches: the
     documented way to build INT8 from a cache without the data.
     """
+    if TYPE_CHECKING:  # checked against TensorRT 10's stubs; at run time the module passed in
+        import tensorrt as trt
+    else:
+        trt = trt_module
     path = Path(cache_path)
     if not path.is_file():
         raise UserError(f"calibration cache {str(path)!r} not found: write one with `segexport calibrate --trt-cache`")
@@ -40,13 +48,13 @@ def cache_only_calibrator(trt: Any, cache_path: str | Path) -> Any:
         def get_batch_size(self) -> int:
             return 1
 
-        def get_batch(self, names):  # noqa: ARG002 - TensorRT callback
-            return None  # no data: the cache must cover every tensor
+        def get_batch(self, names: list[str]) -> list[int]:  # noqa: ARG002 - TensorRT callback
+            return []  # no data (the documented "no more batches"): the cache must cover every tensor
 
-        def read_calibration_cache(self):
+        def read_calibration_cache(self) -> bytes:
             return blob
 
-        def write_calibration_cache(self, cache) -> None:  # noqa: ARG002
+        def write_calibration_cache(self, cache: Buffer) -> None:  # noqa: ARG002
             return None
 
     return CacheCalibrator()
@@ -59,8 +67,8 @@ class _DeviceBuffer:
     """
 
     def __init__(self, nbytes: int) -> None:
-        self._tensor = None
-        self._cudart = None
+        self._tensor: Any = None
+        self._cudart: Any = None
         try:
             import torch
 
@@ -103,7 +111,7 @@ class _DeviceBuffer:
 
 
 def make_calibrator(inputs: np.ndarray, *, batch: int = 1, algorithm: str = "entropy",
-                    cache_path: str | Path | None = None, trt: Any = None) -> Any:
+                    cache_path: str | Path | None = None, trt: Any = None) -> tensorrt.IInt8Calibrator:
     """A TensorRT <= 10 calibrator (``IInt8EntropyCalibrator2``, or ``IInt8MinMaxCalibrator``
     for ``algorithm="minmax"``) fed with preprocessed N x 3 x H x W float32 samples.
 
@@ -118,29 +126,33 @@ def make_calibrator(inputs: np.ndarray, *, batch: int = 1, algorithm: str = "ent
         except ImportError:
             raise UserError("legacy INT8 calibration needs TensorRT <= 10 (pip install 'tensorrt<11'); "
                             "for TensorRT 11 use the Q/DQ ONNX from `segexport calibrate`") from None
-    base = getattr(trt, "IInt8MinMaxCalibrator" if algorithm == "minmax" else "IInt8EntropyCalibrator2", None)
-    if base is None:
+    if TYPE_CHECKING:
+        import tensorrt as api  # checked against TensorRT 10's stubs; at run time the module passed in
+    else:
+        api = trt
+    if getattr(api, "IInt8EntropyCalibrator2", None) is None:
         raise UserError(f"TensorRT {getattr(trt, '__version__', '?')} has no INT8 calibrators (removed in 11): "
                         "build from the Q/DQ ONNX of `segexport calibrate` instead")
     samples = np.ascontiguousarray(inputs, dtype=np.float32)
     if samples.ndim != 4 or not len(samples):
         raise UserError(f"calibration samples must be N x 3 x H x W with N >= 1, got shape {list(samples.shape)}")
 
-    class Calibrator(base):
+    class Feeder:
+        """The batches and the cache; mixed into the TensorRT base class the algorithm needs."""
+
         def __init__(self) -> None:
-            base.__init__(self)
             self._next = 0
             self._device: _DeviceBuffer | None = None
 
         def get_batch_size(self) -> int:
             return batch
 
-        def get_batch(self, names):  # noqa: ARG002 - one input network
+        def get_batch(self, names: list[str]) -> list[int]:  # noqa: ARG002 - one input network
             if self._next >= len(samples):
                 if self._device is not None:
                     self._device.free()
                     self._device = None
-                return None
+                return []  # the documented "no more batches"
             chunk = samples[self._next:self._next + batch]
             if len(chunk) < batch:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
@@ -150,16 +162,27 @@ def make_calibrator(inputs: np.ndarray, *, batch: int = 1, algorithm: str = "ent
             self._device.upload(chunk)
             return [self._device.ptr]
 
-        def read_calibration_cache(self):
+        def read_calibration_cache(self) -> bytes | None:
+            # None = no cache yet: TensorRT then calibrates from the batches (its documented contract)
             if cache_path and Path(cache_path).is_file():
                 return Path(cache_path).read_bytes()
             return None
 
-        def write_calibration_cache(self, cache) -> None:
+        def write_calibration_cache(self, cache: Buffer) -> None:
             if cache_path:
                 Path(cache_path).write_bytes(bytes(cache))
 
-    return Calibrator()
+    class EntropyCalibrator(Feeder, api.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            api.IInt8EntropyCalibrator2.__init__(self)
+            Feeder.__init__(self)
+
+    class MinMaxCalibrator(Feeder, api.IInt8MinMaxCalibrator):
+        def __init__(self) -> None:
+            api.IInt8MinMaxCalibrator.__init__(self)
+            Feeder.__init__(self)
+
+    return MinMaxCalibrator() if algorithm == "minmax" else EntropyCalibrator()
 
 
 def calibrator_for(onnx_path: str | Path, data: str | Path = "synthetic", *, count: int = 32, seed: int = 0,

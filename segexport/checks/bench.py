@@ -25,7 +25,7 @@ class BenchOptions:
     batch: tuple[int, ...] = (1,)
     input_size: tuple[int, int] | None = None
     width: float = 1.0
-    num_classes: int = 21
+    num_classes: int | None = None  # with --model alone: 21 for the zoo, a user factory's own
     warmup: int = 5
     iterations: int = 20
     duration: float | None = None
@@ -104,7 +104,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         ref = model or model_from_file(record.model, f"{Path(onnx).name}'s metadata",
                                        trust_model_code=opts.trust_model_code)
         loaded = load_model(ref, num_classes=record.num_classes if record else opts.num_classes,
-                            width=record.width if record else opts.width)
+                            width=record.width if record else opts.width,
+                            output_key=record.output_key if record else None,
+                            upsample_logits=record.upsample_logits if record else False)
         torch_model = loaded.model
         size = size or loaded.spec.default_input_size
         check_input_size(loaded.spec, size)

@@ -51,7 +51,8 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     record = read_record(opts.onnx)
     ref = opts.model or model_from_file(record.model, f"{Path(opts.onnx).name}'s metadata",
                                         trust_model_code=opts.trust_model_code)
-    loaded = load_model(ref, num_classes=record.num_classes, width=record.width, weights=opts.weights)
+    loaded = load_model(ref, num_classes=record.num_classes, width=record.width,
+                        weights=opts.weights, output_key=record.output_key, upsample_logits=record.upsample_logits)
     if loaded.weights_sha256 != record.weights_sha256:
         if record.weights_sha256 is None:
             raise UserError("the ONNX was exported without --weights (seeded initialisation) but --weights was given: "

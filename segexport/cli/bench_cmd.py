@@ -23,7 +23,7 @@ def bench_command(
     batch: str = typer.Option("1", "--batch", help="Batch sizes to sweep, e.g. 1,4,8 (ONNX must be dynamic in batch for >1 unless exported so)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW (default: the ONNX's or the model's)."),
     width: float = typer.Option(1.0, "--width", help="Width multiplier for --model without --onnx."),
-    num_classes: int = typer.Option(21, "--num-classes"),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="With --model and no --onnx (default: 21 for the zoo, a user factory's own)."),
     warmup: int = typer.Option(5, "--warmup", help="Untimed iterations first."),
     iterations: int = typer.Option(20, "--iterations", help="Timed iterations (ignored with --duration)."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Time for this many seconds instead of --iterations."),

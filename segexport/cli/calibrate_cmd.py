@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from segexport.cli.common import console
 
@@ -101,5 +102,15 @@ def _print_report(result) -> None:
                   f"{result.precision} {lat[result.precision]:.2f} ms ({gain:.2f}x)")
     for k in result.kept_float:
         console.print(f"  kept in float: {k.module or k.node} (recovers {k.recovered:.3f} {result.cost_kind} alone)")
+    if result.range_fallback:
+        # constant / all-zero tensors are mostly broadcast parameters (a GroupNorm's expanded
+        # weight); the narrow-range ones are activations, which the user may want to look at
+        flat = [k for k, v in result.range_fallback.items() if v in ("constant", "all zero")]
+        narrow = [(k, v) for k, v in result.range_fallback.items() if v not in ("constant", "all zero")]
+        listed = ", ".join(f"{k} ({v})" for k, v in narrow[:3]) + (f" (+{len(narrow) - 3} more)" if len(narrow) > 3 else "")
+        console.print(f"  [yellow]note:[/] {len(result.range_fallback)} tensor(s) calibrated by minmax instead of "
+                      f"histograms (exact for them): {len(flat)} constant or all zero"
+                      + (f"; {len(narrow)} with a range too narrow to bin: {escape(listed)}" if narrow else "")
+                      + f" (all named in {result.out.name}.json)")
     for r in result.fp16_blocked:
         console.print(f"  kept in FP32: {r.module or r.node} ({r.reason})")

@@ -47,7 +47,7 @@ def models_command(
                                                     "own package.module:factory / path/to/file.py:factory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines instead of a table."),
     no_flops: bool = typer.Option(False, "--no-flops", help="Skip the GFLOPs measurement (faster)."),
-    num_classes: int = typer.Option(21, "--num-classes", help="Classes the counts are taken at."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes the counts are taken at (default: 21 for the zoo, a user factory's own)."),
     width: float = typer.Option(1.0, "--width", help="Channel width multiplier (1.0 = the paper's network)."),
     model_arg: Optional[List[str]] = typer.Option(None, "--model-arg", help="key=value passed to the model factory (repeatable)."),
 ) -> None:
@@ -69,10 +69,13 @@ def models_command(
     from segexport.models.info import model_stats
     from segexport.models.registry import check_build_args, get_spec, is_zoo_name, list_models
 
-    check_build_args(num_classes, width)
+    check_build_args(21 if num_classes is None else num_classes, width)
     if name is not None and not is_zoo_name(name):
         rows = [_user_entry(name, num_classes, width, parse_model_args(model_arg), flops=not no_flops)]
     else:
+        from segexport.models.loading import ZOO_NUM_CLASSES
+
+        num_classes = ZOO_NUM_CLASSES if num_classes is None else num_classes
         specs = [get_spec(name)] if name else list_models()
         args = parse_model_args(model_arg)
         rows = [_entry(s, model_stats(s, num_classes=num_classes, width=width, flops=not no_flops, model_args=args),

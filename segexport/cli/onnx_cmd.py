@@ -36,7 +36,7 @@ def _int(flag: str):
 def onnx_command(
     model: str = typer.Option("deeplabv1", "--model", "-m", help="Zoo name (see `segexport models`) or package.module:factory / path/file.py:factory."),
     weights: Optional[Path] = typer.Option(None, "--weights", "-w", help="Checkpoint (state_dict) loaded with torch.load(weights_only=True)."),
-    num_classes: int = typer.Option(21, "--num-classes", help="Number of classes the network predicts."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Number of classes the network predicts (default: 21 for the zoo; a user factory's own default, its checkpoint's head, or its output)."),
     width: float = typer.Option(1.0, "--width", help="Channel width multiplier (1.0 = the paper's network)."),
     model_arg: Optional[List[str]] = typer.Option(None, "--model-arg", help="key=value passed to the model factory (repeatable)."),
     input_size: Optional[str] = typer.Option(None, "--input-size", help="HxW to export at (default: the model's). With --dynamic this is the profile's opt size."),
@@ -46,6 +46,8 @@ def onnx_command(
     batch_range: Optional[str] = typer.Option(None, "--batch-range", help="MIN:MAX for --dynamic batch (default 1:max(8, batch))."),
     opset: int = typer.Option(18, "--opset", help="ONNX opset (18..22; 18 parses in TensorRT 10.x and 11)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output path (default: <model>.onnx in the current directory)."),
+    output: Optional[str] = typer.Option(None, "--output", help="Which entry of a dict/tuple/object output to export (default: 'out' of a torchvision dict, 'logits' of a Hugging Face output; an index for a tuple)."),
+    upsample_logits: bool = typer.Option(False, "--upsample-logits", help="Append a bilinear resize (align_corners=False) of low-resolution logits to the input size, as Hugging Face's post-processing does; recorded in the metadata."),
     argmax: bool = typer.Option(False, "--argmax", help="Append an ArgMax head: output int32 N x H x W labels instead of N x C x H x W logits."),
     unpool: str = typer.Option("mask", "--unpool", help="mask: rewrite MaxPool-indices + MaxUnpool with TensorRT-safe ops (bit-exact); native: keep ONNX MaxUnpool (ONNX Runtime only)."),
     no_slim: bool = typer.Option(False, "--no-slim", help="Skip onnxslim graph simplification."),
@@ -71,6 +73,10 @@ def onnx_command(
       segexport onnx --model segnet --dynamic hw --input-size 360x480 --hw-range 240x320:720x960
 
       segexport onnx --model mypkg.nets:build --model-arg in_channels=3 --weights best.pt
+
+      segexport onnx --model nets.py:segformer --upsample-logits --input-size 64x64   # HF-style .logits at 1/4
+
+      segexport onnx --model nets.py:deeplabv3 --output aux    # a torchvision dict's other head
     """
     from segexport.api import ExportResult, export
     from segexport.errors import CheckFailed
@@ -81,6 +87,7 @@ def onnx_command(
         try:
             result = export(
                 model=model, out=out, weights=weights, num_classes=num_classes, width=width,
+                output_key=output, upsample_logits=upsample_logits,
                 model_args=parse_model_args(model_arg), input_size=parse_size(input_size) if input_size else None,
                 batch=batch, dynamic=dynamic or (),
                 hw_range=_parse_range(hw_range, "--hw-range", lambda t: parse_size(t, "--hw-range")),
@@ -105,7 +112,11 @@ def _print_result(result) -> None:
 
     from segexport.core.noise_floor import SLACK_ABS, SLACK_AGREEMENT
 
+    from rich.markup import escape
+
     rec = result.record
+    for note in getattr(result, "notes", ()):  # duck-typed results (tests, API users) may carry none
+        console.print("[yellow]note:[/] " + escape(note))
     console.print(f"[bold green]✓[/] wrote [bold]{result.path}[/] ({result.path.stat().st_size / 1e6:.1f} MB, "
                   f"{sum(result.onnx_ops.values())} nodes, opset {rec.opset})")
     if rec.dynamic:

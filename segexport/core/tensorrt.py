@@ -11,10 +11,13 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segexport.core.graph import has_qdq, needs_strong_typing  # noqa: F401  (re-exported)
 from segexport.errors import UserError
+
+if TYPE_CHECKING:  # the checker sees TensorRT 10's real API (tensorrt-stubs); nothing is imported at run time
+    import tensorrt
 
 FLAVOURS = ("trt", "rtx")
 _MODULES = {"trt": "tensorrt", "rtx": "tensorrt_rtx"}
@@ -50,7 +53,10 @@ class Flavour:
 
 def available(backend: str) -> Flavour | None:
     try:
-        return Flavour(backend, importlib.import_module(_MODULES[backend]))
+        module = importlib.import_module(_MODULES[backend])
+        if not hasattr(module, "Builder"):  # e.g. a stubs-only namespace package (tensorrt-stubs installed as such)
+            return None
+        return Flavour(backend, module)
     except ImportError:
         return None
     except Exception:  # a broken install (e.g. missing CUDA libraries) counts as unavailable
@@ -73,10 +79,10 @@ def find_flavour(backend: str = "auto") -> Flavour | None:
 @dataclass
 class ParsedNetwork:
     flavour: Flavour
-    builder: Any
-    network: Any
-    parser: Any
-    logger: Any
+    builder: tensorrt.Builder
+    network: tensorrt.INetworkDefinition
+    parser: tensorrt.OnnxParser
+    logger: tensorrt.ILogger
     errors: list[tuple[str, str]] = field(default_factory=list)  # (node name or "#index", message)
 
     @property
@@ -84,7 +90,7 @@ class ParsedNetwork:
         return not self.errors
 
 
-def collecting_logger(trt: ModuleType):
+def collecting_logger(module: ModuleType) -> tensorrt.ILogger:
     """A TensorRT ILogger that keeps messages instead of printing them.
 
     The parser reports its errors through the API as well (collected as findings); letting
@@ -92,12 +98,16 @@ def collecting_logger(trt: ModuleType):
     Warnings and errors stay available as ``logger.messages`` for ``--verbose`` output.
     """
 
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = module  # tensorrt or tensorrt_rtx: the same Python API
     class CollectingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.messages: list[tuple[str, str]] = []
 
-        def log(self, severity, msg) -> None:  # noqa: D401 - TensorRT callback
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:  # noqa: D401 - TensorRT callback
             try:
                 if severity <= trt.ILogger.Severity.WARNING:
                     self.messages.append((str(severity), msg))
@@ -113,7 +123,10 @@ def parse_onnx(path: str | Path, flavour: Flavour, *, strongly_typed: bool | Non
     """Parse with the flavour's real ONNX parser; errors are collected, not raised."""
     import onnx
 
-    trt = flavour.module
+    if TYPE_CHECKING:
+        import tensorrt as trt
+    else:
+        trt = flavour.module
     model = onnx.load(str(path), load_external_data=False)  # the graph, for typing and node names
     logger = collecting_logger(trt)
     builder = trt.Builder(logger)

@@ -56,7 +56,8 @@ class ExportRecord:
     """What ``segexport onnx`` wrote into ``metadata_props`` (one JSON string a key).
 
     ``dynamic`` maps an input axis name (``batch``, ``height``, ``width``) to its range;
-    it is empty for a static export. Later steps read this instead of flags.
+    it is empty for a static export. Later steps read this instead of flags. ``output_key``
+    is data, not code: it only ever selects an entry of the model's output.
     """
 
     model: str
@@ -75,6 +76,11 @@ class ExportRecord:
     input_name: str = "input"
     output_name: str = "logits"
     source_onnx_sha256: str | None = None
+    # How the model's own output became the logits (models.contract.OutputAdapter): the key or
+    # attribute taken (torchvision "out", Hugging Face "logits"), and whether a bilinear resize to
+    # the input size was appended. Parity and bench rebuild the reference with the same adapter.
+    output_key: str | None = None
+    upsample_logits: bool = False
 
     def profile_shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """(min, opt, max) NCHW shapes of the input for a TensorRT optimisation profile."""

@@ -15,13 +15,14 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segexport.core.tensorrt import Flavour, find_flavour, last_error, parse_onnx
 from segexport.errors import UserError
 from segexport.exporter.metadata import profile_from_onnx  # noqa: F401  (re-exported; lint uses it too)
 
 SIDECAR_SUFFIX = ".json"
+SIDECAR_SCHEMA = 2  # 2: classes, preprocessing contract, tensor names and shapes; "all" target CCs
 HARDWARE_LEVELS = {"ampere+": "AMPERE_PLUS", "same-cc": "SAME_COMPUTE_CAPABILITY"}
 
 
@@ -43,8 +44,22 @@ class EngineInfo:
     calibration_cache: str | None = None
     version_compatible: bool = False
     hardware_compatibility: str | None = None  # TensorRT: "ampere+" or "same-cc"; None = this GPU only
-    target_compute_capabilities: list[str] = field(default_factory=list)  # TensorRT-RTX AOT targets; [] = all
+    # TensorRT-RTX ahead-of-time targets ("sm89", "current"), or "all" (every architecture the release lists);
+    # [] for TensorRT, whose engines are for the GPU that built them. Schema 1 wrote [] for "all".
+    target_compute_capabilities: list[str] | str = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    schema: int = 1  # sidecars without the field are schema 1
+    # What the engine takes and gives, so a deployment needs nothing but the engine and this file:
+    class_names: list[str] = field(default_factory=list)
+    preprocess: dict[str, Any] | None = None  # the export's PreprocessContract
+    input_name: str | None = None
+    output_name: str | None = None
+    inputs: dict[str, list[int]] = field(default_factory=dict)  # ONNX dims, -1 where dynamic
+    outputs: dict[str, list[int]] = field(default_factory=dict)
+
+    def targets_all(self) -> bool:
+        """An RTX engine compiled for every architecture its release supports."""
+        return self.backend == "rtx" and self.target_compute_capabilities in ("all", [])
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
@@ -109,6 +124,7 @@ def build_engine(
     if precision is None and (calibrator is not None or calibration_cache is not None):
         precision = "int8"  # a calibration cache only means INT8; ignoring it would build FP32 silently
     precision = precision or onnx_precision
+    assert precision is not None  # for the checker: onnx_precision is a str
     if precision != onnx_precision and onnx_precision != "fp32":
         raise UserError(f"{onnx_path.name} already holds {onnx_precision.upper()} (from `segexport calibrate`): drop "
                         f"--precision {precision}, or calibrate the FP32 export to {precision.upper()} instead")
@@ -127,14 +143,17 @@ def build_engine(
     if not parsed.ok:
         node, msg = parsed.errors[0]
         raise UserError(f"{flavour.label} cannot parse {onnx_path.name}: node {node}: {msg} (run `segexport lint` for all findings)")
-    trt = flavour.module
+    if TYPE_CHECKING:  # checked against TensorRT 10's stubs; at run time tensorrt or tensorrt_rtx
+        import tensorrt as trt
+    else:
+        trt = flavour.module
     config = parsed.builder.create_builder_config()
     if workspace_mib:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     profile_shapes = profile_from_onnx(model)
     profile = parsed.builder.create_optimization_profile()
     for name, (lo, opt, hi) in profile_shapes.items():
-        profile.set_shape(name, lo, opt, hi)
+        profile.set_shape(name, trt.Dims(list(lo)), trt.Dims(list(opt)), trt.Dims(list(hi)))
     config.add_optimization_profile(profile)
     if implicit:
         config.set_flag(trt.BuilderFlag.FP16)  # FP16 is the fallback for layers INT8 cannot take
@@ -143,6 +162,7 @@ def build_engine(
             if calibrator is None:
                 from segexport.calib.trt10_calibrator import cache_only_calibrator
 
+                assert calibration_cache is not None  # refused above when both are missing
                 calibrator = cache_only_calibrator(trt, calibration_cache)
             config.int8_calibrator = calibrator
             config.set_calibration_profile(profile)
@@ -151,9 +171,10 @@ def build_engine(
     if hardware_compatibility:
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, HARDWARE_LEVELS[hardware_compatibility])
     if target_compute_capabilities:
-        config.num_compute_capabilities = len(target_compute_capabilities)
+        # TensorRT-RTX only (refused for TensorRT above): not in TensorRT 10's API, hence the ignores
+        config.num_compute_capabilities = len(target_compute_capabilities)  # type: ignore[attr-defined]
         for i, cc in enumerate(target_compute_capabilities):
-            config.set_compute_capability(getattr(trt.ComputeCapability, cc.upper()), i)
+            config.set_compute_capability(getattr(trt.ComputeCapability, cc.upper()), i)  # type: ignore[attr-defined]
     cache_obj = None
     if timing_cache is not None and hasattr(config, "create_timing_cache"):
         blob = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
@@ -185,7 +206,7 @@ def build_engine(
             hint = "run `segexport lint --build` for every finding"
         raise UserError(f"{flavour.label} failed to build an engine from {onnx_path.name}: {error}; {hint}")
     data = bytes(serialized)
-    gpu, cc = current_gpu()
+    gpu, gpu_cc = current_gpu()
     # TensorRT engines are tuned for the GPU they were built on; TensorRT-RTX ones only with "current".
     for_this_gpu = flavour.backend == "trt" or [t.lower() for t in target_compute_capabilities] == ["current"]
     from segexport.core.hashing import sha256_file
@@ -194,10 +215,12 @@ def build_engine(
         engine=str(out_path), backend=flavour.backend, tensorrt_version=flavour.version, precision=precision,
         onnx_sha256=sha256_file(onnx_path), profile={k: [list(s) for s in v] for k, v in profile_shapes.items()},
         build_seconds=round(seconds, 3), engine_bytes=len(data), gpu=gpu if for_this_gpu else None,
-        compute_capability=cc if for_this_gpu else None, strongly_typed=not implicit,
+        compute_capability=gpu_cc if for_this_gpu else None, strongly_typed=not implicit,
         calibration_cache=str(calibration_cache) if calibration_cache else None,
         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-        target_compute_capabilities=[cc.lower() for cc in target_compute_capabilities],
+        target_compute_capabilities=([t.lower() for t in target_compute_capabilities]
+                                     if target_compute_capabilities or flavour.backend != "rtx" else "all"),
+        schema=SIDECAR_SCHEMA, **_self_description(model),
     )
     from segexport.core.files import atomic_outputs
 
@@ -211,6 +234,28 @@ def build_engine(
         if cache_obj is not None:
             staged[Path(timing_cache)].write_bytes(bytes(config.get_timing_cache().serialize()))
     return info
+
+
+def _self_description(model) -> dict[str, Any]:
+    """Classes, preprocessing contract and tensor names/shapes for the sidecar, from the ONNX."""
+    from dataclasses import asdict as _asdict
+
+    def dims(v) -> list[int]:
+        return [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+
+    inits = {t.name for t in model.graph.initializer}
+    out: dict[str, Any] = {
+        "inputs": {v.name: dims(v) for v in model.graph.input if v.name not in inits},
+        "outputs": {v.name: dims(v) for v in model.graph.output},
+    }
+    from segexport.exporter.metadata import read_record
+
+    try:
+        record = read_record(model)
+    except UserError:  # a foreign ONNX: names and shapes only
+        return out
+    return {**out, "class_names": list(record.class_names), "preprocess": _asdict(record.preprocess),
+            "input_name": record.input_name, "output_name": record.output_name}
 
 
 def _check_engine_paths(onnx_path: Path, out_path: Path, timing_cache, workspace_mib) -> None:
@@ -234,7 +279,7 @@ def _check_engine_paths(onnx_path: Path, out_path: Path, timing_cache, workspace
 def _check_portability(flavour: Flavour, version_compatible: bool, hardware: str | None,
                        targets: tuple[str, ...]) -> None:
     """Refuse a portability option the flavour lacks, before minutes of building."""
-    trt = flavour.module
+    trt = flavour.module  # Any: only membership tests, valid for either package
     if hardware is not None and hardware not in HARDWARE_LEVELS:
         raise UserError(f"hardware compatibility {hardware!r} is not one of {', '.join(HARDWARE_LEVELS)}")
     if flavour.backend == "rtx":
@@ -296,9 +341,11 @@ def check_engine_compatible(engine_path: str | Path, flavour: Flavour | None = N
     _, cc = current_gpu()
     if cc is None:
         return info
+    if info.targets_all():
+        return info
     if info.target_compute_capabilities and "current" not in info.target_compute_capabilities:
         if "sm" + cc.replace(".", "") not in info.target_compute_capabilities:
-            raise UserError(f"{name} was built for {', '.join(info.target_compute_capabilities)}, this GPU is sm"
+            raise UserError(f"{name} was built for {', '.join(list(info.target_compute_capabilities))}, this GPU is sm"
                             f"{cc.replace('.', '')}: rebuild it with `segexport engine --target-cc sm{cc.replace('.', '')}`")
         return info
     if info.compute_capability and cc != info.compute_capability:

@@ -50,8 +50,10 @@ class ExportOptions:
     model: str
     out: Path
     weights: Path | None = None
-    num_classes: int = 21
+    num_classes: int | None = None  # None: 21 for the zoo, a user factory's own default / output
     width: float = 1.0
+    output_key: str | None = None  # --output: the entry of a dict/tuple/object output to export
+    upsample_logits: bool = False  # --upsample-logits: resize low-resolution logits to the input
     model_args: dict[str, Any] = field(default_factory=dict)
     input_size: tuple[int, int] | None = None
     batch: int = 1
@@ -75,6 +77,7 @@ class ExportResult:
     verify: list[Any] | None = None  # one VerifyRow per checked shape
     lint: Any | None = None
     onnx_ops: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what segexport decided for the user, one line each
 
 
 @dataclass
@@ -133,7 +136,8 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
     from segexport.exporter.resize import check_interpolation
     from segexport.exporter.unpool import prepare_for_export
 
-    from segexport.models.contract import check_segmentation_output, forward_error
+    from segexport.models.contract import OutputAdapter, check_segmentation_output, choose_output, forward_error
+    from segexport.models.loading import settle_num_classes
 
     try:
         output = check_interpolation(loaded.model, example)
@@ -141,8 +145,20 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
         raise
     except Exception as exc:  # the model's own forward: a user model fed the wrong thing
         raise forward_error(loaded.name, example, exc) from exc
-    check_segmentation_output(loaded.name, example, output, loaded.num_classes)
-    del output
+    notes: list[str] = []
+    choice = choose_output(loaded.name, example, output, key=options.output_key, upsample=options.upsample_logits)
+    if choice.note:
+        notes.append(choice.note)
+    check_segmentation_output(loaded.name, example, choice.output, loaded.num_classes, adapters=True)
+    if choice.key is not None or choice.upsample:
+        # The adapter is part of the model's contract, not an export rewrite: verification and
+        # parity compare against the adapted model too (the record says how to rebuild it).
+        loaded.model = OutputAdapter(loaded.model, choice.key, choice.upsample).eval()
+    settle_num_classes(loaded, int(choice.output.shape[1]))
+    if loaded.num_classes_source not in ("--num-classes", "zoo default"):
+        notes.append(f"{loaded.num_classes} classes, from the {loaded.num_classes_source} (override with --num-classes)")
+    spec = spec_of(loaded)
+    del output, choice
     export_model = prepare_for_export(loaded.model, mode=options.unpool)
     if options.argmax:
         export_model = with_argmax_head(export_model)
@@ -155,6 +171,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
     onnx_model = _clean_up(onnx_model, slim=options.slim)
     lap("clean-up")
 
+    adapter = loaded.model if isinstance(loaded.model, OutputAdapter) else None
     record = ExportRecord(
         model=loaded.name,
         num_classes=loaded.num_classes,
@@ -170,11 +187,14 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
         dynamic=dynamic,
         input_name=INPUT_NAME,
         output_name=LABELS_NAME if options.argmax else LOGITS_NAME,
+        output_key=adapter.key if adapter is not None else None,
+        upsample_logits=adapter.upsample if adapter is not None else False,
     )
     from segexport.exporter.metadata import write_record
 
     write_record(onnx_model, record)
-    result = ExportResult(path=Path(options.out), record=record, seconds=seconds, onnx_ops=_op_histogram(onnx_model))
+    result = ExportResult(path=Path(options.out), record=record, seconds=seconds, onnx_ops=_op_histogram(onnx_model),
+                          notes=notes)
 
     with atomic_output(options.out) as tmp:
         _save(onnx_model, tmp)
@@ -437,9 +457,17 @@ def _clean_up(model, *, slim: bool):
     if slim:
         import onnxslim
 
+        # Type every tensor before onnxslim sees the graph. torch.onnx writes Resize scales as
+        # `Constant(value_floats=[1, 1, 2, 2])` with no value_info; onnxslim (>= 0.1.85) folds an
+        # untyped constant into a DOUBLE initializer, which ONNX (and TensorRT) refuse as Resize
+        # scales. With the types known it keeps float32; _float_resize_scales below is the
+        # backstop for any onnxslim that still widens them.
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
         sink = io.StringIO()
         with contextlib.redirect_stdout(sink), _quiet_warnings():
             model = onnxslim.slim(model)
+    _float_resize_scales(model)
+    _fold_required_constants(model)
     _restore_module_scopes(model, scopes)
     # One set of intermediate shapes, inferred from the final graph: onnxslim keeps the exporter's
     # value_info and inference would append its own, leaving two (sometimes contradicting) entries
@@ -448,6 +476,112 @@ def _clean_up(model, *, slim: bool):
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _float_resize_scales(model) -> list[str]:
+    """Cast constant ``Resize`` scales that are not float32 back to float32, in place.
+
+    The ONNX spec types ``scales`` as tensor(float); a graph tool that widens a folded
+    constant to float64 makes the file invalid for every runtime. The values are exact small
+    ratios (2.0, 0.5, 1.5), so the cast is lossless. Returns the tensors it cast.
+    """
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant" and n.output}
+    cast: list[str] = []
+    for node in model.graph.node:
+        if node.op_type != "Resize" or len(node.input) < 3 or not node.input[2]:
+            continue
+        name = node.input[2]
+        if name in inits and inits[name].data_type not in (TensorProto.FLOAT, TensorProto.UNDEFINED):
+            arr = numpy_helper.to_array(inits[name]).astype(np.float32)
+            inits[name].CopyFrom(numpy_helper.from_array(arr, name))
+            cast.append(name)
+        elif name in consts:
+            for attr in consts[name].attribute:
+                if attr.name == "value" and attr.t.data_type != TensorProto.FLOAT:
+                    attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float32), attr.t.name))
+                    cast.append(name)
+    return cast
+
+
+def _fold_required_constants(model) -> list[str]:
+    """Replace each ``axes`` input TensorRT needs as a build-time constant, when it is computed
+    from constants (``Reshape(Constant)``, ``Range(0, 2, 1)``), by an initializer holding its value.
+
+    The parser folds some such subgraphs but not all (TensorRT-RTX 1.7 refuses ReduceMean axes
+    from a ``Reshape`` of constants: "Axis input must resolve to a build-time constant"), and
+    onnxslim, which would fold them, is optional (``--no-slim``). Evaluated with ONNX's reference
+    runtime on just the constant ancestors; producers left without consumers are dropped.
+    Returns the tensors folded.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    from segexport.exporter.lint import AXES_MUST_BE_CONSTANT, folded_constants
+
+    graph = model.graph
+    literal = {i.name for i in graph.initializer}
+    constants = folded_constants(model)
+    producer = {o: n for n in graph.node for o in n.output if o}
+    wanted = []
+    for node in graph.node:
+        idx = AXES_MUST_BE_CONSTANT.get(node.op_type)
+        if idx is None or len(node.input) <= idx or not node.input[idx]:
+            continue
+        name = node.input[idx]
+        if name in constants and name not in literal and producer.get(name) is not None \
+                and producer[name].op_type != "Constant" and name not in wanted:
+            wanted.append(name)
+    if not wanted:
+        return []
+    needed: list = []
+    seen: set[int] = set()
+
+    def visit(tensor: str) -> None:
+        node = producer.get(tensor)
+        if node is None or id(node) in seen:
+            return
+        seen.add(id(node))
+        for i in node.input:
+            if i:
+                visit(i)
+        needed.append(node)
+
+    for name in wanted:
+        visit(name)
+    order = {id(n): k for k, n in enumerate(graph.node)}
+    needed.sort(key=lambda n: order[id(n)])
+    used_inits = {i for n in needed for i in n.input} & literal
+    sub = helper.make_model(
+        helper.make_graph(needed, "fold", [], [helper.make_tensor_value_info(w, onnx.TensorProto.UNDEFINED, None)
+                                               for w in wanted],
+                          [i for i in graph.initializer if i.name in used_inits]),
+        opset_imports=list(model.opset_import))
+    values = ReferenceEvaluator(sub).run(None, {})
+    for name, value in zip(wanted, values):
+        graph.initializer.append(numpy_helper.from_array(value, name))
+    for node in needed:  # the folded outputs now come from initializers
+        node.output[:] = ["" if o in wanted else o for o in node.output]
+    _drop_dead_nodes(model)
+    return wanted
+
+
+def _drop_dead_nodes(model) -> None:
+    """Remove nodes none of whose outputs is read (repeatedly, so dead chains go too)."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {i for n in graph.node for i in n.input} | outputs
+        dead = [n for n in graph.node if not any(o and o in read for o in n.output)]
+        if not dead:
+            return
+        keep = [n for n in graph.node if all(n is not d for d in dead)]
+        del graph.node[:]
+        graph.node.extend(keep)
 
 
 # Node metadata kept in the exported graph: which PyTorch module a node came from. Lint
@@ -528,20 +662,41 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     from segexport.core.noise_floor import measure_floor
     from segexport.core.sessions import ort_runner
 
+    import onnxruntime
+
+    # A shape the graph cannot run becomes one CheckFailed line below; ORT would also log it.
+    onnxruntime.set_default_logger_severity(4)
     strict = EXPORT_THRESHOLDS["fp32"]
     rows: list[VerifyRow] = []
     rng = np.random.default_rng(seed)
 
     def reference(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = torch_model(torch.from_numpy(x)).numpy()
+        try:
+            with torch.no_grad():
+                out = torch_model(torch.from_numpy(x)).numpy()
+        except Exception as exc:  # the model itself cannot take a corner of the dynamic profile
+            from segexport.errors import exception_line
+
+            raise UserError(f"{record.model} fails in PyTorch itself at {'x'.join(map(str, x.shape))}, a corner of the "
+                            f"dynamic profile ({exception_line(exc)[:160]}): give --hw-range sizes the model accepts "
+                            f"(e.g. multiples of its total stride)") from exc
         return labels_of(out).astype(np.int32) if record.argmax else out
 
     with ort_runner(onnx_path) as runner:
         for shape in verification_shapes(record):
             x = rng.standard_normal(shape, dtype=np.float32)
             ref = reference(x)
-            got = np.asarray(runner.infer({record.input_name: x})[record.output_name])
+            try:
+                got = np.asarray(runner.infer({record.input_name: x})[record.output_name])
+            except Exception as exc:  # onnxruntime's Fail/RuntimeException: the graph cannot run this shape
+                from segexport.errors import exception_line
+
+                detail = _ANSI_RE.sub("", exception_line(exc)).split("Status Message:")[-1].strip()[:200]
+                fix = ("the model's forward depends on the input size in Python (e.g. pads odd sizes), and the "
+                       "dynamic export froze one case: export static, or give --hw-range sizes the model treats alike "
+                       "(e.g. multiples of its stride)" if record.dynamic else "please report this with the model")
+                raise CheckFailed(f"ONNX Runtime cannot run the export at input {'x'.join(map(str, shape))} "
+                                  f"({detail}): {fix}") from exc
             verdict = judge(ref, got, strict, floors=lambda: measure_floor(reference, x, ref, rng))
             rows.append(VerifyRow(shape=tuple(shape), metrics=verdict.metrics, checks=verdict.checks,
                                   noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor))

@@ -153,6 +153,31 @@ def _all_nodes(graph: onnx.GraphProto):
                 yield from _all_nodes(sub)
 
 
+# Ops that never fold: their output differs run to run even from constant inputs.
+_NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
+                 "If", "Loop", "Scan"}
+
+
+def folded_constants(model: onnx.ModelProto) -> set[str]:
+    """Tensors whose value is known before any input arrives: initializers, Constant outputs,
+    and (transitively) the outputs of any deterministic node whose inputs are all such tensors.
+
+    TensorRT's parser folds those subgraphs itself (a GroupNorm's ``Unsqueeze`` axes computed by
+    ``Range(0, 2, 1)`` build fine in TensorRT-RTX), so "must be constant" is judged after that
+    folding; only a value that depends on the input (e.g. through ``Shape`` of a dynamic tensor)
+    is reported.
+    """
+    constants = {i.name for i in model.graph.initializer}
+    graph_inputs = {i.name for i in model.graph.input} - constants
+    for node in model.graph.node:  # ONNX graphs are topologically sorted
+        if node.op_type in _NOT_FOLDABLE or node.domain not in ("", "ai.onnx"):
+            continue
+        ins = [i for i in node.input if i]
+        if node.op_type == "Constant" or (ins and all(i in constants and i not in graph_inputs for i in ins)):
+            constants.update(o for o in node.output if o)
+    return constants
+
+
 def static_findings(model: onnx.ModelProto) -> list[Finding]:
     """Findings that need no TensorRT: the support matrix and its restrictions."""
     out: list[Finding] = []
@@ -160,7 +185,7 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
     # Constant nodes hold tensors too (a zero point may be one); value_* attributes are left out
     const_tensors = {n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"
                      for a in n.attribute if a.name == "value"}
-    constants = set(inits) | {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    constants = folded_constants(model)
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in model.graph.node:
         for i in n.input:

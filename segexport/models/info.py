@@ -55,14 +55,16 @@ def model_stats(spec: ModelSpec, *, num_classes: int = 21, width: float = 1.0, f
     return ModelStats(params=params, gflops=gflops, input_size=spec.default_input_size)
 
 
-def user_model_stats(ref: str, *, num_classes: int = 21, width: float = 1.0, model_args: dict | None = None,
+def user_model_stats(ref: str, *, num_classes: int | None = None, width: float = 1.0, model_args: dict | None = None,
                      flops: bool = True) -> tuple[ModelSpec, ModelStats, int]:
     """A user factory (``module:factory``) built for real, held to the forward contract at its
     default size, and counted: (its spec, its stats, the classes it predicts)."""
     from segexport.models.contract import check_forward
-    from segexport.models.loading import load_model, spec_of
+    from segexport.models.loading import load_model, settle_num_classes, spec_of
 
     loaded = load_model(ref, num_classes=num_classes, width=width, model_args=model_args or {})
     spec = spec_of(loaded)
-    check_forward(loaded.name, loaded.model, spec.default_input_size, loaded.num_classes)
+    channels = check_forward(loaded.name, loaded.model, spec.default_input_size, loaded.num_classes)
+    settle_num_classes(loaded, channels)  # a factory without num_classes: its output decides
+    spec = spec_of(loaded)
     return spec, model_stats(spec, flops=flops, model=loaded.model), loaded.num_classes

@@ -39,52 +39,149 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 @dataclass
 class LoadedModel:
-    """A model ready for export or comparison, with what we know about it."""
+    """A model ready for export or comparison, with what we know about it.
+
+    ``num_classes`` is ``None`` only for a user factory that takes no ``num_classes`` argument
+    and was given no ``--num-classes``: its own output decides, see :func:`settle_num_classes`.
+    """
 
     model: nn.Module
     name: str
     spec: ModelSpec
-    num_classes: int
+    num_classes: int | None
     width: float
     weights_sha256: str | None = None
+    num_classes_source: str = "--num-classes"  # or: "zoo default", "factory default", "checkpoint head", "model output"
+
+
+ZOO_NUM_CLASSES = 21  # PASCAL VOC, what the zoo's papers train on; user factories keep their own default
 
 
 def load_model(
     ref: str,
     *,
-    num_classes: int = 21,
+    num_classes: int | None = None,
     width: float = 1.0,
     model_args: dict[str, Any] | None = None,
     weights: str | Path | None = None,
+    output_key: str | None = None,
+    upsample_logits: bool = False,
 ) -> LoadedModel:
-    """Build ``ref`` in eval mode and, when given, load ``weights`` strictly."""
+    """Build ``ref`` in eval mode and, when given, load ``weights`` strictly.
+
+    ``num_classes=None`` means "not given": the zoo uses 21, a user factory its own default
+    (or the class count of the checkpoint's head when ``weights`` are given). ``output_key``
+    and ``upsample_logits`` wrap the model in the :class:`~segexport.models.contract.OutputAdapter`
+    an export recorded, so every later step compares against the same function.
+    """
     model_args = dict(model_args or {})
     # Initialise deterministically: an export of an untrained model (no --weights) must be
     # reproducible by `segexport parity`, which rebuilds the reference from the ONNX metadata.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
-        return _load(ref, num_classes=num_classes, width=width, model_args=model_args, weights=weights)
+        loaded = _load(ref, num_classes=num_classes, width=width, model_args=model_args, weights=weights)
+    if output_key is not None or upsample_logits:
+        from segexport.models.contract import OutputAdapter
+
+        loaded.model = OutputAdapter(loaded.model, output_key, upsample_logits).eval()
+    return loaded
 
 
 INIT_SEED = 0
 
 
-def _load(ref: str, *, num_classes: int, width: float, model_args: dict[str, Any], weights) -> LoadedModel:
-    check_build_args(num_classes, width)  # user factories too: the values land in the ONNX metadata
+def _load(ref: str, *, num_classes: int | None, width: float, model_args: dict[str, Any], weights) -> LoadedModel:
+    # user factories too: the values land in the ONNX metadata
+    check_build_args(ZOO_NUM_CLASSES if num_classes is None else num_classes, width)
+    source = "--num-classes"
     if is_zoo_name(ref):
         spec = get_spec(ref)
+        if num_classes is None:
+            num_classes, source = ZOO_NUM_CLASSES, "zoo default"
         try:
             model = build_model(spec.name, num_classes=num_classes, width=width, **model_args)
         except TypeError as exc:
             raise UserError(f"--model-arg not accepted by {spec.name}: {exc}") from exc
         name = spec.name
     else:
-        model, spec = _build_user_model(ref, num_classes=num_classes, width=width, model_args=model_args)
+        factory = _import_factory(ref)
+        given = num_classes
+        num_classes, source = _factory_num_classes(ref, factory, num_classes, model_args, weights)
+        model, spec = _build_user_model(ref, factory, num_classes=num_classes, width=width, model_args=model_args)
+        if given is None and weights is not None and num_classes is not None:
+            head = _checkpoint_head_classes(model, read_state_dict(weights), num_classes)
+            if source == "placeholder":  # the head fits the build (or load_weights below names the mismatch)
+                source = "checkpoint head"
+            if head is not None and head != num_classes:
+                num_classes, source = head, "checkpoint head"
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(INIT_SEED)
+                    model, spec = _build_user_model(ref, factory, num_classes=num_classes, width=width,
+                                                    model_args=model_args)
+        if num_classes is None and spec.class_names and "class_names" in (getattr(model, "segexport_spec", None) or {}):
+            num_classes, source = len(spec.class_names), "segexport_spec class_names"
         name = spec.name
     sha = None
     if weights is not None:
         sha = load_weights(model, weights, model_name=name, num_classes=num_classes, width=width)
-    return LoadedModel(model=model.eval(), name=name, spec=spec, num_classes=num_classes, width=width, weights_sha256=sha)
+    return LoadedModel(model=model.eval(), name=name, spec=spec, num_classes=num_classes, width=width,
+                       weights_sha256=sha, num_classes_source=source)
+
+
+def _factory_num_classes(ref: str, factory, given: int | None, model_args: dict[str, Any], weights) -> tuple[int | None, str]:
+    """The class count to build a user factory with, and where it came from.
+
+    An explicit ``--num-classes`` wins. Otherwise the factory's own default (``def build(
+    num_classes=5)``) is the user's intent; 21 would silently give their model a VOC head.
+    A factory that takes no ``num_classes`` (smp's ``classes``, MONAI's ``out_channels``,
+    Hugging Face's ``num_labels``) decides by its output: ``None`` here.
+    """
+    if given is not None:
+        return given, "--num-classes"
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "num_classes" in model_args:
+        value = model_args["num_classes"]
+        return (value if isinstance(value, int) else None), "--model-arg num_classes"
+    param = params.get("num_classes")
+    if param is None:
+        return None, "model output"
+    if isinstance(param.default, int) and not isinstance(param.default, bool):
+        return param.default, "factory default"
+    if weights is not None:  # required argument: build once at the zoo's count, then read the checkpoint's head
+        return ZOO_NUM_CLASSES, "placeholder"
+    raise UserError(f"{ref} requires num_classes and has no default: pass --num-classes N")
+
+
+def _checkpoint_head_classes(model: nn.Module, state: dict[str, torch.Tensor], built: int) -> int | None:
+    """The class count a checkpoint's head was trained with, when its shapes say so unambiguously:
+    every tensor that differs from the model built with ``built`` classes differs only in its
+    first dimension, which is ``built`` in the model and one same ``k`` in the checkpoint."""
+    own = model.state_dict()
+    differing = [(tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if not differing:
+        return None
+    heads = {got[0] for got, want in differing if got and want and want[0] == built and got[1:] == want[1:]}
+    if len(heads) != 1 or len(differing) != sum(1 for got, want in differing if want and want[0] == built and got[1:] == want[1:]):
+        return None
+    return heads.pop()
+
+
+def settle_num_classes(loaded: LoadedModel, channels: int) -> None:
+    """Give a model whose class count was not known before its first forward the one it returned."""
+    if loaded.num_classes is None:
+        loaded.num_classes, loaded.num_classes_source = channels, "model output"
+        if loaded.spec.family == "user" and loaded.spec.class_names and all(
+                c.startswith("class_") for c in loaded.spec.class_names) and len(loaded.spec.class_names) != channels:
+            loaded.spec = replace(loaded.spec, class_names=_default_class_names(channels))
+
+
+def _default_class_names(num_classes: int | None) -> tuple[str, ...]:
+    if num_classes is None:
+        return ()
+    return ("background", "foreground") if num_classes == 1 else tuple(f"class_{i}" for i in range(num_classes))
 
 
 def model_from_file(ref: object, source: str, *, trust_model_code: bool = False) -> str:
@@ -179,15 +276,15 @@ def _check_declared_spec(ref: str, declared: dict[str, Any]) -> None:
             fail("class_names", "a sequence of names")
 
 
-def _build_user_model(ref: str, *, num_classes: int, width: float, model_args: dict[str, Any]) -> tuple[nn.Module, ModelSpec]:
-    factory = _import_factory(ref)
+def _build_user_model(ref: str, factory, *, num_classes: int | None, width: float,
+                      model_args: dict[str, Any]) -> tuple[nn.Module, ModelSpec]:
     kwargs = dict(model_args)
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         params = {}
     for key, value in (("num_classes", num_classes), ("width", width)):
-        if key in params and key not in kwargs:
+        if key in params and key not in kwargs and value is not None:
             kwargs[key] = value
     try:
         model = factory(**kwargs)
@@ -204,9 +301,8 @@ def _build_user_model(ref: str, *, num_classes: int, width: float, model_args: d
     if unknown:
         raise UserError(f"{ref}: unknown segexport_spec keys {sorted(unknown)}; allowed: {sorted(known)}")
     _check_declared_spec(ref, declared)
-    if "class_names" not in declared:
-        declared["class_names"] = (("background", "foreground") if num_classes == 1  # one sigmoid channel
-                                   else tuple(f"class_{i}" for i in range(num_classes)))
+    if "class_names" not in declared:  # one sigmoid channel is binary: two names
+        declared["class_names"] = _default_class_names(num_classes)
     spec = ModelSpec(
         name=ref,
         family="user",
@@ -318,6 +414,8 @@ def _guess_fix(shapes, missing, unexpected, num_classes: int) -> str:
 
 def spec_of(loaded: LoadedModel) -> ModelSpec:
     """The spec with class names matching the built model's class count."""
+    if loaded.num_classes is None:  # not known before the first forward (see settle_num_classes)
+        return loaded.spec
     return replace(loaded.spec, class_names=loaded.spec.class_names_for(loaded.num_classes))
 
 

@@ -32,6 +32,11 @@ def test_engine_with_profile_and_sidecar(dyn_onnx, tmp_path, run_cli):
     assert side["backend"] == "rtx" and side["precision"] == "fp32"
     assert side["profile"]["input"] == [[1, 3, 32, 32], [1, 3, 48, 64], [1, 3, 96, 128]]
     assert side["engine_bytes"] == out.stat().st_size > 0
+    # the engine describes itself: a deployment needs nothing but the engine and its sidecar
+    assert side["schema"] == 2 and side["target_compute_capabilities"] == "all"
+    assert len(side["class_names"]) == 21 and side["preprocess"]["std"] == [0.229, 0.224, 0.225]
+    assert side["input_name"] == "input" and side["output_name"] == "logits"
+    assert side["inputs"] == {"input": [1, 3, -1, -1]} and side["outputs"]["logits"][:2] == [1, 21]
     from segexport.engines.builder import check_engine_compatible
 
     assert check_engine_compatible(out).tensorrt_version == side["tensorrt_version"]

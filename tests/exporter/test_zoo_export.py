@@ -12,37 +12,10 @@ import pytest
 
 from segexport.exporter.export import ExportOptions, export_onnx
 from segexport.models.registry import list_models
-from tests.conftest import TINY_WIDTH, assert_labels_meet_contract, require_tensorrt_rtx
+from tests.conftest import TINY_WIDTH, assert_labels_meet_contract, require_tensorrt_rtx, small_size  # noqa: F401  (exports: shared fixture)
 
 ZOO = [s.name for s in list_models()]
 FORBIDDEN_FOR_TENSORRT = {"MaxUnpool", "ScatterND", "ScatterElements", "Scatter"}
-
-
-def small_size(name: str) -> tuple[int, int]:
-    """An odd, non-square size just above the model's minimum."""
-    spec = next(s for s in list_models() if s.name == name)
-    base = max(spec.min_size, 48)
-    return base + 5, base + 13
-
-
-@pytest.fixture(scope="session")
-def exports(tmp_path_factory):
-    cache: dict[tuple[str, bool], object] = {}
-    root = tmp_path_factory.mktemp("zoo")
-
-    def get(name: str, dynamic: bool):
-        key = (name, dynamic)
-        if key not in cache:
-            h, w = small_size(name)
-            opts = ExportOptions(
-                model=name, out=root / f"{name}{'-dyn' if dynamic else ''}.onnx", width=TINY_WIDTH,
-                input_size=(h, w), dynamic=("hw",) if dynamic else (),
-                hw_range=((h - 5, w - 13), (h + 24, w + 31)) if dynamic else None,
-            )
-            cache[key] = export_onnx(opts)
-        return cache[key]
-
-    return get
 
 
 @pytest.mark.parametrize("name", ZOO)

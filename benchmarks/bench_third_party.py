@@ -1,0 +1,159 @@
+"""Third-party-style networks through segexport -> table + JSON: does each export, how well
+does ONNX Runtime agree with PyTorch, how long does the export take, does TensorRT-RTX parse
+and build it, and do fp16 / int8 calibrate.
+
+    python benchmarks/bench_third_party.py                   # every look-alike, static and dynamic
+    python benchmarks/bench_third_party.py --models smp_fpn,hf_segformer --no-calibrate
+
+The models are the small random-init look-alikes of torchvision, segmentation_models_pytorch,
+Hugging Face and MONAI networks in tests/exporter/third_party_models.py (their output
+containers and upsampling idioms, tiny channels), plus the real MONAI networks when `monai`
+is installed (`pip install -e ".[thirdparty]"`). Each goes through the library calls behind
+`segexport onnx`, `segexport lint --build` and `segexport calibrate`; a failure is recorded
+as its one-line message, not a traceback. Results: benchmarks/results/third_party_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "tests" / "exporter" / "third_party_models.py"
+
+# name, factory reference (relative to the models file), export options
+CASES = [
+    ("torchvision DeepLabV3 ({'out','aux'})", "tv_deeplabv3", dict(input_size=(64, 64))),
+    ("torchvision FCN ({'out'})", "tv_fcn", dict(input_size=(64, 64), dynamic=("hw",))),
+    ("smp Unet (scale_factor nearest, scSE mean)", "smp_unet", dict(input_size=(64, 64))),
+    ("smp FPN (UpsamplingBilinear2d x4)", "smp_fpn", dict(input_size=(64, 64))),
+    ("smp PSPNet (Upsample x8 bilinear)", "smp_pspnet", dict(input_size=(64, 64))),
+    # AdaptiveAvgPool2d(2) traces with its kernel frozen at one size: a dynamic export must be refused
+    ("smp PSPNet dynamic (expected: refused)", "smp_pspnet", dict(input_size=(64, 64), dynamic=("hw",),
+                                                                  hw_range=((32, 32), (128, 128)))),
+    ("smp DeepLabV3+ (interpolate x4)", "smp_deeplabv3plus", dict(input_size=(64, 64))),
+    ("HF Segformer (.logits at 1/4, --upsample-logits)", "hf_segformer",
+     dict(input_size=(64, 64), upsample_logits=True, dynamic=("hw",))),
+    ("MONAI BasicUNet (odd 33x37)", "monai_basicunet", dict(input_size=(33, 37))),
+    ("MONAI SegResNet (Upsample bilinear)", "monai_segresnet", dict(input_size=(64, 64), dynamic=("hw",))),
+    ("scale_factor matrix, bilinear", "scale_matrix", dict(input_size=(48, 64), model_args={"mode": "bilinear"})),
+    ("scale_factor matrix, nearest", "scale_matrix", dict(input_size=(48, 64), model_args={"mode": "nearest"})),
+]
+REAL_MONAI = [
+    ("monai.networks.nets.BasicUNet (real)", "real_monai_basicunet", dict(input_size=(64, 64))),
+    ("monai.networks.nets.SegResNet (real)", "real_monai_segresnet", dict(input_size=(64, 64))),
+]
+
+
+def _one(label: str, ref: str, options: dict, tmp: Path, calibrate: bool) -> dict:
+    from segexport.errors import SegexportError
+    from segexport.exporter.export import ExportOptions, export_onnx
+    from segexport.exporter.lint import lint_model
+
+    row: dict = {"model": label, "factory": ref, "model_args": options.get("model_args", {}),
+                 "dynamic": list(options.get("dynamic", ())),
+                 "input_size": list(options["input_size"])}
+    out = tmp / f"{ref.rpartition(':')[2]}.onnx"
+    t0 = time.perf_counter()
+    try:
+        result = export_onnx(ExportOptions(model=ref, out=out, **options))
+    except SegexportError as exc:
+        row.update(exports=False, error=str(exc), export_s=round(time.perf_counter() - t0, 2))
+        return row
+    row.update(exports=True, export_s=round(time.perf_counter() - t0, 2), steps_s=result.seconds,
+               notes=result.notes, num_classes=result.record.num_classes, output_key=result.record.output_key,
+               pixel_agreement=min(r.metrics.pixel_agreement for r in result.verify),
+               max_abs_diff=max(r.metrics.max_abs for r in result.verify),
+               verified_shapes=["x".join(map(str, r.shape)) for r in result.verify],
+               lint_errors=len(result.lint.errors), lint_warnings=len(result.lint.warnings))
+    report = lint_model(out, build=True)
+    row["trt"] = (f"parse+build ok ({report.parser}, {report.build_seconds:.1f} s)" if report.engine_bytes
+                  else report.parser_skipped or (report.errors[0].message if report.errors else "not built"))
+    if calibrate:
+        from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+
+        for precision in ("fp16", "int8"):
+            try:
+                reduced = run_calibrate(CalibrateOptions(onnx=out, precision=precision, count=8, eval_count=4,
+                                                         out=tmp / f"{out.stem}.{precision}.onnx"))
+                row[precision] = (f"ok, agreement {100 * reduced.pixel_agreement:.2f} %"
+                                  + (f", {len(reduced.range_fallback)} minmax fallback" if reduced.range_fallback else ""))
+            except SegexportError as exc:
+                row[precision] = f"refused: {exc}"
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="all", help="comma-separated factory names (default: all)")
+    parser.add_argument("--no-calibrate", action="store_true", help="skip fp16/int8")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "third_party_cpu.json"))
+    args = parser.parse_args(argv)
+
+    cases = [(label, f"{MODELS}:{factory}", opts) for label, factory, opts in CASES]
+    try:
+        import monai  # noqa: F401
+
+        real = ROOT / "tests" / "exporter" / "real_third_party.py"
+        cases += [(label, f"{real}:{factory}", opts) for label, factory, opts in REAL_MONAI]
+    except ImportError:
+        pass
+    if args.models != "all":
+        wanted = set(args.models.split(","))
+        cases = [c for c in cases if c[1].rpartition(":")[2] in wanted]
+    console = Console()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, ref, opts in cases:
+            console.print(f"[bold]{escape(label)}[/] ...")
+            rows.append(_one(label, ref, opts, Path(tmp), not args.no_calibrate))
+    table = Table(title=f"third-party-style models through segexport, CPU ({os.cpu_count()} cores)")
+    for col in ("model", "shape", "exports", "agreement", "export s", "lint", "RTX build", "fp16", "int8"):
+        table.add_column(col)
+
+    def short(cell: str | None) -> str:  # "ok, agreement 99.96 %, ..." -> "99.96 %"
+        if not cell:
+            return "-"
+        return cell.split("agreement ")[1].split(",")[0] if cell.startswith("ok") else "refused"
+
+    for r in rows:
+        name = (r["factory"].rpartition(":")[2] + "".join(f" {v}" for v in r["model_args"].values())
+                + (" (refusal expected)" if "expected: refused" in r["model"] else ""))
+        shape = "x".join(map(str, r["input_size"])) + (" dyn" if r["dynamic"] else "")
+        if not r["exports"]:
+            table.add_row(escape(name), shape, "[red]no[/]", "-", f"{r['export_s']:.1f}", "-", "-", "-", "-")
+            continue
+        table.add_row(escape(name), shape, "yes", f"{100 * r['pixel_agreement']:.3f} %", f"{r['export_s']:.1f}",
+                      f"{r['lint_errors']}e/{r['lint_warnings']}w", "ok" if r["trt"].startswith("parse+build ok") else "FAIL",
+                      short(r.get("fp16")), short(r.get("int8")))
+    console.print(table)
+    import onnxslim
+    import torch
+
+    payload = {
+        "command": "python " + " ".join(["benchmarks/bench_third_party.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__, "onnxslim": onnxslim.__version__},
+        "results": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    console.print(f"wrote {args.out}")
+    unexpected = [r["model"] for r in rows if r["exports"] == ("expected: refused" in r["model"])]
+    if unexpected:
+        console.print(f"[red]unexpected result:[/] {escape(', '.join(unexpected))}")
+    return 1 if unexpected else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

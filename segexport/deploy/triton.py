@@ -1,0 +1,161 @@
+"""A Triton Inference Server model repository: ``REPO/<name>/config.pbtxt`` + ``REPO/<name>/1/model.*``.
+
+Names, data types and dims come from the ONNX graph (``-1`` where H/W are dynamic); the batch
+policy from the export record's profile (a dynamic batch axis becomes ``max_batch_size`` and
+dynamic batching; a static one is part of the dims with ``max_batch_size: 0``). The
+preprocessing contract and class names travel in ``parameters`` so a client can read them from
+the server (``/v2/models/<name>/config``) instead of hard-coding them.
+
+Why the text format is written by hand: the schema (``model_config.proto``) ships only inside
+``tritonclient``, whose pins clash with onnx's protobuf; the tests parse every generated file
+with that schema instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from segexport.errors import UserError
+
+TRITON_TYPES = {"FLOAT": "TYPE_FP32", "FLOAT16": "TYPE_FP16", "BFLOAT16": "TYPE_BF16", "DOUBLE": "TYPE_FP64",
+                "INT64": "TYPE_INT64", "INT32": "TYPE_INT32", "INT8": "TYPE_INT8", "UINT8": "TYPE_UINT8",
+                "BOOL": "TYPE_BOOL"}
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass
+class TritonBundle:
+    """What ``deploy_triton`` wrote."""
+
+    out: Path
+    name: str
+    config: Path
+    model_file: Path
+    platform: str
+    max_batch_size: int
+    instances: int
+    files: list[str] = field(default_factory=list)
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a valid protobuf text-format string literal
+
+
+def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path | None = None,
+                  name: str | None = None, max_batch: int | None = None, instances: int = 1,
+                  target_trt: str | None = None, target_cc: str | None = None,
+                  workspace_mib: int = 1024) -> TritonBundle:
+    """Write a Triton model repository for ``onnx_path`` into the new folder ``out``.
+
+    With ``engine`` (built from this ONNX, by TensorRT, for ``target_trt``/``target_cc`` when given)
+    the model is a ``tensorrt_plan``; otherwise the ONNX runs on the ``onnxruntime_onnx`` platform.
+    """
+    from segexport.core.hashing import sha256_file
+    from segexport.core.onnx_io import load_onnx
+    from segexport.deploy.bundle import BUNDLE_SCHEMA, check_engine_for, check_out_dir, graph_io, staged_dir
+    from segexport.deploy.deepstream import resolve_precision
+    from segexport.deploy.trtexec import build_script, plan_for
+    from segexport.exporter.metadata import read_record
+
+    onnx_path = Path(onnx_path)
+    check_out_dir(out)
+    if instances < 1:
+        raise UserError(f"--instances must be >= 1, got {instances}")
+    model = load_onnx(onnx_path)
+    record = read_record(model)
+    if name is None:  # a user model's record names its factory (path/file.py:build): fall back to the file name
+        name = record.model if _NAME.fullmatch(record.model) else onnx_path.stem
+    if not _NAME.fullmatch(name) or name in (".", ".."):
+        raise UserError(f"--name {name!r} is not a Triton model name: use letters, digits, '_', '-', '.'")
+    inputs, outputs = graph_io(model)
+    if len(inputs) != 1:
+        raise UserError(f"{onnx_path.name} has {len(inputs)} inputs; segexport models take one image tensor")
+    for t in (*inputs, *outputs):
+        if t.dtype not in TRITON_TYPES:
+            raise UserError(f"tensor {t.name!r} has type {t.dtype}, which Triton has no type for: re-export the model")
+    dynamic_batch = "batch" in record.dynamic
+    if dynamic_batch:
+        hi = record.dynamic["batch"].max
+        max_batch_size = hi if max_batch is None else max_batch
+        if not 1 <= max_batch_size <= hi:
+            raise UserError(f"--max-batch {max_batch_size} is outside the exported batch range 1..{hi}: choose one "
+                            "in it or re-export with a larger --batch-range")
+    else:
+        if max_batch not in (None, 0):
+            raise UserError(f"{onnx_path.name} has a static batch of {record.batch}: Triton batching needs a dynamic "
+                            "batch axis; re-export with `segexport onnx --dynamic batch`, or drop --max-batch")
+        max_batch_size = 0
+    sha = sha256_file(onnx_path)
+    if engine is not None:
+        check_engine_for(engine, sha, onnx_path.name, target_trt=target_trt, target_cc=target_cc,
+                         what="Triton's tensorrt_plan platform")
+    precision, strongly_typed = resolve_precision(model, onnx_path, None, None)
+    platform, model_file = ("tensorrt_plan", "model.plan") if engine is not None else ("onnxruntime_onnx", "model.onnx")
+    external = sorted({e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"})
+    for data in external:  # a name read from the file: it must not lead out of the model's folder
+        if Path(data).name != data or data in (".", ".."):
+            raise UserError(f"{onnx_path.name} names its weights file {data!r}, not a plain file beside it: "
+                            "re-save the ONNX with its data file in the same folder")
+        if not (onnx_path.parent / data).is_file():
+            raise UserError(f"{onnx_path.name} keeps its weights in {data}, which is not beside it: keep the .onnx "
+                            "and its data file in one folder")
+
+    def dims(shape: tuple[int, ...]) -> str:
+        return "[ " + ", ".join(str(d) for d in (shape[1:] if dynamic_batch else shape)) + " ]"
+
+    params = {"segexport.preprocess": record.preprocess.to_json(),
+              "segexport.class_names": json.dumps(list(record.class_names)),
+              "segexport.model": record.model, "segexport.argmax": json.dumps(record.argmax),
+              "segexport.source_onnx_sha256": sha}
+    lines = [f"name: {_quote(name)}", f"platform: {_quote(platform)}", f"max_batch_size: {max_batch_size}"]
+    for t in inputs:
+        lines += ["input [", "  {", f"    name: {_quote(t.name)}", f"    data_type: {TRITON_TYPES[t.dtype]}",
+                  "    format: FORMAT_NCHW", f"    dims: {dims(t.dims)}", "  }", "]"]
+    for i, t in enumerate(outputs):
+        lines += ["output [", "  {", f"    name: {_quote(t.name)}", f"    data_type: {TRITON_TYPES[t.dtype]}",
+                  f"    dims: {dims(t.dims)}"]
+        if i == 0 and not record.argmax:
+            lines.append('    label_filename: "labels.txt"')
+        lines += ["  }", "]"]
+    lines += ["instance_group [", "  {", f"    count: {instances}", "    kind: KIND_GPU", "  }", "]"]
+    if dynamic_batch:
+        opt = record.dynamic["batch"].opt
+        lines += ["dynamic_batching {", f"  preferred_batch_size: [ {min(opt, max_batch_size)} ]",
+                  "  max_queue_delay_microseconds: 100", "}"]
+    for key, value in params.items():
+        lines += ["parameters {", f"  key: {_quote(key)}", f"  value: {{ string_value: {_quote(value)} }}", "}"]
+    config = "\n".join(lines) + "\n"
+
+    with staged_dir(out) as stage:
+        model_dir = stage / name
+        version = model_dir / "1"
+        version.mkdir(parents=True)
+        if engine is not None:
+            shutil.copyfile(engine, version / model_file)
+        else:
+            shutil.copyfile(onnx_path, version / model_file)
+            for data in external:  # weights beside the ONNX travel with it
+                shutil.copyfile(onnx_path.parent / data, version / data)
+        (model_dir / "config.pbtxt").write_text(config)
+        (model_dir / "labels.txt").write_text("".join(f"{c}\n" for c in record.class_names))
+        plan = plan_for(record, onnx=f"{name}/1/model.onnx" if engine is None else onnx_path.name,
+                        engine=f"{name}/1/model.plan", precision=precision, strongly_typed=strongly_typed,
+                        calib_cache=None, workspace_mib=workspace_mib)
+        script = stage / "build_engine.sh"
+        script.write_text(build_script(plan, after=(
+            "# Then serve the plan: set platform: \"tensorrt_plan\" in config.pbtxt and remove model.onnx\n"
+            f"# (or run `segexport deploy triton --engine {name}/1/model.plan` again into a new folder).\n")))
+        script.chmod(0o755)
+        manifest = {"schema": BUNDLE_SCHEMA, "kind": "triton", "source_onnx": onnx_path.name,
+                    "source_onnx_sha256": sha, "name": name, "platform": platform,
+                    "max_batch_size": max_batch_size, "instances": instances, "precision": precision,
+                    "preprocess": asdict(record.preprocess)}
+        (stage / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
+    out = Path(out)
+    return TritonBundle(out=out, name=name, config=out / name / "config.pbtxt", model_file=out / name / "1" / model_file,
+                        platform=platform, max_batch_size=max_batch_size, instances=instances, files=files)
