@@ -192,12 +192,12 @@ def parity(*, onnx: str | Path, model: str | None = None, weights: str | Path | 
            images: str | Path | None = None, labels: str | Path | None = None, count: int = 4, seed: int = 0,
            thresholds: Mapping[str, float] | None = None, json_out: str | Path | None = None,
            junit: str | Path | None = None, markdown: str | Path | None = None, save_diff: str | Path | None = None,
-           progress: Progress | None = None) -> ParityResult:
+           progress: Progress | None = None, trust_model_code: bool = False) -> ParityResult:
     """Compare every backend with PyTorch eager on the same inputs (``segexport parity``).
     The reports are written before a failure is raised, so CI can publish them."""
     from segexport.checks.parity import ParityOptions, run_parity
     from segexport.checks.reports import write_json, write_junit, write_markdown
-    from segexport.core.files import check_output_path
+    from segexport.core.files import atomic_outputs, check_output_path, refuse_overwriting_inputs
 
     outputs = [(_path(json_out), "--json", write_json), (_path(junit), "--junit", write_junit),
                (_path(markdown), "--markdown", write_markdown)]
@@ -207,23 +207,44 @@ def parity(*, onnx: str | Path, model: str | None = None, weights: str | Path | 
         if path is not None:
             check_output_path(path, flag)
     save_diff = _path(save_diff)
-    if save_diff is not None and save_diff.exists() and not save_diff.is_dir():
-        raise UserError(f"--save-diff {str(save_diff)!r} is a file: give a directory for the PNGs")
+    _check_save_diff(save_diff)
+    # no report may overwrite what parity reads (the ONNX, the weights, the engine, the images)
+    refuse_overwriting_inputs({**{flag: path for path, flag, _w in outputs}, "--save-diff": save_diff},
+                              [onnx, weights, engine, engine and Path(str(engine) + ".json"), images, labels])
     opts = ParityOptions(onnx=Path(onnx), model=model, weights=_path(weights), engine=_path(engine),
                          backends=_names(backends), images=_path(images), labels=_path(labels), count=count,
-                         seed=seed, thresholds=dict(thresholds or {}), save_diff=save_diff)
+                         seed=seed, thresholds=dict(thresholds or {}), save_diff=save_diff,
+                         trust_model_code=trust_model_code)
     report = run_parity(opts, progress=progress)
     if not report.pairs:  # before any report is written: an empty report would read as a pass
         raise UserError("no candidate backend could run here: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
     result = ParityResult(report=report, passed=report.passed)
-    for path, _flag, writer in outputs:
-        if path is not None:
-            writer(report, path)
-            result.written.append(path)
+    # all reports land together or none does: a JUnit that cannot be written (disk full) must
+    # not leave a JSON saying "pass" for CI to read
+    chosen = [(path, flag, writer) for path, flag, writer in outputs if path is not None]
+    with atomic_outputs([(path, flag) for path, flag, _w in chosen]) as staged:
+        for path, _flag, writer in chosen:
+            writer(report, staged[path])
+    result.written.extend(path for path, _f, _w in chosen)
     if not result.passed:
         failed = [f"{p.candidate}: {c.message}" for p in report.pairs for c in p.checks if not c.passed]
         raise CheckFailed(f"parity failed ({len(failed)} check(s)); first: {failed[0]}", result=result)
     return result
+
+
+def _check_save_diff(save_diff: Path | None) -> None:
+    """--save-diff must be a folder parity can write PNGs into (or create), checked up front."""
+    import os
+
+    if save_diff is None:
+        return
+    if save_diff.exists() and not save_diff.is_dir():
+        raise UserError(f"--save-diff {str(save_diff)!r} is a file: give a directory for the PNGs")
+    folder = save_diff if save_diff.exists() else (save_diff.parent if str(save_diff.parent) else Path("."))
+    if not folder.is_dir():
+        raise UserError(f"--save-diff {str(save_diff)!r}: {str(folder)!r} does not exist: create it or choose another")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"--save-diff {str(save_diff)!r}: {str(folder)!r} is not writable: choose another folder")
 
 
 def bench(*, model: str | None = None, onnx: str | Path | None = None, engine: str | Path | None = None,
@@ -231,7 +252,7 @@ def bench(*, model: str | None = None, onnx: str | Path | None = None, engine: s
           input_size: tuple[int, int] | None = None, width: float = 1.0, num_classes: int | None = None, warmup: int = 5,
           iterations: int = 20, duration: float | None = None, json_out: str | Path | None = None,
           baseline: str | Path | None = None, max_regression: str | float = "10%",
-          progress: Progress | None = None):
+          progress: Progress | None = None, trust_model_code: bool = False):
     """Latency and throughput per backend and batch (``segexport bench``); returns
     :class:`segexport.checks.bench.BenchResult`. CheckFailed when slower than ``baseline``."""
     from segexport.checks.bench import BenchOptions, run_bench
@@ -241,7 +262,8 @@ def bench(*, model: str | None = None, onnx: str | Path | None = None, engine: s
                                   batch=batches, input_size=tuple(input_size) if input_size else None, width=width,
                                   num_classes=num_classes, warmup=warmup, iterations=iterations, duration=duration,
                                   json_out=_path(json_out), baseline=_path(baseline),
-                                  max_regression=max_regression), progress=progress)
+                                  max_regression=max_regression, trust_model_code=trust_model_code),
+                     progress=progress)
 
 
 @dataclass

@@ -59,6 +59,29 @@ def require_tensorrt_rtx() -> None:
         pytest.skip("tensorrt_rtx not installed: pip install tensorrt-rtx to run NVIDIA's parser and builder")
 
 
+def assert_labels_meet_contract(agreement: float, checks: list, held_to_floor: bool, floor_agreement: float | None,
+                                strict_limit: float) -> None:
+    """Label agreement judged the way segexport judges it, not against a hard-coded number.
+
+    A stable reference must meet the strict threshold. An untrained SegNet/DeconvNet unpools by
+    max position, and near-ties make PyTorch disagree with *itself* under float32 jitter (with
+    current torch/onnxruntime a tiny SegNet agrees on 99.986 %, below the strict 99.99 %): then,
+    and only then, the check is held to the measured floor, at most half a point below it. Either
+    way the check must have passed with the value the metrics report.
+    """
+    from segexport.checks.noise_floor import SLACK_AGREEMENT
+
+    check = next(c for c in checks if (c["name"] if isinstance(c, dict) else c.name) == "pixel_agreement")
+    get = (lambda k: check[k]) if isinstance(check, dict) else (lambda k: getattr(check, k))
+    assert get("passed") and get("value") == agreement >= get("limit"), check
+    if not held_to_floor:
+        assert get("limit") == strict_limit, check
+        return
+    assert floor_agreement is not None and floor_agreement < 1.0, "held to a floor that was not unstable"
+    assert get("limit") == min(strict_limit, floor_agreement - SLACK_AGREEMENT), check
+    assert agreement >= floor_agreement - SLACK_AGREEMENT
+
+
 def small_size(name: str) -> tuple[int, int]:
     """An odd, non-square size just above the model's minimum."""
     from segexport.models.registry import list_models

@@ -29,8 +29,11 @@ class CalibrationData:
 def check_calibration_source(source: str | Path, count: int) -> None:
     """The cheap checks of ``load_calibration_data`` (count, path, kind), for commands that
     must refuse bad calibration input before other work (``segexport onnx --precision``)."""
+    from segexport.core.limits import check_count
+
     if count < 1:
         raise UserError(f"--calib-count must be >= 1, got {count}")
+    check_count(count, "--calib-count")
     if str(source) == "synthetic":
         return
     path = Path(source)
@@ -43,12 +46,17 @@ def check_calibration_source(source: str | Path, count: int) -> None:
         raise UserError(f"calibration data {str(path)!r} not found: pass an image folder, a .npy/.npz, or 'synthetic'")
     if path.suffix not in (".npy", ".npz"):
         raise UserError(f"calibration data {str(path)!r} is not a folder, .npy or .npz")
+    if not path.is_file():  # a FIFO would block the reader forever
+        raise UserError(f"calibration data {str(path)!r} is not a regular file: pass a .npy/.npz file")
 
 
 def load_calibration_data(source: str | Path, contract: PreprocessContract, *, count: int = 32, seed: int = 0,
                           num_classes: int = 21) -> CalibrationData:
     check_calibration_source(source, count)
     h, w = contract.input_size
+    from segexport.core.limits import check_elements
+
+    check_elements((count, 3, h, w), f"{count} calibration samples at {h}x{w}")
     if str(source) == "synthetic":
         from segexport.data.images import preprocess
         from segexport.data.synth import synthetic_arrays

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -85,7 +84,9 @@ def calibrate(onnx_path: str | Path, inputs: np.ndarray, *, method: str = "entro
     if method == "percentile":
         extra["percentile"] = 99.99
     tell = progress or (lambda _d, _t: None)
-    with tempfile.TemporaryDirectory(prefix="segexport-calib-") as tmp:
+    from segexport.core.files import temp_folder
+
+    with temp_folder("segexport-calib") as tmp:  # swept on SIGTERM and by the next run
         model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
         inferred = Path(tmp) / "model.onnx"
         onnx.save(model, str(inferred))

@@ -82,9 +82,7 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
 
     ``progress(message, done, total)`` is called as the steps advance (counts when known).
     """
-    from segexport.calib.data import load_calibration_data
     from segexport.exporter.metadata import read_record
-    from segexport.core.hashing import sha256_file
 
     say = progress or (lambda *_a, **_k: None)
     if opts.precision not in PRECISIONS:
@@ -94,29 +92,69 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
     if opts.precision == "fp16" and opts.trt_cache:
         raise UserError("--trt-cache holds INT8 ranges: use --precision int8 (or best) to write one")
     src = Path(opts.onnx)
-    record = read_record(src)
-    if record.precision != "fp32":
-        raise UserError(f"{src.name} is already {record.precision}: calibrate the fp32 export")
-    if record.argmax:
-        raise UserError(f"{src.name} ends in ArgMax: calibrate an export without --argmax (logits are needed)")
     _check_numbers(opts)
-    out, cache_path = _output_paths(opts, src)
-    src_sha = sha256_file(src)
+    snapshot_dir = None
+    try:
+        # read the source once: a file replaced mid-run must not give an INT8 model of the new
+        # weights with the old SHA-256 in its provenance; every later step reads this private copy
+        snapshot_dir, snap, src_sha = _snapshot(src)
+        record = read_record(snap)
+        if record.precision != "fp32":
+            raise UserError(f"{src.name} is already {record.precision}: calibrate the fp32 export")
+        if record.argmax:
+            raise UserError(f"{src.name} ends in ArgMax: calibrate an export without --argmax (logits are needed)")
+        out, cache_path = _output_paths(opts, src)
+        return _calibrate(opts, record, src, snap, src_sha, out, cache_path, say)
+    finally:
+        if snapshot_dir is not None:
+            from segexport.core.files import discard_temp
+
+            discard_temp(snapshot_dir)
+
+
+def _snapshot(src: Path) -> tuple[Path, Path, str]:
+    """Copy ``src`` (and its external data files) into a private registered temp folder, hashing
+    the very bytes copied. Returns (folder, copy, SHA-256)."""
+    import hashlib
+    import tempfile
+
+    from segexport.core.files import new_temp
+    from segexport.core.onnx_io import check_external_data, load_onnx
+
+    graph = load_onnx(src)  # one-line errors for a missing/non-ONNX file, external data contained
+    where = Path(tempfile.gettempdir())
+    folder = new_temp(where / "segexport-calib", directory=True, where=where, suffix="")
+    try:
+        data = src.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {str(src)!r} ({exc.strerror})") from exc
+    snap = folder / src.name
+    snap.write_bytes(data)
+    for extra in check_external_data(graph, src):
+        rel = extra.relative_to(src.parent)
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(extra.read_bytes())
+    return folder, snap, hashlib.sha256(data).hexdigest()
+
+
+def _calibrate(opts, record, src: Path, snap: Path, src_sha: str, out, cache_path, say) -> CalibrateResult:
+    from segexport.calib.data import load_calibration_data
+
     say("loading calibration data")
     calib = load_calibration_data(opts.data, record.preprocess, count=opts.count, seed=opts.seed,
                                   num_classes=record.num_classes)
-    evaluation = _evaluation(opts, record, src, calib.inputs)
+    evaluation = _evaluation(opts, record, snap, calib.inputs)
     budget, kind = _budget(opts, evaluation)
     evaluation.metric = "miou" if kind == "mIoU pt" else "agreement"
 
-    model32 = onnx.load(str(src))
+    model32 = onnx.load(str(snap))
     if opts.precision == "best":
-        precision, built, candidates, int8 = _best(opts, record, src, model32, calib.inputs, evaluation,
+        precision, built, candidates, int8 = _best(opts, record, snap, model32, calib.inputs, evaluation,
                                                    budget, kind, say)
     else:
         say(f"building {opts.precision}")
         precision = opts.precision
-        built = _build(precision, opts, record, src, model32, calib.inputs, evaluation, budget, say)
+        built = _build(precision, opts, record, snap, model32, calib.inputs, evaluation, budget, say)
         candidates, int8 = [], built
     model = built["model"]
     if opts.precision != "best":  # best has judged its candidates against the budget already
@@ -125,64 +163,63 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
 
     write_record(model, replace(record, precision=precision, source_onnx_sha256=src_sha))
     out = out or src.with_name(f"{src.stem}.{precision}.onnx")  # never the source: that one is fp32
-    written: list[Path] = []
-    try:
-        return _write_and_report(opts, model, precision, built, candidates, int8, record, src, src_sha,
-                                 out, cache_path, calib, evaluation, kind, say, written)
-    except BaseException:
-        for path in written:  # all or nothing: no reduced ONNX without its sidecar, cache and report
-            path.unlink(missing_ok=True)
-        raise
+    return _write_and_report(opts, model, precision, built, candidates, int8, record, src, snap, src_sha,
+                             out, cache_path, calib, evaluation, kind, say)
 
 
-def _write_and_report(opts, model, precision, built, candidates, int8: dict, record, src, src_sha, out, cache_path,
-                      calib, evaluation, kind, say, written: list[Path]) -> CalibrateResult:
-    """Write the ONNX, its sidecar and the TensorRT cache; ``int8`` is the INT8 build (its
-    ranges and float-kept layers make the cache), whichever precision ``--precision best`` chose."""
+def _write_and_report(opts, model, precision, built, candidates, int8: dict, record, src, snap, src_sha, out,
+                      cache_path, calib, evaluation, kind, say) -> CalibrateResult:
+    """Stage the ONNX, its sidecar and the TensorRT cache (+ sidecar), measure, then replace them
+    all together: a failure or a Ctrl-C anywhere, the measuring step included, leaves the previous
+    good outputs untouched. ``int8`` is the INT8 build (its ranges and float-kept layers make the
+    cache), whichever precision ``--precision best`` chose."""
     calibration = int8.get("calibration")
-    from segexport.calib.provenance import sidecar_for
-    from segexport.core.files import atomic_output
-    from segexport.exporter.lint import lint_model
+    from segexport.calib.provenance import Provenance, sidecar_for, tool_versions, write_provenance
+    from segexport.core.files import atomic_outputs
 
-    with atomic_output(out) as tmp:
-        onnx.save(model, str(tmp))
-        say(f"checking the {precision} ONNX (ONNX checker, NVIDIA's parser where installed)")
-        report = self_check(tmp, precision)
-    written += [out, sidecar_for(out)]
-    result = CalibrateResult(out=out, precision=precision, cost=built["cost"], cost_kind=kind,
-                             kept_float=built.get("kept", []), fp16_blocked=built.get("blocked", []),
-                             lint_warnings=len(report.warnings), candidates=candidates,
-                             calib_samples=len(calib.inputs),
-                             range_fallback=dict(calibration.fallback) if calibration is not None else {})
-    from segexport.calib.provenance import Provenance, tool_versions, write_provenance
-
-    common = dict(source_onnx=str(src), source_onnx_sha256=src_sha, data_source=calib.source,
-                  data_manifest_sha256=calib.manifest_sha256, count=len(calib.inputs),
-                  method=opts.method if precision == "int8" else "range-analysis",
-                  preprocess=record.preprocess.__dict__ | {}, versions=tool_versions())
-    write_provenance(Provenance(artefact=str(out), kind=f"{precision}-onnx",
-                                extra={"kept_float": [k.__dict__ for k in result.kept_float],
-                                       "fp16_blocked": [b.__dict__ for b in result.fp16_blocked],
-                                       "range_fallback": result.range_fallback}, **common))
+    cache = None
     if calibration is not None and (opts.trt_cache or (precision == "int8" and opts.trt_version)):
-        # the cache is for the fp32 ONNX (TensorRT 10 implicit INT8), whichever ONNX --precision best kept
-        from segexport.calib.trt_cache import DEFAULT_TRT_VERSION, write_cache
-        from segexport.core.tensorrt import available
-
-        installed = available("trt")
-        version = opts.trt_version or (installed.version if installed else DEFAULT_TRT_VERSION)
         cache = cache_path or src.with_suffix(".cache")
-        written += [cache, sidecar_for(cache)]
-        kept = [k.node for k in int8.get("kept", [])]
-        amax, float_inputs = cache_ranges(src, calibration.amax, kept)
-        write_cache(cache, amax, trt_version=version, algorithm=opts.method)
-        write_provenance(Provenance(artefact=str(cache), kind="trt-cache",
-                                    extra={"trt_version": version, "kept_float": kept,
-                                           "ranges_left_out": float_inputs},
-                                    **(common | {"method": opts.method})))
-        result.trt_cache = cache
-    say("measuring the accuracy and latency cost")
-    _report(result, evaluation, src, out, record)
+        from segexport.core.files import refuse_overwriting_inputs
+
+        refuse_overwriting_inputs({"--out": out, "--trt-cache": cache}, [src])
+    targets = [(out, "--out")] + ([(cache, "--trt-cache")] if cache is not None else [])
+    sidecars = [(sidecar_for(p), flag) for p, flag in targets]
+    with atomic_outputs(targets, sidecars=sidecars) as staged:
+        onnx.save(model, str(staged[out]))
+        say(f"checking the {precision} ONNX (ONNX checker, NVIDIA's parser where installed)")
+        report = self_check(staged[out], precision)
+        result = CalibrateResult(out=out, precision=precision, cost=built["cost"], cost_kind=kind,
+                                 kept_float=built.get("kept", []), fp16_blocked=built.get("blocked", []),
+                                 lint_warnings=len(report.warnings), candidates=candidates,
+                                 calib_samples=len(calib.inputs),
+                                 range_fallback=dict(calibration.fallback) if calibration is not None else {})
+        common = dict(source_onnx=str(src), source_onnx_sha256=src_sha, data_source=calib.source,
+                      data_manifest_sha256=calib.manifest_sha256, count=len(calib.inputs),
+                      method=opts.method if precision == "int8" else "range-analysis",
+                      preprocess=record.preprocess.__dict__ | {}, versions=tool_versions())
+        write_provenance(Provenance(artefact=str(out), kind=f"{precision}-onnx",
+                                    extra={"kept_float": [k.__dict__ for k in result.kept_float],
+                                           "fp16_blocked": [b.__dict__ for b in result.fp16_blocked],
+                                           "range_fallback": result.range_fallback}, **common),
+                         path=staged[sidecar_for(out)])
+        if cache is not None:
+            # the cache is for the fp32 ONNX (TensorRT 10 implicit INT8), whichever ONNX --precision best kept
+            from segexport.calib.trt_cache import DEFAULT_TRT_VERSION, write_cache
+            from segexport.core.tensorrt import available
+
+            installed = available("trt")
+            version = opts.trt_version or (installed.version if installed else DEFAULT_TRT_VERSION)
+            kept = [k.node for k in int8.get("kept", [])]
+            amax, float_inputs = cache_ranges(snap, calibration.amax, kept)
+            write_cache(staged[cache], amax, trt_version=version, algorithm=opts.method)
+            write_provenance(Provenance(artefact=str(cache), kind="trt-cache",
+                                        extra={"trt_version": version, "kept_float": kept,
+                                               "ranges_left_out": float_inputs},
+                                        **(common | {"method": opts.method})), path=staged[sidecar_for(cache)])
+            result.trt_cache = cache
+        say("measuring the accuracy and latency cost")
+        _report(result, evaluation, snap, staged[out], record)
     return result
 
 
@@ -263,8 +300,13 @@ def _check_numbers(opts) -> None:
     for flag, value in (("--max-miou-drop", opts.max_miou_drop), ("--max-agreement-drop", opts.max_agreement_drop)):
         if value is not None and not (math.isfinite(value) and value >= 0):
             raise UserError(f"{flag} must be a number >= 0 (a drop vs fp32), got {value}")
+    from segexport.core.limits import check_count, check_seed
+
+    check_seed(opts.seed)
     if opts.eval_count is not None and opts.eval_count < 1:
         raise UserError(f"--eval-count must be >= 1, got {opts.eval_count}")
+    if opts.eval_count is not None:
+        check_count(opts.eval_count, "--eval-count")
     if opts.trt_version is not None:
         from segexport.calib.trt_cache import version_code
 
@@ -283,6 +325,15 @@ def _output_paths(opts, src: Path) -> tuple[Path | None, Path | None]:
                             f"choose another {flag}")
     if out is not None and cache is not None and out.resolve() == cache.resolve():
         raise UserError("--out and --trt-cache name the same file: give the cache its own name (e.g. model.cache)")
+    from segexport.calib.provenance import sidecar_for
+    from segexport.core.files import refuse_overwriting_inputs
+
+    data = Path(opts.data) if opts.data and str(opts.data) != "synthetic" else None
+    refuse_overwriting_inputs({"--out": out, "--trt-cache": cache,
+                               "--out sidecar": sidecar_for(out) if out else None,
+                               "--trt-cache sidecar": sidecar_for(cache) if cache else None},
+                              [src, data, opts.labels, opts.eval_data if opts.eval_data != "synthetic" else None,
+                               opts.eval_labels])
     return out, cache
 
 

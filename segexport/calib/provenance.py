@@ -52,18 +52,29 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def write_provenance(prov: Provenance) -> None:
-    from segexport.core.files import atomic_output
-
+def provenance_text(prov: Provenance) -> str:
+    """The sidecar's JSON, with paths relative to the sidecar's folder: the artefact and its sidecar
+    move together (a CI artefact upload, a cache restore), and an absolute path would leak the build
+    machine's layout."""
     import os
 
-    # paths relative to the sidecar's folder: the artefact and its sidecar move together (a CI
-    # artefact upload, a cache restore), and an absolute path would leak the build machine's layout
+    from segexport.core.jsonio import dumps
+
     here = Path(prov.artefact).parent
     doc = asdict(prov) | {"artefact": Path(prov.artefact).name,
                           "source_onnx": Path(os.path.relpath(Path(prov.source_onnx), here)).as_posix()}
+    return dumps(doc, indent=2) + "\n"
+
+
+def write_provenance(prov: Provenance, path: str | Path | None = None) -> None:
+    """Write the sidecar of ``prov.artefact`` (or into ``path``: a staged temp of it)."""
+    if path is not None:
+        Path(path).write_text(provenance_text(prov))
+        return
+    from segexport.core.files import atomic_output
+
     with atomic_output(sidecar_for(prov.artefact)) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.write_text(provenance_text(prov))
 
 
 def check_matches(artefact: str | Path, onnx_path: str | Path) -> Provenance:
@@ -73,8 +84,13 @@ def check_matches(artefact: str | Path, onnx_path: str | Path) -> Provenance:
     side = sidecar_for(artefact)
     if not side.is_file():
         raise UserError(f"{Path(artefact).name} has no provenance sidecar ({side.name}): recalibrate with `segexport calibrate`")
-    raw = json.loads(side.read_text())
-    prov = Provenance(**{k: v for k, v in raw.items() if k in Provenance.__dataclass_fields__})
+    try:
+        raw = json.loads(side.read_text())
+        prov = Provenance(**{k: v for k, v in raw.items() if k in Provenance.__dataclass_fields__})
+        if not isinstance(prov.source_onnx_sha256, str):
+            raise TypeError("source_onnx_sha256 is not a string")
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:  # truncated or hand-edited
+        raise UserError(f"{side.name} is damaged ({type(exc).__name__}): recalibrate with `segexport calibrate`") from exc
     actual = sha256_file(onnx_path)
     if prov.source_onnx_sha256 != actual:
         raise UserError(f"{Path(artefact).name} was calibrated for another ONNX (SHA-256 {prov.source_onnx_sha256[:12]}…, "

@@ -53,7 +53,11 @@ def read_cache(path: str | Path) -> tuple[int, str, dict[str, float]]:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"calibration cache {str(p)!r} not found")
-    lines = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+    try:
+        lines = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as exc:  # a binary or unreadable file given as a cache
+        raise UserError(f"{p.name} is not a TensorRT calibration cache ({type(exc).__name__}): "
+                        "write one with `segexport calibrate --trt-cache`") from exc
     m = _HEADER.match(lines[0]) if lines else None
     if not m:
         raise UserError(f"{p.name} is not a TensorRT calibration cache (first line should be TRT-<version>-<algorithm>)")

@@ -33,6 +33,7 @@ class BenchOptions:
     junit: Path | None = None
     baseline: Path | None = None
     max_regression: str | float = "10%"
+    trust_model_code: bool = False  # a module:factory recorded in the ONNX's metadata may run (the user said so)
 
 
 @dataclass
@@ -67,9 +68,13 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
 
         record = read_record(onnx)
     batches = sorted(set(opts.batch))
-    if not batches or min(batches) < 1:
-        raise UserError("--batch values must be >= 1")
+    from segexport.core.limits import MAX_BATCH, MAX_ITERATIONS, check_elements
+
+    if not batches or min(batches) < 1 or max(batches) > MAX_BATCH:
+        raise UserError(f"--batch values must be 1..{MAX_BATCH}")
     check_timing(opts.warmup, opts.iterations, opts.duration)  # before models load: a bad count costs nothing
+    if max(opts.warmup, opts.iterations or 0) > MAX_ITERATIONS:
+        raise UserError(f"--warmup and --iterations must be at most {MAX_ITERATIONS} (use --duration for long runs)")
     names = list(opts.backends)
     if engine is not None:  # an engine given is an engine to time, as in parity
         engine = Path(engine)
@@ -88,6 +93,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     if base is not None and json_out is not None and json_out.resolve() == base.path.resolve():
         raise UserError("--json and --baseline are the same file: the run would be compared with itself; "
                         "write the new results elsewhere (e.g. --json now.json)")
+    from segexport.core.files import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs({"--json": json_out}, [onnx, engine, engine and Path(str(engine) + ".json"), opts.baseline])
     if record is not None and model is not None and model != record.model:
         raise UserError(f"--model {model} is not the model {Path(onnx).name} was exported from ({record.model}): "
                         "drop --model, bench reads it from the ONNX")
@@ -96,7 +104,10 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         from segexport.models.contract import check_forward
         from segexport.models.loading import check_input_size, load_model
 
-        ref = model or record.model
+        from segexport.models.loading import model_from_file
+
+        ref = model or model_from_file(record.model, f"{Path(onnx).name}'s metadata",
+                                       trust_model_code=opts.trust_model_code)
         loaded = load_model(ref, num_classes=record.num_classes if record else opts.num_classes,
                             width=record.width if record else opts.width,
                             output_key=record.output_key if record else None,
@@ -119,6 +130,7 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
             if r is not None and not r.min <= value <= r.max:
                 raise UserError(f"--input-size {size[0]}x{size[1]}: the ONNX's {axis} range is {r.min}..{r.max}; "
                                 "stay inside it or re-export with a wider --hw-range")
+    check_elements((max(batches), 3, *size), "a --batch input")
     precision = record.precision if record else None
     if base is not None:
         check_same_work(base, {"model": model or (record.model if record else None), "input_size": list(size),

@@ -33,6 +33,7 @@ class ParityOptions:
     thresholds: dict[str, float] = field(default_factory=dict)
     save_diff: Path | None = None
     reference: str = "torch"
+    trust_model_code: bool = False  # a module:factory recorded in the ONNX may run (the user said so)
 
 
 def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
@@ -40,11 +41,17 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
 
     from segexport.checks.runners import available_backends, make_runner
     from segexport.exporter.metadata import read_record
-    from segexport.models.loading import load_model
+    from segexport.models.loading import load_model, model_from_file
 
     say = progress or (lambda _m: None)
+    from segexport.core.limits import check_count, check_seed
+
+    check_count(opts.count)
+    check_seed(opts.seed)
     record = read_record(opts.onnx)
-    loaded = load_model(opts.model or record.model, num_classes=record.num_classes, width=record.width,
+    ref = opts.model or model_from_file(record.model, f"{Path(opts.onnx).name}'s metadata",
+                                        trust_model_code=opts.trust_model_code)
+    loaded = load_model(ref, num_classes=record.num_classes, width=record.width,
                         weights=opts.weights, output_key=record.output_key, upsample_logits=record.upsample_logits)
     if loaded.weights_sha256 != record.weights_sha256:
         if record.weights_sha256 is None:
@@ -80,6 +87,12 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
         return labels_of(out).astype(np.int32) if record.argmax else out
 
     reference = reference_of(inputs)
+    if np.issubdtype(reference.dtype, np.floating) and not np.isfinite(reference).all():
+        # every backend would "disagree" with a NaN; the fault is the model's, not the export's
+        bad = int(reference.size - np.count_nonzero(np.isfinite(reference)))
+        raise UserError(f"the PyTorch model itself outputs NaN/inf ({bad} values) on these inputs: it is no usable "
+                        "reference (diverged weights? inputs far outside its training range?); fix the model or "
+                        "--weights before checking the export")
     floors = None  # the reference against itself under float32-level jitter, measured on a failure
     report = ParityReport(onnx=str(opts.onnx), model=loaded.name, precision=precision,
                           inputs=f"{len(inputs)} {'images' if names else 'seeded random tensors'}",
@@ -169,7 +182,10 @@ def _check_model_matches(proto, record, loaded) -> None:
 
 
 def _inputs(opts: ParityOptions, record):
+    from segexport.core.limits import check_elements
+
     h, w = record.preprocess.input_size
+    check_elements((opts.count, 3, h, w), f"{opts.count} inputs at the ONNX's {h}x{w}")
     if opts.images is not None:
         from segexport.data.images import load_images, read_rgb
 

@@ -50,9 +50,20 @@ def _root(
 def _guard(callback):
     @functools.wraps(callback)
     def wrapper(*args, **kwargs):
+        from segexport.core.files import cleanup_temps
+        from segexport.core.interrupts import Terminated, clear, exit_code
+
+        clear()
         try:
             return callback(*args, **kwargs)
+        except (KeyboardInterrupt, Terminated) as exc:
+            # click would turn Ctrl-C into "Aborted!" and exit 1, and SIGTERM would skip every
+            # cleanup: remove what this run staged, say one line, exit as a shell expects
+            cleanup_temps()
+            err_console.print("[bold red]interrupted[/]", highlight=False)
+            raise typer.Exit(exit_code(exc)) from None
         except SegexportError as exc:
+            cleanup_temps()
             # cli_message names flags (--unpool) where str(exc) names parameters (unpool=), see errors.py;
             # the message is plain text: paths, model names and hints like `segexport[tensorrt]` must
             # print as written, not be read as rich markup (or crash on a stray "[/x]")
@@ -110,10 +121,76 @@ def _register() -> None:
 _register()
 
 
+class _QuietPipe:
+    """stdout that survives a reader that went away (``segexport models | head -1``): the rest of
+    the output is dropped and the command finishes with its real exit code."""
+
+    def __init__(self, stream) -> None:
+        self._stream, self._closed = stream, False
+
+    def write(self, text: str) -> int:
+        if not self._closed:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._close()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._close()
+
+    def _close(self) -> None:
+        import os
+
+        self._closed = True
+        try:  # the interpreter flushes fd 1 at exit: point it at /dev/null so that flush cannot fail
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _prepare_process() -> None:
+    """What only a real process gets (not CliRunner): safe output streams, signal handlers,
+    library warnings kept off the user's terminal."""
+    import warnings
+
+    from segexport.core import interrupts
+
+    for stream in (sys.stdout, sys.stderr):
+        try:  # a ✓ on an ASCII terminal prints as "?" instead of raising UnicodeEncodeError
+            stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError):
+            pass
+    sys.stdout = _QuietPipe(sys.stdout)
+    interrupts.install()
+    import atexit
+
+    from segexport.core.files import cleanup_temps
+
+    atexit.register(cleanup_temps)  # any exit path: no temp of this run outlives it
+    # segexport reports what matters in its own words; torch's pickle UserWarnings, numpy's
+    # RuntimeWarnings on a diverged candidate and friends would only bury the one-line result
+    for category in (UserWarning, RuntimeWarning, DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def main() -> None:
     """Console-script entry point."""
+    from segexport.core.files import cleanup_temps
+    from segexport.core.interrupts import Terminated, exit_code
+
     try:
+        _prepare_process()
         app()
-    except KeyboardInterrupt:
-        err_console.print("[bold red]interrupted[/]")
-        sys.exit(130)
+    except (KeyboardInterrupt, Terminated) as exc:  # outside a command (while importing, parsing options)
+        cleanup_temps()
+        err_console.print("[bold red]interrupted[/]", highlight=False)
+        sys.exit(exit_code(exc))

@@ -32,6 +32,7 @@ def bench_command(
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous --json: fail when slower than it."),
     max_regression: str = typer.Option("10%", "--max-regression", help="Allowed p50 slowdown vs --baseline."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML: one testcase per backend x batch (the baseline gate's verdict)."),
+    trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let a module:factory recorded in the ONNX's metadata be imported and run (off: only zoo names are read from a file)."),
 ) -> None:
     """Measure mean/std/min/p50/p90/p99 latency and images/s per backend and batch.
 
@@ -61,7 +62,8 @@ def bench_command(
                         backends=tuple(b.strip() for b in backends.split(",") if b.strip()), batch=batches,
                         input_size=parse_size(input_size) if input_size else None, width=width,
                         num_classes=num_classes, warmup=warmup, iterations=iterations, duration=duration,
-                        json_out=json_out, baseline=baseline, max_regression=max_regression, junit=junit)
+                        json_out=json_out, baseline=baseline, max_regression=max_regression, junit=junit,
+                        trust_model_code=trust_model_code)
     with console.status("bench", spinner="dots") as status:
         try:
             result = run_bench(opts, progress=lambda m: status.update(m))

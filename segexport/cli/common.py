@@ -26,6 +26,9 @@ def parse_size(text: str, flag: str = "--input-size") -> tuple[int, int]:
     w = int(m.group(2)) if m.group(2) else h
     if h < 1 or w < 1:
         raise UserError(f"{flag} {text!r} must be positive, e.g. 512x512")
+    from segexport.core.limits import check_side
+
+    check_side(h, w, flag)  # 100000x100000 would allocate tens of GB before failing
     return h, w
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -47,7 +46,9 @@ def lint_command(
 
 def _show(report, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"schema": 1, **report.to_dict()}, indent=2))
+        from segexport.core.jsonio import dumps
+
+        print(dumps({"schema": 1, **report.to_dict()}, indent=2))
     else:
         _print(report)
 

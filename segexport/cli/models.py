@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import List, Optional
 
 import typer
@@ -82,7 +81,9 @@ def models_command(
         rows = [_entry(s, model_stats(s, num_classes=num_classes, width=width, flops=not no_flops, model_args=args),
                        width, num_classes) for s in specs]
     if as_json:
-        print(json.dumps(rows[0] if name else rows, indent=2))
+        from segexport.core.jsonio import dumps
+
+        print(dumps(rows[0] if name else rows, indent=2))
         return
     if name:
         _show_one(rows[0])

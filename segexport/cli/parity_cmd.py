@@ -43,6 +43,7 @@ def parity_command(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML report (one testcase per check) for CI."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown table."),
     save_diff: Optional[Path] = typer.Option(None, "--save-diff", help="Write PNGs: reference labels, candidate labels, disagreement overlay."),
+    trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let a module:factory recorded in the ONNX's metadata be imported and run (off: only zoo names are read from a file)."),
 ) -> None:
     """Compare every backend with PyTorch eager on the same inputs; exit 1 when a check fails.
 
@@ -67,7 +68,7 @@ def parity_command(
             report = parity(onnx=onnx, model=model, weights=weights, engine=engine, backends=backends, images=images,
                             labels=labels, count=count, seed=seed, thresholds=parse_thresholds(threshold),
                             json_out=json_out, junit=junit, markdown=markdown, save_diff=save_diff,
-                            progress=lambda m: status.update(f"[bold]{m}[/]…")).report
+                            progress=lambda m: status.update(f"[bold]{m}[/]…"), trust_model_code=trust_model_code).report
         except CheckFailed as exc:  # the table first, then the one-line verdict
             if exc.result is not None:
                 status.stop()

@@ -2,17 +2,42 @@
 
 Why here and not in the CLI: library calls (the public API, the pipeline) write artefacts too,
 and they must get the same guarantees without importing Typer.
+
+Every temp file or folder segexport makes beside an output (or in the system temp directory)
+is named ``.<target>.segexport-<pid>h<host>-<random><suffix>`` and kept in a registry of live temp
+paths, so that
+
+- a SIGINT/SIGTERM handler (``segexport.core.interrupts``) can remove them all before exiting,
+- a later run can sweep the ones an earlier run left when it was SIGKILLed (the pid in the
+  name is dead), without touching a concurrent run's temps or any file the user made.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import shutil
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping, Sequence
 
 from segexport.errors import UserError
+
+TEMP_TAG = ".segexport-"
+_LIVE: set[Path] = set()  # temp paths this process created and has not yet renamed or removed
+_TEMP_RE = re.compile(r"\.segexport-(\d+)h([0-9a-f]{8})-")
+
+
+def _host_tag() -> str:
+    """This machine, in temp names: a folder shared between machines (NFS) holds temps of runs
+    whose pid means nothing here, and those are never swept."""
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def as_if_created(path: Path, mode: int) -> None:
@@ -30,33 +55,261 @@ def check_output_path(path: str | Path, flag: str = "--out") -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise UserError(f"output directory {str(parent)!r} does not exist: create it or choose another {flag}")
+    if not parent.is_dir():
+        raise UserError(f"{flag} {str(path)!r}: {str(parent)!r} is not a directory: choose another {flag}")
     if not os.access(parent, os.W_OK):
         raise UserError(f"output directory {str(parent)!r} is not writable: choose another {flag}")
     if path.is_dir():
         raise UserError(f"{flag} {str(path)!r} is a directory: give a file name")
+    if path.exists() and not path.is_file():  # a FIFO or device: writing would block or hit hardware
+        raise UserError(f"{flag} {str(path)!r} is not a regular file: choose another {flag}")
     return path
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def refuse_overwriting_inputs(outputs: Mapping[str, str | Path | None], inputs: Iterable[str | Path | None]) -> None:
+    """The one check every command runs before work: no output (``{flag: path}``) may be a file
+    the command reads, nor another output.
+
+    Paths are compared resolved (symlinks, ``..``) and, when they exist, by device and inode, so
+    a hard link or a symlinked folder cannot smuggle an input in as an output.
+    """
+    seen: dict[object, str] = {}
+    for item in inputs:
+        if item is None:
+            continue
+        p = Path(item)
+        seen[("path", p.resolve())] = f"the input {str(p)!r}"
+        ident = _identity(p)
+        if ident is not None:
+            seen[("inode", ident)] = f"the input {str(p)!r}"
+    for flag, item in outputs.items():
+        if item is None:
+            continue
+        p = Path(item)
+        keys = [("path", p.resolve())] + ([("inode", _identity(p))] if _identity(p) is not None else [])
+        clash = next((seen[k] for k in keys if k in seen), None)
+        if clash is not None:
+            raise UserError(f"{flag} {str(p)!r} is {clash}: writing it would destroy what this command reads; "
+                            f"choose another {flag}")
+        for k in keys:
+            seen[k] = f"also given as {flag}"
+
+
+# ---------------------------------------------------------------------------------------------
+# temp paths: registry, cleanup, sweeping
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def sweep_stale_temps(directory: str | Path, name: str | None = None) -> list[Path]:
+    """Remove temp paths an earlier, killed segexport run left in ``directory`` (those for
+    ``name`` only, when given): their pid is dead. A live run's temps are never touched."""
+    directory = Path(directory) if str(directory) else Path(".")
+    prefix = f".{name}{TEMP_TAG}" if name else None
+    removed = []
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if prefix is not None and not entry.name.startswith(prefix):
+            continue
+        m = _TEMP_RE.search(entry.name)
+        if m is None or TEMP_TAG not in entry.name or not entry.name.startswith(".") or m.group(2) != _host_tag():
+            continue
+        if not _pid_alive(int(m.group(1))):
+            _remove(entry)
+            removed.append(entry)
+    return removed
+
+
+def new_temp(target: str | Path, *, suffix: str | None = None, directory: bool = False,
+             where: str | Path | None = None) -> Path:
+    """A registered temp file (or folder) for ``target``: beside it, or in ``where`` (e.g. the
+    system temp folder). Stale temps of the same target from killed runs are swept first."""
+    target = Path(target)
+    parent = Path(where) if where is not None else (target.parent if str(target.parent) else Path("."))
+    sweep_stale_temps(parent, target.name)
+    prefix = f".{target.name}{TEMP_TAG}{os.getpid()}h{_host_tag()}-"
+    suffix = suffix if suffix is not None else (target.suffix or ".tmp")
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=parent)
+        os.close(fd)
+        tmp = Path(name)
+    _LIVE.add(tmp)
+    return tmp
+
+
+@contextmanager
+def temp_folder(name: str) -> Iterator[Path]:
+    """A registered private folder in the system temp directory (``.<name>.segexport-<pid>-*``),
+    removed on exit, on SIGINT/SIGTERM, or by the next run's sweep if this one is SIGKILLed."""
+    where = Path(tempfile.gettempdir())
+    folder = new_temp(where / name, directory=True, where=where, suffix="")
+    try:
+        yield folder
+    finally:
+        discard_temp(folder)
+
+
+def forget_temp(path: Path) -> None:
+    """The temp was renamed into place (or removed): it is no longer ours to clean up."""
+    _LIVE.discard(Path(path))
+
+
+def discard_temp(path: Path) -> None:
+    """Remove a temp (file or folder) and forget it."""
+    _remove(Path(path))
+    forget_temp(path)
+
+
+def cleanup_temps() -> None:
+    """Remove every live temp path: called by the interrupt handler and at exit."""
+    for path in list(_LIVE):
+        discard_temp(path)
+
+
+def live_temps() -> set[Path]:
+    return set(_LIVE)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing
+
+
+_DISK_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def os_error_line(exc: OSError, path: Path, flag: str) -> UserError | None:
+    """A write failure the user can fix (disk full, read-only, no permission) as one line."""
+    if exc.errno in _DISK_ERRNOS:
+        return UserError(f"no space left writing {str(path)!r} ({exc.strerror}): free disk space or choose another {flag}")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return UserError(f"cannot write {str(path)!r} ({exc.strerror}): choose another {flag}")
+    return None
+
+
+@contextmanager
+def blocked_signals() -> Iterator[None]:
+    """SIGINT/SIGTERM wait while renames commit, so several outputs land all together."""
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    except (AttributeError, OSError, ValueError):  # not on this platform
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextmanager
+def atomic_outputs(targets: Sequence[tuple[str | Path, str]], *, sidecars: Sequence[tuple[str | Path, str]] = ()
+                   ) -> Iterator[dict[Path, Path]]:
+    """Stage several outputs, then replace them all together: ``{target: temp}`` is yielded.
+
+    Nothing is renamed unless the whole block succeeds. ``sidecars`` describe ``targets``
+    (provenance, engine info): their old versions are removed before any target is replaced and
+    the new ones renamed in last, so at no moment does a sidecar describe an artefact that is
+    not there (an interrupted commit leaves an artefact without a sidecar, which every reader
+    refuses). SIGINT/SIGTERM are held back during the renames.
+    """
+    checked = [(check_output_path(p, flag), flag) for p, flag in [*targets, *sidecars]]
+    staged: dict[Path, Path] = {}
+    flags = {p: f for p, f in checked}
+    try:
+        for path, flag in checked:
+            try:
+                staged[path] = new_temp(path)
+            except OSError as exc:
+                raise UserError(f"output directory {str(path.parent)!r} is not writable ({exc.strerror}): "
+                                f"choose another {flag}") from exc
+        try:
+            yield staged
+        except OSError as exc:
+            bad = next((p for p, t in staged.items() if exc.filename and Path(exc.filename) == t), None)
+            target = bad or next(iter(staged))
+            line = os_error_line(exc, target, flags[target])
+            if line is not None:
+                raise line from exc
+            raise
+        side = [Path(p) for p, _ in sidecars]
+        with blocked_signals():
+            for path in staged:
+                as_if_created(staged[path], 0o666)  # mkstemp makes 0600; artefacts are shared files
+            for path in side:
+                if path.exists():
+                    path.unlink()
+            for path, tmp in staged.items():
+                if path not in side:
+                    os.replace(tmp, path)
+                    forget_temp(tmp)
+            for path in side:
+                os.replace(staged[path], path)
+                forget_temp(staged[path])
+    finally:
+        for tmp in staged.values():
+            if tmp in _LIVE:
+                discard_temp(tmp)
 
 
 @contextmanager
 def atomic_output(path: str | Path, suffix: str | None = None, flag: str = "--out") -> Iterator[Path]:
     """Yield a temp path beside ``path``; rename onto ``path`` only if the block succeeds.
 
-    A crash or a failed check never leaves a half-written artefact that a later CI step
-    could pick up. The directory must exist and be writable; otherwise the user is told
-    which directory and how to fix it.
+    A crash, a failed check or a SIGTERM never leaves a half-written artefact (nor the temp)
+    that a later CI step could pick up. A full disk or a read-only folder is one line naming
+    the path and ``flag``.
     """
     path = check_output_path(path, flag)
     parent = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=parent)
+        tmp_path = new_temp(path, suffix=suffix)
     except OSError as exc:
         raise UserError(f"output directory {str(parent)!r} is not writable ({exc.strerror}): choose another {flag}") from exc
-    os.close(fd)
-    tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        as_if_created(tmp_path, 0o666)  # mkstemp makes 0600; artefacts are shared files
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+        except OSError as exc:
+            line = os_error_line(exc, path, flag)
+            if line is not None:
+                raise line from exc
+            raise
+        as_if_created(tmp_path, 0o666)
+        with blocked_signals():
+            os.replace(tmp_path, path)
+            forget_temp(tmp_path)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        if tmp_path in _LIVE:
+            discard_temp(tmp_path)

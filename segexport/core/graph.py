@@ -28,12 +28,19 @@ def module_of(node) -> str:
     """
     import ast
 
-    meta = {p.key: p.value for p in node.metadata_props}
+    # node metadata comes from the file: a hostile one (100,000 characters, nested a thousand
+    # levels deep) must neither crash the parser nor flood the one-line findings
+    meta = {p.key: p.value for p in node.metadata_props if len(p.value) <= MAX_SCOPE_CHARS}
     try:
         scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+        scopes = []
+    if not isinstance(scopes, (list, tuple)) or not all(isinstance(s, str) for s in scopes):
         scopes = []
     if len(scopes) >= 2:
-        return next((s for s in reversed(scopes[:-1]) if s), "")
+        return next((s for s in reversed(scopes[:-1]) if s), "")[:200]
     segments = [seg.split(":")[0].strip() for seg in meta.get("namespace", "").split("/")]
-    return segments[-2] if len(segments) >= 2 else ""
+    return segments[-2][:200] if len(segments) >= 2 else ""
+
+
+MAX_SCOPE_CHARS = 10_000

@@ -37,4 +37,7 @@ def quiet_polygraphy() -> None:
     """Polygraphy logs every session it creates; segexport prints its own summaries."""
     from polygraphy.logger import G_LOGGER
 
+    from segexport.core.onnx_io import quiet_onnxruntime
+
     G_LOGGER.module_severity = G_LOGGER.ERROR
+    quiet_onnxruntime()  # and ONNX Runtime's own C++ warnings (ANSI-coloured, straight to stderr)

@@ -108,8 +108,13 @@ def collecting_logger(module: ModuleType) -> tensorrt.ILogger:
             self.messages: list[tuple[str, str]] = []
 
         def log(self, severity: trt.ILogger.Severity, msg: str) -> None:  # noqa: D401 - TensorRT callback
-            if severity <= trt.ILogger.Severity.WARNING:
-                self.messages.append((str(severity), msg))
+            try:
+                if severity <= trt.ILogger.Severity.WARNING:
+                    self.messages.append((str(severity), msg))
+            except KeyboardInterrupt:  # pybind11 would swallow it: keep it for raise_if_interrupted
+                from segexport.core import interrupts
+
+                interrupts.note()
 
     return CollectingLogger()
 
@@ -137,7 +142,11 @@ def parse_onnx(path: str | Path, flavour: Flavour, *, strongly_typed: bool | Non
     # From the model *file*: the parser resolves external-data locations against its directory
     # (handed the directory itself, it looked one level up and could pick up another model's
     # weights file there).
-    if not parser.parse_from_file(str(Path(path).resolve())):
+    from segexport.core.interrupts import raise_if_interrupted
+
+    parsed_ok = parser.parse_from_file(str(Path(path).resolve()))
+    raise_if_interrupted()  # a Ctrl-C inside the logger callback must stop the command, not read as "no findings"
+    if not parsed_ok:
         for i in range(parser.num_errors):
             err = parser.get_error(i)
             errors.append((_node_label(err, model), err.desc()))

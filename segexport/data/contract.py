@@ -32,7 +32,7 @@ class PreprocessContract:
     dtype: str = "float32"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(asdict(self), sort_keys=True, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "PreprocessContract":

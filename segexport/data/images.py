@@ -51,11 +51,30 @@ def preprocess(rgb: np.ndarray, contract: PreprocessContract) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+def open_image(path: Path, what: str = "image"):
+    """``Image.open`` for a file named by the user, or one line: a FIFO or device is refused
+    (opening it would block), and so is an image over Pillow's decompression-bomb limit (a
+    30000x30000 PNG of a few KB inflates to gigabytes) instead of a warning or a traceback."""
+    import warnings
+
+    from PIL import Image
+
+    if not Path(path).is_file():
+        raise UserError(f"{what} {str(path)!r} is not a regular file: remove it from the folder")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(path)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise UserError(f"{what} {str(path)!r} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS} "
+                            "pixels, Pillow's decompression-bomb limit): downscale it or remove it") from exc
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey: convert("RGB") would clip it to white
                 grey = np.asarray(im, dtype=np.float64)
                 peak = 65535.0 if im.mode.startswith("I;16") or grey.max(initial=0) > 255 else 255.0
@@ -102,7 +121,7 @@ def load_labels(directory: str | Path, names: list[Path], size: tuple[int, int],
         if path is None:
             raise UserError(f"no label PNG for image {name.name} in {str(root)!r}: labels must share the image's file stem")
         try:
-            with Image.open(path) as im:
+            with open_image(path, "label") as im:
                 if im.mode in ("RGB", "RGBA"):
                     im = im.convert("RGB")
                 elif im.mode not in ("P", "L", "I", "I;16"):

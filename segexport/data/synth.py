@@ -93,19 +93,17 @@ def make_synthetic(out_dir: str | Path, count: int, size: tuple[int, int] = (96,
                    seed: int = 0, progress=None) -> Path:
     """Write ``images/NNNNN.png``, ``labels/NNNNN.png`` (VOC palette) and ``manifest.json``.
 
-    The set is built in a temporary folder beside ``out_dir`` and renamed into place, so a
-    failure leaves nothing and a rerun never mixes old samples with new ones. An existing
-    ``out_dir`` is replaced only when it is an earlier synthetic set (it has our manifest).
+    The set is built in a registered temp folder and moved into place only when complete, so
+    a failure or a SIGTERM leaves nothing and a rerun never mixes old samples with new ones.
+    An existing ``out_dir`` (``.`` included) is replaced only when it is an earlier synthetic
+    set (it has our manifest), and the old set stays until the new one is complete.
     """
-    import shutil
-    import tempfile
-
     from PIL import Image
 
-    from segexport.core.files import as_if_created
+    from segexport.core.files import as_if_created, discard_temp, new_temp
+    from segexport.core.limits import check_count
 
-    if count < 1:
-        raise UserError(f"--count must be >= 1, got {count}")
+    check_count(count)
     if seed < 0:
         raise UserError(f"--seed must be >= 0, got {seed}")
     _check_class_count(num_classes)  # before anything is written
@@ -114,23 +112,48 @@ def make_synthetic(out_dir: str | Path, count: int, size: tuple[int, int] = (96,
         raise UserError(f"--out {str(out)!r} is a file: give a directory for images/ and labels/")
     if out.is_dir() and any(out.iterdir()) and not _is_synthetic_set(out):
         raise UserError(f"--out {str(out)!r} is not empty and is no synthetic set: give a new or empty directory")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"output directory {str(parent)!r} does not exist: create it or choose another --out")
+    replacing = out.is_dir()
+    home = out if replacing else (out.parent if str(out.parent) else Path("."))  # where the staging folder lives
+    if not home.is_dir():
+        raise UserError(f"output directory {str(home)!r} does not exist: create it or choose another --out")
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+        staging = new_temp(home / "set" if replacing else out, directory=True, suffix="")
     except OSError as exc:
-        raise UserError(f"cannot write in {str(parent)!r} ({exc.strerror}): choose another --out") from exc
+        raise UserError(f"cannot write in {str(home)!r} ({exc.strerror}): choose another --out") from exc
     try:
         as_if_created(staging, 0o777)  # mkdtemp makes 0700; a dataset is a shared folder
-        _write_set(staging, count, size, num_classes, seed, progress, Image)
-        if out.is_dir():
-            shutil.rmtree(out)
-        staging.rename(out)
+        try:
+            _write_set(staging, count, size, num_classes, seed, progress, Image)
+        except OSError as exc:
+            from segexport.core.files import os_error_line
+
+            raise (os_error_line(exc, out, "--out") or exc) from exc
+        if replacing:
+            _swap_into(out, staging)
+        else:
+            staging.rename(out)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        discard_temp(staging)
     return out
+
+
+_SET_ENTRIES = ("images", "labels", "manifest.json")
+
+
+def _swap_into(out: Path, staging: Path) -> None:
+    """Replace the set inside ``out`` (a folder that may be the current directory, so it cannot be
+    renamed itself) by the complete one in ``staging``. The old manifest goes first and the new one
+    comes last, so a set is never labelled complete while half old; signals wait meanwhile."""
+    from segexport.core.files import blocked_signals, discard_temp, new_temp
+
+    old = new_temp(out / "old-set", directory=True, suffix="")
+    with blocked_signals():
+        for name in reversed(_SET_ENTRIES):  # the manifest first
+            if (out / name).exists():
+                (out / name).rename(old / name)
+        for name in _SET_ENTRIES:
+            (staging / name).rename(out / name)
+    discard_temp(old)
 
 
 def _is_synthetic_set(path: Path) -> bool:
@@ -157,4 +180,4 @@ def _write_set(out: Path, count: int, size: tuple[int, int], num_classes: int, s
             progress(i + 1)
     manifest = {"schema": 1, "count": count, "size": list(size), "num_classes": num_classes, "seed": seed,
                 "sha256": digest.hexdigest(), "generator": "segexport.data.synth"}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")

@@ -12,7 +12,6 @@ Precision policy (one ``--precision`` for every runtime):
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,6 +106,13 @@ def build_engine(
 
     model = load_onnx(onnx_path)  # a missing or non-ONNX file: one line here, not a parser error later
     _check_engine_paths(onnx_path, out_path, timing_cache, workspace_mib)
+    from segexport.core.files import refuse_overwriting_inputs
+    from segexport.core.onnx_io import check_external_data
+
+    refuse_overwriting_inputs(
+        {"--out": out_path, "--out sidecar": sidecar_path(out_path), "--timing-cache": timing_cache},
+        [onnx_path, *check_external_data(model, onnx_path), calibration_cache,
+         calibration_cache and Path(str(calibration_cache) + ".json")])
     if calibration_cache is not None:
         from segexport.calib.provenance import check_matches
 
@@ -172,12 +178,24 @@ def build_engine(
     cache_obj = None
     if timing_cache is not None and hasattr(config, "create_timing_cache"):
         blob = Path(timing_cache).read_bytes() if Path(timing_cache).exists() else b""
-        cache_obj = config.create_timing_cache(blob)
-        config.set_timing_cache(cache_obj, ignore_mismatch=False)
+        try:
+            cache_obj = config.create_timing_cache(blob)
+            ok = cache_obj is not None and config.set_timing_cache(cache_obj, ignore_mismatch=False) is not False
+        except Exception:  # a truncated or foreign file: TensorRT raises from C++
+            ok = False
+        from segexport.core.interrupts import raise_if_interrupted
+
+        raise_if_interrupted()
+        if not ok:
+            raise UserError(f"--timing-cache {str(timing_cache)!r} is damaged or from another TensorRT: delete it "
+                            "(it is rebuilt on the next build)")
 
     start = time.perf_counter()
     serialized = parsed.builder.build_serialized_network(parsed.network, config)
     seconds = time.perf_counter() - start
+    from segexport.core.interrupts import raise_if_interrupted
+
+    raise_if_interrupted()  # swallowed inside a TensorRT callback: stop here, write nothing
     if serialized is None:
         error = last_error(parsed.logger)
         if any(w in error.lower() for w in ("cuda", "driver", "no device", "gpu")):
@@ -204,19 +222,21 @@ def build_engine(
                                      if target_compute_capabilities or flavour.backend != "rtx" else "all"),
         schema=SIDECAR_SCHEMA, **_self_description(model),
     )
-    from segexport.core.files import atomic_output
+    from segexport.core.files import atomic_outputs
 
-    with atomic_output(out_path) as tmp:
-        tmp.write_bytes(data)
-        sidecar_tmp = Path(str(tmp) + SIDECAR_SUFFIX)
+    # the engine and its sidecar land together; the old sidecar goes first and the new one comes
+    # last, so a kill between the renames never pairs a new sidecar with an old engine
+    side = sidecar_path(out_path)
+    keep_timing = cache_obj is not None and timing_cache is not None
+    targets = [(out_path, "--out")] + ([(Path(timing_cache), "--timing-cache")] if keep_timing else [])
+    with atomic_outputs(targets, sidecars=[(side, "--out")]) as staged:
+        staged[out_path].write_bytes(data)
         # no build time in the sidecar: two builds of the same ONNX give the same bytes, so a
         # content-addressed cache and SHA256SUMS see the same artefact (the time is returned)
-        sidecar_tmp.write_text(json.dumps({k: v for k, v in asdict(info).items() if k != "build_seconds"},
-                                          indent=2) + "\n")
-        os.replace(sidecar_tmp, sidecar_path(out_path))
-    if cache_obj is not None and timing_cache is not None:
-        with atomic_output(timing_cache, flag="--timing-cache") as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+        staged[side].write_text(json.dumps({k: v for k, v in asdict(info).items() if k != "build_seconds"},
+                                           indent=2, allow_nan=False) + "\n")
+        if keep_timing:
+            staged[Path(timing_cache)].write_bytes(bytes(config.get_timing_cache().serialize()))
     return info
 
 
@@ -297,10 +317,18 @@ def read_engine_info(engine_path: str | Path) -> EngineInfo:
     if not side.exists():
         raise UserError(f"{side.name} is missing: segexport cannot tell which GPU/TensorRT {Path(engine_path).name} "
                         "was built for; rebuild it with `segexport engine`")
-    raw = json.loads(side.read_text())
-    raw.setdefault("build_seconds", None)  # not written since sidecars became reproducible
-    known = set(EngineInfo.__dataclass_fields__)
-    return EngineInfo(**{k: v for k, v in raw.items() if k in known})
+    try:
+        raw = json.loads(side.read_text())
+        raw.setdefault("build_seconds", None)  # not written since sidecars became reproducible
+        known = set(EngineInfo.__dataclass_fields__)
+        info = EngineInfo(**{k: v for k, v in raw.items() if k in known})
+        for key in ("backend", "tensorrt_version", "precision"):
+            if not isinstance(getattr(info, key), str):
+                raise TypeError(f"{key} is not a string")
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as exc:  # truncated or hand-edited
+        raise UserError(f"{side.name} is damaged ({type(exc).__name__}): rebuild {Path(engine_path).name} "
+                        "with `segexport engine`") from exc
+    return info
 
 
 def check_engine_compatible(engine_path: str | Path, flavour: Flavour | None = None) -> EngineInfo:

@@ -239,6 +239,15 @@ def _validate_options(options: ExportOptions) -> None:
     out = Path(options.out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--out {str(out)!r} must end in .onnx")
+    from segexport.core.files import check_output_path, refuse_overwriting_inputs
+    from segexport.core.limits import MAX_BATCH, check_seed
+
+    check_seed(options.seed)
+    if options.batch > MAX_BATCH:
+        raise UserError(f"--batch {options.batch} is too large: at most {MAX_BATCH}")
+    check_output_path(out, "--out")  # before the model loads and exports, not after
+    source = options.model.rpartition(":")[0] if ":" in options.model else ""
+    refuse_overwriting_inputs({"--out": out}, [options.weights, source if source.endswith(".py") else None])
 
 
 def _dynamic_ranges(options: ExportOptions, size: tuple[int, int], min_size: int) -> dict[str, DynamicRange]:

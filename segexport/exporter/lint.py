@@ -329,6 +329,9 @@ def parser_findings(path: Path, report: LintReport, *, parser: str, build: bool)
     config.add_optimization_profile(profile)
     start = time.perf_counter()
     engine = parsed.builder.build_serialized_network(parsed.network, config)
+    from segexport.core.interrupts import raise_if_interrupted
+
+    raise_if_interrupted()  # a Ctrl-C swallowed inside a TensorRT callback: not "no findings"
     report.build_seconds = round(time.perf_counter() - start, 3)
     if engine is None:
         report.findings.append(Finding("error", "trt-build", f"{flavour.label} failed to build an engine: "

@@ -18,6 +18,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import math
 import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -183,6 +184,22 @@ def _default_class_names(num_classes: int | None) -> tuple[str, ...]:
     return ("background", "foreground") if num_classes == 1 else tuple(f"class_{i}" for i in range(num_classes))
 
 
+def model_from_file(ref: object, source: str, *, trust_model_code: bool = False) -> str:
+    """A model reference read from a file (ONNX metadata, a sidecar, a manifest): only a zoo name.
+
+    The command line is trusted, files are data: a ``module:factory`` or ``file.py:factory``
+    inside a downloaded ONNX would import and run that code (with the current folder
+    importable). It is refused unless the user opts in on the command line.
+    """
+    if not isinstance(ref, str) or not ref:
+        raise UserError(f"{source} names no model: pass --model explicitly")
+    if is_zoo_name(ref) or trust_model_code:
+        return ref
+    shown = ref if len(ref) <= 80 else ref[:77] + "..."
+    raise UserError(f"{source} names user code as its model ({shown!r}); segexport runs no code named in a file: "
+                    f"pass --model {shown} explicitly if you trust it (or --trust-model-code)")
+
+
 def _import_factory(ref: str):
     target, _, attr = ref.rpartition(":")
     if not target or not attr:
@@ -230,8 +247,9 @@ def _check_declared_spec(ref: str, declared: dict[str, Any]) -> None:
             values = tuple(declared[key])
         except TypeError:
             fail(key, f"a sequence of {n or 'some'} numbers")
-        if (n is not None and len(values) != n) or not all(isinstance(v, (int, float)) for v in values):
-            fail(key, f"a sequence of {n} numbers")
+        if (n is not None and len(values) != n) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            fail(key, f"a sequence of {n} finite numbers")
         return values
 
     if "default_input_size" in declared:
@@ -305,6 +323,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"weights file {str(path)!r} not found: check the --weights path")
     if path.is_dir():
         raise UserError(f"--weights {str(path)!r} is a directory: give the checkpoint file (.pt/.pth)")
+    if not path.is_file():  # a FIFO or a device: torch.load would block or read forever
+        raise UserError(f"--weights {str(path)!r} is not a regular file: give the checkpoint file (.pt/.pth)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -405,6 +425,9 @@ describe = spec_of  # the name older callers use; it returns a spec, it describe
 def check_input_size(spec: ModelSpec, size: tuple[int, int], flag: str = "--input-size") -> None:
     """Refuse sizes the network cannot take, before PyTorch fails cryptically deep inside."""
     h, w = size
+    from segexport.core.limits import check_side
+
+    check_side(h, w, flag)
     if min(h, w) < spec.min_size:
         raise UserError(
             f"{flag} {h}x{w} is below {spec.name}'s minimum of {spec.min_size}x{spec.min_size}: "

@@ -114,8 +114,12 @@ def is_zoo_name(name: str) -> bool:
 
 
 def check_build_args(num_classes: int, width: float) -> None:
+    from segexport.core.limits import MAX_NUM_CLASSES
+
     if num_classes < 1:
         raise UserError(f"--num-classes must be >= 1, got {num_classes}")
+    if num_classes > MAX_NUM_CLASSES:  # a 10^8-class head allocates for minutes, then the kernel kills it
+        raise UserError(f"--num-classes {num_classes} is too many: at most {MAX_NUM_CLASSES}")
     if not 0 < width <= 4:
         raise UserError(f"--width must be in (0, 4], got {width}")
 

@@ -44,24 +44,37 @@ def test_one_table_for_torch_and_ort_with_percentiles(onnx_path, run_cli, tmp_pa
     assert doc["model"] == "segnet" and doc["input_size"] == [SIZE, SIZE]
 
 
-def test_baseline_gate_fails_on_an_injected_slowdown_and_passes_within_budget(onnx_path, run_cli, tmp_path):
+def _scripted_timings(monkeypatch, ms: float) -> None:
+    """Every timed iteration takes exactly ``ms``: the gate's verdict cannot depend on machine load."""
+    from segexport.checks import latency
+
+    monkeypatch.setattr(latency, "iteration_seconds", lambda _runner: ms / 1e3)
+
+
+def test_baseline_gate_fails_on_an_injected_slowdown_and_passes_within_budget(onnx_path, run_cli, tmp_path,
+                                                                               monkeypatch):
     first = tmp_path / "b1.json"
+    _scripted_timings(monkeypatch, 4.0)
     assert run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--iterations", "5", "--json", first).exit_code == 0
     doc = json.loads(first.read_text())
-    for factor, name in ((0.25, "fast.json"), (4.0, "slow.json")):
-        for r in doc["results"]:
-            r["p50_ms"] *= factor
-        (tmp_path / name).write_text(json.dumps(doc))
-        for r in doc["results"]:
-            r["p50_ms"] /= factor
-    # A baseline four times faster than this machine: this run is a >300 % regression.
+    assert [r["p50_ms"] for r in doc["results"]] == [pytest.approx(4.0)]
+    for p50, name in ((1.0, "fast.json"), (3.7, "near.json"), (16.0, "slow.json")):
+        (tmp_path / name).write_text(json.dumps({**doc, "results": [{**r, "p50_ms": p50} for r in doc["results"]]}))
+    # a baseline four times faster: this run (4 ms) is a +300 % regression
     result = run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--iterations", "5",
                      "--baseline", tmp_path / "fast.json", "--max-regression", "10%")
-    assert_one_line_error(result, "latency regression", "ort-cpu batch 1", code=1)
+    assert_one_line_error(result, "latency regression", "ort-cpu batch 1", "4.00 ms vs baseline 1.00 ms", code=1)
+    # 4.0 vs 3.7 ms is +8.1 %: inside a 10 % budget, outside a 5 % one
+    result = run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--iterations", "5",
+                     "--baseline", tmp_path / "near.json", "--max-regression", "10%")
+    assert result.exit_code == 0, result.stderr
+    assert "within baseline" in result.stdout and "+8.1%" in result.stdout
+    result = run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--iterations", "5",
+                     "--baseline", tmp_path / "near.json", "--max-regression", "5%")
+    assert_one_line_error(result, "latency regression", code=1)
     result = run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--iterations", "5",
                      "--baseline", tmp_path / "slow.json", "--max-regression", "10%")
     assert result.exit_code == 0, result.stderr
-    assert "within baseline" in result.stdout
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**doc, "input_size": [96, 96]}))
     result = run_cli("bench", "--onnx", onnx_path, "--backends", "ort-cpu", "--iterations", "2", "--baseline", other)
