@@ -27,7 +27,7 @@ from segexport.errors import CheckFailed, UserError
 
 Progress = Callable[..., None]  # progress(message, ...): a status line for long steps
 
-__all__ = ["export", "calibrate", "build_engine", "lint", "parity", "bench", "pipeline", "deploy",
+__all__ = ["export", "calibrate", "build_engine", "lint", "parity", "bench", "run_pipeline",
            "PipelineResult", "ExportResult", "CalibrationResult", "EngineResult", "LintResult", "ParityResult", "BenchResult"]
 
 
@@ -273,13 +273,13 @@ class PipelineResult:
     passed: bool
 
 
-def pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache_dir: str | Path | None = ".segexport-cache",
+def run_pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache_dir: str | Path | None = ".segexport-cache",
              shard: str | None = None, baseline: str | Path | None = None, only: str | None = None, jobs: int = 1,
              reporter: Any = None) -> PipelineResult:
     """Every model x precision of a pipeline config, exported, checked and written with its manifest
     (``segexport pipeline run``; ``cache_dir=None`` is ``--no-cache``). CheckFailed, after every step
     ran and the reports were written, when a check or gate failed."""
-    from segexport.pipeline import run_pipeline
+    from segexport.pipeline import run_pipeline as run
     from segexport.pipeline.manifest import append_step_summary, passed, write_outputs
     from segexport.pipeline.plan import parse_shard
     from segexport.pipeline.run import RunOptions
@@ -294,7 +294,7 @@ def pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache_dir
     opts = RunOptions(config=Path(config), out=out, cache_dir=_path(cache_dir), shard=parse_shard(shard),
                       baseline=_path(baseline), only=only, dry_run=False, jobs=jobs)
     out.mkdir(parents=True, exist_ok=True)
-    manifest = run_pipeline(opts, reporter)
+    manifest = run(opts, reporter)
     write_outputs(out, manifest)
     append_step_summary(out)
     result = PipelineResult(out=out, manifest=manifest, passed=passed(manifest))
@@ -302,15 +302,6 @@ def pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache_dir
         raise CheckFailed(f"a check or gate failed: see {out / 'report.md'} (and junit.xml)", result=result)
     return result
 
-
-def deploy(*, onnx: str | Path, out: str | Path, targets: str | Iterable[str] = ("triton", "deepstream"),
-           **options: Any) -> dict[str, Any]:
-    """DeepStream and/or Triton bundles of ``onnx`` into ``out/<target>`` (``segexport deploy``);
-    ``options`` are the flags of the targets (``engine``, ``precision``, ``max_batch``, ...). Returns
-    {target: bundle result}."""
-    from segexport.deploy import deploy_all
-
-    return deploy_all(Path(onnx), Path(out), _names(targets), **options)
 
 
 def __getattr__(name: str):  # BenchResult lives with the bench step; named here for the API's users

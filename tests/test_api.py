@@ -67,3 +67,13 @@ def test_bad_input_names_the_parameter_and_the_cli_names_the_flag(tmp_path, call
     assert param in str(err.value) and flag not in str(err.value)
     assert flag in err.value.cli_message
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_pipeline_and_deploy_are_reachable_from_the_package_without_shadowing():
+    """`segexport.pipeline` and `segexport.deploy` are packages; the pipeline's API function is
+    `run_pipeline`, so importing the package (as the CLI does) cannot hide it."""
+    import segexport
+    import segexport.pipeline.config  # noqa: F401  (sets the package attribute)
+
+    assert callable(segexport.run_pipeline) and segexport.run_pipeline.__module__ == "segexport.api"
+    assert callable(segexport.deploy.deploy_triton) and callable(segexport.deploy.deploy_deepstream)

@@ -98,7 +98,7 @@ def run_command(
 
       segexport pipeline merge shard-* --out dist
     """
-    from segexport.api import pipeline
+    from segexport.api import run_pipeline as run_and_report
     from segexport.pipeline import run_pipeline
     from segexport.pipeline.config import ConfigError
     from segexport.pipeline.plan import parse_shard
@@ -113,7 +113,7 @@ def run_command(
             reporter = _Rich() if console.is_terminal else _Plain()
             with _sigterm_as_interrupt():  # a cancelled CI job: temp files and half cache entries are removed
                 try:
-                    result = pipeline(config=config, out=out, cache_dir=None if no_cache else cache_dir, shard=shard,
+                    result = run_and_report(config=config, out=out, cache_dir=None if no_cache else cache_dir, shard=shard,
                                       baseline=baseline, only=only, jobs=jobs, reporter=reporter)
                 except CheckFailed as exc:
                     _summary(exc.result.manifest, out)

@@ -23,7 +23,7 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-from segexport import __version__
+from segexport._version import __version__
 from segexport.core.hashing import sha256_file
 
 SCHEMA = 1

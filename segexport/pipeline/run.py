@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from segexport import __version__
+from segexport._version import __version__
 from segexport.errors import UserError
 from segexport.pipeline import steps as S
 from segexport.pipeline.cache import StepCache, hash_path, machine, step_key, versions

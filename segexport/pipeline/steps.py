@@ -226,7 +226,7 @@ def torch_threads(threads: int):
 def deploy_available() -> bool:
     """Whether segexport.deploy (Triton / DeepStream bundles) can be imported here."""
     try:
-        from segexport import deploy as _  # noqa: F401
+        import segexport.deploy  # noqa: F401
     except ImportError:
         return False
     return True
@@ -235,7 +235,7 @@ def deploy_available() -> bool:
 def deploy(onnx: Path, engine_path: Path | None, kinds: list[str], out_dir: Path) -> Outcome:
     """Triton / DeepStream bundles from segexport.deploy (issue 15), imported only when asked for."""
     try:
-        from segexport import deploy as deploy_mod  # noqa: F401
+        import segexport.deploy as deploy_mod
     except ImportError:
         raise UserError("deploy bundles need segexport.deploy, which this install lacks: "
                         "remove `deploy` from the config or upgrade segexport") from None
