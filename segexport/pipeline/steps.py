@@ -1,8 +1,12 @@
 """The only module of the pipeline that calls the steps' library functions.
 
 One small function a step, each taking paths and the model's settings and returning a
-:class:`Outcome` of plain figures (JSON data) and a verdict. Keeping every call here means
-that moving to the public API (``segexport.export``, ``calibrate``, ...) touches one file.
+:class:`Outcome` of plain figures (JSON data) and a verdict. Export, calibrate, lint and engine
+go through the public API (``segexport.api``), as a user's script would. Two steps call the
+library below it, for reasons of their own: parity needs a "skip" verdict when no candidate
+backend can run here (the API raises instead), and bench measures the latency gate's
+alternating trials (:func:`segexport.checks.latency.measure_trials`), which ``segexport bench``
+does not.
 A step raises :class:`~segexport.errors.UserError` for input it cannot work with; the runner
 records that as the step's error and goes on with the other units.
 """
@@ -50,7 +54,7 @@ def _model_ref(ref: str, base: Path) -> str:
 
 def export(entry: ModelEntry, s: Settings, out: Path, base: Path) -> Outcome:
     """fp32 ONNX, linted and verified against PyTorch (a failed verification writes nothing)."""
-    from segexport.exporter.export import ExportOptions, export_onnx
+    from segexport import api
 
     hw = None
     if entry.hw_range:
@@ -60,14 +64,12 @@ def export(entry: ModelEntry, s: Settings, out: Path, base: Path) -> Outcome:
     if entry.batch_range:
         lo, _, hi = entry.batch_range.partition(":")
         br = (int(lo), int(hi))
-    options = ExportOptions(
-        model=_model_ref(entry.model, base),
-        out=out, weights=_rel(base, entry.weights), num_classes=entry.num_classes, width=entry.width,
-        model_args=dict(entry.model_args), input_size=_size(entry.input_size) if entry.input_size else None,
-        batch=entry.batch, dynamic=entry.dynamic_axes, hw_range=hw, batch_range=br, opset=s.opset, unpool=s.unpool,
-        lint=s.unpool != "native")
     try:
-        result = export_onnx(options)
+        result = api.export(
+            model=_model_ref(entry.model, base), out=out, weights=_rel(base, entry.weights),
+            num_classes=entry.num_classes, width=entry.width, model_args=dict(entry.model_args),
+            input_size=_size(entry.input_size) if entry.input_size else None, batch=entry.batch,
+            dynamic=entry.dynamic_axes, hw_range=hw, batch_range=br, opset=s.opset, unpool=s.unpool).details
     except CheckFailed as exc:
         return Outcome("fail", message=str(exc))
     rows = [{"shape": list(r.shape), "pixel_agreement": r.metrics.pixel_agreement,
@@ -78,15 +80,14 @@ def export(entry: ModelEntry, s: Settings, out: Path, base: Path) -> Outcome:
 
 def calibrate(src: Path, out: Path, precision: str, s: Settings, base: Path) -> Outcome:
     """fp16/int8/best ONNX (+ its provenance sidecar, + the TensorRT cache for int8)."""
-    from segexport.calib.pipeline import CalibrateOptions, run_calibrate
+    from segexport import api
 
     data = s.calib_data if s.calib_data == "synthetic" else str(base / s.calib_data)
     cache = out.with_suffix(".cache") if precision in ("int8", "best") else None
     try:
-        r = run_calibrate(CalibrateOptions(
-            onnx=src, precision=precision, data=data, labels=_rel(base, s.calib_labels), count=s.calib_count,
-            method=s.calib_method, max_miou_drop=s.max_miou_drop, max_agreement_drop=s.max_agreement_drop, out=out,
-            trt_cache=cache))
+        r = api.calibrate(onnx=src, precision=precision, data=data, labels=_rel(base, s.calib_labels),
+                          calib_count=s.calib_count, method=s.calib_method, max_miou_drop=s.max_miou_drop,
+                          max_agreement_drop=s.max_agreement_drop, out=out, trt_cache=cache).details
     except CheckFailed as exc:
         return Outcome("fail", message=str(exc))
     files = {out.name: out, out.name + ".json": Path(str(out) + ".json")}
@@ -100,9 +101,12 @@ def calibrate(src: Path, out: Path, precision: str, s: Settings, base: Path) -> 
 
 def lint(onnx: Path) -> Outcome:
     """TensorRT op-support lint; the real parser (TensorRT / TensorRT-RTX) runs where installed."""
-    from segexport.exporter.lint import lint_model
+    from segexport import api
 
-    report = lint_model(onnx)
+    try:
+        report = api.lint(onnx=onnx).report
+    except CheckFailed as exc:
+        report = exc.result.report
     figures = {"errors": len(report.errors), "warnings": len(report.warnings), "parser": report.parser,
                "parser_skipped": report.parser_skipped}
     if report.errors:
@@ -112,14 +116,14 @@ def lint(onnx: Path) -> Outcome:
 
 def engine(onnx: Path, out: Path, s: Settings) -> Outcome:
     """An engine where a builder is installed (TensorRT, else TensorRT-RTX ahead of time)."""
-    from segexport.engines.builder import build_engine, sidecar_path
+    from segexport import api
     from segexport.engines.runtime import find_flavour
 
     backend = {"auto": "auto", "trt": "trt", "trt-rtx": "rtx"}[s.engine]
     if backend == "auto" and find_flavour("auto") is None:
         return Outcome("skip", message="no TensorRT or TensorRT-RTX installed (pip install segexport[rtx])")
-    info = build_engine(onnx, out, backend=backend, target_compute_capabilities=tuple(s.engine_targets or ()))
-    side = sidecar_path(out)
+    built = api.build_engine(onnx=onnx, out=out, backend=backend, target_cc=tuple(s.engine_targets or ()))
+    info, side = built.info, built.sidecar
     return Outcome("pass", {"backend": info.backend, "tensorrt": info.tensorrt_version, "precision": info.precision,
                             "bytes": info.engine_bytes}, files={out.name: out, side.name: side})
 
