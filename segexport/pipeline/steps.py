@@ -159,7 +159,7 @@ def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
     import numpy as np
 
     from segexport.checks.latency import measure_trials
-    from segexport.checks.runners import available_backends, make_runner
+    from segexport.checks.runners import available_backends
     from segexport.exporter.metadata import read_record
 
     record = read_record(onnx)
