@@ -42,6 +42,13 @@ input_size = "32x32"
 """
 
 
+@pytest.fixture(autouse=True)
+def _in_a_scratch_folder(tmp_path, monkeypatch):
+    """Every test runs in its own folder: a run without --cache-dir / --out writes the defaults
+    (.segexport-cache, segexport-out) into the working directory, never into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def manifest_without_runs(path: Path) -> dict:
     doc = json.loads(Path(path).read_text())
     doc.pop("runs")
