@@ -62,19 +62,7 @@ def _literal(value: str) -> object:
 
 def write_json(path, doc: dict) -> None:
     """Strict JSON (NaN/inf -> null: bare NaN breaks jq and CI parsers), written atomically."""
-    import json
-    import math
-
-    def strict(v):
-        if isinstance(v, dict):
-            return {str(k): strict(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [strict(x) for x in v]
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if hasattr(v, "item") and not isinstance(v, (str, bytes)):  # numpy scalars
-            return strict(v.item())
-        return v
+    from segexport.core.jsonio import dumps
 
     with atomic_output(path, flag="--json") as tmp:
-        tmp.write_text(json.dumps(strict(doc), indent=2, allow_nan=False) + "\n")
+        tmp.write_text(dumps(doc, indent=2) + "\n")

@@ -14,9 +14,9 @@ from typing import Any
 
 
 def finite_or_none(value: Any) -> Any:
-    """NaN/inf become None, numpy scalars plain Python numbers, tuples lists; recursively."""
+    """NaN/inf become None, numpy scalars plain Python numbers, tuples lists, keys strings; recursively."""
     if isinstance(value, dict):
-        return {k: finite_or_none(v) for k, v in value.items()}
+        return {str(k): finite_or_none(v) for k, v in value.items()}  # JSON keys are strings
     if isinstance(value, (list, tuple)):
         return [finite_or_none(v) for v in value]
     if isinstance(value, bool) or value is None or isinstance(value, (str, int)):

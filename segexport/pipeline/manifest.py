@@ -10,7 +10,6 @@ between a full run and merged shards.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import xml.etree.ElementTree as ET
@@ -18,20 +17,11 @@ from pathlib import Path
 
 from segexport.core.files import atomic_output
 from segexport.core.hashing import sha256_file
+from segexport.core.jsonio import finite_or_none
 from segexport.errors import UserError
 
 SCHEMA = 1
 FAILING = ("fail", "error")
-
-
-def _strict(value):
-    if isinstance(value, dict):
-        return {str(k): _strict(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def artefact(root: Path, path: Path, kind: str, metadata: dict | None = None) -> dict:
@@ -45,7 +35,7 @@ def passed(manifest: dict) -> bool:
 
 def write_outputs(root: Path, manifest: dict) -> None:
     """manifest.json, report.md, junit.xml and SHA256SUMS in ``root``, each written atomically."""
-    manifest = _strict(manifest)
+    manifest = finite_or_none(manifest)
     manifest["entries"].sort(key=lambda e: e["index"])
     with atomic_output(root / "manifest.json") as tmp:
         tmp.write_text(json.dumps(manifest, indent=2, allow_nan=False) + "\n")  # steps stay in run order
