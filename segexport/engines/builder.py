@@ -12,6 +12,7 @@ Precision policy (one ``--precision`` for every runtime):
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -227,16 +228,16 @@ def build_engine(
     # the engine and its sidecar land together; the old sidecar goes first and the new one comes
     # last, so a kill between the renames never pairs a new sidecar with an old engine
     side = sidecar_path(out_path)
-    keep_timing = cache_obj is not None and timing_cache is not None
-    targets = [(out_path, "--out")] + ([(Path(timing_cache), "--timing-cache")] if keep_timing else [])
+    timing_out = Path(timing_cache) if cache_obj is not None and timing_cache is not None else None
+    targets = [(out_path, "--out")] + ([(timing_out, "--timing-cache")] if timing_out is not None else [])
     with atomic_outputs(targets, sidecars=[(side, "--out")]) as staged:
         staged[out_path].write_bytes(data)
         # no build time in the sidecar: two builds of the same ONNX give the same bytes, so a
         # content-addressed cache and SHA256SUMS see the same artefact (the time is returned)
         staged[side].write_text(json.dumps({k: v for k, v in asdict(info).items() if k != "build_seconds"},
                                            indent=2, allow_nan=False) + "\n")
-        if keep_timing:
-            staged[Path(timing_cache)].write_bytes(bytes(config.get_timing_cache().serialize()))
+        if timing_out is not None:
+            staged[timing_out].write_bytes(bytes(config.get_timing_cache().serialize()))
     return info
 
 
