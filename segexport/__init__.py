@@ -17,8 +17,8 @@ from __future__ import annotations
 from segexport._version import __version__
 from segexport.errors import CheckFailed, SegexportError, UserError
 
-_API = ("export", "calibrate", "build_engine", "lint", "parity", "bench", "run_pipeline")
-__all__ = ["__version__", *_API, "deploy", "build_model", "list_models", "export_onnx",
+_API = ("export", "calibrate", "build_engine", "lint", "parity", "bench")
+__all__ = ["__version__", *_API, "run_pipeline", "deploy", "build_model", "list_models", "export_onnx",
            "CheckFailed", "SegexportError", "UserError"]
 
 
@@ -27,6 +27,10 @@ def __getattr__(name: str):  # PEP 562: lazy public API
         from segexport import api
 
         return getattr(api, name)
+    if name == "run_pipeline":  # the pipeline's keyword API lives with it (it calls the steps' API)
+        from segexport.pipeline import run_pipeline
+
+        return run_pipeline
     if name == "deploy":  # the package: segexport.deploy.deploy_triton / deploy_deepstream / deploy_all
         import importlib
 

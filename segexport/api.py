@@ -27,8 +27,8 @@ from segexport.errors import CheckFailed, UserError
 
 Progress = Callable[..., None]  # progress(message, ...): a status line for long steps
 
-__all__ = ["export", "calibrate", "build_engine", "lint", "parity", "bench", "run_pipeline",
-           "PipelineResult", "ExportResult", "CalibrationResult", "EngineResult", "LintResult", "ParityResult", "BenchResult"]
+__all__ = ["export", "calibrate", "build_engine", "lint", "parity", "bench", 
+           "ExportResult", "CalibrationResult", "EngineResult", "LintResult", "ParityResult", "BenchResult"]
 
 
 def _names(value: str | Iterable[str]) -> tuple[str, ...]:
@@ -264,43 +264,6 @@ def bench(*, model: str | None = None, onnx: str | Path | None = None, engine: s
                                   json_out=_path(json_out), baseline=_path(baseline),
                                   max_regression=max_regression, trust_model_code=trust_model_code),
                      progress=progress)
-
-
-@dataclass
-class PipelineResult:
-    out: Path  # manifest.json, report.md, junit.xml, SHA256SUMS and the artefacts
-    manifest: dict[str, Any]
-    passed: bool
-
-
-def run_pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache_dir: str | Path | None = ".segexport-cache",
-             shard: str | None = None, baseline: str | Path | None = None, only: str | None = None, jobs: int = 1,
-             reporter: Any = None) -> PipelineResult:
-    """Every model x precision of a pipeline config, exported, checked and written with its manifest
-    (``segexport pipeline run``; ``cache_dir=None`` is ``--no-cache``). CheckFailed, after every step
-    ran and the reports were written, when a check or gate failed."""
-    from segexport.pipeline import run_pipeline as run
-    from segexport.pipeline.manifest import append_step_summary, passed, write_outputs
-    from segexport.pipeline.plan import parse_shard
-    from segexport.pipeline.run import RunOptions
-
-    if jobs < 1:
-        raise UserError("--jobs must be >= 1")
-    out = Path(out)
-    if baseline is not None and not Path(baseline).is_file():
-        raise UserError(f"--baseline {str(baseline)!r} not found: pass the manifest.json of a previous run")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {str(out)!r} is a file: give a folder")
-    opts = RunOptions(config=Path(config), out=out, cache_dir=_path(cache_dir), shard=parse_shard(shard),
-                      baseline=_path(baseline), only=only, dry_run=False, jobs=jobs)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = run(opts, reporter)
-    write_outputs(out, manifest)
-    append_step_summary(out)
-    result = PipelineResult(out=out, manifest=manifest, passed=passed(manifest))
-    if not result.passed:
-        raise CheckFailed(f"a check or gate failed: see {out / 'report.md'} (and junit.xml)", result=result)
-    return result
 
 
 

@@ -75,5 +75,5 @@ def test_pipeline_and_deploy_are_reachable_from_the_package_without_shadowing():
     import segexport
     import segexport.pipeline.config  # noqa: F401  (sets the package attribute)
 
-    assert callable(segexport.run_pipeline) and segexport.run_pipeline.__module__ == "segexport.api"
+    assert callable(segexport.run_pipeline) and segexport.run_pipeline.__module__ == "segexport.pipeline"
     assert callable(segexport.deploy.deploy_triton) and callable(segexport.deploy.deploy_deepstream)

@@ -98,22 +98,21 @@ def run_command(
 
       segexport pipeline merge shard-* --out dist
     """
-    from segexport.api import run_pipeline as run_and_report
-    from segexport.pipeline import run_pipeline
+    from segexport.pipeline import run_pipeline, run_plan
     from segexport.pipeline.config import ConfigError
     from segexport.pipeline.plan import parse_shard
     from segexport.pipeline.run import RunOptions
 
     try:
         if dry_run:
-            rows = run_pipeline(RunOptions(config=config, out=out, cache_dir=None if no_cache else cache_dir,
+            rows = run_plan(RunOptions(config=config, out=out, cache_dir=None if no_cache else cache_dir,
                                            shard=parse_shard(shard), baseline=baseline, only=only, dry_run=True,
                                            jobs=jobs))
         else:
             reporter = _Rich() if console.is_terminal else _Plain()
             with _sigterm_as_interrupt():  # a cancelled CI job: temp files and half cache entries are removed
                 try:
-                    result = run_and_report(config=config, out=out, cache_dir=None if no_cache else cache_dir, shard=shard,
+                    result = run_pipeline(config=config, out=out, cache_dir=None if no_cache else cache_dir, shard=shard,
                                       baseline=baseline, only=only, jobs=jobs, reporter=reporter)
                 except CheckFailed as exc:
                     _summary(exc.result.manifest, out)

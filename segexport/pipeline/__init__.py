@@ -7,9 +7,53 @@ are called from :mod:`segexport.pipeline.steps` only.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-def run_pipeline(opts, reporter=None):
-    """Run (or with ``opts.dry_run`` plan) a pipeline; returns the manifest (or the plan rows)."""
+from segexport.errors import CheckFailed, UserError
+
+
+def run_plan(opts, reporter=None):
+    """Run (or with ``opts.dry_run`` plan) a pipeline from its ``RunOptions``; returns the manifest
+    (or the plan rows)."""
     from segexport.pipeline.run import Runner
 
     return Runner(opts, reporter).run()
+
+
+@dataclass
+class PipelineResult:
+    out: Path  # manifest.json, report.md, junit.xml, SHA256SUMS and the artefacts
+    manifest: dict[str, Any]
+    passed: bool
+
+
+def run_pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache_dir: str | Path | None = ".segexport-cache",
+             shard: str | None = None, baseline: str | Path | None = None, only: str | None = None, jobs: int = 1,
+             reporter: Any = None) -> PipelineResult:
+    """Every model x precision of a pipeline config, exported, checked and written with its manifest
+    (``segexport pipeline run``; ``cache_dir=None`` is ``--no-cache``). CheckFailed, after every step
+    ran and the reports were written, when a check or gate failed."""
+    from segexport.pipeline.manifest import append_step_summary, passed, write_outputs
+    from segexport.pipeline.plan import parse_shard
+    from segexport.pipeline.run import RunOptions
+
+    if jobs < 1:
+        raise UserError("--jobs must be >= 1")
+    out = Path(out)
+    if baseline is not None and not Path(baseline).is_file():
+        raise UserError(f"--baseline {str(baseline)!r} not found: pass the manifest.json of a previous run")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a file: give a folder")
+    opts = RunOptions(config=Path(config), out=out, cache_dir=None if cache_dir is None else Path(cache_dir), shard=parse_shard(shard),
+                      baseline=None if baseline is None else Path(baseline), only=only, dry_run=False, jobs=jobs)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = run_plan(opts, reporter)
+    write_outputs(out, manifest)
+    append_step_summary(out)
+    result = PipelineResult(out=out, manifest=manifest, passed=passed(manifest))
+    if not result.passed:
+        raise CheckFailed(f"a check or gate failed: see {out / 'report.md'} (and junit.xml)", result=result)
+    return result
+
