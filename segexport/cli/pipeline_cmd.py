@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
@@ -110,13 +109,14 @@ def run_command(
                                            jobs=jobs))
         else:
             reporter = _Rich() if console.is_terminal else _Plain()
-            with _sigterm_as_interrupt():  # a cancelled CI job: temp files and half cache entries are removed
-                try:
-                    result = run_pipeline(config=config, out=out, cache_dir=None if no_cache else cache_dir, shard=shard,
+            # a cancelled CI job (SIGTERM) unwinds like Ctrl-C (segexport.core.interrupts): temp files and
+            # half-written cache entries are removed, exit 143
+            try:
+                result = run_pipeline(config=config, out=out, cache_dir=None if no_cache else cache_dir, shard=shard,
                                       baseline=baseline, only=only, jobs=jobs, reporter=reporter)
-                except CheckFailed as exc:
-                    _summary(exc.result.manifest, out)
-                    raise
+            except CheckFailed as exc:
+                _summary(exc.result.manifest, out)
+                raise
     except ConfigError as exc:
         for line in exc.lines:
             err_console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
@@ -155,27 +155,6 @@ def merge_command(
     _summary(merged, out)
     if not passed(merged):
         raise CheckFailed(f"a check or gate failed: see {out / 'report.md'} (and junit.xml)")
-
-
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (how CI systems cancel a job) raises KeyboardInterrupt, so every ``finally``
-    that removes a temp file runs, as it does for Ctrl-C."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _summary(manifest: dict, out: Path) -> None:

@@ -17,8 +17,15 @@ import signal
 _pending: int | None = None
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived: a BaseException so that ``except Exception`` in libraries lets it pass."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived.
+
+    A ``KeyboardInterrupt`` on purpose: every library and every layer of segexport already treats
+    Ctrl-C as "stop now, unwind, clean up" (``except Exception`` lets it pass, the pipeline stops
+    instead of recording a step error, polygraphy and torch re-raise it). A cancelled CI job must
+    get exactly that treatment; only the exit code (143, not 130) tells the two apart, so callers
+    check ``Terminated`` before ``KeyboardInterrupt``.
+    """
 
     def __init__(self, signum: int = signal.SIGTERM) -> None:
         super().__init__(f"signal {signum}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,19 +40,14 @@ def check_out_dir(out: str | Path, flag: str = "--out") -> Path:
 def staged_dir(out: str | Path, flag: str = "--out") -> Iterator[Path]:
     """Yield a hidden staging folder beside ``out``; rename it onto ``out`` only if the block succeeds.
 
-    SIGTERM is turned into an exception for the duration (where this runs in the main thread),
-    so ``kill`` cleans up like Ctrl-C does.
+    In the CLI a SIGTERM unwinds like Ctrl-C (``segexport.core.interrupts``), so ``kill`` removes
+    the staging folder too.
     """
     from segexport.core.files import as_if_created
 
     out = check_out_dir(out, flag)
     parent = out.parent if str(out.parent) else Path(".")
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=parent))
-    previous = None
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        previous = None
     try:
         yield stage
         as_if_created(stage, 0o777)
@@ -63,12 +57,6 @@ def staged_dir(out: str | Path, flag: str = "--out") -> Iterator[Path]:
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)

@@ -252,6 +252,35 @@ def test_a_signal_mid_run_removes_every_temp_and_exits_as_the_shell_expects(tmp_
     assert list(tmp_path.iterdir()) == []  # no staging folder, no partial set, and the stale one swept
 
 
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_pipeline_stops_the_run_instead_of_recording_a_step_error(tmp_path, sig, code):
+    """A cancelled CI job (SIGTERM) during a pipeline step must stop the run, not become that
+    step's "error" verdict while the run goes on to the next step and writes a manifest."""
+    (tmp_path / "segexport.toml").write_text(
+        '[[models]]\nname = "u"\nmodel = "unet"\nwidth = 0.0625\nnum_classes = 3\ninput_size = "32x32"\n'
+        'parity_count = 1\nbench_backends = ["torch", "ort-cpu"]\nbench_iterations = 1000000\n'
+        'bench_warmup = 0\nbench_trials = 2\n')
+    proc = subprocess.Popen([sys.executable, "-m", "segexport", "pipeline", "run", "segexport.toml", "--out", "out",
+                             "--cache-dir", "cache"], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stdout:  # one line a finished step: bench (a million iterations) comes after parity
+        seen.append(line)
+        if " parity: " in line:
+            break
+    assert any(" parity: " in line for line in seen), (seen, proc.communicate())
+    time.sleep(1.0)  # inside bench's timing loop
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, (out, err)
+    assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err, err
+    assert " bench: " not in out  # no step verdict recorded for the interrupted step
+    assert not (tmp_path / "out" / "manifest.json").exists()  # no report claiming a finished run
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".") or "segexport-" in p.name
+                 or p.name.endswith((".tmp", ".partial"))]
+    assert leftovers == []
+
+
 def test_ctrl_c_inside_a_tensorrt_logger_callback_is_not_swallowed():
     """pybind11 swallows a KeyboardInterrupt raised inside the logger callback; the callback
     records it and the parse/build call site re-raises it."""
