@@ -20,6 +20,24 @@ from segexport._version import __version__
 from segexport.cli.common import err_console
 from segexport.errors import SegexportError
 
+def _flags_show_no_value_type() -> None:
+    """Typer 0.2x prints a value type after every option, ``<bool>`` after flags (``--help <bool>``,
+    ``--dynamic-batch <bool>``), which reads as if the flag took a value. A flag takes none: show
+    no type for it, as click and earlier Typer did. Guarded, so a Typer without the hook is untouched."""
+    option = getattr(getattr(typer, "core", None), "TyperOption", None)
+    show = getattr(option, "display_type_rich", None)
+    if show is None or getattr(show, "_segexport", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else show(self, ctx)
+
+    display_type_rich._segexport = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_flags_show_no_value_type()
+
 app = typer.Typer(
     name="segexport",
     help=(

@@ -44,3 +44,14 @@ def test_help_prints_whole_sentences(run_cli):
     assert result.exit_code == 0
     flat = " ".join(line.strip(" │") for line in result.stdout.splitlines())
     assert "pixel agreement of the label maps" in flat
+
+
+@pytest.mark.parametrize("args", [("onnx",), ("bench",), ("pipeline", "run")])
+def test_flags_show_no_value_type_and_value_options_keep_theirs(run_cli, args):
+    """A flag takes no value: `--help <bool>` or `--argmax <bool>` would teach users to write one."""
+    result = run_cli(*args, "--help")
+    assert result.exit_code == 0
+    rows = {line.strip(" │").split()[0]: line for line in result.stdout.splitlines() if line.strip(" │").startswith("--")}
+    assert "<bool>" not in result.stdout
+    assert rows["--help"].split("--help", 1)[1].strip(" │").startswith("Show this message")
+    assert any("<" in line for name, line in rows.items() if name != "--help")  # value options still say what they take
