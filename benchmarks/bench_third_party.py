@@ -7,8 +7,9 @@ and build it, and do fp16 / int8 calibrate.
 
 The models are the small random-init look-alikes of torchvision, segmentation_models_pytorch,
 Hugging Face and MONAI networks in tests/exporter/third_party_models.py (their output
-containers and upsampling idioms, tiny channels), plus the real MONAI networks when `monai`
-is installed (`pip install -e ".[thirdparty]"`). Each goes through the library calls behind
+containers and upsampling idioms, tiny channels), plus the real networks of MONAI,
+torchvision, segmentation_models_pytorch and transformers where each is installed (MONAI:
+`pip install -e ".[thirdparty]"`). Each goes through the library calls behind
 `segexport onnx`, `segexport lint --build` and `segexport calibrate`; a failure is recorded
 as its one-line message, not a traceback. Results: benchmarks/results/third_party_cpu.json.
 """
@@ -16,6 +17,7 @@ as its one-line message, not a traceback. Results: benchmarks/results/third_part
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -38,9 +40,14 @@ CASES = [
     ("smp Unet (scale_factor nearest, scSE mean)", "smp_unet", dict(input_size=(64, 64))),
     ("smp FPN (UpsamplingBilinear2d x4)", "smp_fpn", dict(input_size=(64, 64))),
     ("smp PSPNet (Upsample x8 bilinear)", "smp_pspnet", dict(input_size=(64, 64))),
-    # AdaptiveAvgPool2d(2) traces with its kernel frozen at one size: a dynamic export must be refused
-    ("smp PSPNet dynamic (expected: refused)", "smp_pspnet", dict(input_size=(64, 64), dynamic=("hw",),
-                                                                  hw_range=((32, 32), (128, 128)))),
+    # AdaptiveAvgPool2d(2): PyTorch's lowering freezes it at the traced size; segexport's
+    # shape-following pooling (exporter/adaptive_pool.py) keeps it right at every size
+    ("smp PSPNet dynamic (AdaptiveAvgPool2d 1, 2)", "smp_pspnet", dict(input_size=(64, 64), dynamic=("hw",),
+                                                                       hw_range=((32, 32), (128, 128)))),
+    ("HF UperNet dynamic (PPM 1, 2, 3, 6 in a list)", "hf_upernet", dict(input_size=(64, 64), dynamic=("hw",))),
+    # replicate-pads odd sizes in Python: frozen at the traced case, a dynamic export must be refused
+    ("MONAI BasicUNet dynamic, odd (expected: refused)", "monai_basicunet",
+     dict(input_size=(33, 37), dynamic=("hw",), hw_range=((32, 32), (48, 48)))),
     ("smp DeepLabV3+ (interpolate x4)", "smp_deeplabv3plus", dict(input_size=(64, 64))),
     ("HF Segformer (.logits at 1/4, --upsample-logits)", "hf_segformer",
      dict(input_size=(64, 64), upsample_logits=True, dynamic=("hw",))),
@@ -49,9 +56,21 @@ CASES = [
     ("scale_factor matrix, bilinear", "scale_matrix", dict(input_size=(48, 64), model_args={"mode": "bilinear"})),
     ("scale_factor matrix, nearest", "scale_matrix", dict(input_size=(48, 64), model_args={"mode": "nearest"})),
 ]
-REAL_MONAI = [
-    ("monai.networks.nets.BasicUNet (real)", "real_monai_basicunet", dict(input_size=(64, 64))),
-    ("monai.networks.nets.SegResNet (real)", "real_monai_segresnet", dict(input_size=(64, 64))),
+# (library module, label, factory, options): run where the library is installed
+REAL = [
+    ("monai", "monai.networks.nets.BasicUNet (real)", "real_monai_basicunet", dict(input_size=(64, 64))),
+    ("monai", "monai.networks.nets.SegResNet (real)", "real_monai_segresnet", dict(input_size=(64, 64))),
+    ("torchvision", "torchvision lraspp_mobilenet_v3_large (real)", "real_tv_lraspp",
+     dict(input_size=(96, 128), dynamic=("batch", "hw"))),
+    ("torchvision", "torchvision deeplabv3_mobilenet_v3_large (real)", "real_tv_deeplabv3", dict(input_size=(96, 128))),
+    ("segmentation_models_pytorch", "smp PSPNet resnet18 (real)", "real_smp",
+     dict(input_size=(64, 96), dynamic=("hw",), hw_range=((32, 32), (256, 256)), model_args={"arch": "PSPNet"})),
+    ("segmentation_models_pytorch", "smp UPerNet resnet18 (real)", "real_smp",
+     dict(input_size=(64, 96), model_args={"arch": "UPerNet"})),
+    ("transformers", "transformers UperNetForSemanticSegmentation (real)", "real_hf_upernet",
+     dict(input_size=(64, 96), dynamic=("hw",))),
+    ("transformers", "transformers SegformerForSemanticSegmentation (real)", "real_hf_segformer",
+     dict(input_size=(64, 96), dynamic=("hw",), upsample_logits=True)),
 ]
 
 
@@ -101,13 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cases = [(label, f"{MODELS}:{factory}", opts) for label, factory, opts in CASES]
-    try:
-        import monai  # noqa: F401
-
-        real = ROOT / "tests" / "exporter" / "real_third_party.py"
-        cases += [(label, f"{real}:{factory}", opts) for label, factory, opts in REAL_MONAI]
-    except ImportError:
-        pass
+    real = ROOT / "tests" / "exporter" / "real_third_party.py"
+    cases += [(label, f"{real}:{factory}", opts) for module, label, factory, opts in REAL
+              if importlib.util.find_spec(module) is not None]
     if args.models != "all":
         wanted = set(args.models.split(","))
         cases = [c for c in cases if c[1].rpartition(":")[2] in wanted]

@@ -329,8 +329,14 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
         if table:
             kwargs["custom_translation_table"] = table
     sink = io.StringIO()
+    pooling: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if "height" in dynamic:  # PyTorch's own lowering freezes adaptive pooling at the traced size
+        from segexport.exporter.adaptive_pool import shape_following_adaptive_pooling
+
+        pooling = shape_following_adaptive_pooling()
     try:
-        with torch.no_grad(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_warnings():
+        with torch.no_grad(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_warnings(), \
+                pooling:
             program = torch.onnx.export(
                 model,
                 (example,),

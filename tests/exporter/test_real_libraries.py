@@ -1,10 +1,14 @@
-"""The real MONAI networks (random init, nothing downloaded) through `segexport onnx`: odd sizes,
-nearest/bilinear upsampling, verified against PyTorch, linted, built by TensorRT-RTX and reduced.
-Skipped without MONAI (``pip install -e ".[thirdparty]"``); the look-alikes in
+"""Real third-party networks (random init, nothing downloaded) through `segexport onnx`: verified
+against PyTorch at every shape of the profile, linted, built by TensorRT-RTX and reduced.
+
+Each library is optional and each case skips with its reason where the library is missing: only
+MONAI is in the ``thirdparty`` extra (``pip install -e ".[thirdparty]"``); torchvision,
+segmentation_models_pytorch and transformers run where a user has them. The look-alikes in
 test_third_party.py always run."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,19 +16,38 @@ import pytest
 from segexport.exporter.metadata import read_record
 from tests.conftest import require_tensorrt_rtx
 
-pytest.importorskip("monai", reason="MONAI not installed: pip install -e '.[thirdparty]' to export its real networks")
-
 FACTORIES = Path(__file__).with_name("real_third_party.py")
 
 
-@pytest.mark.parametrize("factory, size, classes", [("real_monai_basicunet", "33x37", 2),
-                                                    ("real_monai_segresnet", "32x48", 3)])
-def test_real_monai_network_exports_builds_and_reduces(run_cli, tmp_path, factory, size, classes):
+def _needs(module: str):
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                              reason=f"{module} not installed: install it to export its real networks")
+
+
+# factory, flags, expected classes, library
+CASES = [
+    pytest.param("real_monai_basicunet", ["--input-size", "33x37"], 2, marks=_needs("monai"), id="monai-basicunet-odd"),
+    pytest.param("real_monai_segresnet", ["--input-size", "32x48"], 3, marks=_needs("monai"), id="monai-segresnet"),
+    pytest.param("real_tv_lraspp", ["--input-size", "96x128", "--dynamic", "batch,hw"], 5,
+                 marks=_needs("torchvision"), id="torchvision-lraspp-dynamic"),
+    pytest.param("real_smp", ["--model-arg", "arch=PSPNet", "--input-size", "64x96", "--dynamic", "hw",
+                              "--hw-range", "32x32:256x256"], 4,
+                 marks=_needs("segmentation_models_pytorch"), id="smp-pspnet-dynamic"),
+    pytest.param("real_hf_upernet", ["--input-size", "64x96", "--dynamic", "hw"], 4,
+                 marks=_needs("transformers"), id="hf-upernet-dynamic"),
+    pytest.param("real_hf_segformer", ["--input-size", "64x96", "--dynamic", "hw", "--upsample-logits"], 4,
+                 marks=_needs("transformers"), id="hf-segformer-dynamic"),
+]
+
+
+@pytest.mark.parametrize("factory, flags, classes", CASES)
+def test_real_network_exports_builds_and_reduces(run_cli, tmp_path, factory, flags, classes):
     out = tmp_path / f"{factory}.onnx"
-    result = run_cli("onnx", "--model", f"{FACTORIES}:{factory}", "--input-size", size, "--out", out)
+    result = run_cli("onnx", "--model", f"{FACTORIES}:{factory}", *flags, "--out", out)
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert "lint: 0 errors, 0 warnings" in result.stdout and "pass" in result.stdout
-    assert read_record(out).num_classes == classes  # the factory's out_channels, from its output
+    assert "lint: 0 errors, 0 warnings" in result.stdout
+    assert result.stdout.count("pass") == (3 if "--dynamic" in flags else 1)  # every shape verified
+    assert read_record(out).num_classes == classes  # the factory's own class count, from its output
     for precision in ("fp16", "int8"):
         reduced = run_cli("calibrate", out, "--precision", precision, "--calib-count", "4", "--eval-count", "2")
         assert reduced.exit_code == 0, reduced.stdout + reduced.stderr

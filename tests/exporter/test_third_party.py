@@ -108,14 +108,49 @@ def test_dynamic_hw_exports_and_builds(run_cli, tmp_path, factory, flags):
     assert built.exit_code == 0 and "engine: built" in built.stdout, built.stdout
 
 
-def test_dynamic_adaptive_pool_is_refused_by_verification(run_cli, tmp_path):
-    """smp PSPNet's AdaptiveAvgPool2d(2) exports with its kernel frozen at the traced size, so a
-    dynamic export is wrong at every other size: the CLI's min/opt/max verification refuses it
-    (exit 1, one line) instead of shipping it. Static exports of it are exact (above)."""
-    out = tmp_path / "psp.onnx"
-    result = run_cli("onnx", "--model", ref("smp_pspnet"), "--dynamic", "hw", "--input-size", "48x48",
-                     "--hw-range", "32x32:64x64", "--out", out)
-    assert_one_line_error(result, "ONNX Runtime disagrees with PyTorch at input [1, 3, 48, 48]", code=1)
+@pytest.mark.parametrize("factory, flags", [
+    ("smp_pspnet", ["--input-size", "48x48", "--hw-range", "32x32:96x96"]),
+    ("hf_upernet", ["--input-size", "64x64", "--hw-range", "32x48:128x160"]),
+], ids=["smp_pspnet", "hf_upernet"])
+def test_dynamic_adaptive_pooling_is_right_at_every_size_of_the_profile(run_cli, tmp_path, factory, flags):
+    """PyTorch lowers AdaptiveAvgPool2d(k > 1) with its kernel frozen at the traced size; the
+    export swaps in shape-following pooling (segexport/exporter/adaptive_pool.py). Checked with
+    the same weights at sizes the CLI's min/opt/max verification never sees (odd, non-multiples
+    of the pooled size, a batch of 2), plus the TensorRT-RTX build."""
+    import numpy as np
+    import torch
+
+    from segexport.core.sessions import ort_session
+    from segexport.models.loading import load_model
+
+    weights, out = tmp_path / "w.pt", tmp_path / f"{factory}.onnx"
+    model = load_model(ref(factory)).model.eval()
+    torch.save(model.state_dict(), weights)
+    result = run_cli("onnx", "--model", ref(factory), "--weights", weights, "--dynamic", "batch,hw", *flags,
+                     "--out", out)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    session = ort_session(out)
+    for shape in [(2, 3, 40, 56), (1, 3, 88, 72), (1, 3, 96, 96) if factory == "smp_pspnet" else (1, 3, 37, 131)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            reference = model(x)
+        reference = getattr(reference, "logits", reference).numpy()
+        got = session.run(None, {"input": x.numpy()})[0]
+        assert np.abs(got - reference).max() <= 1e-5 * max(1.0, np.abs(reference).max()), shape
+        assert (got.argmax(1) == reference.argmax(1)).all(), shape
+    require_tensorrt_rtx()
+    built = run_cli("lint", out, "--build")
+    assert built.exit_code == 0 and "engine: built" in built.stdout, built.stdout
+
+
+def test_a_forward_that_branches_on_the_input_size_is_refused_by_verification(run_cli, tmp_path):
+    """MONAI replicate-pads an upsampled map to its skip's odd size in Python: torch.export freezes
+    the traced case, so the dynamic export is wrong elsewhere. The CLI's min/opt/max verification
+    refuses it (exit 1, one line naming the cause) instead of shipping it."""
+    out = tmp_path / "basicunet.onnx"
+    result = run_cli("onnx", "--model", ref("monai_basicunet"), "--dynamic", "hw", "--input-size", "33x37",
+                     "--hw-range", "32x32:48x48", "--out", out)
+    assert_one_line_error(result, "the model's forward depends on the input size", code=1)
     assert not out.exists()
 
 

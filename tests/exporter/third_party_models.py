@@ -15,6 +15,9 @@ library (what forward returns, how it upsamples, how it pools), which is what br
   "divisible by output stride" input check.
 - Hugging Face Segformer: an output object with ``.logits`` at 1/4 of the input size
   (a ``ModelOutput`` is an OrderedDict subclass with attribute access).
+- Hugging Face UperNet: a pyramid pooling module (``AdaptiveAvgPool2d`` 1, 2, 3, 6) whose
+  blocks keep their layers in a plain Python list as well as registering them, logits resized
+  to the input inside the model.
 - MONAI BasicUNet / SegResNet: ``nn.Upsample(scale_factor=2, mode="nearest")`` and
   ``"bilinear"``, odd input sizes handled by replicate-padding the upsampled map.
 """
@@ -303,6 +306,47 @@ def hf_segformer_dict(num_classes: int = 5) -> nn.Module:
             return _ModelOutput(logits=super().forward(pixel_values).logits)
 
     return _Wrapped(num_classes)
+
+
+class _UperNetPoolingBlock(nn.Module):
+    """As ``UperNetPyramidPoolingBlock``: layers registered *and* kept in a plain list, which
+    forward iterates (so swapping a registered child would not change what runs)."""
+
+    def __init__(self, scale: int, c: int, out: int, pool: type = nn.AdaptiveAvgPool2d) -> None:
+        super().__init__()
+        self.layers = [pool(scale), nn.Conv2d(c, out, 1), nn.ReLU()]
+        for i, layer in enumerate(self.layers):
+            self.add_module(str(i), layer)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class _UperNet(nn.Module):
+    """A stride-16 backbone, a PPM of scales (1, 2, 3, 6) (plus one adaptive *max* pooling branch,
+    as some PSP variants use), an FPN-style fuse, logits bilinearly resized to the input."""
+
+    def __init__(self, num_labels: int) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, 4, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
+                                      nn.Conv2d(16, 16, 3, 2, 1), nn.ReLU())
+        self.ppm = nn.ModuleList([_UperNetPoolingBlock(s, 16, 4) for s in (1, 2, 3, 6)]
+                                 + [_UperNetPoolingBlock(2, 16, 4, nn.AdaptiveMaxPool2d)])
+        self.bottleneck = nn.Conv2d(16 + 5 * 4, 8, 3, padding=1)
+        self.classifier = nn.Conv2d(8, num_labels, 1)
+
+    def forward(self, pixel_values):
+        f = self.backbone(pixel_values)
+        pooled = [F.interpolate(p(f), size=f.shape[2:], mode="bilinear", align_corners=False) for p in self.ppm]
+        logits = self.classifier(self.bottleneck(torch.cat([f, *pooled], dim=1)))
+        logits = F.interpolate(logits, size=pixel_values.shape[2:], mode="bilinear", align_corners=False)
+        return _Output(logits=logits)
+
+
+def hf_upernet(num_labels: int = 4) -> nn.Module:
+    return _UperNet(num_labels)
 
 
 # ---------------------------------------------------------------- MONAI
