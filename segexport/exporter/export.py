@@ -145,7 +145,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
         raise
     except Exception as exc:  # the model's own forward: a user model fed the wrong thing
         raise forward_error(loaded.name, example, exc) from exc
-    notes: list[str] = []
+    notes: list[str] = list(loaded.notes)
     choice = choose_output(loaded.name, example, output, key=options.output_key, upsample=options.upsample_logits)
     if choice.note:
         notes.append(choice.note)

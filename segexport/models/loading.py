@@ -20,7 +20,7 @@ import importlib.util
 import inspect
 import math
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class LoadedModel:
     width: float
     weights_sha256: str | None = None
     num_classes_source: str = "--num-classes"  # or: "zoo default", "factory default", "checkpoint head", "model output"
+    notes: list[str] = field(default_factory=list)  # how the checkpoint was read, for the user to see
 
 
 ZOO_NUM_CLASSES = 21  # PASCAL VOC, what the zoo's papers train on; user factories keep their own default
@@ -109,7 +110,8 @@ def _load(ref: str, *, num_classes: int | None, width: float, model_args: dict[s
         num_classes, source = _factory_num_classes(ref, factory, num_classes, model_args, weights)
         model, spec = _build_user_model(ref, factory, num_classes=num_classes, width=width, model_args=model_args)
         if given is None and weights is not None and num_classes is not None:
-            head = _checkpoint_head_classes(model, read_state_dict(weights), num_classes)
+            head = _checkpoint_head_classes(model, align_to_model(read_state_dict(weights), model.state_dict(),
+                                                                 weights), num_classes)
             if source == "placeholder":  # the head fits the build (or load_weights below names the mismatch)
                 source = "checkpoint head"
             if head is not None and head != num_classes:
@@ -121,11 +123,11 @@ def _load(ref: str, *, num_classes: int | None, width: float, model_args: dict[s
         if num_classes is None and spec.class_names and "class_names" in (getattr(model, "segexport_spec", None) or {}):
             num_classes, source = len(spec.class_names), "segexport_spec class_names"
         name = spec.name
-    sha = None
+    sha, notes = None, []
     if weights is not None:
-        sha = load_weights(model, weights, model_name=name, num_classes=num_classes, width=width)
+        sha = load_weights(model, weights, model_name=name, num_classes=num_classes, width=width, notes=notes)
     return LoadedModel(model=model.eval(), name=name, spec=spec, num_classes=num_classes, width=width,
-                       weights_sha256=sha, num_classes_source=source)
+                       weights_sha256=sha, num_classes_source=source, notes=notes)
 
 
 def _factory_num_classes(ref: str, factory, given: int | None, model_args: dict[str, Any], weights) -> tuple[int | None, str]:
@@ -370,14 +372,45 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(model: nn.Module, path: str | Path, *, model_name: str, num_classes: int, width: float) -> str:
+def align_to_model(state: dict[str, torch.Tensor], own_keys, path: str | Path,
+                   notes: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors under the model's own key names.
+
+    Training frameworks save the network under the attribute that held it: a Lightning
+    checkpoint's ``state_dict`` reads ``model.encoder.conv1.weight`` (``self.model = net``),
+    next to entries of the loss or metrics. When the keys do not match as they are, and exactly
+    one prefix puts *every* model key in the checkpoint, the tensors under that prefix are the
+    model and the rest is the framework's. Two such prefixes (a model and its EMA copy) are a
+    choice only the user can make: refused, naming both.
+    """
+    own_keys = list(own_keys)
+    if not own_keys or all(k in state for k in own_keys):
+        return state
+    probe = own_keys[0]
+    prefixes = {k[: -len(probe)] for k in state if k.endswith("." + probe)}
+    fitting = sorted(p for p in prefixes if all(p + k in state for k in own_keys))
+    if len(fitting) == 1:
+        if notes is not None:
+            others = len(state) - len(own_keys)
+            notes.append(f"weights: the {fitting[0]!r} entries of {Path(path).name}"
+                         + (f" (ignored {others} other tensor(s) of the training framework)" if others else ""))
+        return {k: state[fitting[0] + k] for k in own_keys}
+    if len(fitting) > 1:
+        raise UserError(f"checkpoint {str(path)!r} holds the model {len(fitting)} times, under "
+                        f"{', '.join(repr(p) for p in fitting[:4])}: save the copy you want alone with "
+                        "torch.save(model.state_dict(), path)")
+    return state
+
+
+def load_weights(model: nn.Module, path: str | Path, *, model_name: str, num_classes: int, width: float,
+                 notes: list[str] | None = None) -> str:
     """Load ``path`` strictly into ``model``; return the file's SHA-256.
 
     A mismatch is summarised on one line (first missing, unexpected and mis-shaped keys)
     with the likely fix, instead of PyTorch's multi-page RuntimeError.
     """
-    state = read_state_dict(path)
     own = model.state_dict()
+    state = align_to_model(read_state_dict(path), own, path, notes)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [(k, tuple(state[k].shape), tuple(own[k].shape)) for k in own if k in state and state[k].shape != own[k].shape]

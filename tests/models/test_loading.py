@@ -79,7 +79,7 @@ def test_unknown_factory_argument_is_a_user_error(user_pkg):
     assert "--model-arg" in err.value.cli_message
 
 
-@pytest.mark.parametrize("wrap", ["plain", "state_dict", "model+module", "compiled"])
+@pytest.mark.parametrize("wrap", ["plain", "state_dict", "model+module", "compiled", "lightning", "lightning+module"])
 def test_checkpoint_round_trip(tmp_path, wrap):
     torch.manual_seed(0)
     src = load_model("unet", num_classes=3, width=TINY_WIDTH).model
@@ -90,6 +90,11 @@ def test_checkpoint_round_trip(tmp_path, wrap):
         obj = {"model": {f"module.{k}": v for k, v in state.items()}}
     elif wrap == "compiled":
         obj = {f"_orig_mod.{k}": v for k, v in state.items()}
+    elif wrap == "lightning":  # self.net = model inside a LightningModule, plus the loss's own tensors
+        obj = {"state_dict": {**{f"net.{k}": v for k, v in state.items()}, "criterion.weight": torch.ones(3)},
+               "epoch": 7, "global_step": 100}
+    elif wrap == "lightning+module":
+        obj = {"state_dict": {f"module.model.seg.{k}": v for k, v in state.items()}}
     else:
         obj = state
     path = tmp_path / "ckpt.pt"
@@ -100,6 +105,17 @@ def test_checkpoint_round_trip(tmp_path, wrap):
     with torch.no_grad():
         assert torch.equal(src.eval()(x), loaded.model(x))
     assert loaded.weights_sha256 and len(loaded.weights_sha256) == 64
+    if wrap.startswith("lightning"):
+        assert loaded.notes and ("'net.'" in loaded.notes[0] or "'model.seg.'" in loaded.notes[0]), loaded.notes
+
+
+def test_a_checkpoint_holding_the_model_twice_is_a_choice_left_to_the_user(tmp_path):
+    state = load_model("unet", num_classes=3, width=TINY_WIDTH).model.state_dict()
+    path = tmp_path / "ema.pt"
+    torch.save({"state_dict": {**{f"model.{k}": v for k, v in state.items()},
+                               **{f"model_ema.module.{k}": v for k, v in state.items()}}}, path)
+    with pytest.raises(UserError, match="holds the model 2 times.*'model.'.*'model_ema.module.'"):
+        load_model("unet", num_classes=3, width=TINY_WIDTH, weights=path)
 
 
 def test_wrong_classes_checkpoint_names_key_and_fix(tmp_path):
