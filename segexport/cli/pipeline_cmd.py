@@ -79,6 +79,7 @@ def run_command(
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous manifest.json (the release): fail on accuracy or latency regressions against it."),
     only: Optional[str] = typer.Option(None, "--only", help="Run one model (NAME) or one variant (NAME:PRECISION)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, 'cached' or 'to run' per step, and run nothing."),
+    trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let the config's module:factory / file.py:factory models be imported and run (off: a config naming code is refused; zoo names need nothing)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Accepted for CI files; steps run one at a time (torch and ONNX Runtime already use every core, and parallel latency trials would time each other)."),
 ) -> None:
     """Export, lint, calibrate, build engines, check parity and latency for every model x precision of CONFIG.
@@ -106,14 +107,15 @@ def run_command(
         if dry_run:
             rows = run_plan(RunOptions(config=config, out=out, cache_dir=None if no_cache else cache_dir,
                                            shard=parse_shard(shard), baseline=baseline, only=only, dry_run=True,
-                                           jobs=jobs))
+                                           jobs=jobs, trust_model_code=trust_model_code))
         else:
             reporter = _Rich() if console.is_terminal else _Plain()
             # a cancelled CI job (SIGTERM) unwinds like Ctrl-C (segexport.core.interrupts): temp files and
             # half-written cache entries are removed, exit 143
             try:
                 result = run_pipeline(config=config, out=out, cache_dir=None if no_cache else cache_dir, shard=shard,
-                                      baseline=baseline, only=only, jobs=jobs, reporter=reporter)
+                                      baseline=baseline, only=only, jobs=jobs, reporter=reporter,
+                                      trust_model_code=trust_model_code)
             except CheckFailed as exc:
                 _summary(exc.result.manifest, out)
                 raise

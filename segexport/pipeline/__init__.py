@@ -31,10 +31,11 @@ class PipelineResult:
 
 def run_pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache_dir: str | Path | None = ".segexport-cache",
              shard: str | None = None, baseline: str | Path | None = None, only: str | None = None, jobs: int = 1,
-             reporter: Any = None) -> PipelineResult:
+             reporter: Any = None, trust_model_code: bool = False) -> PipelineResult:
     """Every model x precision of a pipeline config, exported, checked and written with its manifest
     (``segexport pipeline run``; ``cache_dir=None`` is ``--no-cache``). CheckFailed, after every step
-    ran and the reports were written, when a check or gate failed."""
+    ran and the reports were written, when a check or gate failed. A config naming module:factory
+    models needs ``trust_model_code=True``: the config is a file, and no file names code that runs."""
     from segexport.pipeline.manifest import append_step_summary, passed, write_outputs
     from segexport.pipeline.plan import parse_shard
     from segexport.pipeline.run import RunOptions
@@ -47,9 +48,10 @@ def run_pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} is a file: give a folder")
     opts = RunOptions(config=Path(config), out=out, cache_dir=None if cache_dir is None else Path(cache_dir), shard=parse_shard(shard),
-                      baseline=None if baseline is None else Path(baseline), only=only, dry_run=False, jobs=jobs)
+                      baseline=None if baseline is None else Path(baseline), only=only, dry_run=False, jobs=jobs,
+                      trust_model_code=trust_model_code)
+    manifest = run_plan(opts, reporter)  # a refused config leaves no empty --out behind
     out.mkdir(parents=True, exist_ok=True)
-    manifest = run_plan(opts, reporter)
     write_outputs(out, manifest)
     append_step_summary(out)
     result = PipelineResult(out=out, manifest=manifest, passed=passed(manifest))

@@ -47,6 +47,7 @@ class RunOptions:
     only: str | None = None
     dry_run: bool = False
     jobs: int = 1
+    trust_model_code: bool = False  # run (and, to key the cache, locate) the config's module:factory models
 
 
 @dataclass
@@ -65,6 +66,19 @@ class _State:
 
 def _config_sha(config: PipelineConfig) -> str:
     return hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_model_code_trusted(config, opts: RunOptions) -> None:
+    """A config is a file, and files are data: one that names code (``model = "nets.py:build"``,
+    ``"pkg.nets:build"``) runs it only when the command line says so. Checked before anything,
+    the plan included: locating ``pkg.nets`` to hash it imports ``pkg``."""
+    from segexport.models.registry import is_zoo_name
+
+    code = [f"models[{i}] {e.model!r}" for i, e in enumerate(config.models) if not is_zoo_name(e.model)]
+    if code and not opts.trust_model_code:
+        listed = ", ".join(code[:3]) + (f" (+{len(code) - 3} more)" if len(code) > 3 else "")
+        raise UserError(f"{opts.config.name} names model code to import and run: {listed}; a config is data and "
+                        "runs no code unless the command line says so: pass --trust-model-code if you trust it")
 
 
 def _model_source(entry, base: Path) -> str | None:
@@ -97,6 +111,7 @@ class Runner:
     def __init__(self, opts: RunOptions, reporter: Reporter | None = None) -> None:
         self.opts = opts
         self.config, self.base = load_config(opts.config)
+        _check_model_code_trusted(self.config, opts)
         self.units = plan(self.config, opts.shard, opts.only)
         self.total_units = len(full_plan(self.config))
         self.cache = StepCache(opts.cache_dir)

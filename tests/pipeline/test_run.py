@@ -176,3 +176,38 @@ def test_deploy_bundles_come_out_of_the_pipeline(tiny_copy, run_cli):
     assert not any(p.endswith(".engine") and "deepstream" in p for p in paths)
     for path in paths:
         assert (tmp / "dep" / path).is_file(), path
+
+
+_USER_MODEL = '''
+from pathlib import Path
+Path(__file__).with_name("IMPORTED").write_text("this module ran")
+
+import torch.nn as nn
+
+
+def build(num_classes: int = 3):
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, num_classes, 1))
+'''
+
+
+def test_a_config_naming_model_code_runs_it_only_with_trust_model_code(run_cli, tmp_path):
+    """The config is a file, and a file never names code that runs: `model = "nets.py:build"` (or a
+    dotted module, whose package __init__ runs when it is located) is refused, dry run included,
+    before anything is imported; `--trust-model-code` on the command line runs it."""
+    (tmp_path / "nets.py").write_text(_USER_MODEL)
+    config = tmp_path / "segexport.toml"
+    config.write_text('[defaults]\nbench_backends = ["ort-cpu"]\nbench_iterations = 1\nbench_warmup = 0\n'
+                      'bench_trials = 1\nparity_count = 1\n\n'
+                      '[[models]]\nname = "mine"\nmodel = "nets.py:build"\ninput_size = "16x16"\n\n'
+                      '[[models]]\nname = "zoo"\nmodel = "unet"\nwidth = 0.0625\nnum_classes = 3\ninput_size = "32x32"\n')
+    for extra in ([], ["--dry-run"]):
+        result = run_cli("pipeline", "run", config, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache", *extra)
+        assert result.exit_code == 2, result.stdout + result.stderr
+        assert "models[0] 'nets.py:build'" in result.stderr and "--trust-model-code" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "IMPORTED").exists()  # not imported, not even to hash or plan
+        assert not (tmp_path / "out").exists()
+    result = run_cli("pipeline", "run", config, "--out", tmp_path / "out", "--cache-dir", tmp_path / "cache",
+                     "--only", "mine", "--trust-model-code")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert (tmp_path / "IMPORTED").exists() and (tmp_path / "out" / "mine" / "mine.fp32.onnx").is_file()
