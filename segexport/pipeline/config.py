@@ -16,6 +16,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from segexport.core.limits import MAX_BATCH, MAX_COUNT, MAX_ITERATIONS, MAX_NUM_CLASSES
 from segexport.errors import UserError
 
 SCHEMA = 1
@@ -38,7 +39,9 @@ def _size(text: str) -> tuple[int, int]:
 class Settings(BaseModel):
     """Everything a model may override from ``[defaults]``. ``None`` = the step's own default."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity are refused in every number: a NaN budget or threshold compares false with
+    # everything, which would silently pass or fail every check
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     precisions: Optional[list[Precision]] = Field(None, min_length=1)
     opset: Optional[int] = Field(None, ge=18, le=22)
@@ -46,23 +49,23 @@ class Settings(BaseModel):
     # calibration (fp16/int8/best variants)
     calib_data: Optional[str] = None  # "synthetic", an image folder, .npy/.npz
     calib_labels: Optional[str] = None
-    calib_count: Optional[int] = Field(None, ge=1)
+    calib_count: Optional[int] = Field(None, ge=1, le=MAX_COUNT)
     calib_method: Optional[Literal["percentile", "minmax", "entropy"]] = None
     max_miou_drop: Optional[float] = Field(None, ge=0)  # budget vs fp32, mIoU points (needs labels)
     max_agreement_drop: Optional[float] = Field(None, ge=0)  # budget vs fp32, % label agreement
     # parity vs PyTorch
     parity_images: Optional[str] = None
     parity_labels: Optional[str] = None
-    parity_count: Optional[int] = Field(None, ge=1)
+    parity_count: Optional[int] = Field(None, ge=1, le=MAX_COUNT)
     parity_backends: Optional[list[str]] = None
     thresholds: Optional[dict[str, float]] = None
     # latency
     bench_backends: Optional[list[str]] = None  # [] = no bench step
     bench_batches: Optional[list[int]] = None
-    bench_iterations: Optional[int] = Field(None, ge=1)
-    bench_warmup: Optional[int] = Field(None, ge=0)
-    bench_trials: Optional[int] = Field(None, ge=1)
-    bench_threads: Optional[int] = Field(None, ge=0)  # CPU intra-op threads while timing; 0 = library default
+    bench_iterations: Optional[int] = Field(None, ge=1, le=MAX_ITERATIONS)
+    bench_warmup: Optional[int] = Field(None, ge=0, le=MAX_ITERATIONS)
+    bench_trials: Optional[int] = Field(None, ge=1, le=1000)
+    bench_threads: Optional[int] = Field(None, ge=0, le=4096)  # CPU intra-op threads while timing; 0 = library default
     # gates vs --baseline (a previous manifest)
     max_latency_regression: Optional[float] = Field(None, ge=0)  # fraction: 0.10 = 10 % slower
     max_miou_regression: Optional[float] = Field(None, ge=0)  # mIoU points below the release
@@ -75,8 +78,26 @@ class Settings(BaseModel):
     @field_validator("bench_batches")
     @classmethod
     def _batches(cls, v):
-        if v is not None and any(b < 1 for b in v):
-            raise ValueError("batch sizes must be >= 1")
+        if v is not None and any(not 1 <= b <= MAX_BATCH for b in v):
+            raise ValueError(f"batch sizes must be 1..{MAX_BATCH}")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v):
+        """The names and ranges of `segexport parity --threshold`, checked here rather than when
+        the parity step of the last model runs."""
+        if v is None:
+            return v
+        from dataclasses import fields
+
+        from segexport.core.metrics import Thresholds, check_threshold
+
+        known = [f.name for f in fields(Thresholds)]
+        for key, value in v.items():
+            if key not in known:
+                raise ValueError(f"unknown threshold {key!r}: one of {', '.join(known)}")
+            check_threshold(key, value)
         return v
 
 
@@ -93,12 +114,12 @@ class ModelEntry(Settings):
     name: str
     model: str
     width: float = Field(1.0, gt=0, le=4)
-    num_classes: int = Field(21, ge=1)
+    num_classes: int = Field(21, ge=1, le=MAX_NUM_CLASSES)
     input_size: Optional[str] = None
     weights: Optional[str] = None
     dynamic: Optional[str] = None
     hw_range: Optional[str] = None  # "32x32:96x96"
-    batch: int = Field(1, ge=1)
+    batch: int = Field(1, ge=1, le=MAX_BATCH)
     batch_range: Optional[str] = None  # "1:8"
     model_args: dict[str, Any] = Field(default_factory=dict)
 

@@ -61,6 +61,28 @@ def test_every_error_is_one_line_with_its_key_path(tmp_path):
     assert all(ln.startswith(str(tmp_path)) and "\n" not in ln for ln in lines)
 
 
+@pytest.mark.parametrize("line, key, says", [
+    ("max_latency_regression = nan", "models[0].max_latency_regression", "finite number"),
+    ("max_miou_drop = inf", "models[0].max_miou_drop", "finite number"),
+    ("width = nan", "models[0].width", "finite number"),
+    ("thresholds = { min_pixel_agreement = nan }", "models[0].thresholds.min_pixel_agreement", "finite number"),
+    ("thresholds = { min_pixel_agreement = 99.9 }", "models[0].thresholds", "fraction in 0..1"),
+    ("thresholds = { min_pixel_agreemnt = 0.9 }", "models[0].thresholds", "unknown threshold 'min_pixel_agreemnt'"),
+    ("calib_count = 1000000000000", "models[0].calib_count", "less than or equal to"),
+    ("bench_iterations = 100000000000", "models[0].bench_iterations", "less than or equal to"),
+    ("bench_batches = [1, 1000000]", "models[0].bench_batches", "batch sizes must be"),
+    ("num_classes = 100000000", "models[0].num_classes", "less than or equal to"),
+])
+def test_numbers_no_check_can_use_are_config_errors_not_late_step_errors(tmp_path, line, key, says):
+    """NaN compares false with everything (a NaN budget passes or fails every check, silently);
+    sizes beyond segexport's limits would fail hours into a run, after other models' steps."""
+    name = line.split(" = ")[0]
+    text = "\n".join(ln for ln in GOOD.splitlines() if not ln.startswith(f"{name} = ")) + "\n"  # no duplicate key
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text.replace('name = "a"\n', f'name = "a"\n{line}\n', 1)))
+    assert any(f"{key}: " in ln and says in ln for ln in info.value.lines), info.value.lines
+
+
 def test_pyproject_table_missing_files_and_bad_toml(tmp_path):
     path = _write(tmp_path, "[tool.segexport]\n" + GOOD.replace("[defaults]", "[tool.segexport.defaults]")
                   .replace("[[models]]", "[[tool.segexport.models]]"), "pyproject.toml")
