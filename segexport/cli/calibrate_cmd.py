@@ -61,7 +61,7 @@ def calibrate_command(
         calib_count=calib_count, eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
         max_agreement_drop=max_agreement_drop, out=out, trt_cache=trt_cache, trt_version=trt_version,
         rank_by=rank_by, progress=progress).details)
-    _print_report(result)
+    _print_report(result, synthetic_eval=(eval_data or data) == "synthetic")
     if json_out is not None:
         from segexport.cli.common import write_json
 
@@ -86,7 +86,7 @@ def _run_with_progress(run):
         return run(progress)
 
 
-def _print_report(result) -> None:
+def _print_report(result, synthetic_eval: bool = False) -> None:
     from rich.table import Table
 
     console.print(f"[bold green]✓[/] wrote [bold]{result.out}[/] ({result.precision}) + {result.out.name}.json")
@@ -106,7 +106,8 @@ def _print_report(result) -> None:
         console.print(f"  accuracy cost: {result.cost:.3f} {result.cost_kind} vs fp32; label agreement with fp32 "
                       f"{100 * result.pixel_agreement:.2f} %{boundary}")
     if result.miou:
-        console.print("  mIoU: " + ", ".join(f"{k} {v:.2f}" for k, v in result.miou.items()))
+        synthetic = " (synthetic images: a check of the pipeline, not of accuracy)" if synthetic_eval else ""
+        console.print("  mIoU (points of 100): " + ", ".join(f"{k} {v:.2f}" for k, v in result.miou.items()) + synthetic)
     lat = result.latency_ms
     gain = lat["fp32"] / lat[result.precision] if lat.get(result.precision) else float("nan")
     console.print(f"  ORT CPU latency (proxy, not a GPU figure): fp32 {lat['fp32']:.2f} ms, "
