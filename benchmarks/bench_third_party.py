@@ -112,6 +112,19 @@ def _one(label: str, ref: str, options: dict, tmp: Path, calibrate: bool) -> dic
     return row
 
 
+def _library_versions() -> dict[str, str]:
+    """The third-party libraries whose real networks ran (a row is only as good as its version)."""
+    from importlib import metadata
+
+    found = {}
+    for dist in ("monai", "torchvision", "segmentation-models-pytorch", "timm", "transformers"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="all", help="comma-separated factory names (default: all)")
@@ -158,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "command": "python " + " ".join(["benchmarks/bench_third_party.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "onnxslim": onnxslim.__version__},
+                    "torch": torch.__version__, "onnxslim": onnxslim.__version__,
+                    "libraries": _library_versions()},
         "results": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
