@@ -56,3 +56,29 @@ def check_seed(seed: int, flag: str = "--seed") -> None:
     """numpy's generators take 0..2**63-1 (a negative seed is a ValueError deep inside)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise UserError(f"{flag} must be an integer in 0..{MAX_SEED}, got {seed}")
+
+
+MAX_NAME_CHARS = 256
+# Characters with a meaning in the files names are written into: nvinfer's key files (`;` separates
+# list items, `#` starts a comment, `=` splits key and value) and Triton's pbtxt (`"`, `\`).
+_CONFIG_SYNTAX = set(';#="\\')
+
+
+def check_label(text, key: str) -> str:
+    """A class name: one printable line. Names end up one a line in labels.txt and inside config
+    comments; a newline would shift every later label, or start a new config key (a hostile ONNX's
+    ``custom-lib-path=/x.so`` would make DeepStream load code). Raises ValueError."""
+    if not isinstance(text, str) or not 0 < len(text) <= MAX_NAME_CHARS or not text.isprintable():
+        raise ValueError(f"{key} {str(text)[:40]!r} is not one printable line of 1..{MAX_NAME_CHARS} characters")
+    return text
+
+
+def check_tensor_name(text, key: str) -> str:
+    """A graph input/output name written into deployment configs: one printable line without the
+    characters those formats give a meaning (``; # = " \\``). Raises ValueError."""
+    check_label(text, key)
+    bad = sorted(set(text) & _CONFIG_SYNTAX)
+    if bad or text != text.strip():
+        raise ValueError(f"{key} {text[:40]!r} holds characters deployment configs give a meaning "
+                         f"({' '.join(bad) or 'leading/trailing space'})")
+    return text

@@ -89,7 +89,7 @@ def check_record(record: ExportRecord) -> None:
     """Every field a later step computes with, held to its type and range: the record comes from
     a file, and a NaN std, a batch of 0 or a 10^9-pixel size must fail here, in one line, not as
     a traceback (or an allocation the size of the disk) three steps later. Raises ValueError."""
-    from segexport.core.limits import MAX_BATCH, MAX_NUM_CLASSES, MAX_SIDE, finite_number
+    from segexport.core.limits import MAX_BATCH, MAX_NUM_CLASSES, MAX_SIDE, check_label, check_tensor_name, finite_number
 
     def integer(value, key: str, lo: int, hi: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -105,14 +105,16 @@ def check_record(record: ExportRecord) -> None:
     finite_number(record.width, "width", positive=True)
     if record.precision not in ("fp32", "fp16", "int8"):
         raise ValueError(f"precision {str(record.precision)[:20]!r} is not fp32, fp16 or int8")
-    for key in ("input_name", "output_name", "unpool", "segexport_version"):
+    for key in ("unpool", "segexport_version"):
         if not isinstance(getattr(record, key), str):
             raise ValueError(f"{key} is not a string")
+    for key in ("input_name", "output_name"):  # written into Triton, nvinfer and trtexec files
+        check_tensor_name(getattr(record, key), key)
     for key in ("weights_sha256", "source_onnx_sha256"):
         if getattr(record, key) is not None and not isinstance(getattr(record, key), str):
             raise ValueError(f"{key} is not a string")
-    if not all(isinstance(c, str) and len(c) <= 256 for c in record.class_names):
-        raise ValueError("class_names are not short strings")
+    for i, name in enumerate(record.class_names):
+        check_label(name, f"class_names[{i}]")
     pre = record.preprocess
     if len(pre.mean) != 3 or len(pre.std) != 3 or len(pre.input_size) != 2:
         raise ValueError("preprocess needs 3 mean, 3 std and 2 input_size values")

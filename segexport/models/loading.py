@@ -276,6 +276,13 @@ def _check_declared_spec(ref: str, declared: dict[str, Any]) -> None:
             declared["class_names"] = tuple(str(c) for c in declared["class_names"])
         except TypeError:
             fail("class_names", "a sequence of names")
+        from segexport.core.limits import check_label
+
+        try:
+            for i, name in enumerate(declared["class_names"]):
+                check_label(name, f"class_names[{i}]")
+        except ValueError as exc:
+            raise UserError(f"{ref}: segexport_spec['class_names']: {exc} (each name is one line of labels.txt)") from None
 
 
 def _build_user_model(ref: str, factory, *, num_classes: int | None, width: float,

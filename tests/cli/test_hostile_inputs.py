@@ -101,6 +101,7 @@ def test_a_factory_that_raises_is_named(run_cli, user):
     ('{"std": (0.2, 0.0, 0.2)}', "three positive numbers"),
     ('{"min_size": 0}', "an integer >= 1"),
     ('{"class_names": "cat"}', "a sequence of names"),
+    ('{"class_names": ("cat", "dog\\nbird")}', "one printable line"),
 ])
 def test_a_user_spec_that_would_poison_the_metadata(run_cli, user, spec, fragment):
     user(spec)

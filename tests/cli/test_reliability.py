@@ -91,12 +91,25 @@ def test_user_spec_values_that_are_no_numbers_are_refused(run_cli, tmp_path):
     ("num_classes", '"four"', "num_classes"),
     ("batch", "0", "batch"),
     ("class_names", json.dumps(["x" * 100_000] * 20), "characters long"),
+    # a newline would start new keys in an nvinfer config (custom-lib-path loads code) and shift labels.txt
+    ("class_names", json.dumps(["bg", "road\n[property]\ncustom-lib-path=/tmp/x.so", "c", "d"]), "printable line"),
+    ("class_names", json.dumps(["bg", "", "c", "d"]), "printable line"),
+    ("output_name", json.dumps("logits;evil"), "deployment configs give a meaning"),
 ])
 def test_hostile_metadata_is_refused_at_the_first_reader(tiny, run_cli, tmp_path, key, value, fragment):
     bad = _with_metadata(tiny, tmp_path / "h.onnx", **{key: value})
     for args in (("parity", "--onnx", bad), ("bench", "--onnx", bad, "--backends", "ort-cpu"),
                  ("calibrate", bad)):
         assert_one_line_error(run_cli(*args), "metadata is damaged", fragment)
+
+
+@pytest.mark.parametrize("target", ["deepstream", "triton"])
+def test_deploy_never_writes_a_config_line_a_file_smuggled_in(tiny, run_cli, tmp_path, target):
+    bad = _with_metadata(tiny, tmp_path / "h.onnx",
+                         class_names=json.dumps(["bg", "x\ncustom-lib-path=/tmp/evil.so", "c", "d"]))
+    assert_one_line_error(run_cli("deploy", target, bad, "--out", tmp_path / "bundle"), "metadata is damaged",
+                          "printable line")
+    assert not (tmp_path / "bundle").exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
 def _external_copy(tiny: Path, folder: Path) -> Path:
