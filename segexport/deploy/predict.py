@@ -138,6 +138,14 @@ def _bundle_model(folder: Path) -> _Model:
         bgr = prop.get("model-color-format", "0") == "1"
         _, h, w = (int(v) for v in prop["infer-dims"].split(";"))
         threshold = float(prop.get("segmentation-threshold", "0"))
+        # the config is a file: numbers it holds are checked like any other input
+        from segexport.core.limits import check_side, finite_number
+
+        finite_number(factor, "net-scale-factor", positive=True)
+        finite_number(threshold, "segmentation-threshold")
+        if offsets.size not in (1, 3) or not np.isfinite(offsets).all():
+            raise ValueError(f"offsets {prop['offsets'][:40]!r} must be 1 or 3 finite numbers")
+        check_side(h, w, "infer-dims")
     except (OSError, KeyError, ValueError, configparser.Error) as exc:
         raise UserError(f"{folder / CONFIG_NAME} is not a readable nvinfer config ({type(exc).__name__}: {exc}): "
                         "write the bundle again with `segexport deploy deepstream`") from exc

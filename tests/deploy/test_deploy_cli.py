@@ -234,3 +234,29 @@ def test_external_data_name_cannot_lead_out_of_the_bundle(model, run_cli, tmp_pa
     assert_one_line_error(run_cli("deploy", "triton", str(hostile), "--out", str(tmp_path / "repo")),
                           "points outside the model's folder")
     _nothing_written(tmp_path, before)
+
+
+@pytest.mark.parametrize("key, value, fragment", [
+    ("net-scale-factor", "nan", "net-scale-factor"),
+    ("net-scale-factor", "0", "net-scale-factor"),
+    ("offsets", "1;inf;2", "offsets"),
+    ("infer-dims", "3;100000;64", "infer-dims"),
+    ("onnx-file", "../elsewhere.onnx", "points outside the bundle"),
+])
+def test_predict_treats_a_bundle_config_as_data(model, run_cli, tmp_path, key, value, fragment):
+    """A bundle folder may come from anyone: the numbers its nvinfer config holds are checked like
+    any input (a NaN scale would give silent garbage, 100000-pixel dims an allocation the size of
+    the machine), and its onnx-file may not leave the folder."""
+    import re
+
+    from segexport.data.synth import make_synthetic
+
+    make_synthetic(tmp_path / "synth", count=1, size=(20, 24), num_classes=4)
+    assert run_cli("deploy", "deepstream", str(model), "--out", str(tmp_path / "ds")).exit_code == 0
+    config = tmp_path / "ds" / "nvinfer_config.txt"
+    text, n = re.subn(rf"(?m)^{re.escape(key)}=.*$", f"{key}={value}", config.read_text())
+    assert n == 1
+    config.write_text(text)
+    result = run_cli("predict", str(tmp_path / "ds"), str(tmp_path / "synth" / "images"), "--out", str(tmp_path / "p"))
+    assert_one_line_error(result, fragment)
+    assert not (tmp_path / "p").exists()
