@@ -45,8 +45,9 @@ def run_pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache
     out = Path(out)
     if baseline is not None and not Path(baseline).is_file():
         raise UserError(f"--baseline {str(baseline)!r} not found: pass the manifest.json of a previous run")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {str(out)!r} is a file: give a folder")
+    from segexport.pipeline.manifest import check_output_folder
+
+    check_output_folder(out)
     opts = RunOptions(config=Path(config), out=out, cache_dir=None if cache_dir is None else Path(cache_dir), shard=parse_shard(shard),
                       baseline=None if baseline is None else Path(baseline), only=only, dry_run=False, jobs=jobs,
                       trust_model_code=trust_model_code)

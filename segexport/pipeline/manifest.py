@@ -156,6 +156,27 @@ def junit_xml(manifest: dict) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
+def check_output_folder(out: Path, flag: str = "--out") -> None:
+    """The pipeline writes manifest.json, report.md, junit.xml and SHA256SUMS into ``out``: it may
+    be new, empty, or a previous pipeline output (one with a segexport manifest), never a folder
+    of other files (``--out .`` in a project would replace its own report.md or junit.xml)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{flag} {str(out)!r} is a file: give a folder")
+    present = sorted(p.name for p in out.iterdir())
+    if not present:
+        return
+    try:
+        ours = (out / "manifest.json").is_file() and read_manifest(out / "manifest.json") is not None
+    except UserError:
+        ours = False
+    if not ours:
+        listed = ", ".join(present[:4]) + (f" (+{len(present) - 4} more)" if len(present) > 4 else "")
+        raise UserError(f"{flag} {str(out)!r} holds files a pipeline did not write ({listed}): give a new or "
+                        "empty folder (or the --out of an earlier pipeline run)")
+
+
 def merge(dirs: list[Path], out: Path) -> dict:
     """Join shard outputs into ``out``: artefacts copied (and checked against their SHA-256),
     manifests joined, the views rebuilt. Refuses shards of other configs or missing shards."""
@@ -174,6 +195,7 @@ def merge(dirs: list[Path], out: Path) -> dict:
     missing = sorted(set(f"{i}/{n}" for i in range(1, n + 1)) - set(shards), key=lambda s: int(s.split("/")[0]))
     if missing and not any(doc.get("only") for _, doc in docs):
         raise UserError(f"shard(s) {', '.join(missing)} missing: pass every shard's output folder")
+    check_output_folder(out)
     entries: dict[int, dict] = {}
     out.mkdir(parents=True, exist_ok=True)
     for d, doc in docs:

@@ -211,3 +211,19 @@ def test_a_config_naming_model_code_runs_it_only_with_trust_model_code(run_cli, 
                      "--only", "mine", "--trust-model-code")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert (tmp_path / "IMPORTED").exists() and (tmp_path / "out" / "mine" / "mine.fp32.onnx").is_file()
+
+
+def test_out_is_never_a_folder_of_other_files(tiny_run, run_cli, tmp_path):
+    """`--out .` in a project would replace its own report.md / junit.xml: refused before any step,
+    for run and merge alike; an earlier pipeline output (it has our manifest) may be written again."""
+    root, config, _, full, _ = tiny_run
+    (tmp_path / "report.md").write_text("the project's own report")
+    for args in (("pipeline", "run", config, "--out", tmp_path, "--no-cache"),
+                 ("pipeline", "merge", full, "--out", tmp_path)):
+        result = run_cli(*args)
+        assert result.exit_code == 2 and "holds files a pipeline did not write (report.md)" in result.stderr, result.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+        assert (tmp_path / "report.md").read_text() == "the project's own report"
+    from segexport.pipeline.manifest import check_output_folder
+
+    check_output_folder(full)  # a pipeline's own output: accepted
