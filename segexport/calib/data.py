@@ -9,6 +9,7 @@ identifies the data in provenance sidecars: a calibration is only as good as its
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,13 +76,9 @@ def load_calibration_data(source: str | Path, contract: PreprocessContract, *, c
             digest.update(f.read_bytes())
         return CalibrationData(x, str(path), digest.hexdigest(), files)
     try:
-        arr = np.load(path)
-        if isinstance(arr, np.lib.npyio.NpzFile):
-            if not arr.files:
-                raise UserError(f"{str(path)!r} holds no arrays: save the samples with np.savez(path, x)")
-            arr = arr[arr.files[0]]
-    except (ValueError, OSError) as exc:
-        raise UserError(f"cannot read {str(path)!r} as numpy data ({exc})") from exc
+        arr = _load_numpy(path)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"cannot read {str(path)!r} as numpy data ({type(exc).__name__}: {exc})") from exc
     x = _from_array(np.asarray(arr), contract, path)
     if len(x) == 0:
         raise UserError(f"{str(path)!r} holds 0 samples: save at least one")
@@ -92,6 +89,38 @@ def load_calibration_data(source: str | Path, contract: PreprocessContract, *, c
         idx = np.sort(np.random.default_rng(seed).choice(len(x), size=count, replace=False))
         x = x[idx]
     return CalibrationData(np.ascontiguousarray(x, dtype=np.float32), str(path), _sha(x))
+
+
+def _load_numpy(path: Path) -> np.ndarray:
+    """The samples of a .npy or the first array of a .npz, its size checked from the header first.
+
+    The file is data: no pickles (``allow_pickle=False``), and a header announcing more elements
+    than segexport holds in memory is refused before anything is read or decompressed (a 1 MB
+    ``savez_compressed`` of zeros can unpack to tens of GB)."""
+    from segexport.core.limits import check_elements
+
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            members = [n for n in archive.namelist() if n.endswith(".npy")]
+            if not members:
+                raise UserError(f"{str(path)!r} holds no arrays: save the samples with np.savez(path, x)")
+            with archive.open(members[0]) as f:
+                check_elements(_header_shape(f), f"the first array of {path.name}", _SMALLER)
+        with np.load(path, allow_pickle=False) as npz:
+            return npz[members[0][: -len(".npy")]]
+    with open(path, "rb") as f:
+        check_elements(_header_shape(f), path.name, _SMALLER)
+    return np.load(path, allow_pickle=False)
+
+
+_SMALLER = "save fewer samples (calibration reads at most --calib-count of them)"
+
+
+def _header_shape(f) -> tuple[int, ...]:
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _fortran, _dtype = read(f)
+    return tuple(shape)
 
 
 def _from_array(arr: np.ndarray, contract: PreprocessContract, path: Path) -> np.ndarray:

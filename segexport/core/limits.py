@@ -35,9 +35,9 @@ def check_count(n: int, flag: str = "--count") -> None:
         raise UserError(f"{flag} {n!r} is out of range: give 1..{MAX_COUNT}")
 
 
-def check_elements(shape: tuple[int, ...], what: str) -> None:
+def check_elements(shape: tuple[int, ...], what: str, fix: str = "use a smaller --count or size") -> None:
     if math.prod(shape) > MAX_INPUT_ELEMENTS:
-        raise UserError(f"{what} of shape {list(shape)} would not fit in memory: use a smaller --count or size")
+        raise UserError(f"{what} of shape {list(shape)} would not fit in memory: {fix}")
 
 
 def finite_number(value, key: str, *, positive: bool = False) -> float:

@@ -89,6 +89,29 @@ def test_calibration_arrays_that_cannot_calibrate(work, run_cli, tmp_path):
     assert_one_line_error(run_cli("calibrate", work, "--data", tmp_path / "nan.npy"), "1 NaN/inf values")
 
 
+def test_calibration_arrays_are_data_not_pickles_or_bombs(work, run_cli, tmp_path):
+    """A pickled object array is never unpickled; a header announcing more than segexport holds in
+    memory (a tiny compressed .npz can unpack to tens of GB) is refused before anything is read."""
+    import io
+    import zipfile
+
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert_one_line_error(run_cli("calibrate", work, "--data", tmp_path / "obj.npy"), "allow_pickle=False")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (100_000, 3, 512, 512)})
+    (tmp_path / "bomb.npy").write_bytes(header.getvalue() + bytes(64))
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", header.getvalue() + bytes(64))
+    for name in ("bomb.npy", "bomb.npz"):
+        assert_one_line_error(run_cli("calibrate", work, "--data", tmp_path / name), "[100000, 3, 512, 512]",
+                              "would not fit in memory", "save fewer samples")
+    x = np.random.default_rng(0).standard_normal((2, 3, 48, 48)).astype(np.float32)
+    np.savez_compressed(tmp_path / "ok.npz", samples=x)
+    result = run_cli("calibrate", work, "--precision", "fp16", "--data", tmp_path / "ok.npz", "--calib-count", "2")
+    assert result.exit_code == 0, result.stderr
+
+
 def test_fewer_images_than_asked_are_said(work, run_cli, tmp_path):
     from segexport.data.synth import make_synthetic
 
