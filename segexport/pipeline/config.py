@@ -91,13 +91,13 @@ class Settings(BaseModel):
             return v
         from dataclasses import fields
 
-        from segexport.core.metrics import Thresholds, check_threshold
+        from segexport.core.metrics import Thresholds
 
-        known = [f.name for f in fields(Thresholds)]
-        for key, value in v.items():
-            if key not in known:
-                raise ValueError(f"unknown threshold {key!r}: one of {', '.join(known)}")
-            check_threshold(key, value)
+        try:  # the one place that knows the names and ranges (ValueError for a value out of range)
+            Thresholds(min_pixel_agreement=1.0).with_overrides(**v)
+        except KeyError as exc:
+            known = ", ".join(f.name for f in fields(Thresholds))
+            raise ValueError(f"unknown threshold {exc.args[0]!r}: one of {known}") from None
         return v
 
 

@@ -168,13 +168,13 @@ def check_output_folder(out: Path, flag: str = "--out") -> None:
     if not present:
         return
     try:
-        ours = (out / "manifest.json").is_file() and read_manifest(out / "manifest.json") is not None
+        read_manifest(out / "manifest.json")  # an earlier pipeline output: written again
+        return
     except UserError:
-        ours = False
-    if not ours:
-        listed = ", ".join(present[:4]) + (f" (+{len(present) - 4} more)" if len(present) > 4 else "")
-        raise UserError(f"{flag} {str(out)!r} holds files a pipeline did not write ({listed}): give a new or "
-                        "empty folder (or the --out of an earlier pipeline run)")
+        pass
+    listed = ", ".join(present[:4]) + (f" (+{len(present) - 4} more)" if len(present) > 4 else "")
+    raise UserError(f"{flag} {str(out)!r} holds files a pipeline did not write ({listed}): give a new or "
+                    "empty folder (or the --out of an earlier pipeline run)")
 
 
 def merge(dirs: list[Path], out: Path) -> dict:
