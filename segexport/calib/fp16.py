@@ -100,11 +100,17 @@ def convert_fp16(model: onnx.ModelProto, block: list[str]) -> onnx.ModelProto:
     """
     from onnxconverter_common import float16
 
+    from segexport.core.exact import exact_region, restore_exact_inputs
+
+    # comparisons and what they compare stay in float32: a first-max or argmax over values some
+    # of which were rounded to FP16 and some not is not the comparison PyTorch made
+    block = list(block) + [n.name for n in exact_region(model) if n.name and n.name not in block]
     model = _unshare_initializers(model, set(block))
     del model.graph.value_info[:]  # stale FP32 types would contradict the casts around blocked nodes
     converted = float16.convert_float_to_float16(model, keep_io_types=False, node_block_list=list(block),
                                                  disable_shape_infer=False)
     _float32_io(converted)
+    restore_exact_inputs(converted)
     del converted.graph.value_info[:]
     converted = onnx.shape_inference.infer_shapes(converted)
     del converted.metadata_props[:]

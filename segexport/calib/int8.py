@@ -270,6 +270,11 @@ def quantize_qdq(onnx_path: str | Path, calibration: Calibration, *, exclude: li
     from onnxruntime.quantization.onnx_model import ONNXModel
 
     ONNXModel(out).topological_sort()
+    # the exact region (unpool masks, argmax, tie-breaks) reads the float tensors, never the
+    # Q/DQ copies made for the Conv beside it (segexport.core.exact says why)
+    from segexport.core.exact import restore_exact_inputs
+
+    restore_exact_inputs(out)
     _restore_names_and_metadata(model, out)
     return out
 

@@ -236,6 +236,14 @@ def self_check(path: Path, precision: str):
     except Exception as exc:  # onnx.checker.ValidationError, shape_inference.InferenceError
         raise CheckFailed(f"the {precision} ONNX segexport wrote is invalid ({exception_line(exc)[:300]}): "
                           "please report this with the source ONNX") from exc
+    from segexport.core.exact import exact_violations
+
+    broken = exact_violations(onnx.load(str(path)))
+    if broken:
+        b = broken[0]
+        raise CheckFailed(f"the {precision} ONNX compares a {b.how} copy of {b.source!r} in {b.op} {b.node!r}"
+                          f"{f' ({b.module})' if b.module else ''} while other layers read the float tensor: "
+                          "an exact comparison (unpool mask, argmax) would break; please report this with the source ONNX")
     report = lint_model(path, parser="auto")
     if report.errors:
         raise CheckFailed(f"the {precision} ONNX fails the TensorRT lint: {report.errors[0].message}")
