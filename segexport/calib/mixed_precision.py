@@ -33,20 +33,37 @@ class Evaluation:
     # that change vs fp32). The budget decides: --max-agreement-drop measures agreement even
     # where labels exist.
     metric: str = "miou"
+    # the fp32 reference's top-2 logit margin per pixel (calib.gate.confidence_margin): the agreement
+    # cost counts the confident pixels, as the gate does, when the reference has enough of them
+    reference_margin: np.ndarray | None = None
+
+    def confident(self) -> np.ndarray | None:
+        """The pixels the agreement is judged on, or None (every pixel) when too few are confident."""
+        from segexport.calib.gate import CONFIDENT_MARGIN, MIN_CONFIDENT_FRACTION
+
+        if self.reference_margin is None:
+            return None
+        mask = self.reference_margin >= CONFIDENT_MARGIN
+        return mask if mask.size and mask.mean() >= MIN_CONFIDENT_FRACTION else None
 
     def cost(self, model: onnx.ModelProto) -> float:
-        """mIoU drop in points, or label-agreement drop in percent, per ``metric``."""
+        """mIoU drop in points, or label-agreement drop in percent (confident pixels), per ``metric``."""
         pred = predict(model, self.inputs, self.input_name, self.output_name, self.batch)
         if self.metric == "miou" and self.labels is not None:
             return float(self.reference_miou - miou(pred, self.labels, self.num_classes))
-        return float(100.0 * (1.0 - (pred == self.reference_labels).mean()))
+        agree = pred == self.reference_labels
+        mask = self.confident()
+        return float(100.0 * (1.0 - (agree[mask] if mask is not None else agree).mean()))
 
 
-def predict(model: onnx.ModelProto | str, inputs: np.ndarray, input_name: str, output_name: str, batch: int) -> np.ndarray:
+def predict(model: onnx.ModelProto | str, inputs: np.ndarray, input_name: str, output_name: str, batch: int,
+            *, margins: bool = False):
+    """Label maps of ``model`` on ``inputs``; with ``margins``, also the top-2 confidence margins."""
+    from segexport.calib.gate import confidence_margin
     from segexport.core.sessions import ort_session
 
     sess = ort_session(model)
-    outs = []
+    outs, gaps = [], []
     for i in range(0, len(inputs), batch):
         chunk = inputs[i:i + batch]
         n = len(chunk)
@@ -54,6 +71,10 @@ def predict(model: onnx.ModelProto | str, inputs: np.ndarray, input_name: str, o
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
         out = np.asarray(sess.run([output_name], {input_name: chunk})[0])[:n]
         outs.append(labels_of(out))
+        if margins:
+            gaps.append(confidence_margin(out) if out.ndim == 4 else np.full(out.shape, np.inf, np.float32))
+    if margins:
+        return np.concatenate(outs), np.concatenate(gaps)
     return np.concatenate(outs)
 
 

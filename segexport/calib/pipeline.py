@@ -72,6 +72,7 @@ class CalibrateResult:
     calib_samples: int = 0  # what calibration used (a folder may hold fewer than --calib-count)
     lint_warnings: int = 0
     range_fallback: dict[str, str] = field(default_factory=dict)  # int8: tensor -> why minmax replaced --method
+    gate: object = None  # segexport.calib.gate.Verdict: the accuracy gate's verdict (judged, passed, line)
 
 
 Progress = Callable[..., None]  # progress(message, done=None, total=None)
@@ -219,7 +220,9 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
                                         **(common | {"method": opts.method})), path=staged[sidecar_for(cache)])
             result.trt_cache = cache
         say("measuring the accuracy and latency cost")
-        _report(result, evaluation, snap, staged[out], record)
+        _report(result, evaluation, snap, staged[out], record, opts)
+        if not result.gate.passed:  # raised inside the staging: the failed artefact is never renamed into place
+            raise CheckFailed(result.gate.line, result=result)
     return result
 
 
@@ -274,9 +277,10 @@ def _evaluation(opts, record, src: Path, calib_inputs: np.ndarray):
             labels = load_labels(lab_dir, files, record.preprocess.input_size, record.num_classes) if lab_dir else None
     else:
         inputs = calib_inputs
-    ref = predict(str(src), inputs, record.input_name, record.output_name, record.batch)
+    ref, margin = predict(str(src), inputs, record.input_name, record.output_name, record.batch, margins=True)
     ref_miou = miou(ref, labels, record.num_classes) if labels is not None else None
-    return Evaluation(inputs, labels, record.num_classes, ref, ref_miou, record.input_name, record.output_name, record.batch)
+    return Evaluation(inputs, labels, record.num_classes, ref, ref_miou, record.input_name, record.output_name,
+                      record.batch, reference_margin=margin)
 
 
 def cache_ranges(src: Path, amax: dict[str, float], kept_nodes: list[str]) -> tuple[dict[str, float], list[str]]:
@@ -422,7 +426,9 @@ def _best(opts, record, src, model32, calib_inputs, evaluation, budget, kind, sa
     return best["precision"], built_by[best["precision"]], table, built_by["int8"]
 
 
-def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record) -> None:
+def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record, opts) -> None:
+    """The figures of the written candidate, and the accuracy gate's verdict on them."""
+    from segexport.calib.gate import judge
     from segexport.calib.mixed_precision import predict
     from segexport.core.metrics import compare, miou
 
@@ -430,8 +436,13 @@ def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record) -
     parity = compare(evaluation.reference_labels, pred)
     result.pixel_agreement = parity.pixel_agreement
     result.boundary_agreement = parity.boundary_agreement
+    drop = None
     if evaluation.labels is not None:
         result.miou = {"fp32": evaluation.reference_miou, result.precision: miou(pred, evaluation.labels, record.num_classes)}
+        drop = result.miou["fp32"] - result.miou[result.precision]
+    result.gate = judge(result.precision, reference_labels=evaluation.reference_labels, candidate_labels=pred,
+                        reference_margin=evaluation.reference_margin, miou_drop=drop,
+                        max_agreement_drop=opts.max_agreement_drop, max_miou_drop=opts.max_miou_drop)
     result.latency_ms = {"fp32": ort_latency_ms(src, record), result.precision: ort_latency_ms(out, record)}
 
 

@@ -56,11 +56,22 @@ def calibrate_command(
         from segexport.cli.common import check_output_path
 
         check_output_path(json_out, "--json")  # before the work: a typo costs nothing
-    result = _run_with_progress(lambda progress: calibrate(
-        onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data, eval_labels=eval_labels,
-        calib_count=calib_count, eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
-        max_agreement_drop=max_agreement_drop, out=out, trt_cache=trt_cache, trt_version=trt_version,
-        rank_by=rank_by, progress=progress).details)
+    from segexport.errors import CheckFailed
+
+    try:
+        result = _run_with_progress(lambda progress: calibrate(
+            onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data, eval_labels=eval_labels,
+            calib_count=calib_count, eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
+            max_agreement_drop=max_agreement_drop, out=out, trt_cache=trt_cache, trt_version=trt_version,
+            rank_by=rank_by, progress=progress).details)
+    except CheckFailed as exc:  # the gate failed: the figures and the JSON report still say why
+        if exc.result is not None:
+            _print_report(exc.result, synthetic_eval=(eval_data or data) == "synthetic")
+            if json_out is not None:
+                from segexport.cli.common import write_json
+
+                write_json(json_out, {"schema": 1, **calibrate_json(exc.result)})
+        raise
     _print_report(result, synthetic_eval=(eval_data or data) == "synthetic")
     if json_out is not None:
         from segexport.cli.common import write_json
@@ -89,7 +100,16 @@ def _run_with_progress(run):
 def _print_report(result, synthetic_eval: bool = False) -> None:
     from rich.table import Table
 
-    console.print(f"[bold green]✓[/] wrote [bold]{result.out}[/] ({result.precision}) + {result.out.name}.json")
+    gate = result.gate
+    if gate is not None and not gate.passed:
+        console.print(f"[bold red]✗[/] {result.out} ({result.precision}) not written: it fails the accuracy gate")
+    elif gate is not None and not gate.judged:
+        console.print(f"[bold yellow]⚠[/] wrote [bold]{result.out}[/] ({result.precision}) + {result.out.name}.json, "
+                      "accuracy not judged")
+    else:
+        console.print(f"[bold green]✓[/] wrote [bold]{result.out}[/] ({result.precision}) + {result.out.name}.json")
+    if gate is not None and gate.passed:
+        console.print(f"  {'[yellow]note:[/] ' if not gate.judged else ''}{gate.line}")
     if result.trt_cache:
         console.print(f"  TensorRT calibration cache: {result.trt_cache} (+ .json sidecar)")
     if result.candidates:
@@ -138,4 +158,6 @@ def calibrate_json(result) -> dict:
             "miou": result.miou, "latency_ms": result.latency_ms, "calib_samples": result.calib_samples,
             "kept_float": [plain(k) for k in result.kept_float], "fp16_blocked": [plain(b) for b in result.fp16_blocked],
             "candidates": result.candidates, "lint_warnings": result.lint_warnings,
-            "trt_cache": None if result.trt_cache is None else str(result.trt_cache)}
+            "trt_cache": None if result.trt_cache is None else str(result.trt_cache),
+            "gate": None if result.gate is None else result.gate.to_dict(),
+            "passed": result.gate is None or result.gate.passed}

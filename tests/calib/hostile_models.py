@@ -1,0 +1,40 @@
+"""Small user models that reduced precision gets wrong on purpose (``module:factory`` references)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Swamped(nn.Module):
+    """An activation whose range swamps the signal that decides the class.
+
+    ``mix`` passes the three input channels through and adds a fourth channel that is a constant
+    5000 (a saturated feature, a bias gone wild); the ``head`` reads the three signal channels
+    only. Per-tensor INT8 of the head's input gets a scale of 5000 / 127 ~ 39, so every signal
+    value (|x| < 3) quantizes to 0 and the labels collapse, while fp32 is confident everywhere
+    the input's channels differ (logit margins of 10 x their difference).
+    """
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.mix = nn.Conv2d(3, 4, 1)
+        self.head = nn.Conv2d(4, num_classes, 1)
+        with torch.no_grad():
+            self.mix.weight.zero_()
+            self.mix.bias.zero_()
+            for c in range(3):
+                self.mix.weight[c, c] = 1.0
+            self.mix.bias[3] = 5000.0
+            self.head.weight.zero_()
+            self.head.bias.zero_()
+            for c in range(min(3, num_classes)):
+                self.head.weight[c, c] = 10.0
+            self.mix.bias[:3] = 3.0  # signal after the ReLU: 3 + x, every channel alive
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.mix(x)))
+
+
+def swamped(num_classes: int = 3) -> nn.Module:
+    return Swamped(num_classes)
