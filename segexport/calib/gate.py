@@ -107,8 +107,8 @@ def judge(precision: str, *, reference_labels: np.ndarray, candidate_labels: np.
         failures.append(f"mIoU dropped {miou_drop:.2f} pt (limit {limits.miou_drop:g})")
     miou_text = f", mIoU drop {miou_drop:.2f} pt (limit {limits.miou_drop:g})" if miou_drop is not None else ""
     if failures:
-        line = (f"{precision} fails the accuracy gate: {'; '.join(failures)} ({where}): not written; keep the "
-                f"sensitive layers in float with --max-agreement-drop {limits.agreement_drop:g}"
+        line = (f"{precision} fails the accuracy gate: {'; '.join(failures)} ({where}); keep the sensitive layers "
+                f"in float with calibrate's --max-agreement-drop {limits.agreement_drop:g}"
                 + (f" or --max-miou-drop {limits.miou_drop:g}" if miou_drop is not None else "")
                 + ", find the diverging module with `segexport debug`, or use a higher precision")
         return Verdict(precision, True, False, line, share, on_confident, overall, miou_drop, limits)

@@ -222,7 +222,7 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
         say("measuring the accuracy and latency cost")
         _report(result, evaluation, snap, staged[out], record, opts)
         if not result.gate.passed:  # raised inside the staging: the failed artefact is never renamed into place
-            raise CheckFailed(result.gate.line, result=result)
+            raise CheckFailed(f"{out.name} not written: {result.gate.line}", result=result)
     return result
 
 
@@ -460,3 +460,59 @@ def ort_latency_ms(model: Path | onnx.ModelProto, record, iterations: int = 10) 
         sess.run(None, {record.input_name: x})
         times.append((time.perf_counter_ns() - t0) / 1e6)
     return float(np.median(times))
+
+
+def judge_reduced(reduced: Path, reference: Path | None = None, *, count: int = 16, seed: int = 0,
+                  max_agreement_drop: float | None = None, max_miou_drop: float | None = None):
+    """The accuracy gate of an already written reduced ONNX, re-measured against its fp32 source
+    (what ``deploy`` does before packaging one): held-out synthetic images, the gate's limits.
+
+    ``reference`` defaults to the source named by the provenance sidecar; either way its SHA-256
+    must be the one the reduced ONNX records, so the verdict is about this pair and no other.
+    Returns the :class:`segexport.calib.gate.Verdict`.
+    """
+    from segexport.calib.gate import judge
+    from segexport.calib.mixed_precision import predict
+    from segexport.core.hashing import sha256_file
+    from segexport.core.metrics import miou
+    from segexport.exporter.metadata import read_record
+
+    reduced = Path(reduced)
+    record = read_record(reduced)
+    if reference is None:
+        reference = _recorded_source(reduced)
+    if reference is None or not Path(reference).is_file():
+        raise UserError(f"{reduced.name} is {record.precision} and its fp32 source is not found (looked for the "
+                        f"provenance sidecar {reduced.name}.json's source_onnx): pass --reference FP32.onnx, the "
+                        "export it was calibrated from, so its accuracy can be checked before it ships")
+    if record.source_onnx_sha256 and sha256_file(reference) != record.source_onnx_sha256:
+        raise UserError(f"--reference {str(reference)!r} is not the ONNX {reduced.name} was calibrated from "
+                        f"(SHA-256 differs from {record.source_onnx_sha256[:12]}…): pass that export")
+    ref_record = read_record(reference)
+    opts = CalibrateOptions(onnx=Path(reference), precision=record.precision, data="synthetic", eval_count=count,
+                            seed=seed)
+    evaluation = _evaluation(opts, ref_record, Path(reference), np.empty((0,)))
+    pred = predict(str(reduced), evaluation.inputs, record.input_name, record.output_name, record.batch)
+    drop = None
+    if evaluation.labels is not None:
+        drop = evaluation.reference_miou - miou(pred, evaluation.labels, record.num_classes)
+    return judge(record.precision, reference_labels=evaluation.reference_labels, candidate_labels=pred,
+                 reference_margin=evaluation.reference_margin, miou_drop=drop,
+                 max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop)
+
+
+def _recorded_source(reduced: Path) -> Path | None:
+    """The fp32 source a provenance sidecar names (relative to the sidecar), or None."""
+    import json
+
+    from segexport.calib.provenance import sidecar_for
+
+    side = sidecar_for(reduced)
+    try:
+        raw = json.loads(side.read_text()) if side.is_file() else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    name = raw.get("source_onnx") if isinstance(raw, dict) else None
+    if not isinstance(name, str) or not name or len(name) > 4096:
+        return None
+    return side.parent / name

@@ -28,6 +28,10 @@ class ParityOptions:
     backends: tuple[str, ...] = ("ort-cpu",)
     images: Path | None = None
     labels: Path | None = None
+    # without images: False = seeded random tensors (what `segexport parity` has always fed);
+    # True = held-out synthetic images, flat regions and ties included (the pipeline's default)
+    synthetic: bool = False
+    image_files: tuple[Path, ...] = ()  # explicit files (the pipeline's held-out calibration images)
     count: int = 4
     seed: int = 0
     thresholds: dict[str, float] = field(default_factory=dict)
@@ -95,7 +99,7 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
                         "--weights before checking the export")
     floors = None  # the reference against itself under float32-level jitter, measured on a failure
     report = ParityReport(onnx=str(opts.onnx), model=loaded.name, precision=precision,
-                          inputs=f"{len(inputs)} {'images' if names else 'seeded random tensors'}",
+                          inputs=f"{len(inputs)} {_inputs_kind(opts, names)}",
                           versions=_versions(), thresholds=asdict(thresholds))
     if opts.save_diff is not None:
         from segexport.checks.reports import clear_diff_pngs
@@ -181,15 +185,32 @@ def _check_model_matches(proto, record, loaded) -> None:
                         "pass the --model/--weights it was exported from")
 
 
+def _inputs_kind(opts: ParityOptions, names) -> str:
+    if names:
+        return "images"
+    return "synthetic images (held out from calibration)" if opts.synthetic else "seeded random tensors"
+
+
 def _inputs(opts: ParityOptions, record):
     from segexport.core.limits import check_elements
 
     h, w = record.preprocess.input_size
     check_elements((opts.count, 3, h, w), f"{opts.count} inputs at the ONNX's {h}x{w}")
-    if opts.images is not None:
-        from segexport.data.images import load_images, read_rgb
+    if opts.synthetic and opts.images is None and not opts.image_files:
+        from segexport.core.metrics import label_count
+        from segexport.data.images import preprocess
+        from segexport.data.synth import synthetic_arrays
 
-        x, names = load_images(opts.images, record.preprocess, limit=opts.count, seed=opts.seed)
+        images, _ = synthetic_arrays(opts.count, (h, w), label_count(record.num_classes), seed=opts.seed + 1000)
+        return np.stack([preprocess(im, record.preprocess) for im in images]), images, None
+    if opts.images is not None or opts.image_files:
+        from segexport.data.images import load_images, preprocess, read_rgb
+
+        if opts.image_files:
+            names = list(opts.image_files)
+            x = np.stack([preprocess(read_rgb(p), record.preprocess) for p in names])
+        else:
+            x, names = load_images(opts.images, record.preprocess, limit=opts.count, seed=opts.seed)
         from PIL import Image
 
         rgbs = np.stack([np.asarray(Image.fromarray(read_rgb(p)).resize((w, h), Image.BILINEAR)) for p in names])

@@ -22,6 +22,15 @@ def register(app: typer.Typer) -> None:
 
 _TARGET_TRT = typer.Option(None, "--target-trt", help="TensorRT version the target runs (e.g. 10.3 on JetPack 6): an --engine built by another is refused.")
 _TARGET_CC = typer.Option(None, "--target-cc", help="Compute capability of the target GPU (e.g. 8.7 for Orin): an --engine built for another is refused.")
+_REFERENCE = typer.Option(None, "--reference", help="A reduced (fp16/int8) MODEL: the fp32 ONNX it was calibrated from (default: the one its provenance sidecar names); it is re-checked against it before it ships.")
+_MAX_AGREEMENT_DROP = typer.Option(None, "--max-agreement-drop", help="A reduced MODEL: % of confident pixels whose label may differ from fp32 (default: int8 1, fp16 0.1).")
+_MAX_MIOU_DROP = typer.Option(None, "--max-miou-drop", help="A reduced MODEL: mIoU points it may lose vs fp32 on held-out synthetic images (default: int8 1, fp16 0.5).")
+
+
+def _say_gate(gate) -> None:
+    if gate is not None:
+        mark = "[bold green]✓[/]" if gate.judged else "[bold yellow]⚠[/]"
+        console.print(f"{mark} {gate.precision} vs its fp32 source: {gate.line}")
 
 
 @deploy_app.command("deepstream")
@@ -35,6 +44,9 @@ def deepstream_command(
     approximate: bool = typer.Option(False, "--approximate-normalization", help="Use nvinfer's single net-scale-factor instead of baking the exact normalisation into the ONNX; prints the label agreement it costs."),
     target_trt: Optional[str] = _TARGET_TRT,
     target_cc: Optional[str] = _TARGET_CC,
+    reference: Optional[Path] = _REFERENCE,
+    max_agreement_drop: Optional[float] = _MAX_AGREEMENT_DROP,
+    max_miou_drop: Optional[float] = _MAX_MIOU_DROP,
 ) -> None:
     """Write a DeepStream (Gst-nvinfer) bundle: config, ONNX, labels, deepstream-app snippet, build script.
 
@@ -60,7 +72,9 @@ def deepstream_command(
     with console.status(f"writing {out.name}", spinner="dots"):
         bundle = deploy_deepstream(model, out, engine=engine, calib_cache=calib_cache, precision=precision,
                                    batch=batch, approximate_normalization=approximate, target_trt=target_trt,
-                                   target_cc=parse_cc(target_cc))
+                                   target_cc=parse_cc(target_cc), reference=reference,
+                                   max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop)
+    _say_gate(bundle.gate)
     a = bundle.agreement
     if bundle.baked:
         ties = (f"; the Softmax for nvinfer picks the other class at {a.softmax_ties} float-tied pixel(s)"
@@ -86,6 +100,9 @@ def triton_command(
     instances: int = typer.Option(1, "--instances", help="Model instances per GPU (instance_group count)."),
     target_trt: Optional[str] = _TARGET_TRT,
     target_cc: Optional[str] = _TARGET_CC,
+    reference: Optional[Path] = _REFERENCE,
+    max_agreement_drop: Optional[float] = _MAX_AGREEMENT_DROP,
+    max_miou_drop: Optional[float] = _MAX_MIOU_DROP,
 ) -> None:
     """Write a Triton model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/model.onnx (or model.plan).
 
@@ -105,7 +122,9 @@ def triton_command(
 
     with console.status(f"writing {out.name}", spinner="dots"):
         bundle = deploy_triton(model, out, engine=engine, name=name, max_batch=max_batch, instances=instances,
-                               target_trt=target_trt, target_cc=parse_cc(target_cc))
+                               target_trt=target_trt, target_cc=parse_cc(target_cc), reference=reference,
+                               max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop)
+    _say_gate(bundle.gate)
     console.print(f"[bold green]✓[/] wrote [bold]{bundle.out}[/] ({bundle.platform}, max_batch_size "
                   f"{bundle.max_batch_size}, {bundle.instances} instance(s)): {', '.join(bundle.files)}")
     console.print(f"  serve: tritonserver --model-repository={bundle.out}")

@@ -37,6 +37,18 @@ def list_images(directory: str | Path, *, limit: int | None = None, seed: int = 
     return files
 
 
+def held_out_images(directory: str | Path, *, calib_count: int, calib_seed: int = 0, count: int) -> tuple[list[Path], bool]:
+    """Up to ``count`` images of ``directory`` that calibration (``calib_count`` at ``calib_seed``)
+    did not use, and True; or, when calibration took every image, ``count`` of those and False --
+    so a parity step says whether it judged on images the quantizer never saw."""
+    every = list_images(directory)
+    used = set(list_images(directory, limit=calib_count, seed=calib_seed)) if calib_count < len(every) else set(every)
+    rest = [p for p in every if p not in used]
+    if rest:
+        return rest[:count], True
+    return every[:count], False
+
+
 def preprocess(rgb: np.ndarray, contract: PreprocessContract) -> np.ndarray:
     """HxWx3 uint8 RGB -> 3xHxW float32 by the contract (resize, scale, mean/std)."""
     from PIL import Image

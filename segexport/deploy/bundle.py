@@ -132,3 +132,20 @@ def parse_cc(text: str | None) -> str | None:
     if not (major.isdigit() and minor.isdigit()):
         raise UserError(f"--target-cc {text!r} is not a compute capability: write e.g. 8.7 (Orin) or sm87")
     return f"{int(major)}.{int(minor)}"
+
+
+def gate_reduced(onnx_path: str | Path, record, *, reference: str | Path | None = None,
+                 max_agreement_drop: float | None = None, max_miou_drop: float | None = None) -> object | None:
+    """A reduced (fp16 / int8 Q/DQ) ONNX ships only if it still passes calibrate's accuracy gate
+    against its fp32 source, re-measured here (a bundle is what reaches the device; a sidecar's
+    word is not enough). ``CheckFailed`` in one line when it fails; the verdict otherwise (None for fp32)."""
+    if record.precision == "fp32":
+        return None
+    from segexport.calib.pipeline import judge_reduced
+    from segexport.errors import CheckFailed
+
+    verdict = judge_reduced(Path(onnx_path), None if reference is None else Path(reference),
+                            max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop)
+    if not verdict.passed:
+        raise CheckFailed(f"{Path(onnx_path).name}: {verdict.line}; no bundle written")
+    return verdict

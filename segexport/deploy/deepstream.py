@@ -37,6 +37,7 @@ class DeepStreamBundle:
     offsets: tuple[float, float, float]
     engine_included: bool = False
     files: list[str] = field(default_factory=list)
+    gate: object = None  # a reduced ONNX: the accuracy gate's verdict against its fp32 source
 
 
 def engine_file_name(onnx_name: str, batch: int, precision: str) -> str:
@@ -91,7 +92,8 @@ def resolve_batch(record, batch: int | None) -> int:
 def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | Path | None = None,
                       calib_cache: str | Path | None = None, precision: str | None = None, batch: int | None = None,
                       approximate_normalization: bool = False, target_trt: str | None = None,
-                      target_cc: str | None = None, workspace_mib: int = 1024) -> DeepStreamBundle:
+                      target_cc: str | None = None, workspace_mib: int = 1024, reference: str | Path | None = None,
+                      max_agreement_drop: float | None = None, max_miou_drop: float | None = None) -> DeepStreamBundle:
     """Write a DeepStream bundle for ``onnx_path`` into the new folder ``out``.
 
     Refused before any work (one-line ``UserError``): an argmax-head ONNX, INT8 without a
@@ -120,6 +122,10 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
         raise UserError(f"input layout {record.preprocess.layout} is not NCHW, which nvinfer feeds: re-export")
     calib = Path(calib_cache) if calib_cache is not None else None
     precision, strongly_typed = resolve_precision(model, onnx_path, precision, calib)
+    from segexport.deploy.bundle import gate_reduced
+
+    gate = gate_reduced(onnx_path, record, reference=reference, max_agreement_drop=max_agreement_drop,
+                 max_miou_drop=max_miou_drop)  # a reduced ONNX ships only if it still passes its accuracy gate
     batch = resolve_batch(record, batch)
 
     source_sha = sha256_file(onnx_path)
@@ -184,7 +190,7 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
     return DeepStreamBundle(out=out, config=out / CONFIG_NAME, onnx=out / onnx_name, engine_name=engine_name,
                             precision=precision, batch=batch, baked=not approximate_normalization,
                             agreement=agreement, net_scale_factor=factor, offsets=tuple(offsets),  # type: ignore[arg-type]
-                            engine_included=engine is not None, files=files)
+                            engine_included=engine is not None, files=files, gate=gate)
 
 
 def _num(x: float) -> str:

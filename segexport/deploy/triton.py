@@ -39,6 +39,7 @@ class TritonBundle:
     max_batch_size: int
     instances: int
     files: list[str] = field(default_factory=list)
+    gate: object = None  # a reduced ONNX: the accuracy gate's verdict against its fp32 source
 
 
 def _quote(text: str) -> str:
@@ -48,7 +49,8 @@ def _quote(text: str) -> str:
 def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path | None = None,
                   name: str | None = None, max_batch: int | None = None, instances: int = 1,
                   target_trt: str | None = None, target_cc: str | None = None,
-                  workspace_mib: int = 1024) -> TritonBundle:
+                  workspace_mib: int = 1024, reference: str | Path | None = None,
+                  max_agreement_drop: float | None = None, max_miou_drop: float | None = None) -> TritonBundle:
     """Write a Triton model repository for ``onnx_path`` into the new folder ``out``.
 
     With ``engine`` (built from this ONNX, by TensorRT, for ``target_trt``/``target_cc`` when given)
@@ -94,6 +96,10 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
         check_engine_for(engine, sha, onnx_path.name, target_trt=target_trt, target_cc=target_cc,
                          what="Triton's tensorrt_plan platform")
     precision, strongly_typed = resolve_precision(model, onnx_path, None, None)
+    from segexport.deploy.bundle import gate_reduced
+
+    gate = gate_reduced(onnx_path, record, reference=reference, max_agreement_drop=max_agreement_drop,
+                 max_miou_drop=max_miou_drop)  # a reduced ONNX ships only if it still passes its accuracy gate
     platform, model_file = ("tensorrt_plan", "model.plan") if engine is not None else ("onnxruntime_onnx", "model.onnx")
     external = sorted({e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"})
     for data in external:  # a name read from the file: it must not lead out of the model's folder
@@ -158,4 +164,5 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
         files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
     out = Path(out)
     return TritonBundle(out=out, name=name, config=out / name / "config.pbtxt", model_file=out / name / "1" / model_file,
-                        platform=platform, max_batch_size=max_batch_size, instances=instances, files=files)
+                        platform=platform, max_batch_size=max_batch_size, instances=instances, files=files,
+                        gate=gate)

@@ -103,13 +103,30 @@ def _release_cell(entry: dict) -> str:
     return ", ".join(parts) or "-"
 
 
+def _calibration_cell(entry: dict) -> str:
+    """The reduced variant against its fp32 ONNX, as calibrate's gate judged it: label agreement on
+    the confident pixels and ΔmIoU (with labels), or "not judged" when the reference has none."""
+    fig = (entry["steps"].get("calibrate") or {}).get("figures") or {}
+    gate = fig.get("gate")
+    if not isinstance(gate, dict):
+        return "-"
+    if not gate.get("judged"):
+        agree = fig.get("pixel_agreement")
+        return "not judged (no confident pixels" + (f"; {_pct(agree)} of all" if isinstance(agree, (int, float)) else "") + ")"
+    parts = [f"{_pct(gate.get('confident_agreement'))} of confident pixels"]
+    drop = fig.get("miou_drop")
+    if isinstance(drop, (int, float)):
+        parts.append(f"ΔmIoU {-drop:+.2f}")
+    return ", ".join(parts)
+
+
 def report_markdown(manifest: dict) -> str:
     """One table across all models, then every failure with its message."""
     release = any("gate-accuracy" in e["steps"] for e in manifest["entries"])
     lines = ["# segexport pipeline", "",
-             "| model | variant | agreement vs PyTorch | ΔmIoU (pt) | p50 | speedup vs PyTorch | machine noise | size | "
-             + ("vs release | " if release else "") + "verdict |",
-             "|---|---|---|---|---|---|---|---|" + ("---|" if release else "") + "---|"]
+             "| model | variant | reduced vs fp32 | agreement vs PyTorch | ΔmIoU (pt) | p50 | speedup vs PyTorch | "
+             "machine noise | size | " + ("vs release | " if release else "") + "verdict |",
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if release else "") + "---|"]
     failures = []
     for e in manifest["entries"]:
         parity = e["steps"].get("parity", {}).get("figures", {})
@@ -119,10 +136,14 @@ def report_markdown(manifest: dict) -> str:
         size = "-" if onnx is None else f"{onnx['bytes'] / 1e6:.2f} MB"
         bad = [(n, s) for n, s in e["steps"].items() if s["verdict"] in FAILING]
         verdict = "**FAIL** " + ", ".join(n for n, _ in bad) if bad else "pass"
-        lines.append(f"| {e['model']} | {e['variant']} | {_pct(parity.get('pixel_agreement'))} | "
+        lines.append(f"| {e['model']} | {e['variant']} | {_calibration_cell(e)} | {_pct(parity.get('pixel_agreement'))} | "
                      f"{'-' if drop is None else f'{-drop:+.2f}'} | {p50} | {speed} | {noise} | {size} | "
                      + (f"{_release_cell(e)} | " if release else "") + f"{verdict} |")
         failures += [f"- `{e['model']} {e['variant']} {n}`: {s['message']}" for n, s in bad]
+    judged_on = sorted({str(e["steps"]["parity"]["figures"]["inputs"]) for e in manifest["entries"]
+                        if ((e["steps"].get("parity") or {}).get("figures") or {}).get("inputs")})
+    if judged_on:
+        lines += ["", "Parity judged on: " + "; ".join(judged_on) + "."]
     skipped = sorted({f"{n}: {s['message']}" for e in manifest["entries"] for n, s in e["steps"].items()
                       if s["verdict"] == "skip" and s["message"]})
     if failures:

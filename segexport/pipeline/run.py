@@ -231,6 +231,9 @@ class Runner:
                          "model_source_sha256": export["inputs"]["model_source_sha256"],
                          "images_sha256": _data_hash(s.parity_images, self.base),
                          "labels_sha256": _data_hash(s.parity_labels, self.base),
+                         # without parity_images, parity judges on calib_data's held-out images
+                         "calib_data_sha256": None if s.parity_images else _data_hash(s.calib_data, self.base),
+                         "calib_count": None if s.parity_images else s.calib_count, "inputs": "held-out-v1",
                          **{k: getattr(s, k) for k in ("parity_count", "parity_backends", "thresholds")}}
         steps["parity"] = self._step(unit, "parity", parity_inputs, lambda: S.parity(onnx_path, e, s, self.base))
         if "bench" in todo:
@@ -240,8 +243,9 @@ class Runner:
             steps["bench"] = self._step(unit, "bench", bench_inputs, lambda: S.bench(onnx_path, e, s, self.base))
         if "deploy" in todo:
             rec = steps["deploy"] = self._step(
-                unit, "deploy", {**common, "engine_sha256": files.get(f"{e.name}.{p}.engine"), "deploy": s.deploy},
-                lambda: S.deploy(onnx_path, engine_path, list(s.deploy), mdir))
+                unit, "deploy", {**common, "engine_sha256": files.get(f"{e.name}.{p}.engine"), "deploy": s.deploy,
+                       "max_agreement_drop": s.max_agreement_drop, "max_miou_drop": s.max_miou_drop},
+                lambda: S.deploy(onnx_path, engine_path, list(s.deploy), mdir, s))
             files.update(rec["files"])
         return self._entry(unit, steps, files, export["inputs"], upstream)
 

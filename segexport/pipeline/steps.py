@@ -79,7 +79,8 @@ def export(entry: ModelEntry, s: Settings, out: Path, base: Path) -> Outcome:
 
 
 def calibrate(src: Path, out: Path, precision: str, s: Settings, base: Path) -> Outcome:
-    """fp16/int8/best ONNX (+ its provenance sidecar, + the TensorRT cache for int8)."""
+    """fp16/int8/best ONNX (+ its provenance sidecar, + the TensorRT cache for int8). The step's
+    verdict is calibrate's accuracy gate: a reduced model past its limits fails, with its figures."""
     from segexport import api
 
     data = s.calib_data if s.calib_data == "synthetic" else str(base / s.calib_data)
@@ -89,14 +90,28 @@ def calibrate(src: Path, out: Path, precision: str, s: Settings, base: Path) -> 
                           calib_count=s.calib_count, method=s.calib_method, max_miou_drop=s.max_miou_drop,
                           max_agreement_drop=s.max_agreement_drop, out=out, trt_cache=cache).details
     except CheckFailed as exc:
-        return Outcome("fail", message=str(exc))
+        figures = _calibration_figures(exc.result) if exc.result is not None else {}
+        return Outcome("fail", figures, message=str(exc))
     files = {out.name: out, out.name + ".json": Path(str(out) + ".json")}
     if r.trt_cache:
         files[r.trt_cache.name] = r.trt_cache
         files[r.trt_cache.name + ".json"] = Path(str(r.trt_cache) + ".json")
-    return Outcome("pass", {"chosen": r.precision, "cost": _finite(r.cost), "cost_kind": r.cost_kind,
-                            "pixel_agreement": r.pixel_agreement, "miou": r.miou,
-                            "kept_float": [k.module or k.node for k in r.kept_float]}, files=files)
+    return Outcome("pass", _calibration_figures(r), message=r.gate.line if r.gate is not None else "", files=files)
+
+
+def _calibration_figures(r) -> dict:
+    """What report.md shows of a calibration: agreement with fp32 (all pixels, confident pixels),
+    ΔmIoU with labels, and whether the gate judged at all."""
+    gate = r.gate
+    drop = None
+    if r.miou and "fp32" in r.miou and r.precision in r.miou:
+        drop = _finite(r.miou["fp32"] - r.miou[r.precision])
+    return {"chosen": r.precision, "cost": _finite(r.cost), "cost_kind": r.cost_kind,
+            "pixel_agreement": r.pixel_agreement, "miou": r.miou, "miou_drop": drop,
+            "kept_float": [k.module or k.node for k in r.kept_float],
+            "gate": None if gate is None else {"judged": gate.judged, "passed": gate.passed,
+                                               "confident_agreement": gate.confident_agreement,
+                                               "confident_fraction": gate.confident_fraction, "line": gate.line}}
 
 
 def lint(onnx: Path) -> Outcome:
@@ -133,17 +148,18 @@ def parity(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
     from segexport.checks.parity import ParityOptions, run_parity
 
     model = _model_ref(entry.model, base) if ":" in entry.model else None
+    files, held_out, note = _parity_inputs(s, base)
     report = run_parity(ParityOptions(
         onnx=onnx, model=model, weights=_rel(base, entry.weights), backends=tuple(s.parity_backends),
         images=_rel(base, s.parity_images), labels=_rel(base, s.parity_labels), count=s.parity_count,
-        thresholds=dict(s.thresholds or {})))
+        thresholds=dict(s.thresholds or {}), synthetic=not s.parity_images and not files, image_files=tuple(files)))
     if not report.pairs:
         return Outcome("skip", {"skipped": report.skipped}, "no parity backend can run here: "
                        + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
     pair = report.pairs[0]
     m = pair.metrics
     drop = None if pair.miou_reference is None else pair.miou_reference - pair.miou_candidate
-    figures = {"candidate": pair.candidate, "pixel_agreement": m.pixel_agreement,
+    figures = {"candidate": pair.candidate, "inputs": note or report.inputs, "pixel_agreement": m.pixel_agreement,
                "boundary_agreement": _finite(m.boundary_agreement), "max_abs": _finite(m.max_abs),
                "miou_reference": pair.miou_reference, "miou": pair.miou_candidate, "miou_drop": drop,
                "held_to_floor": pair.held_to_floor,
@@ -151,6 +167,22 @@ def parity(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
                            "passed": c.passed} for p in report.pairs for c in p.checks]}
     failed = [c for p in report.pairs for c in p.checks if not c.passed]
     return Outcome("fail" if failed else "pass", figures, failed[0].message if failed else "")
+
+
+def _parity_inputs(s: Settings, base: Path) -> tuple[list[Path], bool, str]:
+    """What parity is judged on: ``parity_images`` when given; else the calibration folder's images
+    that calibration did not use (real images beat synthetic ones); else held-out synthetic images
+    (flat regions and ties, which random noise never has). Returns (files, held out, what to say)."""
+    if s.parity_images:
+        return [], True, ""
+    calib = s.calib_data
+    if calib and calib != "synthetic" and (base / calib).is_dir():
+        from segexport.data.images import held_out_images
+
+        files, held_out = held_out_images(base / calib, calib_count=s.calib_count, count=s.parity_count)
+        what = "held out from calibration" if held_out else "the calibration images themselves (none held out)"
+        return files, held_out, f"{len(files)} images of calib_data, {what}"
+    return [], True, ""
 
 
 def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
@@ -236,7 +268,7 @@ def deploy_available() -> bool:
     return True
 
 
-def deploy(onnx: Path, engine_path: Path | None, kinds: list[str], out_dir: Path) -> Outcome:
+def deploy(onnx: Path, engine_path: Path | None, kinds: list[str], out_dir: Path, s: Settings | None = None) -> Outcome:
     """Triton / DeepStream bundles from segexport.deploy (issue 15), imported only when asked for."""
     try:
         import segexport.deploy as deploy_mod
@@ -256,7 +288,11 @@ def deploy(onnx: Path, engine_path: Path | None, kinds: list[str], out_dir: Path
         if fn is None:
             raise UserError(f"segexport.deploy has no deploy_{kind}: remove {kind!r} from `deploy` or upgrade segexport")
         target = out_dir / f"{onnx.stem}.{kind}"
-        fn(onnx, target) if engine_path is None else fn(onnx, target, engine=engine_path)
+        limits = {} if s is None else {"max_agreement_drop": s.max_agreement_drop, "max_miou_drop": s.max_miou_drop}
+        try:  # a reduced ONNX is re-judged against its fp32 source before it is bundled
+            fn(onnx, target, **limits) if engine_path is None else fn(onnx, target, engine=engine_path, **limits)
+        except CheckFailed as exc:
+            return Outcome("fail", {"bundles": kinds}, message=str(exc))
         for f in sorted(p for p in target.rglob("*") if p.is_file()):
             files[f.relative_to(out_dir).as_posix()] = f
     return Outcome("pass", {"bundles": kinds, "engine_in_bundle": engine_path is not None,
