@@ -17,7 +17,7 @@ from __future__ import annotations
 from segexport._version import __version__
 from segexport.errors import CheckFailed, SegexportError, UserError
 
-_API = ("export", "calibrate", "build_engine", "lint", "parity", "bench")
+_API = ("export", "calibrate", "build_engine", "lint", "parity", "bench", "debug")
 __all__ = ["__version__", *_API, "run_pipeline", "deploy", "build_model", "list_models", "export_onnx",
            "CheckFailed", "SegexportError", "UserError"]
 

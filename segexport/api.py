@@ -27,7 +27,7 @@ from segexport.errors import CheckFailed, UserError
 
 Progress = Callable[..., None]  # progress(message, ...): a status line for long steps
 
-__all__ = ["export", "calibrate", "build_engine", "lint", "parity", "bench", 
+__all__ = ["export", "calibrate", "build_engine", "lint", "parity", "bench", "debug",
            "ExportResult", "CalibrationResult", "EngineResult", "LintResult", "ParityResult", "BenchResult"]
 
 
@@ -115,7 +115,8 @@ def calibrate(*, onnx: str | Path, precision: str = "int8", data: str = "synthet
               eval_count: int | None = None, seed: int = 0, method: str = "percentile",
               max_miou_drop: float | None = None, max_agreement_drop: float | None = None,
               out: str | Path | None = None, trt_cache: str | Path | None = None, trt_version: str | None = None,
-              rank_by: str = "ort-cpu", progress: Progress | None = None) -> CalibrationResult:
+              rank_by: str = "ort-cpu", keep_float: Sequence[str] = (),
+              progress: Progress | None = None) -> CalibrationResult:
     """Reduce an exported ONNX to FP16 or INT8 and measure the cost on the CPU (``segexport calibrate``)."""
     from segexport.calib.pipeline import CalibrateOptions, run_calibrate
 
@@ -123,7 +124,7 @@ def calibrate(*, onnx: str | Path, precision: str = "int8", data: str = "synthet
                             eval_data=eval_data, eval_labels=_path(eval_labels), count=calib_count,
                             eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
                             max_agreement_drop=max_agreement_drop, out=_path(out), trt_cache=_path(trt_cache),
-                            trt_version=trt_version, rank_by=rank_by)
+                            trt_version=trt_version, rank_by=rank_by, keep_float=_names(keep_float))
     details = run_calibrate(opts, progress=progress)
     return CalibrationResult(onnx=details.out, precision=details.precision, details=details,
                              trt_cache=details.trt_cache)
@@ -273,3 +274,15 @@ def __getattr__(name: str):  # BenchResult lives with the bench step; named here
 
         return BenchResult
     raise AttributeError(name)
+
+
+def debug(*, reference: str | Path, candidate: str | Path, data: str = "synthetic", count: int = 4, seed: int = 0,
+          frontier: int = 8, progress: Progress | None = None) -> Any:
+    """The first PyTorch module whose output ``candidate`` (an fp16/int8 ONNX from :func:`calibrate`)
+    gets wrong against ``reference`` (its fp32 export) (``segexport debug``): a
+    :class:`segexport.checks.localize.Localization` with every module measured, the first diverging
+    one, the labels it alone changes, and the flag to try."""
+    from segexport.checks.localize import localize
+
+    return localize(Path(reference), Path(candidate), data=str(data), count=count, seed=seed, frontier=frontier,
+                    progress=progress)

@@ -84,6 +84,7 @@ class KeptLayer:
     module: str  # the PyTorch module the node came from (exporter's scope metadata)
     cost_if_only_this_kept: float
     recovered: float = 0.0  # all-INT8 cost minus the cost with only this layer in float
+    reason: str = "budget"  # "budget" (the sensitivity search) or "--keep-float" (the user asked)
 
 
 @dataclass
@@ -96,27 +97,28 @@ class MixedResult:
 
 
 def budgeted_int8(onnx_path: str, calibration: Calibration, evaluation: Evaluation, budget: float,
-                  progress=None) -> MixedResult:
+                  progress=None, keep: list[str] | None = None) -> MixedResult:
     from segexport.core.graph import module_of
 
     say = progress or (lambda *_a, **_k: None)
-    full = quantize_qdq(onnx_path, calibration)
+    keep = list(keep or [])  # nodes the user keeps in float (--keep-float): never quantized, never searched
+    full = quantize_qdq(onnx_path, calibration, exclude=keep)
     base = evaluation.cost(full)
     result = MixedResult(full, base, base, evaluated=1)
     if base <= budget:
         return result
-    nodes = quantizable_nodes(onnx_path)
+    nodes = [n for n in quantizable_nodes(onnx_path) if n.name not in keep]
     scores = []
     for i, node in enumerate(nodes):
         say(f"sensitivity of {module_of(node) or node.name}", i, len(nodes))
-        cost = evaluation.cost(quantize_qdq(onnx_path, calibration, exclude=[node.name]))
+        cost = evaluation.cost(quantize_qdq(onnx_path, calibration, exclude=keep + [node.name]))
         scores.append((cost, node))
     result.evaluated += len(nodes)
     scores.sort(key=lambda t: t[0])  # lowest remaining cost = most sensitive layer
     kept: list[KeptLayer] = []
     for cost_alone, node in scores:
         kept.append(KeptLayer(node.name, module_of(node), cost_alone, base - cost_alone))
-        model = quantize_qdq(onnx_path, calibration, exclude=[k.node for k in kept])
+        model = quantize_qdq(onnx_path, calibration, exclude=keep + [k.node for k in kept])
         cost = evaluation.cost(model)
         result.evaluated += 1
         say(f"keeping {len(kept)} layer(s) in float: cost {cost:.3f}", len(kept), len(scores))

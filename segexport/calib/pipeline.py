@@ -53,6 +53,9 @@ class CalibrateOptions:
     # --precision best: "ort-cpu" = measured ONNX Runtime CPU latency (a proxy for a CPU
     # deployment); "tensorrt" = TensorRT's kernel speed order (int8, then fp16), for GPUs.
     rank_by: str = "ort-cpu"
+    # PyTorch module names (fnmatch patterns; a module includes its submodules) kept in float: what
+    # `segexport debug` suggests for the module it finds diverging
+    keep_float: tuple[str, ...] = ()
 
 
 @dataclass
@@ -239,14 +242,6 @@ def self_check(path: Path, precision: str):
     except Exception as exc:  # onnx.checker.ValidationError, shape_inference.InferenceError
         raise CheckFailed(f"the {precision} ONNX segexport wrote is invalid ({exception_line(exc)[:300]}): "
                           "please report this with the source ONNX") from exc
-    from segexport.core.exact import exact_violations
-
-    broken = exact_violations(onnx.load(str(path)))
-    if broken:
-        b = broken[0]
-        raise CheckFailed(f"the {precision} ONNX compares a {b.how} copy of {b.source!r} in {b.op} {b.node!r}"
-                          f"{f' ({b.module})' if b.module else ''} while other layers read the float tensor: "
-                          "an exact comparison (unpool mask, argmax) would break; please report this with the source ONNX")
     report = lint_model(path, parser="auto")
     if report.errors:
         raise CheckFailed(f"the {precision} ONNX fails the TensorRT lint: {report.errors[0].message}")
@@ -372,11 +367,42 @@ def _budget(opts, evaluation) -> tuple[float, str]:
     return (1.0, "mIoU pt") if evaluation.labels is not None else (1.0, "% agreement")
 
 
+def keep_float_nodes(model: onnx.ModelProto, patterns) -> list[str]:
+    """Nodes of the modules ``patterns`` name (``head``, ``decoder.*``; a module includes its
+    submodules). A pattern that names no module is refused with a few names that exist."""
+    from fnmatch import fnmatchcase
+
+    from segexport.core.graph import module_of
+
+    if not patterns:
+        return []
+    owner = {n.name: module_of(n) for n in model.graph.node if n.name}
+    picked: list[str] = []
+    for pattern in patterns:
+        hits = [n for n, m in owner.items() if m and (fnmatchcase(m, pattern) or fnmatchcase(m, f"{pattern}.*"))]
+        if not hits:
+            known = sorted({m for m in owner.values() if m})
+            raise UserError(f"--keep-float {pattern!r} names no module of this ONNX (e.g. {', '.join(known[:4])}): "
+                            "use the names `segexport debug` prints")
+        picked += [h for h in hits if h not in picked]
+    return picked
+
+
 def _build(precision, opts, record, src, model32, calib_inputs, evaluation, budget, say) -> dict:
+    from segexport.calib.mixed_precision import KeptLayer
+    from segexport.core.graph import module_of
+
+    keep = keep_float_nodes(model32, opts.keep_float)
+    modules = {n.name: module_of(n) for n in model32.graph.node}
+    forced = [KeptLayer(n, modules.get(n, ""), 0.0, 0.0, reason="--keep-float") for n in keep]
     if precision == "fp16":
         from segexport.calib.fp16 import convert_fp16, find_risks, tensor_ranges
 
         risks = find_risks(model32, tensor_ranges(model32, calib_inputs, record.input_name, record.batch))
+        from segexport.calib.fp16 import RangeRisk
+
+        risks += [RangeRisk(n, next((x.op_type for x in model32.graph.node if x.name == n), ""), modules.get(n, ""),
+                            0.0, "--keep-float") for n in keep if n not in {r.node for r in risks}]
         with warnings.catch_warnings():
             # onnxconverter-common warns "-inf will be truncated" for the infinities it keeps as they are
             # (ceil-pool padding), and about sub-1e-7 weights it rounds; the range analysis above is the check
@@ -390,10 +416,10 @@ def _build(precision, opts, record, src, model32, calib_inputs, evaluation, budg
     if opts.max_miou_drop is not None or opts.max_agreement_drop is not None or opts.precision == "best":
         from segexport.calib.mixed_precision import budgeted_int8
 
-        mixed = budgeted_int8(str(src), calibration, evaluation, budget, progress=say)
-        return {"model": mixed.model, "cost": mixed.cost, "kept": mixed.kept_float, "calibration": calibration}
-    model = quantize_qdq(src, calibration)
-    return {"model": model, "cost": evaluation.cost(model), "calibration": calibration}
+        mixed = budgeted_int8(str(src), calibration, evaluation, budget, progress=say, keep=keep)
+        return {"model": mixed.model, "cost": mixed.cost, "kept": forced + mixed.kept_float, "calibration": calibration}
+    model = quantize_qdq(src, calibration, exclude=keep)
+    return {"model": model, "cost": evaluation.cost(model), "kept": forced, "calibration": calibration}
 
 
 def _best(opts, record, src, model32, calib_inputs, evaluation, budget, kind, say):

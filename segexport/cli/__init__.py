@@ -131,7 +131,7 @@ def _register() -> None:
     from segexport.cli import models as models_cli
 
     models_cli.register(app)
-    for name in ("onnx", "lint", "engine", "parity", "bench", "data", "calibrate", "pipeline", "deploy", "predict"):
+    for name in ("onnx", "lint", "engine", "parity", "bench", "data", "calibrate", "pipeline", "deploy", "predict", "debug"):
         importlib.import_module(f"segexport.cli.{name}_cmd").register(app)
     _guard_all(app)
 

@@ -28,6 +28,7 @@ def calibrate_command(
     method: str = typer.Option("percentile", "--method", help="INT8 calibration: percentile (99.99, default), minmax, or entropy (ONNX Runtime's KL histogram)."),
     max_miou_drop: Optional[float] = typer.Option(None, "--max-miou-drop", help="Budget in mIoU points vs fp32 (needs labels): sensitive layers stay float."),
     max_agreement_drop: Optional[float] = typer.Option(None, "--max-agreement-drop", help="Budget in % label agreement vs fp32 (no labels needed)."),
+    keep_float: Optional[list[str]] = typer.Option(None, "--keep-float", help="PyTorch module to keep in float (repeatable; glob patterns; a module includes its submodules), e.g. the one `segexport debug` names."),
     rank_by: str = typer.Option("ort-cpu", "--rank-by", help="--precision best: 'ort-cpu' (measured ONNX Runtime CPU latency, a proxy) or 'tensorrt' (int8 before fp16, TensorRT's speed order)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output ONNX (default: MODEL.<precision>.onnx)."),
     trt_cache: Optional[Path] = typer.Option(None, "--trt-cache", help="Also write a TensorRT calibration cache (TensorRT <= 10, Jetson)."),
@@ -63,7 +64,7 @@ def calibrate_command(
             onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data, eval_labels=eval_labels,
             calib_count=calib_count, eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
             max_agreement_drop=max_agreement_drop, out=out, trt_cache=trt_cache, trt_version=trt_version,
-            rank_by=rank_by, progress=progress).details)
+            rank_by=rank_by, keep_float=tuple(keep_float or ()), progress=progress).details)
     except CheckFailed as exc:  # the gate failed: the figures and the JSON report still say why
         if exc.result is not None:
             _print_report(exc.result, synthetic_eval=(eval_data or data) == "synthetic")
@@ -132,8 +133,12 @@ def _print_report(result, synthetic_eval: bool = False) -> None:
     gain = lat["fp32"] / lat[result.precision] if lat.get(result.precision) else float("nan")
     console.print(f"  ORT CPU latency (proxy, not a GPU figure): fp32 {lat['fp32']:.2f} ms, "
                   f"{result.precision} {lat[result.precision]:.2f} ms ({gain:.2f}x)")
+    forced = sorted({k.module or k.node for k in result.kept_float if k.reason == "--keep-float"})
+    if forced:
+        console.print(f"  kept in float (--keep-float): {', '.join(forced)}")
     for k in result.kept_float:
-        console.print(f"  kept in float: {k.module or k.node} (recovers {k.recovered:.3f} {result.cost_kind} alone)")
+        if k.reason != "--keep-float":
+            console.print(f"  kept in float: {k.module or k.node} (recovers {k.recovered:.3f} {result.cost_kind} alone)")
     if result.range_fallback:
         # constant / all-zero tensors are mostly broadcast parameters (a GroupNorm's expanded
         # weight); the narrow-range ones are activations, which the user may want to look at

@@ -290,6 +290,14 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
                 add("error", "profile-mismatch", None, f"the recorded profile shape {list(shape)} of {inp.name!r} "
                     f"contradicts its static dims {[d or '?' for d in dims]}: re-export with matching --dynamic")
                 break
+    from segexport.core.exact import exact_violations
+
+    names = {n.name: n for n in model.graph.node}
+    for v in exact_violations(model):  # TensorRT builds it; the labels it computes are wrong
+        add("error", "exact-compare-reduced", names.get(v.node),
+            f"{v.op} compares a {v.how} copy of {v.source!r} while other layers read it in float: an exact comparison "
+            "(unpool mask, argmax, tie-break) now fails on values that were equal; recalibrate with `segexport "
+            "calibrate`, which keeps the exact region in float")
     return out
 
 

@@ -38,3 +38,26 @@ class Swamped(nn.Module):
 
 def swamped(num_classes: int = 3) -> nn.Module:
     return Swamped(num_classes)
+
+
+class Overflow(nn.Module):
+    """``big`` writes values near 2e5 (past FP16's 65504), ``shrink`` brings them back: right in
+    float32, infinite in an FP16 graph that did not keep ``big`` in FP32."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.big = nn.Conv2d(8, 8, 1)
+        self.shrink = nn.Conv2d(8, 8, 1)
+        self.head = nn.Conv2d(8, num_classes, 1)
+        with torch.no_grad():
+            self.big.weight.mul_(4e4)
+            self.shrink.weight.mul_(1e-4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.shrink(self.big(torch.relu(self.stem(x))))))
+
+
+def overflow(num_classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return Overflow(num_classes)
