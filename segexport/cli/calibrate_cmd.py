@@ -26,8 +26,8 @@ def calibrate_command(
     eval_count: Optional[int] = typer.Option(None, "--eval-count", help="Samples for the accuracy check (default: all of --eval-data; synthetic: calib-count/2, at least 8)."),
     seed: int = typer.Option(0, "--seed"),
     method: str = typer.Option("percentile", "--method", help="INT8 calibration: percentile (99.99, default), minmax, or entropy (ONNX Runtime's KL histogram)."),
-    max_miou_drop: Optional[float] = typer.Option(None, "--max-miou-drop", help="Budget in mIoU points vs fp32 (needs labels): sensitive layers stay float."),
-    max_agreement_drop: Optional[float] = typer.Option(None, "--max-agreement-drop", help="Budget in % label agreement vs fp32 (no labels needed)."),
+    max_miou_drop: Optional[float] = typer.Option(None, "--max-miou-drop", help="Limit in mIoU points vs fp32 (needs labels; default int8 1, fp16 0.5): sensitive layers stay float to meet it."),
+    max_agreement_drop: Optional[float] = typer.Option(None, "--max-agreement-drop", help="Limit in % of confident pixels whose label may change vs fp32 (default int8 1, fp16 0.1): sensitive layers stay float to meet it."),
     keep_float: Optional[list[str]] = typer.Option(None, "--keep-float", help="PyTorch module to keep in float (repeatable; glob patterns; a module includes its submodules), e.g. the one `segexport debug` names."),
     rank_by: str = typer.Option("ort-cpu", "--rank-by", help="--precision best: 'ort-cpu' (measured ONNX Runtime CPU latency, a proxy) or 'tensorrt' (int8 before fp16, TensorRT's speed order)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output ONNX (default: MODEL.<precision>.onnx)."),
@@ -42,6 +42,14 @@ def calibrate_command(
     ranges as a TensorRT calibration cache for implicit INT8 on Jetson (trtexec --int8
     --calib=FILE). FP16 keeps float32 inputs/outputs and keeps in FP32 the nodes that would
     overflow in FP16, naming their PyTorch modules. Every artefact gets a provenance sidecar.
+
+    Accuracy gate (always on): the reduced model's labels are compared with the fp32 ONNX on
+    held-out images, on the pixels where fp32 is confident (top-2 margin >= 1 logit); it fails
+    (exit 1, nothing written, --json still written) when more than 1 % (int8) / 0.1 % (fp16) of
+    them change, or, with labels, mIoU drops more than 1 / 0.5 point. --max-agreement-drop and
+    --max-miou-drop set those limits and keep the most sensitive layers in float to meet them;
+    --keep-float MODULE keeps named modules in float. A reference with no confident pixels
+    (an untrained network) is "not judged": said, never shown as a pass.
 
     Examples:
 
