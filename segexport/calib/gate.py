@@ -84,8 +84,12 @@ def confidence_margin(output: np.ndarray) -> np.ndarray:
 
 def judge(precision: str, *, reference_labels: np.ndarray, candidate_labels: np.ndarray, reference_margin: np.ndarray,
           miou_drop: float | None, max_agreement_drop: float | None = None,
-          max_miou_drop: float | None = None) -> Verdict:
-    """The gate's verdict for a ``precision`` candidate against its fp32 reference."""
+          max_miou_drop: float | None = None, candidate_nonfinite: int = 0) -> Verdict:
+    """The gate's verdict for a ``precision`` candidate against its fp32 reference.
+
+    Two failures need no confident pixels: a candidate that outputs NaN/inf (an FP16 overflow), and
+    an mIoU drop past the limit on labelled data (a measured accuracy loss is one, whatever the
+    logits' scale; a network trained to small logits would otherwise never be judged)."""
     base = DEFAULT_LIMITS.get(precision, DEFAULT_LIMITS["int8"])
     limits = Limits(agreement_drop=base.agreement_drop if max_agreement_drop is None else max_agreement_drop,
                     miou_drop=base.miou_drop if max_miou_drop is None else max_miou_drop)
@@ -94,6 +98,17 @@ def judge(precision: str, *, reference_labels: np.ndarray, candidate_labels: np.
     share = float(confident.mean()) if confident.size else 0.0
     overall = float(agree.mean()) if agree.size else 1.0
     where = f"{100 * share:.1f} % of pixels have a top-2 margin >= {CONFIDENT_MARGIN:g} logit"
+    hint = (f"; keep the sensitive layers in float with calibrate's --max-agreement-drop {limits.agreement_drop:g}"
+            + (f" or --max-miou-drop {limits.miou_drop:g}" if miou_drop is not None else "")
+            + ", find the diverging module with `segexport debug`, or use a higher precision")
+    if candidate_nonfinite:
+        line = (f"{precision} fails the accuracy gate: it outputs {candidate_nonfinite} NaN/inf value(s) where fp32 "
+                f"is finite (an overflow){hint}")
+        return Verdict(precision, True, False, line, share, None, overall, miou_drop, limits)
+    if share < MIN_CONFIDENT_FRACTION and miou_drop is not None and miou_drop > limits.miou_drop + 1e-9:
+        line = (f"{precision} fails the accuracy gate: mIoU dropped {miou_drop:.2f} pt (limit {limits.miou_drop:g}) "
+                f"although the fp32 reference has no confident pixels ({where}){hint}")
+        return Verdict(precision, True, False, line, share, None, overall, miou_drop, limits)
     if share < MIN_CONFIDENT_FRACTION:
         line = (f"not judged: the fp32 reference has no confident pixels ({where}; an untrained network's logits "
                 f"tie), so label agreement {100 * overall:.2f} % is noise, not a verdict")
@@ -107,10 +122,7 @@ def judge(precision: str, *, reference_labels: np.ndarray, candidate_labels: np.
         failures.append(f"mIoU dropped {miou_drop:.2f} pt (limit {limits.miou_drop:g})")
     miou_text = f", mIoU drop {miou_drop:.2f} pt (limit {limits.miou_drop:g})" if miou_drop is not None else ""
     if failures:
-        line = (f"{precision} fails the accuracy gate: {'; '.join(failures)} ({where}); keep the sensitive layers "
-                f"in float with calibrate's --max-agreement-drop {limits.agreement_drop:g}"
-                + (f" or --max-miou-drop {limits.miou_drop:g}" if miou_drop is not None else "")
-                + ", find the diverging module with `segexport debug`, or use a higher precision")
+        line = f"{precision} fails the accuracy gate: {'; '.join(failures)} ({where}){hint}"
         return Verdict(precision, True, False, line, share, on_confident, overall, miou_drop, limits)
     line = (f"accuracy gate passed: {100 * on_confident:.2f} % agreement on confident pixels (limit drop "
             f"{limits.agreement_drop:g} %; {where}){miou_text}")

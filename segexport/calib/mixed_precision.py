@@ -72,7 +72,7 @@ def predict(model: onnx.ModelProto | str, inputs: np.ndarray, input_name: str, o
         out = np.asarray(sess.run([output_name], {input_name: chunk})[0])[:n]
         outs.append(labels_of(out))
         if margins:
-            gaps.append(confidence_margin(out) if out.ndim == 4 else np.full(out.shape, np.inf, np.float32))
+            gaps.append(confidence_margin(out) if out.ndim == 4 else np.full(out.shape, np.finfo(np.float32).max, np.float32))
     if margins:
         return np.concatenate(outs), np.concatenate(gaps)
     return np.concatenate(outs)

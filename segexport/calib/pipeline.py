@@ -463,7 +463,8 @@ def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record, o
     from segexport.calib.mixed_precision import predict
     from segexport.core.metrics import compare, miou
 
-    pred = predict(str(out), evaluation.inputs, record.input_name, record.output_name, record.batch)
+    pred, margin = predict(str(out), evaluation.inputs, record.input_name, record.output_name, record.batch,
+                           margins=True)
     parity = compare(evaluation.reference_labels, pred)
     result.pixel_agreement = parity.pixel_agreement
     result.boundary_agreement = parity.boundary_agreement
@@ -473,7 +474,8 @@ def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record, o
         drop = result.miou["fp32"] - result.miou[result.precision]
     result.gate = judge(result.precision, reference_labels=evaluation.reference_labels, candidate_labels=pred,
                         reference_margin=evaluation.reference_margin, miou_drop=drop,
-                        max_agreement_drop=opts.max_agreement_drop, max_miou_drop=opts.max_miou_drop)
+                        max_agreement_drop=opts.max_agreement_drop, max_miou_drop=opts.max_miou_drop,
+                        candidate_nonfinite=int((~np.isfinite(margin)).sum()))
     result.latency_ms = {"fp32": ort_latency_ms(src, record), result.precision: ort_latency_ms(out, record)}
 
 
@@ -508,28 +510,42 @@ def judge_reduced(reduced: Path, reference: Path | None = None, *, count: int = 
     from segexport.core.metrics import miou
     from segexport.exporter.metadata import read_record
 
+    from segexport.core.graph import held_precision
+    from segexport.core.onnx_io import load_onnx
+
     reduced = Path(reduced)
-    record = read_record(reduced)
+    graph = load_onnx(reduced)
+    record = read_record(graph)
+    precision = held_precision(graph)  # the graph's word, not the metadata's
+    if precision == "fp32":
+        precision = record.precision if record.precision != "fp32" else "int8"
+    if not record.source_onnx_sha256:
+        raise UserError(f"{reduced.name} holds {precision} but records no source ONNX SHA-256, so no fp32 export "
+                        "can be verified as its source: recalibrate it with `segexport calibrate`")
     if reference is None:
         reference = _recorded_source(reduced)
     if reference is None or not Path(reference).is_file():
         raise UserError(f"{reduced.name} is {record.precision} and its fp32 source is not found (looked for the "
                         f"provenance sidecar {reduced.name}.json's source_onnx): pass --reference FP32.onnx, the "
                         "export it was calibrated from, so its accuracy can be checked before it ships")
-    if record.source_onnx_sha256 and sha256_file(reference) != record.source_onnx_sha256:
+    if sha256_file(reference) != record.source_onnx_sha256:
         raise UserError(f"--reference {str(reference)!r} is not the ONNX {reduced.name} was calibrated from "
                         f"(SHA-256 differs from {record.source_onnx_sha256[:12]}…): pass that export")
     ref_record = read_record(reference)
-    opts = CalibrateOptions(onnx=Path(reference), precision=record.precision, data="synthetic", eval_count=count,
+    if held_precision(load_onnx(Path(reference))) != "fp32":
+        raise UserError(f"--reference {str(reference)!r} is not an fp32 ONNX: pass the fp32 export")
+    opts = CalibrateOptions(onnx=Path(reference), precision=precision, data="synthetic", eval_count=count,
                             seed=seed)
     evaluation = _evaluation(opts, ref_record, Path(reference), np.empty((0,)))
-    pred = predict(str(reduced), evaluation.inputs, record.input_name, record.output_name, record.batch)
+    pred, margin = predict(str(reduced), evaluation.inputs, record.input_name, record.output_name, record.batch,
+                           margins=True)
     drop = None
     if evaluation.labels is not None:
         drop = evaluation.reference_miou - miou(pred, evaluation.labels, record.num_classes)
-    return judge(record.precision, reference_labels=evaluation.reference_labels, candidate_labels=pred,
+    return judge(precision, reference_labels=evaluation.reference_labels, candidate_labels=pred,
                  reference_margin=evaluation.reference_margin, miou_drop=drop,
-                 max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop)
+                 max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop,
+                 candidate_nonfinite=int((~np.isfinite(margin)).sum()))
 
 
 def _recorded_source(reduced: Path) -> Path | None:

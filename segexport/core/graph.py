@@ -20,6 +20,14 @@ def needs_strong_typing(onnx_model) -> bool:
     return any(t.data_type == onnx.TensorProto.FLOAT16 for t in onnx_model.graph.initializer)
 
 
+def held_precision(onnx_model) -> str:
+    """The precision an ONNX holds, read from the graph (never from metadata, which a file may
+    misstate): Q/DQ is INT8, FP16 tensors FP16, else FP32."""
+    if has_qdq(onnx_model):
+        return "int8"
+    return "fp16" if needs_strong_typing(onnx_model) else "fp32"
+
+
 def module_of(node) -> str:
     """The qualified name of the PyTorch module ``node`` came from ("" when unknown).
 

@@ -134,12 +134,15 @@ def parse_cc(text: str | None) -> str | None:
     return f"{int(major)}.{int(minor)}"
 
 
-def gate_reduced(onnx_path: str | Path, record, *, reference: str | Path | None = None,
+def gate_reduced(onnx_path: str | Path, model, *, reference: str | Path | None = None,
                  max_agreement_drop: float | None = None, max_miou_drop: float | None = None) -> object | None:
     """A reduced (fp16 / int8 Q/DQ) ONNX ships only if it still passes calibrate's accuracy gate
     against its fp32 source, re-measured here (a bundle is what reaches the device; a sidecar's
-    word is not enough). ``CheckFailed`` in one line when it fails; the verdict otherwise (None for fp32)."""
-    if record.precision == "fp32":
+    word is not enough). Reduced is what the *graph* holds, whatever its metadata says.
+    ``CheckFailed`` in one line when it fails; the verdict otherwise (None for fp32)."""
+    from segexport.core.graph import held_precision
+
+    if held_precision(model) == "fp32":
         return None
     from segexport.calib.pipeline import judge_reduced
     from segexport.errors import CheckFailed

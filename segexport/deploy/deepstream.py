@@ -49,9 +49,9 @@ def engine_file_name(onnx_name: str, batch: int, precision: str) -> str:
 def resolve_precision(model, onnx_path: Path, precision: str | None, calib_cache: Path | None) -> tuple[str, bool]:
     """(precision, strongly typed). An FP32 ONNX takes fp16, or int8 with a calibration cache made
     for it; an ONNX from `segexport calibrate` carries its own precision."""
-    from segexport.engines.builder import _onnx_precision
+    from segexport.core.graph import held_precision
 
-    held = _onnx_precision(model)
+    held = held_precision(model)
     if precision not in (None, "fp32", "fp16", "int8"):
         raise UserError(f"--precision {precision!r} is not one of fp32, fp16, int8")
     if held != "fp32":
@@ -124,7 +124,7 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
     precision, strongly_typed = resolve_precision(model, onnx_path, precision, calib)
     from segexport.deploy.bundle import gate_reduced
 
-    gate = gate_reduced(onnx_path, record, reference=reference, max_agreement_drop=max_agreement_drop,
+    gate = gate_reduced(onnx_path, model, reference=reference, max_agreement_drop=max_agreement_drop,
                  max_miou_drop=max_miou_drop)  # a reduced ONNX ships only if it still passes its accuracy gate
     batch = resolve_batch(record, batch)
 

@@ -98,7 +98,7 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
     precision, strongly_typed = resolve_precision(model, onnx_path, None, None)
     from segexport.deploy.bundle import gate_reduced
 
-    gate = gate_reduced(onnx_path, record, reference=reference, max_agreement_drop=max_agreement_drop,
+    gate = gate_reduced(onnx_path, model, reference=reference, max_agreement_drop=max_agreement_drop,
                  max_miou_drop=max_miou_drop)  # a reduced ONNX ships only if it still passes its accuracy gate
     platform, model_file = ("tensorrt_plan", "model.plan") if engine is not None else ("onnxruntime_onnx", "model.onnx")
     external = sorted({e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"})

@@ -121,7 +121,9 @@ def build_engine(
     flavour = find_flavour(backend)
     if flavour is None:
         raise UserError("neither tensorrt nor tensorrt_rtx is importable: pip install tensorrt (GPU machine) or tensorrt-rtx")
-    onnx_precision = _onnx_precision(model)
+    from segexport.core.graph import held_precision
+
+    onnx_precision = held_precision(model)
     if precision is None and (calibrator is not None or calibration_cache is not None):
         precision = "int8"  # a calibration cache only means INT8; ignoring it would build FP32 silently
     precision = precision or onnx_precision
@@ -302,15 +304,6 @@ def _check_portability(flavour: Flavour, version_compatible: bool, hardware: str
                         "one engine across GPUs")
     elif hardware and not hasattr(trt, "HardwareCompatibilityLevel"):
         raise UserError(f"{flavour.label} has no hardware compatibility (TensorRT 8.6+): upgrade TensorRT")
-
-
-def _onnx_precision(model) -> str:
-    """The precision an ONNX (already loaded) holds: Q/DQ is INT8, FP16 tensors FP16."""
-    from segexport.core.graph import has_qdq, needs_strong_typing
-
-    if has_qdq(model):
-        return "int8"
-    return "fp16" if needs_strong_typing(model) else "fp32"
 
 
 def read_engine_info(engine_path: str | Path) -> EngineInfo:

@@ -60,7 +60,7 @@ def test_a_tied_reference_is_not_judged_not_passed_silently():
     ref = _labels(rng)
     cand = _labels(rng)  # half the labels differ
     verdict = judge("int8", reference_labels=ref, candidate_labels=cand,
-                    reference_margin=np.full(ref.shape, 0.01, np.float32), miou_drop=5.0)
+                    reference_margin=np.full(ref.shape, 0.01, np.float32), miou_drop=0.2)
     assert not verdict.judged and verdict.passed and verdict.line.startswith("not judged")
 
 
@@ -157,3 +157,15 @@ def test_an_untrained_network_is_not_judged_and_gets_no_check_mark(tmp_path, run
     result = run_cli("calibrate", src, "--precision", "int8", "--calib-count", "8")
     assert result.exit_code == 0, result.stderr
     assert "not judged" in result.stdout and "✓" not in result.stdout
+
+
+def test_nan_output_and_a_labelled_mIoU_drop_fail_without_confident_pixels():
+    """An untrained-looking reference cannot hide an FP16 overflow or a measured accuracy loss."""
+    rng = np.random.default_rng(3)
+    ref = _labels(rng)
+    tied = np.full(ref.shape, 0.01, np.float32)
+    nan = judge("fp16", reference_labels=ref, candidate_labels=ref, reference_margin=tied, miou_drop=None,
+                candidate_nonfinite=3)
+    assert not nan.passed and "NaN/inf" in nan.line
+    lost = judge("int8", reference_labels=ref, candidate_labels=ref, reference_margin=tied, miou_drop=4.0)
+    assert not lost.passed and "no confident pixels" in lost.line

@@ -109,3 +109,24 @@ def test_deploy_needs_the_fp32_source_of_a_reduced_onnx(swamped_int8, run_cli, t
     assert_one_line_error(result, "is not the ONNX", code=2)
     result = run_cli("deploy", "triton", lone, "--out", tmp_path / "c", "--reference", src)
     assert_one_line_error(result, "fails the accuracy gate", code=1)
+
+
+def test_deploy_judges_what_the_graph_holds_not_what_its_metadata_says(swamped_int8, run_cli, tmp_path):
+    """An INT8 graph whose metadata was edited to say fp32 is still gated; it cannot be its own reference."""
+    import shutil
+    from dataclasses import replace
+
+    import onnx
+
+    from segexport.exporter.metadata import read_record, write_record
+
+    src, reduced = swamped_int8
+    model = onnx.load(str(reduced))
+    write_record(model, replace(read_record(model), precision="fp32"))
+    liar = tmp_path / "liar.onnx"
+    onnx.save(model, str(liar))
+    shutil.copy(f"{reduced}.json", f"{liar}.json")
+    result = run_cli("deploy", "triton", liar, "--out", tmp_path / "a", "--reference", src)
+    assert_one_line_error(result, "fails the accuracy gate", code=1)
+    result = run_cli("deploy", "triton", reduced, "--out", tmp_path / "b", "--reference", reduced)
+    assert_one_line_error(result, "is not the ONNX", code=2)
