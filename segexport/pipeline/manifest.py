@@ -152,6 +152,14 @@ def report_markdown(manifest: dict) -> str:
         lines += ["", "## Skipped", "", *(f"- {s}" for s in skipped)]
     threads = sorted({str(e["steps"]["bench"]["figures"].get("cpu_threads")) for e in manifest["entries"]
                       if (e["steps"].get("bench") or {}).get("figures", {}).get("cpu_threads") is not None})
+    for run in manifest.get("runs") or []:
+        acc = run.get("accounting") if isinstance(run, dict) else None
+        if isinstance(acc, dict) and all(isinstance(acc.get(k), (int, float)) for k in ("steps_s", "outside_steps_s")):
+            lines += ["", f"Time (shard {run.get('shard', '1/1')}): {run.get('wall_s', 0):.1f} s wall = steps "
+                      f"{acc['steps_s']:.1f} s + parallel exports/calibrations {acc.get('parallel_s', 0):.1f} s "
+                      f"(--jobs {acc.get('jobs', 1)}) + outside steps {acc['outside_steps_s']:.1f} s (setup "
+                      f"{acc.get('setup_s', 0):.1f} s, artefact records {acc.get('artefact_records_s', 0):.1f} s, "
+                      "the rest input hashing between steps)."]
     lines += ["", f"segexport {manifest['segexport']}, manifest schema {manifest['schema']}; machine noise is the "
               "spread (max/min - 1) of the trial medians of the timed backend"
               + (f"; CPU backends timed with {', '.join(threads)} thread(s)" if threads else "") + "."]

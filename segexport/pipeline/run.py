@@ -2,9 +2,11 @@
 
 A failing check or a step's error is recorded and the run goes on (a unit whose upstream
 failed has its later steps recorded as skipped), so one run reports everything; the caller
-turns the manifest's verdicts into the exit code. Steps run one at a time: ``--jobs`` is
-accepted for CI files that pass it, but torch and ONNX Runtime already use every core, and
-parallel latency trials would measure each other.
+turns the manifest's verdicts into the exit code. Steps run one at a time here; with ``--jobs N``
+the exports and calibrations of different models first run in N processes into the cache
+(:mod:`segexport.pipeline.parallel`), never the timed steps, which would measure each other.
+Every second of a run is accounted for in its manifest: each step's own time, and the time
+outside steps (setup, the parallel phase, the manifest's artefact records).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class _State:
     exports: dict = field(default_factory=dict)  # model name -> (step record, sha or None)
     statuses: dict = field(default_factory=dict)
     rows: list = field(default_factory=list)
+    ran: list = field(default_factory=list)  # (step, key, seconds) of the steps this run executed
 
 
 def _config_sha(config: PipelineConfig) -> str:
@@ -108,11 +111,17 @@ def _kind(name: str) -> str:
 
 
 class Runner:
-    def __init__(self, opts: RunOptions, reporter: Reporter | None = None) -> None:
+    def __init__(self, opts: RunOptions, reporter: Reporter | None = None, *, upto: str | None = None,
+                 units: set[int] | None = None) -> None:
+        """``upto="calibrate"`` and ``units`` (plan indices): what a ``--jobs`` worker runs."""
+        self._t0 = time.perf_counter()
         self.opts = opts
+        self.upto = upto
+        self.prefetched: dict[str, float] = {}
         self.config, self.base = load_config(opts.config)
         _check_model_code_trusted(self.config, opts)
-        self.units = plan(self.config, opts.shard, opts.only)
+        self.units = (plan(self.config, opts.shard, opts.only) if units is None else
+                      [u for u in full_plan(self.config) if u.index in units])
         self.total_units = len(full_plan(self.config))
         self.cache = StepCache(opts.cache_dir)
         self.reporter = reporter or Silent()
@@ -128,13 +137,13 @@ class Runner:
         """Run or restore one step; returns its record (verdict, message, figures, key, files)."""
         key = step_key(name, inputs)
         label = unit.label if record else f"{unit.model} (fp32 source)"
+        start = time.perf_counter()  # the cache look-up (hashing every file of a hit) is the step's time too
         hit = self.cache.get(name, key)
-        start = time.perf_counter()
         if hit is not None:
             if not self.opts.dry_run:
                 self.cache.restore(hit, self.opts.out / unit.model)
             rec = {**hit["result"], "key": key, "files": hit["files"]}
-            status = "cached"
+            status = "ran in parallel" if key in self.prefetched else "cached"
         elif self.opts.dry_run:
             self.state.rows.append(PlanRow(label, name, "to run"))
             return {"verdict": "unknown", "key": key, "files": {}}
@@ -155,11 +164,14 @@ class Runner:
                 rec = {"verdict": "error", "message": f"{name} failed: {exception_line(exc)}", "figures": {}, "key": key,
                        "files": {}}
             status = "ran"
+            self.state.ran.append((name, key, round(time.perf_counter() - start, 3)))
         if self.opts.dry_run:
             self.state.rows.append(PlanRow(label, name, status))
         else:
             seconds = time.perf_counter() - start
-            self.state.statuses[f"{label}/{name}"] = {"status": status, "seconds": round(seconds, 3)}
+            self.state.statuses[f"{label}/{name}"] = {"status": status, "seconds": round(seconds, 3),
+                                                      **({"worker_seconds": self.prefetched[key]}
+                                                         if status == "ran in parallel" else {})}
             self.reporter.step(label, name, status if rec["verdict"] not in ("fail", "error") else rec["verdict"],
                                seconds)
         return rec
@@ -203,6 +215,8 @@ class Runner:
         if export["verdict"] != "pass":
             skip_rest("the fp32 export did not pass" if export["verdict"] != "unknown" else "")
             return self._entry(unit, steps, files, export["inputs"], upstream)
+        if self.upto == "calibrate" and p == "fp32":
+            return {}
         onnx_path = fp32
         if p != "fp32":
             out = mdir / f"{e.name}.{p}.onnx"
@@ -217,6 +231,8 @@ class Runner:
             if rec["verdict"] != "pass":
                 skip_rest("calibration did not pass" if rec["verdict"] != "unknown" else "")
                 return self._entry(unit, steps, files, export["inputs"], upstream)
+        if self.upto == "calibrate":
+            return {}
         common = {"upstream_sha256": upstream}
         steps["lint"] = self._step(unit, "lint", common, lambda: S.lint(onnx_path))
         engine_path = None
@@ -261,8 +277,43 @@ class Runner:
                 "_files": files}
 
     # -- the run --------------------------------------------------------------------------
-    def run(self) -> dict | list[PlanRow]:
+    def run_untimed(self) -> None:
+        """A ``--jobs`` worker's share: exports and calibrations only, into the cache."""
+        for unit in self.units:
+            self._unit(unit)
+
+    def _parallel_phase(self) -> float:
+        """``--jobs N``: other models' exports and calibrations side by side first; returns its seconds."""
+        if self.opts.jobs < 2 or self.opts.dry_run:
+            return 0.0
+        import shutil
+        import tempfile
+
+        from segexport.pipeline.parallel import prefetch
+
         started = time.perf_counter()
+        private = None
+        if self.cache.root is None:  # --no-cache: a private cache for this run only
+            private = Path(tempfile.mkdtemp(prefix="segexport-jobs-cache-"))
+            self.cache = StepCache(private)
+            self._private_cache = private
+        self.prefetched = prefetch(self.units, config=self.opts.config, cache_dir=self.cache.root,
+                                   jobs=self.opts.jobs, trust_model_code=self.opts.trust_model_code)
+        if private is not None:
+            self._cleanup = lambda: shutil.rmtree(private, ignore_errors=True)
+        return time.perf_counter() - started
+
+    def run(self) -> dict | list[PlanRow]:
+        started = self._t0
+        setup_s = time.perf_counter() - started
+        self._cleanup = lambda: None
+        try:
+            parallel_s = self._parallel_phase()
+            return self._serial(started, setup_s, parallel_s)
+        finally:
+            self._cleanup()
+
+    def _serial(self, started: float, setup_s: float, parallel_s: float) -> dict | list[PlanRow]:
         self.reporter.begin(sum(len(u.steps()) for u in self.units))
         entries = []
         try:
@@ -275,6 +326,7 @@ class Runner:
             self.reporter.end()
         if self.opts.dry_run:
             return self.state.rows
+        records_started = time.perf_counter()
         for entry in entries:
             mdir = self.opts.out / entry["model"]
             arts = []
@@ -288,11 +340,18 @@ class Runner:
                 arts.append({"model": entry["model"], "variant": entry["variant"],
                              **artefact(self.opts.out, path, _kind(name), meta)})
             entry["artefacts"] = arts
+        records_s = time.perf_counter() - records_started
+        wall = time.perf_counter() - started
+        steps_s = sum(v["seconds"] for v in self.state.statuses.values())
+        accounting = {"setup_s": round(setup_s, 3), "parallel_s": round(parallel_s, 3), "steps_s": round(steps_s, 3),
+                      "artefact_records_s": round(records_s, 3),
+                      "outside_steps_s": round(max(0.0, wall - steps_s - parallel_s), 3), "jobs": self.opts.jobs}
         return {"schema": SCHEMA, "segexport": __version__, "config_sha256": _config_sha(self.config),
                 "units": self.total_units, "only": self.opts.only,
                 "baseline": hash_path(self.opts.baseline) if self.opts.baseline else None,
                 "entries": entries,
-                "runs": [{"shard": f"{self.opts.shard[0]}/{self.opts.shard[1]}", "wall_s": round(time.perf_counter() - started, 3),
+                "runs": [{"shard": f"{self.opts.shard[0]}/{self.opts.shard[1]}", "wall_s": round(wall, 3),
+                          "accounting": accounting,
                           "cache": None if self.opts.cache_dir is None else "on", "steps": self.state.statuses,
                           "machine": machine()}]}
 
