@@ -11,7 +11,9 @@ Same artefact throughout (one tiny ONNX). A baseline is measured once, then:
   * 10 reruns with an injected 1.5x slowdown: the ONNX Runtime runner really spends half of
     each inference's time again busy-waiting after it (so the work is 1.5x, measured by the
     same clock) -> every one must fail.
-Writes benchmarks/results/latency_gate_cpu.json.
+Every measurement uses the pipeline's adaptive bench (``--budget``, its ``bench_budget_s``: iterations
+cut to fit the budget, trials stopped once the fastest iteration settles); ``--budget 0`` measures
+the fixed counts. Writes benchmarks/results/latency_gate_cpu.json.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--max-regression", type=float, default=0.25)
+    p.add_argument("--budget", type=float, default=10.0, help="measured seconds per measurement, the pipeline's "
+                   "bench_budget_s (adaptive iterations, early stop once the fastest iteration settles); 0 = fixed counts")
     p.add_argument("--threads", type=int, default=1, help="CPU threads while timing (the pipeline's bench_threads; 0 = defaults)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latency_gate_cpu.json"))
     args = p.parse_args(argv)
@@ -97,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             plain = runners["ort-cpu"]
             runners["ort-cpu"] = lambda: Slowed(plain(), factor)
         with torch_threads(args.threads):
-            return measure_trials(runners, feed, batch=1, trials=args.trials, warmup=3, iterations=args.iterations)
+            return measure_trials(runners, feed, batch=1, trials=args.trials, warmup=3, iterations=args.iterations,
+                                  budget_s=args.budget or None)
 
     base = run()
     rows = []

@@ -252,29 +252,64 @@ def to_json(stats: list[LatencyStats], meta: dict) -> str:
 # benchmarks/bench_latency_gate.py measures false failures and catches.
 
 def measure_trials(runners: dict, feed: dict[str, np.ndarray], *, batch: int, trials: int = 5, warmup: int = 3,
-                   iterations: int = 20, reference: str = "torch") -> dict[str, dict]:
-    """``trials`` rounds; in each, fresh runners (``runners``: name -> factory) are warmed up,
+                   iterations: int = 20, reference: str = "torch", budget_s: float | None = None,
+                   min_trials: int = 2, settle: float = 0.01) -> dict[str, dict]:
+    """Up to ``trials`` rounds; in each, fresh runners (``runners``: name -> factory) are warmed up,
     then timed alternately, one inference of each backend in turn. Returns per backend
-    :func:`summarize_trials` of its times."""
+    :func:`summarize_trials` of its times.
+
+    ``budget_s`` makes it cost what it must: iterations per trial are cut so that ``trials``
+    rounds fit the budget (from the warm-up's own timings, never below 3), and rounds stop once
+    ``min_trials`` have run and the last one moved no backend's fastest iteration -- the figure
+    the latency gate compares -- by more than ``settle`` (or the budget is spent). The budget is
+    counted in measured inference seconds, the same clock as the figures. Each backend's summary
+    says how it stopped (``stopped``, ``budget_s``).
+    """
     import contextlib
 
     check_timing(warmup, iterations, None)
     times: dict[str, list[list[float]]] = {name: [] for name in runners}
-    for _ in range(trials):
+    spent, stopped, per_trial = 0.0, "trials", iterations
+    best: dict[str, float] = {}
+    for t in range(trials):
         with contextlib.ExitStack() as stack:
             active = {name: stack.enter_context(factory()) for name, factory in runners.items()}
-            for runner in active.values():
+            one = {}
+            for name, runner in active.items():
                 for _ in range(warmup):
                     runner.infer(feed)
+                    one[name] = iteration_seconds(runner)
+            if budget_s is not None and t == 0 and one:
+                round_s = max(sum(one.values()), 1e-9)  # one inference of every backend
+                per_trial = max(3, min(iterations, int(budget_s / trials / round_s)))
             trial: dict[str, list[float]] = {name: [] for name in active}
-            for _ in range(iterations):
+            for _ in range(per_trial):
                 for name, runner in active.items():
                     runner.infer(feed)
-                    trial[name].append(runner.last_inference_time() * 1e3)
+                    seconds = iteration_seconds(runner)
+                    spent += seconds
+                    trial[name].append(seconds * 1e3)
         for name, values in trial.items():
             times[name].append(values)
-    return {name: summarize_trials(values, times.get(reference) if name != reference else None)
-            for name, values in times.items()}
+        if budget_s is None:
+            continue
+        now = {name: min(min(v) for v in values) for name, values in times.items()}
+        settled = bool(best) and all(abs(now[n] / best[n] - 1) <= settle for n in now if best.get(n))
+        best = now
+        if t + 1 < min_trials:
+            continue
+        if settled:
+            stopped = "settled"
+            break
+        if spent >= budget_s:
+            stopped = "budget"
+            break
+    out = {name: summarize_trials(values, times.get(reference) if name != reference else None)
+           for name, values in times.items()}
+    if budget_s is not None:
+        for summary in out.values():
+            summary.update(stopped=stopped, budget_s=budget_s, iterations_per_trial=per_trial)
+    return out
 
 
 def summarize_trials(trials_ms: list[list[float]], reference_ms: list[list[float]] | None = None) -> dict:

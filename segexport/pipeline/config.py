@@ -66,6 +66,9 @@ class Settings(BaseModel):
     bench_warmup: Optional[int] = Field(None, ge=0, le=MAX_ITERATIONS)
     bench_trials: Optional[int] = Field(None, ge=1, le=1000)
     bench_threads: Optional[int] = Field(None, ge=0, le=4096)  # CPU intra-op threads while timing; 0 = library default
+    # measured seconds a variant's bench may spend (adaptive iterations, early stop once the fastest
+    # iteration settles); 0 = always the full bench_trials x bench_iterations
+    bench_budget_s: Optional[float] = Field(None, ge=0, le=3600)
     # gates vs --baseline (a previous manifest)
     max_latency_regression: Optional[float] = Field(None, ge=0)  # fraction: 0.10 = 10 % slower
     max_miou_regression: Optional[float] = Field(None, ge=0)  # mIoU points below the release
@@ -104,7 +107,7 @@ class Settings(BaseModel):
 DEFAULTS = Settings(
     precisions=["fp32"], opset=18, unpool="mask", calib_data="synthetic", calib_labels=None, calib_count=32,
     calib_method="percentile", parity_count=4, parity_backends=["ort-cpu"], thresholds={},
-    bench_backends=["torch", "ort-cpu"], bench_batches=[1], bench_iterations=20, bench_warmup=3, bench_trials=5, bench_threads=1,
+    bench_backends=["torch", "ort-cpu"], bench_batches=[1], bench_iterations=20, bench_warmup=3, bench_trials=5, bench_threads=1, bench_budget_s=10.0,
     max_latency_regression=0.25, max_miou_regression=0.5, max_agreement_regression=0.5, engine="auto",
     engine_targets=[], deploy=[],
 )

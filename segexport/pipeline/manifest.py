@@ -140,6 +140,19 @@ def report_markdown(manifest: dict) -> str:
                      f"{'-' if drop is None else f'{-drop:+.2f}'} | {p50} | {speed} | {noise} | {size} | "
                      + (f"{_release_cell(e)} | " if release else "") + f"{verdict} |")
         failures += [f"- `{e['model']} {e['variant']} {n}`: {s['message']}" for n, s in bad]
+    stops: dict[str, int] = {}
+    budgets = set()
+    for e in manifest["entries"]:
+        for per in (((e["steps"].get("bench") or {}).get("figures") or {}).get("batches") or {}).values():
+            fig = next(iter(per.values()), {}) if isinstance(per, dict) and per else {}
+            if isinstance(fig, dict) and isinstance(fig.get("stopped"), str):
+                stops[fig["stopped"]] = stops.get(fig["stopped"], 0) + 1
+                budgets.add(fig.get("budget_s"))
+    if stops:
+        lines += ["", "Bench: a time budget of " + ", ".join(f"{b:g}" for b in sorted(x for x in budgets if isinstance(x, (int, float))))
+                  + " s of measured inference per variant and batch, iterations cut to fit it; trials stopped "
+                  + ", ".join(f"{k} ({n})" for k, n in sorted(stops.items()))
+                  + " (settled: the fastest iteration moved <= 1 % in the last trial)."]
     judged_on = sorted({str(e["steps"]["parity"]["figures"]["inputs"]) for e in manifest["entries"]
                         if ((e["steps"].get("parity") or {}).get("figures") or {}).get("inputs")})
     if judged_on:

@@ -255,7 +255,7 @@ class Runner:
         if "bench" in todo:
             bench_inputs = {**common, "weights_sha256": weights, "machine": machine(),
                             **{k: getattr(s, k) for k in ("bench_backends", "bench_batches", "bench_iterations",
-                                                          "bench_warmup", "bench_trials", "bench_threads")}}
+                                                          "bench_warmup", "bench_trials", "bench_threads", "bench_budget_s")}}
             steps["bench"] = self._step(unit, "bench", bench_inputs, lambda: S.bench(onnx_path, e, s, self.base))
         if "deploy" in todo:
             rec = steps["deploy"] = self._step(

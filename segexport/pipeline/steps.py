@@ -217,8 +217,9 @@ def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
         feed = {record.input_name: rng.standard_normal((b, 3, *size), dtype=np.float32)}
         runners = runner_factories(names, onnx, torch_model, record.output_name, s.bench_threads)
         with torch_threads(s.bench_threads):
+            budget = (s.bench_budget_s / len(s.bench_batches)) if s.bench_budget_s else None  # per variant
             results[str(b)] = measure_trials(runners, feed, batch=b, trials=s.bench_trials, warmup=s.bench_warmup,
-                                             iterations=s.bench_iterations)
+                                             iterations=s.bench_iterations, budget_s=budget)
     return Outcome("pass", {"input_size": list(size), "batches": results, "skipped": skipped,
                             "cpu_threads": s.bench_threads or "library default"})
 

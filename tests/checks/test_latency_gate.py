@@ -76,3 +76,24 @@ def test_bench_junit_has_one_case_per_backend_and_batch(tmp_path):
     failed = [c for c in suite.iter("testcase") if c.find("failure") is not None]
     assert [(c.get("classname"), c.get("name")) for c in failed] == [("bench.ort-cpu", "batch 1")]
     assert "+20.0%" in failed[0].find("failure").get("message")
+
+
+def test_a_budget_stops_once_the_fastest_iteration_settles_and_caps_iterations():
+    """Scripted timings: the verdict never depends on this machine's speed."""
+    # warm-up 1 inference each at 10 ms (ort) + 20 ms (torch) = 30 ms a round; budget 0.45 s over
+    # 5 trials -> 3 iterations a trial. Trial bests: ort 10, 9, 9 -> settled after the third.
+    trials = {"ort-cpu": iter([[10, 10, 10, 10], [10, 9, 9, 9], [9, 9, 9, 9], [9] * 4, [9] * 4]),
+              "torch": iter([[20] * 4, [20] * 4, [20] * 4, [20] * 4, [20] * 4])}
+    runners = {name: (lambda name=name: Scripted(next(trials[name]))) for name in ("torch", "ort-cpu")}
+    out = measure_trials(runners, {"input": np.zeros(1)}, batch=1, trials=5, warmup=1, iterations=20, budget_s=0.45)
+    ort = out["ort-cpu"]
+    assert ort["iterations_per_trial"] == 3 and ort["stopped"] == "settled"
+    assert len(ort["trial_medians_ms"]) == 3 and ort["best_ms"] == 9
+
+
+def test_a_budget_that_runs_out_stops_the_trials():
+    trials = {"ort-cpu": iter([[100] * 4, [90] * 4, [80] * 4, [70] * 4]), "torch": iter([[100] * 4] * 4)}
+    runners = {name: (lambda name=name: Scripted(next(trials[name]))) for name in ("torch", "ort-cpu")}
+    out = measure_trials(runners, {"input": np.zeros(1)}, batch=1, trials=4, warmup=1, iterations=20, budget_s=1.1)
+    # 0.2 s a round -> 3 iterations a trial (1.1 / 4 / 0.2 < 3: the minimum); 0.6 s a trial, 1.2 s > 1.1 after two
+    assert out["ort-cpu"]["stopped"] == "budget" and len(out["ort-cpu"]["trial_medians_ms"]) == 2
