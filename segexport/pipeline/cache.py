@@ -64,26 +64,34 @@ def machine() -> dict[str, object]:
             "system": platform.system()}
 
 
-@lru_cache(maxsize=256)
-def _hash_path(path: str, mtime_ns: int, size: int) -> str:
-    p = Path(path)
-    if p.is_file():
-        return sha256_file(p)
-    digest = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file()):
-        digest.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
-    return digest.hexdigest()
+@lru_cache(maxsize=4096)
+def _hash_file(path: str, inode: int, mtime_ns: int, size: int) -> str:
+    """One file's SHA-256, computed once per (file, version) in a run: a pipeline asks for the same
+    weights and calibration images once per variant and step."""
+    return sha256_file(path)
+
+
+def _file_hash(p: Path) -> str:
+    st = p.stat()
+    return _hash_file(str(p.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def hash_path(path: str | Path | None) -> str | None:
-    """SHA-256 of a file, or of a folder's (relative name, content hash) list; None for None."""
+    """SHA-256 of a file, or of a folder's (relative name, content hash) list; None for None.
+
+    A folder is keyed by every file in it, not by its own mtime: replacing an image inside a
+    sub-folder leaves the folder's mtime as it was, and must still change the key."""
     if path is None:
         return None
     p = Path(path)
     if not p.exists():
         return None
-    st = p.stat()
-    return _hash_path(str(p.resolve()), st.st_mtime_ns, st.st_size)
+    if p.is_file():
+        return _file_hash(p)
+    digest = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        digest.update(f"{f.relative_to(p).as_posix()}\0{_file_hash(f)}\n".encode())
+    return digest.hexdigest()
 
 
 def step_key(step: str, inputs: dict) -> str:

@@ -170,3 +170,19 @@ def test_merge_refuses_an_artefact_path_that_leaves_the_folder(tmp_path, run_cli
     result = run_cli("pipeline", "merge", tmp_path / "s", "--out", tmp_path / "m")
     assert result.exit_code == 2 and "leaves the folder" in result.stderr
     assert not (tmp_path / "m" / "secret").exists() and not (tmp_path / "secret.copy").exists()
+
+
+def test_a_file_replaced_deep_inside_a_data_folder_changes_its_hash(tmp_path):
+    """The cache key of calib_data/parity_images follows every file, not the folder's own mtime."""
+    import os
+
+    from segexport.pipeline.cache import hash_path
+
+    deep = tmp_path / "data" / "sub"
+    deep.mkdir(parents=True)
+    (deep / "a.png").write_bytes(b"one")
+    before = hash_path(tmp_path / "data")
+    folder_mtime = (tmp_path / "data").stat().st_mtime_ns
+    (deep / "a.png").write_bytes(b"two")
+    os.utime(tmp_path / "data", ns=(folder_mtime, folder_mtime))
+    assert hash_path(tmp_path / "data") != before
