@@ -95,6 +95,7 @@ def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: 
             reduced = calibrate(onnx=details.path, precision=precision, data=calib_data, calib_count=calib_count,
                                 progress=None if progress is None else lambda msg, *_a, **_k: progress(msg))
         except CheckFailed as exc:  # the fp32 ONNX stands (it passed); the reduced one failed its check
+            result.calibration = exc.result  # the failed calibration's figures (its gate verdict), nothing written
             result.passed, exc.result = False, result
             raise
         result.calibrated_onnx, result.calibration = reduced.onnx, reduced.details

@@ -253,7 +253,7 @@ def to_json(stats: list[LatencyStats], meta: dict) -> str:
 
 def measure_trials(runners: dict, feed: dict[str, np.ndarray], *, batch: int, trials: int = 5, warmup: int = 3,
                    iterations: int = 20, reference: str = "torch", budget_s: float | None = None,
-                   min_trials: int = 2, settle: float = 0.01) -> dict[str, dict]:
+                   min_trials: int = 3, settle: float = 0.01) -> dict[str, dict]:
     """Up to ``trials`` rounds; in each, fresh runners (``runners``: name -> factory) are warmed up,
     then timed alternately, one inference of each backend in turn. Returns per backend
     :func:`summarize_trials` of its times.

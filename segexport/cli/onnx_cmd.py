@@ -92,7 +92,6 @@ def onnx_command(
         from segexport.cli.common import check_output_path
 
         check_output_path(json_out, "--json")  # before the work: a typo costs nothing
-    reduced = None
     if unpool == "native" and not no_lint:
         console.print("[yellow]note:[/] --unpool native keeps ONNX MaxUnpool, which TensorRT cannot parse; lint skipped")
     with console.status("exporting", spinner="dots") as status:
@@ -111,20 +110,32 @@ def onnx_command(
             if isinstance(exc.result, ExportResult) and exc.result.onnx is not None:
                 status.stop()
                 _print_result(exc.result.details)
+                if exc.result.calibration is not None:
+                    console.print(f"[bold red]✗[/] {exc.result.calibration.out} not written: it fails the accuracy gate")
+                _write_json(json_out, exc.result)
             raise
     _print_result(result.details)
     if result.calibration is not None:
         reduced = result.calibration
-        console.print(f"[bold green]✓[/] wrote [bold]{reduced.out}[/] ({reduced.precision}; label agreement with fp32 "
-                      f"{100 * reduced.pixel_agreement:.2f} %; details: segexport calibrate --help)")
-    if json_out is not None:
-        from segexport.cli.calibrate_cmd import calibrate_json
-        from segexport.cli.common import write_json
+        gate = reduced.gate
+        mark, tail = ("[bold yellow]⚠[/]", "accuracy not judged") if gate is not None and not gate.judged else \
+            ("[bold green]✓[/]", "accuracy gate passed")
+        console.print(f"{mark} wrote [bold]{reduced.out}[/] ({reduced.precision}; label agreement with fp32 "
+                      f"{100 * reduced.pixel_agreement:.2f} %, {tail}; details: segexport calibrate --help)")
+    _write_json(json_out, result)
 
-        doc = export_json(result.details)
-        if reduced is not None:
-            doc["calibrate"] = calibrate_json(reduced)
-        write_json(json_out, doc)
+
+def _write_json(json_out, result) -> None:
+    """The export's checks, and the calibration's (passed or not), when --json asks for them."""
+    if json_out is None:
+        return
+    from segexport.cli.calibrate_cmd import calibrate_json
+    from segexport.cli.common import write_json
+
+    doc = export_json(result.details)
+    if result.calibration is not None:
+        doc["calibrate"] = calibrate_json(result.calibration)
+    write_json(json_out, doc)
 
 
 def export_json(result) -> dict:

@@ -142,11 +142,14 @@ def test_a_budget_keeps_the_swamped_layer_in_float_and_passes(swamped, tmp_path,
 
 
 def test_onnx_precision_int8_is_gated_too(tmp_path, run_cli):
-    out = tmp_path / "sw.onnx"
-    result = run_cli("onnx", "--model", HOSTILE, "--input-size", "32x32", "--precision", "int8", "--out", out)
+    out, report = tmp_path / "sw.onnx", tmp_path / "checks.json"
+    result = run_cli("onnx", "--model", HOSTILE, "--input-size", "32x32", "--precision", "int8", "--out", out,
+                     "--json", report)
     assert result.exit_code == 1, result.stderr
     assert "fails the accuracy gate" in result.stderr
     assert out.exists() and not (tmp_path / "sw.int8.onnx").exists()  # the verified fp32 stands, the INT8 does not
+    doc = json.loads(report.read_text())  # the report says why
+    assert doc["calibrate"]["passed"] is False and doc["calibrate"]["gate"]["confident_agreement"] < 0.5
 
 
 def test_an_untrained_network_is_not_judged_and_gets_no_check_mark(tmp_path, run_cli):
