@@ -1,6 +1,12 @@
 """The README's three-model pipeline at small width: first run, cached rerun, one changed model.
 
     python benchmarks/bench_pipeline.py                     # width 1/16, 64 px: a few minutes on 2 cores
+    python benchmarks/bench_pipeline.py --zoo --jobs 2      # every zoo model, width 1/4, 256 px, fp32/fp16/int8
+
+With ``--zoo`` the config is the whole zoo (``segexport models``) at ``--width``/``--size`` (default
+0.25, 256x256) with fp32, fp16 and int8 and the pipeline's default bench settings; each run records
+the manifest's time accounting (steps, parallel phase, outside steps) and the seconds per step kind,
+and the JSON gets a cost model: mean seconds per model x variant for each step kind.
 
 Takes the ```toml config of the README's "CI pipeline" section as written, narrows every model
 (``--width``, ``--size``: the figures are about the pipeline, not the networks), and times
@@ -49,12 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--width", type=float, default=0.0625)
     p.add_argument("--size", default="64x64")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "pipeline_cpu.json"))
+    p.add_argument("--out", default=None)
+    p.add_argument("--zoo", action="store_true", help="every zoo model, fp32/fp16/int8, default bench settings")
+    p.add_argument("--jobs", type=int, default=1)
     args = p.parse_args(argv)
-    doc = tomllib.loads(readme_config())
-    doc["defaults"].update(calib_count=8, bench_iterations=10, bench_trials=3)
-    for m in doc["models"]:
-        m.update(width=args.width, input_size=args.size)
+    if args.zoo:
+        from segexport.models.registry import list_models
+
+        width = 0.25 if args.width == 0.0625 else args.width
+        size = "256x256" if args.size == "64x64" else args.size
+        doc = {"defaults": {"precisions": ["fp32", "fp16", "int8"]},
+               "models": [{"name": m.name, "model": m.name, "width": width, "input_size": size} for m in list_models()]}
+        args.width, args.size = width, size
+    else:
+        doc = tomllib.loads(readme_config())
+        doc["defaults"].update(calib_count=8, bench_iterations=10, bench_trials=3)
+        for m in doc["models"]:
+            m.update(width=args.width, input_size=args.size)
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / ("pipeline_zoo_cpu.json" if args.zoo else "pipeline_cpu.json"))
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     config = work / "segexport.toml"
     runs = []
@@ -63,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         out = work / f"out-{len(runs)}"
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "segexport", "pipeline", "run", str(config), "--out", str(out),
-                               "--cache-dir", str(work / "cache")], capture_output=True, text=True)
+                               "--cache-dir", str(work / "cache"), "--jobs", str(args.jobs)], capture_output=True, text=True)
         wall = time.perf_counter() - start
         if proc.returncode not in (0, 1):
             print(proc.stdout, proc.stderr)
@@ -71,7 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         manifest = json.loads((out / "manifest.json").read_text())
         statuses = manifest["runs"][0]["steps"]
         ran = sorted(k for k, v in statuses.items() if v["status"] == "ran")
+        by_kind: dict[str, float] = {}
+        for k, v in statuses.items():
+            kind = k.rsplit("/", 1)[1]
+            by_kind[kind] = round(by_kind.get(kind, 0.0) + v.get("worker_seconds", v["seconds"]), 2)
         runs.append({"run": label, "wall_s": round(wall, 2), "exit_code": proc.returncode, "steps": len(statuses),
+                     "accounting": manifest["runs"][0].get("accounting"), "seconds_by_step": by_kind,
+                     "variants": len(manifest["entries"]),
                      "ran": len(ran), "cached": len(statuses) - len(ran),
                      "models_that_ran": sorted({k.split()[0] for k in ran}),
                      "verdicts": {f"{e['model']} {e['variant']}": {n: s["verdict"] for n, s in e["steps"].items()}
@@ -86,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     doc["models"][1]["num_classes"] = doc["models"][1].get("num_classes", 21) + 1
     config.write_text(_toml(doc))
     run(f"{doc['models'][1]['name']} changed")
+    first = runs[0]
+    cost_model = {kind: round(secs / max(1, first["variants"]), 2) for kind, secs in first["seconds_by_step"].items()}
     result = {"command": "python benchmarks/" + Path(__file__).name + " " + " ".join(argv or sys.argv[1:]),
               "width": args.width, "input_size": args.size, "config": doc,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
-              "runs": runs}
+              "runs": runs, "cost_model_s_per_model_variant": cost_model}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
