@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 from functools import lru_cache
@@ -24,6 +25,8 @@ from importlib import metadata
 from pathlib import Path
 
 from segexport._version import __version__
+from segexport.errors import UserError
+from segexport.core import jsonio
 from segexport.core.hashing import sha256_file
 
 SCHEMA = 1
@@ -67,12 +70,31 @@ def machine() -> dict[str, object]:
 @lru_cache(maxsize=256)
 def _hash_path(path: str, mtime_ns: int, size: int) -> str:
     p = Path(path)
+    files = []
+
+    def refuse(exc: OSError):
+        raise UserError(f"{path}: cannot read {exc.filename or ''} ({exc.strerror}): point the config at the data folder itself")
+
     if p.is_file():
-        return sha256_file(p)
+        try:
+            return sha256_file(p)
+        except OSError as exc:
+            refuse(exc)
+    for folder, _dirs, names in os.walk(p, onerror=refuse):
+        files += [Path(folder) / n for n in names if (Path(folder) / n).is_file()]
+        if len(files) > MAX_DATA_FILES:
+            raise UserError(f"{path} holds more than {MAX_DATA_FILES} files: point the config at the data folder "
+                            "itself, not a parent of it")
     digest = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file()):
-        digest.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
+    for f in sorted(files):
+        try:
+            digest.update(f"{f.relative_to(p).as_posix()}\0{sha256_file(f)}\n".encode())
+        except OSError as exc:
+            refuse(exc)
     return digest.hexdigest()
+
+
+MAX_DATA_FILES = 100_000  # a data folder of a config; "/" or a home folder is a mistake, not data
 
 
 def hash_path(path: str | Path | None) -> str | None:
@@ -92,31 +114,71 @@ def step_key(step: str, inputs: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` is a regular file that, symlinks resolved, lies inside ``root``."""
+    try:
+        real = path.resolve(strict=True)
+        return real.is_relative_to(root.resolve(strict=True)) and not path.is_symlink() and real.is_file()
+    except (OSError, RuntimeError):
+        return False
+
+
+def check_entry(where: Path, step: str, key: str) -> dict:
+    """A cache entry's ``entry.json`` and files, validated like any file (schema, types, ranges,
+    hashes, files inside the entry); raises ValueError with the first problem."""
+    from segexport.pipeline.records import check_step
+
+    if not inside(where / "entry.json", where):
+        raise ValueError("entry.json is not a regular file inside the entry")
+    try:
+        entry = jsonio.loads((where / "entry.json").read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"entry.json is not JSON: {' '.join(str(exc).split())[:80]}") from None
+    if not isinstance(entry, dict):
+        raise ValueError("entry.json is not an object")
+    if entry.get("schema") != SCHEMA or entry.get("key") != key or entry.get("step") != step:
+        raise ValueError(f"not a schema {SCHEMA} entry for this {step} key")
+    files = entry.get("files")
+    if not isinstance(files, dict) or not all(isinstance(n, str) and isinstance(h, str) and _SHA_RE.match(h)
+                                              for n, h in files.items()):
+        raise ValueError("files is not a name -> SHA-256 table")
+    check_step(step, entry.get("result"), verdicts=("pass", "fail", "skip"))
+    for name, sha in files.items():
+        f = where / "files" / name
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts or not inside(f, where):
+            raise ValueError(f"file {name[:60]!r} is not a regular file inside the entry")
+        if sha256_file(f) != sha:
+            raise ValueError(f"file {name[:60]!r} differs from its SHA-256")
+    return entry
+
+
 class StepCache:
     """Get and put step results; ``root=None`` is ``--no-cache`` (every lookup misses)."""
 
     def __init__(self, root: Path | None) -> None:
         self.root = Path(root) if root is not None else None
+        self.notes: dict[str, str] = {}  # "step/key" -> why a present entry was not used
 
     def _dir(self, step: str, key: str) -> Path:
         assert self.root is not None
         return self.root / step / key[:2] / key
 
     def get(self, step: str, key: str) -> dict | None:
-        """The cached entry, if present and every file in it is intact (a damaged one is a miss)."""
+        """The cached entry, if present, well-formed and every file in it intact; anything else is
+        a miss, its reason kept in :attr:`notes` (an entry is a file another job may have written)."""
         if self.root is None:
             return None
         where = self._dir(step, key)
+        if not (where / "entry.json").exists() and not (where / "entry.json").is_symlink():
+            return None
         try:
-            entry = json.loads((where / "entry.json").read_text())
-        except (OSError, ValueError):
+            entry = check_entry(where, step, key)
+        except ValueError as exc:
+            self.notes[f"{step}/{key[:12]}"] = f"cache entry {where} ignored ({exc})"
             return None
-        if entry.get("schema") != SCHEMA or entry.get("key") != key:
-            return None
-        for name, sha in entry.get("files", {}).items():
-            f = where / "files" / name
-            if Path(name).is_absolute() or ".." in Path(name).parts or not f.is_file() or sha256_file(f) != sha:
-                return None
         entry["_dir"] = str(where / "files")
         return entry
 
