@@ -81,6 +81,32 @@ def _check_model_code_trusted(config, opts: RunOptions) -> None:
                         "runs no code unless the command line says so: pass --trust-model-code if you trust it")
 
 
+def _check_paths(config: PipelineConfig, base: Path, opts: RunOptions) -> None:
+    """Before any step: the cache is a folder; --out neither is, holds nor lies inside anything the
+    run reads (the config, --baseline, the data and weights of every model) nor the cache (which
+    would ship with the artefacts); every data folder can be hashed (``calib_data = "/"`` is
+    refused here, not after a minute of hashing the filesystem)."""
+    from segexport.core.files import refuse_nested
+
+    cache = opts.cache_dir
+    if cache is not None and (cache.exists() or cache.is_symlink()) and not cache.is_dir():
+        raise UserError(f"--cache-dir {str(cache)!r} is not a folder: give a folder (or --no-cache)")
+    reads: dict[str, Path | None] = {"the config": opts.config, "the --baseline": opts.baseline,
+                                     "the --cache-dir": cache}
+    for i, e in enumerate(config.models):
+        s = e.settings(config.defaults)
+        for key, value in (("weights", e.weights), ("calib_data", s.calib_data), ("calib_labels", s.calib_labels),
+                           ("parity_images", s.parity_images), ("parity_labels", s.parity_labels),
+                           ("model", e.model.rpartition(":")[0] if ".py:" in e.model else None)):
+            if value is not None and value != "synthetic":
+                reads[f"models[{i}].{key} {value!r}"] = base / value
+    if not opts.dry_run:
+        refuse_nested({"--out": opts.out}, reads)
+    for label, path in reads.items():
+        if label.startswith("models[") and ".model " not in label:
+            hash_path(path)  # cached: the steps' keys reuse it
+
+
 def _model_source(entry, base: Path) -> str | None:
     """SHA-256 of a user model's source file (a zoo model's code is covered by segexport's version)."""
     if ".py:" in entry.model:
@@ -114,6 +140,7 @@ class Runner:
         _check_model_code_trusted(self.config, opts)
         self.units = plan(self.config, opts.shard, opts.only)
         self.total_units = len(full_plan(self.config))
+        _check_paths(self.config, self.base, opts)
         self.cache = StepCache(opts.cache_dir)
         self.reporter = reporter or Silent()
         self.baseline = read_manifest(opts.baseline) if opts.baseline else None
@@ -155,13 +182,15 @@ class Runner:
                 rec = {"verdict": "error", "message": f"{name} failed: {exception_line(exc)}", "figures": {}, "key": key,
                        "files": {}}
             status = "ran"
+        note = self.cache.notes.get(f"{name}/{key[:12]}")
         if self.opts.dry_run:
             self.state.rows.append(PlanRow(label, name, status))
         else:
             seconds = time.perf_counter() - start
-            self.state.statuses[f"{label}/{name}"] = {"status": status, "seconds": round(seconds, 3)}
-            self.reporter.step(label, name, status if rec["verdict"] not in ("fail", "error") else rec["verdict"],
-                               seconds)
+            self.state.statuses[f"{label}/{name}"] = {"status": status, "seconds": round(seconds, 3),
+                                                      **({"note": note} if note else {})}
+            shown = status if rec["verdict"] not in ("fail", "error") else rec["verdict"]
+            self.reporter.step(label, name, shown + (f"; {note}" if note else ""), seconds)
         return rec
 
     # -- a unit ---------------------------------------------------------------------------
