@@ -121,6 +121,18 @@ def refuse_nested(outputs: Mapping[str, str | Path | None], inputs: Mapping[str,
         seen.append((flag, out))
 
 
+def regular_file_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` is a regular file, not a symlink, that (``..`` and linked folders resolved)
+    lies inside ``root``: what a bundle, a cache entry or a shard may hand out as its own file.
+    A symlink inside to ``/etc/passwd`` or another job's artefact is not one."""
+    path, root = Path(path), Path(root)
+    try:
+        real = path.resolve(strict=True)
+        return not path.is_symlink() and real.is_relative_to(root.resolve(strict=True)) and real.is_file()
+    except (OSError, RuntimeError):
+        return False
+
+
 # ---------------------------------------------------------------------------------------------
 # temp paths: registry, cleanup, sweeping
 

@@ -117,18 +117,10 @@ def step_key(step: str, inputs: dict) -> str:
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-def inside(path: Path, root: Path) -> bool:
-    """Whether ``path`` is a regular file that, symlinks resolved, lies inside ``root``."""
-    try:
-        real = path.resolve(strict=True)
-        return real.is_relative_to(root.resolve(strict=True)) and not path.is_symlink() and real.is_file()
-    except (OSError, RuntimeError):
-        return False
-
-
 def check_entry(where: Path, step: str, key: str) -> dict:
     """A cache entry's ``entry.json`` and files, validated like any file (schema, types, ranges,
     hashes, files inside the entry); raises ValueError with the first problem."""
+    from segexport.core.files import regular_file_inside as inside
     from segexport.pipeline.records import check_step
 
     if not inside(where / "entry.json", where):

@@ -224,7 +224,7 @@ def merge(dirs: list[Path], out: Path) -> dict:
     staged and swapped in whole: a bad shard leaves ``out`` as it was, so the merge after the fix
     runs as the first would have."""
     from segexport.core.files import commit_folder, refuse_nested, staged_folder
-    from segexport.pipeline.cache import inside
+    from segexport.core.files import regular_file_inside as inside
 
     dirs = [Path(d) for d in dirs]
     if not dirs:
