@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from segexport._version import __version__
+from segexport.core import interrupts
 from segexport.errors import UserError
 from segexport.pipeline import steps as S
 from segexport.pipeline.cache import StepCache, hash_path, machine, step_key, versions
@@ -168,6 +169,9 @@ class Runner:
         else:
             try:
                 outcome = fn()
+                # an interrupt a library swallowed (torch turns a Ctrl-C inside a lazy import into an
+                # export failure) is still an interrupt: stop, never record or cache the step
+                interrupts.raise_if_interrupted()
                 rec = {"verdict": outcome.verdict, "message": outcome.message, "figures": outcome.figures}
                 files = {n: p for n, p in outcome.files.items()}
                 self.cache.put(name, key, rec, files) if outcome.verdict != "skip" or not files else None
@@ -175,9 +179,12 @@ class Runner:
 
                 rec = {**rec, "key": key, "files": {n: sha256_file(p) for n, p in files.items()}}
             except UserError as exc:
+                interrupts.raise_if_interrupted()
                 rec = {"verdict": "error", "message": str(exc), "figures": {}, "key": key, "files": {}}
             except Exception as exc:  # noqa: BLE001 - a library's failure is this step's error; the run goes on
                 from segexport.errors import exception_line
+
+                interrupts.raise_if_interrupted()
 
                 rec = {"verdict": "error", "message": f"{name} failed: {exception_line(exc)}", "figures": {}, "key": key,
                        "files": {}}
