@@ -151,8 +151,11 @@ def merge_command(
     """
     from segexport.pipeline.manifest import append_step_summary, check_step_summary, merge, passed
 
+    from segexport.core.files import check_name_lengths
+
     check_step_summary()
     for d in dirs:
+        check_name_lengths(d, "shard folder")
         if not (d / "manifest.json").is_file():
             raise UserError(f"{str(d)!r} has no manifest.json: pass the --out folders of `segexport pipeline run`")
     merged = merge(dirs, out)

@@ -103,6 +103,18 @@ def refuse_overwriting_inputs(outputs: Mapping[str, str | Path | None], inputs: 
             seen[k] = f"also given as {flag}"
 
 
+MAX_PART_BYTES = 255 - 64  # a file name's limit, less the temp name segexport makes beside it
+
+
+def check_name_lengths(path: str | Path, flag: str) -> None:
+    """Every component of ``path`` short enough for the filesystem and for the temp beside it
+    (ENAMETOOLONG would otherwise surface as a traceback, or after the work was done)."""
+    long = next((part for part in Path(path).parts if len(part.encode()) > MAX_PART_BYTES), None)
+    if long is not None:
+        raise UserError(f"{flag} {str(path)[:60]!r}...: the name {long[:40]!r}... is longer than {MAX_PART_BYTES} "
+                        f"bytes: choose a shorter {flag}")
+
+
 def refuse_nested(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None]) -> None:
     """An output *folder* may not be, hold or lie inside anything the command reads (``{label: path}``),
     nor another output folder: writing it would replace the input's files (``merge s1 s2 --out s1``,
@@ -352,8 +364,11 @@ def staged_folder(out: str | Path) -> Iterator[Path]:
     interrupt handler's cleanup), or by a later run's sweep after a SIGKILL."""
     out = Path(out)
     parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = new_temp(out, directory=True, suffix=".partial")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        stage = new_temp(out, directory=True, suffix=".partial")
+    except OSError as exc:
+        raise UserError(f"cannot write beside --out {str(out)[:200]!r} ({exc.strerror}): choose another --out") from None
     as_if_created(stage, 0o777)  # mkdtemp makes 0700; an output folder is a shared one
     try:
         yield stage

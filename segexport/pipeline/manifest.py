@@ -197,6 +197,9 @@ def check_output_folder(out: Path, flag: str = "--out") -> None:
     """The pipeline writes manifest.json, report.md, junit.xml and SHA256SUMS into ``out``: it may
     be new, empty, or a previous pipeline output (one with a segexport manifest), never a folder
     of other files (``--out .`` in a project would replace its own report.md or junit.xml)."""
+    from segexport.core.files import check_name_lengths
+
+    check_name_lengths(out, flag)
     if out.is_symlink():
         raise UserError(f"{flag} {str(out)!r} is a symlink: give a real folder (the output replaces it whole)")
     if not out.exists():

@@ -89,7 +89,11 @@ def _check_paths(config: PipelineConfig, base: Path, opts: RunOptions) -> None:
     refused here, not after a minute of hashing the filesystem)."""
     from segexport.core.files import refuse_nested
 
+    from segexport.core.files import check_name_lengths
+
     cache = opts.cache_dir
+    if cache is not None:
+        check_name_lengths(cache, "--cache-dir")
     if cache is not None and (cache.exists() or cache.is_symlink()) and not cache.is_dir():
         raise UserError(f"--cache-dir {str(cache)!r} is not a folder: give a folder (or --no-cache)")
     reads: dict[str, Path | None] = {"the config": opts.config, "the --baseline": opts.baseline,

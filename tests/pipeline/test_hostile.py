@@ -302,3 +302,14 @@ def test_an_unchanged_run_into_its_own_earlier_output_is_the_same(tiny_run, tiny
     assert manifest_without_runs(tmp / "dist" / "manifest.json") == manifest_without_runs(tiny_run[3] / "manifest.json")
     assert not (tmp / "dist" / "unet-t" / "stale.onnx").exists()
     assert not [p for p in os.listdir(tmp) if p.startswith(".dist")]
+
+
+def test_names_too_long_for_the_filesystem_are_one_line(tiny_copy, run_cli):
+    tmp, config, cache = tiny_copy
+    long = "d" * 300
+    for args in (("run", config, "--out", tmp / long, "--cache-dir", cache),
+                 ("run", config, "--out", tmp / "out", "--cache-dir", tmp / long),
+                 ("merge", tmp / long, "--out", tmp / "out")):
+        result = run_cli("pipeline", *args)
+        assert result.exit_code == 2 and "longer than" in result.stderr, (args, result.stdout, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
