@@ -16,6 +16,7 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from segexport.core import jsonio
 from segexport.core.files import atomic_output
 from segexport.core.hashing import sha256_file
 from segexport.core.jsonio import finite_or_none
@@ -52,9 +53,10 @@ def write_outputs(root: Path, manifest: dict) -> None:
 
 def read_manifest(path: Path) -> dict:
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable manifest.json ({exc}): pass a `segexport pipeline run` output") from None
+        doc = jsonio.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        detail = " ".join(str(exc).split())[:120] if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise UserError(f"{path}: not a readable manifest.json ({detail}): pass a `segexport pipeline run` output") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("entries"), list):
         raise UserError(f"{path}: not a segexport pipeline manifest of schema {SCHEMA} "
                         "(re-run `segexport pipeline run` with this segexport)")

@@ -313,3 +313,13 @@ def test_names_too_long_for_the_filesystem_are_one_line(tiny_copy, run_cli):
         result = run_cli("pipeline", *args)
         assert result.exit_code == 2 and "longer than" in result.stderr, (args, result.stdout, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"schema": NaN}', "\xff\xfe"])
+def test_an_unreadable_baseline_is_one_line(tiny_copy, run_cli, text):
+    tmp, config, cache = tiny_copy
+    (tmp / "release.json").write_text(text, encoding="latin-1")
+    result = run_cli("pipeline", "run", config, "--out", tmp / "out", "--cache-dir", cache, "--baseline",
+                     tmp / "release.json")
+    assert result.exit_code == 2 and "release.json" in result.stderr, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp / "out").exists()
