@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segexport.core.arguments import checked
 from segexport.errors import CheckFailed, UserError
 
 
@@ -29,6 +30,7 @@ class PipelineResult:
     passed: bool
 
 
+@checked
 def run_pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache_dir: str | Path | None = ".segexport-cache",
              shard: str | None = None, baseline: str | Path | None = None, only: str | None = None, jobs: int = 1,
              reporter: Any = None, trust_model_code: bool = False) -> PipelineResult:
