@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -37,10 +36,6 @@ def _bad(name: str, value: Any, want: str) -> UserError:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _size(name: str, v: Any) -> tuple[int, int]:
@@ -107,10 +102,12 @@ def _check(name: str, ann: str, v: Any) -> Any:
     simple: dict[str, tuple[Callable[[Any], bool], str]] = {
         "str": (lambda x: isinstance(x, str), "a string"),
         "int": (_is_int, "an integer"),
-        "float": (_is_number, "a finite number"),
+        # a type check only: NaN, infinity and ranges are the step's to refuse, in its own words
+        "float": (lambda x: isinstance(x, (int, float)) and not isinstance(x, bool), "a number"),
         "bool": (lambda x: isinstance(x, bool), "True or False"),
         "str | Path": (_pathlike, "a path"),
-        "str | float": (lambda x: isinstance(x, str) or _is_number(x), "a number or a string like \"10%\""),
+        "str | float": (lambda x: isinstance(x, (str, int, float)) and not isinstance(x, bool),
+                        "a number or a string like \"10%\""),
         "Progress": (callable, "a callable"),
     }
     if base in simple:
