@@ -274,8 +274,13 @@ def load_config(path: str | Path) -> tuple[PipelineConfig, Path]:
                            ("parity_labels", s.parity_labels)):
             if value is not None and not (base / value).exists():
                 errors.append(f"{path}: models[{i}].{key}: {value!r} not found (relative to {base})")
-        if s.calib_data not in (None, "synthetic") and not (base / s.calib_data).exists():
-            errors.append(f"{path}: models[{i}].calib_data: {s.calib_data!r} not found (relative to {base})")
+        if s.calib_data not in (None, "synthetic"):
+            data = base / s.calib_data
+            if not data.exists():
+                errors.append(f"{path}: models[{i}].calib_data: {s.calib_data!r} not found (relative to {base})")
+            elif not data.is_dir() and not (data.is_file() and data.suffix in (".npy", ".npz")):
+                errors.append(f"{path}: models[{i}].calib_data: {s.calib_data!r} is not an image folder, a .npy/.npz "
+                              "file or 'synthetic'")
         if s.parity_labels and not s.parity_images:
             errors.append(f"{path}: models[{i}].parity_labels: needs parity_images (labels match images by name)")
     if errors:

@@ -213,3 +213,10 @@ def test_hostile_toml_and_pyproject_are_one_line(tmp_path):
 def test_a_shard_out_of_range_is_one_line(text):
     with pytest.raises(UserError, match="shard.*must be"):
         parse_shard(text)
+
+
+@pytest.mark.parametrize("value", ["/dev/zero", "segexport.toml"])
+def test_calib_data_of_the_wrong_kind_is_a_config_error(tmp_path, value):
+    text = GOOD.replace("calib_count = 8", f'calib_count = 8\ncalib_data = "{value}"')
+    with pytest.raises(ConfigError, match="calib_data.*not an image folder"):
+        load_config(_write(tmp_path, text))
