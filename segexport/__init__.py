@@ -15,7 +15,10 @@ nor TensorRT; each function imports its step on first use (:mod:`segexport.api`)
 from __future__ import annotations
 
 from segexport._version import __version__
+from segexport.core.sessions import keep_onnxruntime_session_file_private
 from segexport.errors import CheckFailed, SegexportError, UserError
+
+keep_onnxruntime_session_file_private()  # onnxruntime's telemetry leaves no .ses in $TMPDIR
 
 _API = ("export", "calibrate", "build_engine", "lint", "parity", "bench", "debug")
 __all__ = ["__version__", *_API, "run_pipeline", "deploy", "build_model", "list_models", "export_onnx",

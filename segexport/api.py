@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from segexport.core.arguments import checked
 from segexport.core.precisions import EXPORT_PRECISIONS, PRECISIONS
 from segexport.errors import CheckFailed, UserError
 
@@ -50,6 +51,7 @@ class ExportResult:
     passed: bool = True
 
 
+@checked
 def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: str | Path | None = None,
            num_classes: int | None = None, width: float = 1.0, model_args: Mapping[str, Any] | None = None,
            output_key: str | None = None, upsample_logits: bool = False,
@@ -111,6 +113,7 @@ class CalibrationResult:
     passed: bool = True
 
 
+@checked
 def calibrate(*, onnx: str | Path, precision: str = "int8", data: str = "synthetic", labels: str | Path | None = None,
               eval_data: str | None = None, eval_labels: str | Path | None = None, calib_count: int = 32,
               eval_count: int | None = None, seed: int = 0, method: str = "percentile",
@@ -139,6 +142,7 @@ class EngineResult:
     passed: bool = True
 
 
+@checked
 def build_engine(*, onnx: str | Path, out: str | Path | None = None, backend: str = "auto",
                  precision: str | None = None, calib_cache: str | Path | None = None, workspace: int | None = None,
                  timing_cache: str | Path | None = None, version_compat: bool = False,
@@ -166,6 +170,7 @@ class LintResult:
     passed: bool = True
 
 
+@checked
 def lint(*, onnx: str | Path, parser: str = "auto", build: bool = False) -> LintResult:
     """Check an ONNX against TensorRT's ONNX support (``segexport lint``); CheckFailed on errors.
     Needs no torch."""
@@ -189,6 +194,7 @@ class ParityResult:
     passed: bool = True
 
 
+@checked
 def parity(*, onnx: str | Path, model: str | None = None, weights: str | Path | None = None,
            engine: str | Path | None = None, backends: str | Iterable[str] = ("ort-cpu",),
            images: str | Path | None = None, labels: str | Path | None = None, count: int = 4, seed: int = 0,
@@ -249,6 +255,7 @@ def _check_save_diff(save_diff: Path | None) -> None:
         raise UserError(f"--save-diff {str(save_diff)!r}: {str(folder)!r} is not writable: choose another folder")
 
 
+@checked
 def bench(*, model: str | None = None, onnx: str | Path | None = None, engine: str | Path | None = None,
           backends: str | Iterable[str] = ("torch", "ort-cpu"), batch: int | Iterable[int] = (1,),
           input_size: tuple[int, int] | None = None, width: float = 1.0, num_classes: int | None = None, warmup: int = 5,

@@ -77,3 +77,60 @@ def test_pipeline_and_deploy_are_reachable_from_the_package_without_shadowing():
 
     assert callable(segexport.run_pipeline) and segexport.run_pipeline.__module__ == "segexport.pipeline"
     assert callable(segexport.deploy.deploy_triton) and callable(segexport.deploy.deploy_deepstream)
+
+
+BAD_CALLS = [
+    ("export", {"num_classes": 2.5}, "num_classes="),
+    ("export", {"num_classes": "3"}, "num_classes="),
+    ("export", {"width": None}, "width="),
+    ("export", {"width": float("nan")}, "width="),
+    ("export", {"input_size": "64"}, None),  # accepted spelling, reaches the export (bad model below)
+    ("export", {"input_size": "sixty"}, "input_size="),
+    ("export", {"input_size": (64,)}, "input_size="),
+    ("export", {"hw_range": "32x32"}, "hw_range="),
+    ("export", {"batch_range": "8"}, "batch_range="),
+    ("export", {"dynamic": 5}, "dynamic="),
+    ("export", {"model": None}, "model="),
+    ("export", {"verify": "no"}, "verify="),
+    ("export", {"model_args": ["a"]}, "model_args="),
+    ("export", {"out": 5}, "out="),
+    ("export", {"progress": "print"}, "progress="),
+    ("export", {"unknown": 1}, "unexpected keyword"),
+    ("calibrate", {"onnx": None}, "onnx="),
+    ("calibrate", {"onnx": "x.onnx", "calib_count": 2.0}, "calib_count="),
+    ("calibrate", {"onnx": "x.onnx", "max_miou_drop": "1"}, "max_miou_drop="),
+    ("build_engine", {"onnx": "x.onnx", "target_cc": 87}, "target_cc="),
+    ("lint", {"onnx": 1.5}, "onnx="),
+    ("lint", {}, "missing"),
+    ("parity", {"onnx": "x.onnx", "backends": None}, "backends="),
+    ("parity", {"onnx": "x.onnx", "backends": ["ort-cpu", 3]}, "backends="),
+    ("parity", {"onnx": "x.onnx", "count": True}, "count="),
+    ("parity", {"onnx": "x.onnx", "thresholds": [("a", 1)]}, "thresholds="),
+    ("bench", {"batch": "1"}, "batch="),
+    ("bench", {"batch": [1, 2.5]}, "batch="),
+    ("bench", {"warmup": -1.5}, "warmup="),
+    ("run_pipeline", {"config": None}, "config="),
+    ("run_pipeline", {"config": "c.toml", "jobs": "2"}, "jobs="),
+    ("run_pipeline", {"config": "c.toml", "shard": 1}, "shard="),
+]
+
+
+@pytest.mark.parametrize("fn, kwargs, says", [c for c in BAD_CALLS if c[2]], ids=lambda v: str(v)[:40])
+def test_every_bad_argument_is_a_user_error_naming_it(fn, kwargs, says):
+    import segexport
+
+    with pytest.raises(segexport.UserError) as info:
+        getattr(segexport, fn)(**kwargs)
+    assert says in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_cli_spelling_of_sizes_is_accepted_by_the_api():
+    from segexport.core.arguments import _check
+
+    assert _check("input_size", "tuple[int, int] | None", "64x48") == (64, 48)
+    assert _check("input_size", "tuple[int, int] | None", [32, 32]) == (32, 32)
+    assert _check("hw_range", "tuple[tuple[int, int], tuple[int, int]] | None", "32x32:96x64") == ((32, 32), (96, 64))
+    assert _check("batch_range", "tuple[int, int] | None", "1:8") == (1, 8)
+    assert _check("batch", "int | Iterable[int]", 4) == (4,)
+    assert _check("backends", "str | Iterable[str]", "ort-cpu,trt") == "ort-cpu,trt"

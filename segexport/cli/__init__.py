@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import signal
 import sys
 
 import typer
@@ -205,6 +206,8 @@ def main() -> None:
     from segexport.core.files import cleanup_temps
     from segexport.core.interrupts import Terminated, exit_code
 
+    from segexport.core import interrupts
+
     try:
         _prepare_process()
         app()
@@ -212,3 +215,10 @@ def main() -> None:
         cleanup_temps()
         err_console.print("[bold red]interrupted[/]", highlight=False)
         sys.exit(exit_code(exc))
+    except SystemExit as exc:
+        # Typer turns an interrupt outside a command (start-up, option parsing) into exit 130, a
+        # SIGTERM included: a cancelled job exits 143 wherever the signal landed
+        if exc.code == 130 and interrupts.pending() not in (None, signal.SIGINT):
+            cleanup_temps()
+            sys.exit(128 + interrupts.pending())
+        raise

@@ -62,8 +62,10 @@ class _Rich:
         self.task = self.bar.add_task("pipeline", total=total)
 
     def step(self, unit: str, step: str, status: str, seconds: float) -> None:
-        colour = {"fail": "red", "error": "red", "cached": "dim"}.get(status, "green")
-        self.bar.console.print(f"  {unit} {step}: [{colour}]{status}[/] ({seconds:.1f} s)")
+        from rich.markup import escape
+
+        colour = {"fail": "red", "error": "red", "cached": "dim"}.get(status.split(";")[0], "green")
+        self.bar.console.print(f"  {escape(unit)} {step}: [{colour}]{escape(status)}[/] ({seconds:.1f} s)")
         self.bar.advance(self.task)
 
     def end(self) -> None:
@@ -147,9 +149,13 @@ def merge_command(
 
       segexport pipeline merge shard-1 shard-2 shard-3 --out dist
     """
-    from segexport.pipeline.manifest import append_step_summary, merge, passed
+    from segexport.pipeline.manifest import append_step_summary, check_step_summary, merge, passed
 
+    from segexport.core.files import check_name_lengths
+
+    check_step_summary()
     for d in dirs:
+        check_name_lengths(d, "shard folder")
         if not (d / "manifest.json").is_file():
             raise UserError(f"{str(d)!r} has no manifest.json: pass the --out folders of `segexport pipeline run`")
     merged = merge(dirs, out)

@@ -103,6 +103,48 @@ def refuse_overwriting_inputs(outputs: Mapping[str, str | Path | None], inputs: 
             seen[k] = f"also given as {flag}"
 
 
+MAX_PART_BYTES = 255 - 64  # a file name's limit, less the temp name segexport makes beside it
+
+
+def check_name_lengths(path: str | Path, flag: str) -> None:
+    """Every component of ``path`` short enough for the filesystem and for the temp beside it
+    (ENAMETOOLONG would otherwise surface as a traceback, or after the work was done)."""
+    long = next((part for part in Path(path).parts if len(part.encode()) > MAX_PART_BYTES), None)
+    if long is not None:
+        raise UserError(f"{flag} {str(path)[:60]!r}...: the name {long[:40]!r}... is longer than {MAX_PART_BYTES} "
+                        f"bytes: choose a shorter {flag}")
+
+
+def refuse_nested(outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None]) -> None:
+    """An output *folder* may not be, hold or lie inside anything the command reads (``{label: path}``),
+    nor another output folder: writing it would replace the input's files (``merge s1 s2 --out s1``,
+    ``run --out dist --baseline dist/manifest.json``), or the next run would read its own outputs
+    (``predict --out images/preds``). Paths are compared resolved (symlinks, ``..``)."""
+    seen = [(label, Path(p).resolve()) for label, p in inputs.items() if p is not None]
+    for flag, item in outputs.items():
+        if item is None:
+            continue
+        out = Path(item).resolve()
+        for label, p in seen:
+            if out == p or p.is_relative_to(out) or out.is_relative_to(p):
+                how = "is" if out == p else "holds" if p.is_relative_to(out) else "lies inside"
+                raise UserError(f"{flag} {str(item)!r} {how} {label}: writing it would destroy what this command "
+                                f"reads (or read what it writes); choose another {flag}")
+        seen.append((flag, out))
+
+
+def regular_file_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` is a regular file, not a symlink, that (``..`` and linked folders resolved)
+    lies inside ``root``: what a bundle, a cache entry or a shard may hand out as its own file.
+    A symlink inside to ``/etc/passwd`` or another job's artefact is not one."""
+    path, root = Path(path), Path(root)
+    try:
+        real = path.resolve(strict=True)
+        return not path.is_symlink() and real.is_relative_to(root.resolve(strict=True)) and real.is_file()
+    except (OSError, RuntimeError):
+        return False
+
+
 # ---------------------------------------------------------------------------------------------
 # temp paths: registry, cleanup, sweeping
 
@@ -313,3 +355,38 @@ def atomic_output(path: str | Path, suffix: str | None = None, flag: str = "--ou
     finally:
         if tmp_path in _LIVE:
             discard_temp(tmp_path)
+
+
+@contextmanager
+def staged_folder(out: str | Path) -> Iterator[Path]:
+    """A registered hidden folder beside ``out`` (same filesystem, so the commit is a rename),
+    removed unless :func:`commit_folder` moved it into place: on an error, on SIGINT/SIGTERM (the
+    interrupt handler's cleanup), or by a later run's sweep after a SIGKILL."""
+    out = Path(out)
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        stage = new_temp(out, directory=True, suffix=".partial")
+    except OSError as exc:
+        raise UserError(f"cannot write beside --out {str(out)[:200]!r} ({exc.strerror}): choose another --out") from None
+    as_if_created(stage, 0o777)  # mkdtemp makes 0700; an output folder is a shared one
+    try:
+        yield stage
+    finally:
+        if stage in _LIVE:
+            discard_temp(stage)
+
+
+def commit_folder(stage: Path, out: Path) -> None:
+    """Replace ``out`` (absent, or a folder the caller checked may be replaced) by ``stage``, with
+    SIGINT/SIGTERM held back: at every moment ``out`` is the old folder or the new one."""
+    out = Path(out)
+    with blocked_signals():
+        old = None
+        if out.exists():
+            old = new_temp(out, directory=True, suffix=".old")
+            os.replace(out, old)  # onto an empty folder: allowed, atomic
+        os.replace(stage, out)
+        forget_temp(stage)
+        if old is not None:
+            discard_temp(old)

@@ -71,6 +71,11 @@ def raise_if_interrupted() -> None:
     raise Terminated(signum)
 
 
+def pending() -> int | None:
+    """The signal recorded since the last :func:`clear` (None: none arrived)."""
+    return _pending
+
+
 def clear() -> None:
     global _pending
     _pending = None

@@ -38,3 +38,13 @@ def finite_or_none(value: Any) -> Any:
 
 def dumps(value: Any, **kwargs: Any) -> str:
     return json.dumps(finite_or_none(value), allow_nan=False, **kwargs)
+
+
+def no_constant(name: str):
+    """``parse_constant`` for :func:`json.loads`: NaN/Infinity in a file are an error, not a float."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads(text: str) -> Any:
+    """JSON read from a file, strictly: NaN/Infinity refused (ValueError), as segexport never writes them."""
+    return json.loads(text, parse_constant=no_constant)

@@ -24,6 +24,8 @@ BUNDLE_SCHEMA = 1
 def check_out_dir(out: str | Path, flag: str = "--out") -> Path:
     """Refuse an output folder that holds anything, or whose parent is missing/unwritable, before work."""
     out = Path(out)
+    if out.is_symlink():  # the bundle replaces --out by a rename: a link would be replaced, not filled
+        raise UserError(f"{flag} {str(out)!r} is a symlink: give a new folder name (or the folder it points to)")
     if out.exists() and not out.is_dir():
         raise UserError(f"{flag} {str(out)!r} is a file: give a new folder name")
     if out.is_dir() and any(out.iterdir()):

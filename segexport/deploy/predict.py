@@ -152,8 +152,18 @@ def _bundle_model(folder: Path) -> _Model:
     if onnx_path.resolve().parent != folder.resolve():
         raise UserError(f"onnx-file in {CONFIG_NAME} points outside the bundle: write the bundle again")
     record = read_record(load_onnx(onnx_path))
+    if "height" not in record.dynamic and tuple(record.preprocess.input_size) != (h, w):
+        raise UserError(f"infer-dims {h}x{w} in {CONFIG_NAME} disagree with {onnx_path.name} "
+                        f"({record.preprocess.input_size[0]}x{record.preprocess.input_size[1]}): "
+                        "write the bundle again with `segexport deploy deepstream`")
+    for axis, side in (("height", h), ("width", w)):
+        r = record.dynamic.get(axis)
+        if r is not None and not r.min <= side <= r.max:
+            raise UserError(f"infer-dims {h}x{w} in {CONFIG_NAME} are outside {onnx_path.name}'s {axis} range "
+                            f"{r.min}..{r.max}: write the bundle again with `segexport deploy deepstream`")
     session = _ort_session(onnx_path)
-    labels = read_labels(folder / "labels.txt") if (folder / "labels.txt").is_file() else record.class_names
+    labels = (read_labels(folder / "labels.txt") if (folder / "labels.txt").exists() or (folder / "labels.txt").is_symlink()
+              else record.class_names)
 
     def run(rgb: np.ndarray) -> np.ndarray:
         frames = np.stack([np.asarray(Image.fromarray(im).resize((w, h), Image.Resampling.BILINEAR)) if im.shape[:2] != (h, w)
@@ -175,7 +185,25 @@ def _bundle_model(folder: Path) -> _Model:
 
 
 def read_labels(path: Path) -> tuple[str, ...]:
-    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    """A bundle's labels.txt: its own regular file (a symlink to ``/etc/passwd`` would print that
+    file's lines as class names), of printable names, at most as many as a model may have."""
+    from segexport.core.files import regular_file_inside
+    from segexport.core.limits import MAX_NAME_CHARS, MAX_NUM_CLASSES, check_label
+
+    fix = "write the bundle again with `segexport deploy deepstream`"
+    if not regular_file_inside(path, path.parent):
+        raise UserError(f"{path} is not a regular file of the bundle (a symlink?): {fix}")
+    if path.stat().st_size > MAX_NUM_CLASSES * (MAX_NAME_CHARS + 1) * 4:
+        raise UserError(f"{path} is too large to be a label file: {fix}")
+    try:
+        names = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        if len(names) > MAX_NUM_CLASSES:
+            raise ValueError(f"{len(names)} names (at most {MAX_NUM_CLASSES})")
+        for i, name in enumerate(names):
+            check_label(name, f"line {i + 1}")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path} is not a label file ({str(exc)[:120]}): {fix}") from None
+    return names
 
 
 def load_model(artefact: str | Path) -> _Model:
@@ -207,6 +235,9 @@ def predict(artefact: str | Path, images: str | Path, out: str | Path, *, alpha:
     if not 0.0 <= alpha <= 1.0:
         raise UserError(f"--alpha {alpha} must be between 0 and 1")
     check_out_dir(out)
+    from segexport.core.files import refuse_nested
+
+    refuse_nested({"--out": out}, {f"the images {str(images)!r}": images})  # the next run would read its outputs
     files = _image_files(Path(images))
     stems = [f.stem for f in files]
     twice = sorted({s for s in stems if stems.count(s) > 1})

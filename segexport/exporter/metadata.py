@@ -13,6 +13,7 @@ from pathlib import Path
 import onnx
 
 from segexport.data.contract import DynamicRange, ExportRecord, PreprocessContract
+from segexport.core.jsonio import no_constant
 from segexport.core.onnx_io import load_onnx  # noqa: F401  (re-exported)
 from segexport.errors import UserError
 
@@ -44,7 +45,7 @@ def read_record(model: onnx.ModelProto | str | Path) -> ExportRecord:
         for p in props:
             if len(p.value) > MAX_VALUE_CHARS:
                 raise ValueError(f"{p.key} is {len(p.value)} characters long")
-        raw = {p.key[len(PREFIX):]: json.loads(p.value, parse_constant=_no_constant) for p in props}
+        raw = {p.key[len(PREFIX):]: json.loads(p.value, parse_constant=no_constant) for p in props}
         raw["preprocess"] = PreprocessContract(**{**raw["preprocess"],
                                                   "mean": tuple(raw["preprocess"]["mean"]),
                                                   "std": tuple(raw["preprocess"]["std"]),
@@ -63,10 +64,6 @@ def read_record(model: onnx.ModelProto | str | Path) -> ExportRecord:
 
 
 MAX_VALUE_CHARS = 1 << 20  # class names of a few thousand classes fit; a megabyte of metadata is hostile
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _check_graph_agrees(model: onnx.ModelProto, record: ExportRecord) -> None:

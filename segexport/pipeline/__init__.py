@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segexport.core.arguments import checked
 from segexport.errors import CheckFailed, UserError
 
 
@@ -29,6 +30,7 @@ class PipelineResult:
     passed: bool
 
 
+@checked
 def run_pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache_dir: str | Path | None = ".segexport-cache",
              shard: str | None = None, baseline: str | Path | None = None, only: str | None = None, jobs: int = 1,
              reporter: Any = None, trust_model_code: bool = False) -> PipelineResult:
@@ -38,22 +40,30 @@ def run_pipeline(*, config: str | Path, out: str | Path = "segexport-out", cache
     models needs ``trust_model_code=True``: the config is a file, and no file names code that runs."""
     from segexport.pipeline.manifest import append_step_summary, passed, write_outputs
     from segexport.pipeline.plan import parse_shard
-    from segexport.pipeline.run import RunOptions
+    from segexport.pipeline.run import RunOptions, Runner
 
-    if jobs < 1:
-        raise UserError("--jobs must be >= 1")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UserError("--jobs must be an integer >= 1")
     out = Path(out)
     if baseline is not None and not Path(baseline).is_file():
         raise UserError(f"--baseline {str(baseline)!r} not found: pass the manifest.json of a previous run")
-    from segexport.pipeline.manifest import check_output_folder
+    from segexport.core.files import commit_folder, staged_folder
+    from segexport.pipeline.manifest import check_output_folder, check_step_summary
 
     check_output_folder(out)
+    check_step_summary()
     opts = RunOptions(config=Path(config), out=out, cache_dir=None if cache_dir is None else Path(cache_dir), shard=parse_shard(shard),
                       baseline=None if baseline is None else Path(baseline), only=only, dry_run=False, jobs=jobs,
                       trust_model_code=trust_model_code)
-    manifest = run_plan(opts, reporter)  # a refused config leaves no empty --out behind
-    out.mkdir(parents=True, exist_ok=True)
-    write_outputs(out, manifest)
+    runner = Runner(opts, reporter)  # a refused config leaves no --out (nor a staging folder) behind
+    # Staged beside --out and swapped in at the end: a cancelled or killed run leaves --out as it
+    # was (absent, or the last complete output), so a retried CI job runs into it again, and the
+    # steps that finished come from the cache.
+    with staged_folder(out) as stage:
+        runner.opts.out = stage
+        manifest = runner.run()
+        write_outputs(stage, manifest)
+        commit_folder(stage, out)
     append_step_summary(out)
     result = PipelineResult(out=out, manifest=manifest, passed=passed(manifest))
     if not result.passed:

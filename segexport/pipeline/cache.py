@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import tempfile
 from functools import lru_cache
@@ -24,6 +25,8 @@ from importlib import metadata
 from pathlib import Path
 
 from segexport._version import __version__
+from segexport.errors import UserError
+from segexport.core import jsonio
 from segexport.core.hashing import sha256_file
 
 SCHEMA = 1
@@ -71,26 +74,44 @@ def _hash_file(path: str, inode: int, mtime_ns: int, size: int) -> str:
     return sha256_file(path)
 
 
-def _file_hash(p: Path) -> str:
-    st = p.stat()
-    return _hash_file(str(p.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+MAX_DATA_FILES = 100_000  # a data folder of a config; "/" or a home folder is a mistake, not data
+
+
+def _refuse(path: Path, exc: OSError):
+    raise UserError(f"{path}: cannot read {exc.filename or ''} ({exc.strerror}): point the config at the data "
+                    "folder itself") from exc
+
+
+def _file_hash(p: Path, root: Path) -> str:
+    try:
+        st = p.stat()
+        return _hash_file(str(p.resolve()), st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError as exc:
+        _refuse(root, exc)
 
 
 def hash_path(path: str | Path | None) -> str | None:
     """SHA-256 of a file, or of a folder's (relative name, content hash) list; None for None.
 
     A folder is keyed by every file in it, not by its own mtime: replacing an image inside a
-    sub-folder leaves the folder's mtime as it was, and must still change the key."""
+    sub-folder leaves the folder's mtime as it was, and must still change the key. A folder of
+    more than ``MAX_DATA_FILES`` files, or one that cannot be read, is one line."""
     if path is None:
         return None
     p = Path(path)
     if not p.exists():
         return None
     if p.is_file():
-        return _file_hash(p)
+        return _file_hash(p, p)
+    files: list[Path] = []
+    for folder, _dirs, names in os.walk(p, onerror=lambda exc: _refuse(p, exc)):
+        files += [Path(folder) / n for n in names if (Path(folder) / n).is_file()]
+        if len(files) > MAX_DATA_FILES:
+            raise UserError(f"{p} holds more than {MAX_DATA_FILES} files: point the config at the data folder "
+                            "itself, not a parent of it")
     digest = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file()):
-        digest.update(f"{f.relative_to(p).as_posix()}\0{_file_hash(f)}\n".encode())
+    for f in sorted(files):
+        digest.update(f"{f.relative_to(p).as_posix()}\0{_file_hash(f, p)}\n".encode())
     return digest.hexdigest()
 
 
@@ -100,31 +121,63 @@ def step_key(step: str, inputs: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_entry(where: Path, step: str, key: str) -> dict:
+    """A cache entry's ``entry.json`` and files, validated like any file (schema, types, ranges,
+    hashes, files inside the entry); raises ValueError with the first problem."""
+    from segexport.core.files import regular_file_inside as inside
+    from segexport.pipeline.records import check_step
+
+    if not inside(where / "entry.json", where):
+        raise ValueError("entry.json is not a regular file inside the entry")
+    try:
+        entry = jsonio.loads((where / "entry.json").read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"entry.json is not JSON: {' '.join(str(exc).split())[:80]}") from None
+    if not isinstance(entry, dict):
+        raise ValueError("entry.json is not an object")
+    if entry.get("schema") != SCHEMA or entry.get("key") != key or entry.get("step") != step:
+        raise ValueError(f"not a schema {SCHEMA} entry for this {step} key")
+    files = entry.get("files")
+    if not isinstance(files, dict) or not all(isinstance(n, str) and isinstance(h, str) and _SHA_RE.match(h)
+                                              for n, h in files.items()):
+        raise ValueError("files is not a name -> SHA-256 table")
+    check_step(step, entry.get("result"), verdicts=("pass", "fail", "skip"))
+    for name, sha in files.items():
+        f = where / "files" / name
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts or not inside(f, where):
+            raise ValueError(f"file {name[:60]!r} is not a regular file inside the entry")
+        if sha256_file(f) != sha:
+            raise ValueError(f"file {name[:60]!r} differs from its SHA-256")
+    return entry
+
+
 class StepCache:
     """Get and put step results; ``root=None`` is ``--no-cache`` (every lookup misses)."""
 
     def __init__(self, root: Path | None) -> None:
         self.root = Path(root) if root is not None else None
+        self.notes: dict[str, str] = {}  # "step/key" -> why a present entry was not used
 
     def _dir(self, step: str, key: str) -> Path:
         assert self.root is not None
         return self.root / step / key[:2] / key
 
     def get(self, step: str, key: str) -> dict | None:
-        """The cached entry, if present and every file in it is intact (a damaged one is a miss)."""
+        """The cached entry, if present, well-formed and every file in it intact; anything else is
+        a miss, its reason kept in :attr:`notes` (an entry is a file another job may have written)."""
         if self.root is None:
             return None
         where = self._dir(step, key)
+        if not (where / "entry.json").exists() and not (where / "entry.json").is_symlink():
+            return None
         try:
-            entry = json.loads((where / "entry.json").read_text())
-        except (OSError, ValueError):
+            entry = check_entry(where, step, key)
+        except ValueError as exc:
+            self.notes[f"{step}/{key[:12]}"] = f"cache entry {where} ignored ({exc})"
             return None
-        if entry.get("schema") != SCHEMA or entry.get("key") != key:
-            return None
-        for name, sha in entry.get("files", {}).items():
-            f = where / "files" / name
-            if Path(name).is_absolute() or ".." in Path(name).parts or not f.is_file() or sha256_file(f) != sha:
-                return None
         entry["_dir"] = str(where / "files")
         return entry
 

@@ -16,23 +16,25 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from segexport.core.limits import MAX_BATCH, MAX_COUNT, MAX_ITERATIONS, MAX_NUM_CLASSES
+from segexport.core.limits import MAX_BATCH, MAX_COUNT, MAX_ITERATIONS, MAX_NUM_CLASSES, MAX_SIDE
 from segexport.errors import UserError
 
 SCHEMA = 1
 Precision = Literal["fp32", "fp16", "int8", "best"]
 Deploy = Literal["triton", "deepstream"]
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:[xX]\s*(\d+))?\s*$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SIZE_RE = re.compile(r"\s*(\d{1,9})\s*(?:[xX]\s*(\d{1,9}))?\s*")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # always fullmatch: "$" would pass a final newline
+MAX_NAME = 128  # names a folder and files inside it (most filesystems stop at 255 bytes)
+MAX_MODEL_REF = 1024
 
 
 def _size(text: str) -> tuple[int, int]:
-    m = _SIZE_RE.match(str(text))
+    m = _SIZE_RE.fullmatch(str(text))
     if not m:
         raise ValueError(f"{text!r} is not a size: write HxW, e.g. 64x64")
     h, w = int(m.group(1)), int(m.group(2) or m.group(1))
-    if h < 1 or w < 1:
-        raise ValueError(f"{text!r} must be positive")
+    if not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        raise ValueError(f"{text!r} is out of range: each side must be 1..{MAX_SIDE} pixels")
     return h, w
 
 
@@ -129,8 +131,17 @@ class ModelEntry(Settings):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME_RE.match(v):
-            raise ValueError(f"{v!r} must be letters, digits, '.', '_' or '-' (it names files and folders)")
+        if not _NAME_RE.fullmatch(v) or len(v) > MAX_NAME:
+            raise ValueError(f"{v[:60]!r} must be 1..{MAX_NAME} letters, digits, '.', '_' or '-' "
+                             "(it names files and folders)")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        if not v or len(v) > MAX_MODEL_REF or not v.isprintable():
+            raise ValueError(f"{v[:60]!r} is not a model: a zoo name, module:factory or file.py:factory "
+                             f"(one line, at most {MAX_MODEL_REF} characters)")
         return v
 
     @field_validator("input_size")
@@ -147,14 +158,21 @@ class ModelEntry(Settings):
             lo, sep, hi = v.partition(":")
             if not sep:
                 raise ValueError(f"{v!r} must be MINxMIN:MAXxMAX, e.g. 32x32:96x96")
-            _size(lo), _size(hi)
+            (h0, w0), (h1, w1) = _size(lo), _size(hi)
+            if h0 > h1 or w0 > w1:
+                raise ValueError(f"{v!r} is inverted: the minimum comes first, e.g. 32x32:96x96")
         return v
 
     @field_validator("batch_range")
     @classmethod
     def _batch_range(cls, v):
-        if v is not None and not re.fullmatch(r"\s*\d+\s*:\s*\d+\s*", v):
-            raise ValueError(f"{v!r} must be MIN:MAX, e.g. 1:8")
+        if v is not None:
+            m = re.fullmatch(r"\s*(\d{1,9})\s*:\s*(\d{1,9})\s*", v)
+            if not m:
+                raise ValueError(f"{v[:40]!r} must be MIN:MAX, e.g. 1:8")
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if not 1 <= lo <= hi <= MAX_BATCH:
+                raise ValueError(f"{v!r} must be MIN:MAX with 1 <= MIN <= MAX <= {MAX_BATCH}")
         return v
 
     @field_validator("dynamic")
@@ -187,11 +205,14 @@ class PipelineConfig(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self):
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for i, m in enumerate(self.models):
-            if m.name in seen:
-                raise ValueError(f"models[{i}].name {m.name!r} is used twice: artefact names must be unique")
-            seen.add(m.name)
+            # folded: `Seg` and `seg` are one folder on macOS and Windows runners
+            if m.name.casefold() in seen:
+                other = seen[m.name.casefold()]
+                also = "" if other == m.name else f" (as {other!r}: names differing only in case collide on macOS and Windows)"
+                raise ValueError(f"models[{i}].name {m.name!r} is used twice{also}: artefact names must be unique")
+            seen[m.name.casefold()] = m.name
         return self
 
 
@@ -234,9 +255,14 @@ def load_config(path: str | Path) -> tuple[PipelineConfig, Path]:
     try:
         doc = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid TOML ({exc}): fix the syntax") from None
+        raise UserError(f"{path}: not valid TOML ({' '.join(str(exc).split())[:160]}): fix the syntax") from None
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a config: fix the file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror}): check the path") from None
     if path.name == "pyproject.toml":
-        doc = doc.get("tool", {}).get("segexport")
+        tool = doc.get("tool", {})
+        doc = tool.get("segexport") if isinstance(tool, dict) else None
         if doc is None:
             raise UserError(f"{path} has no [tool.segexport] table: add one, or pass a segexport TOML file")
     try:
@@ -251,8 +277,13 @@ def load_config(path: str | Path) -> tuple[PipelineConfig, Path]:
                            ("parity_labels", s.parity_labels)):
             if value is not None and not (base / value).exists():
                 errors.append(f"{path}: models[{i}].{key}: {value!r} not found (relative to {base})")
-        if s.calib_data not in (None, "synthetic") and not (base / s.calib_data).exists():
-            errors.append(f"{path}: models[{i}].calib_data: {s.calib_data!r} not found (relative to {base})")
+        if s.calib_data not in (None, "synthetic"):
+            data = base / s.calib_data
+            if not data.exists():
+                errors.append(f"{path}: models[{i}].calib_data: {s.calib_data!r} not found (relative to {base})")
+            elif not data.is_dir() and not (data.is_file() and data.suffix in (".npy", ".npz")):
+                errors.append(f"{path}: models[{i}].calib_data: {s.calib_data!r} is not an image folder, a .npy/.npz "
+                              "file or 'synthetic'")
         if s.parity_labels and not s.parity_images:
             errors.append(f"{path}: models[{i}].parity_labels: needs parity_images (labels match images by name)")
     if errors:

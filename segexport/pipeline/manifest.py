@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from segexport.core import jsonio
 from segexport.core.files import atomic_output
 from segexport.core.hashing import sha256_file
 from segexport.core.jsonio import finite_or_none
@@ -51,24 +53,61 @@ def write_outputs(root: Path, manifest: dict) -> None:
 
 def read_manifest(path: Path) -> dict:
     try:
-        doc = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: not a readable manifest.json ({exc}): pass a `segexport pipeline run` output") from None
+        doc = jsonio.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as exc:
+        detail = " ".join(str(exc).split())[:120] if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise UserError(f"{path}: not a readable manifest.json ({detail}): pass a `segexport pipeline run` output") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("entries"), list):
         raise UserError(f"{path}: not a segexport pipeline manifest of schema {SCHEMA} "
                         "(re-run `segexport pipeline run` with this segexport)")
     for i, e in enumerate(doc["entries"]):  # a file is data: check its shape before anything reads it
-        ok = (isinstance(e, dict) and isinstance(e.get("model"), str) and isinstance(e.get("variant"), str)
-              and isinstance(e.get("index"), int) and isinstance(e.get("steps"), dict)
-              and all(isinstance(s, dict) and isinstance(s.get("verdict"), str) and isinstance(s.get("figures", {}), dict)
-                      for s in e["steps"].values())
-              and isinstance(e.get("artefacts"), list)
-              and all(isinstance(a, dict) and isinstance(a.get("path"), str) and isinstance(a.get("sha256"), str)
-                      for a in e["artefacts"]))
-        if not ok:
-            raise UserError(f"{path}: entries[{i}] is damaged (model, variant, index, steps, artefacts): "
-                            "pass a manifest.json written by `segexport pipeline run`")
+        try:
+            _check_entry(e)
+        except ValueError as exc:
+            raise UserError(f"{path}: entries[{i}] is damaged ({str(exc)[:160]}): "
+                            "pass a manifest.json written by `segexport pipeline run`") from None
+    runs = doc.get("runs", [])
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("shard"), str)
+                                             and _SHARD_RE.fullmatch(r["shard"]) for r in runs):
+        raise UserError(f"{path}: runs is damaged (a list of runs, each with a shard I/N): "
+                        "pass a manifest.json written by `segexport pipeline run`")
+    for key in ("config_sha256", "segexport", "baseline", "only"):
+        if doc.get(key) is not None and not isinstance(doc.get(key), str):
+            raise UserError(f"{path}: {key} is not a string: pass a manifest.json written by `segexport pipeline run`")
+    if isinstance(doc.get("units"), bool) or not isinstance(doc.get("units", 0), int):
+        raise UserError(f"{path}: units is not an integer: pass a manifest.json written by `segexport pipeline run`")
     return doc
+
+
+_SHARD_RE = re.compile(r"[1-9][0-9]{0,8}/[1-9][0-9]{0,8}")
+
+
+def _check_entry(e: object) -> None:
+    """One manifest entry: its keys typed, every step record validated (``records``), every
+    artefact a relative path with a SHA-256 and a metadata table. Raises ValueError."""
+    from segexport.pipeline.config import _NAME_RE, MAX_NAME
+    from segexport.pipeline.records import check_step
+
+    if not isinstance(e, dict):
+        raise ValueError("not an object")
+    if not isinstance(e.get("model"), str) or not _NAME_RE.fullmatch(e["model"]) or len(e["model"]) > MAX_NAME:
+        raise ValueError("model is not a model name")
+    if e.get("variant") not in ("fp32", "fp16", "int8", "best"):
+        raise ValueError("variant is not a precision")
+    if isinstance(e.get("index"), bool) or not isinstance(e.get("index"), int) or not 0 <= e["index"] < 10**9:
+        raise ValueError("index is not an integer")
+    if not isinstance(e.get("steps"), dict):
+        raise ValueError("steps is not a table")
+    for name, step in e["steps"].items():
+        check_step(name, step)
+    if not isinstance(e.get("artefacts"), list):
+        raise ValueError("artefacts is not a list")
+    for a in e["artefacts"]:
+        if not (isinstance(a, dict) and isinstance(a.get("path"), str) and isinstance(a.get("sha256"), str)
+                and isinstance(a.get("metadata", {}), dict) and isinstance(a.get("bytes", 0), int)):
+            raise ValueError("an artefact lacks its path, sha256, bytes or metadata")
+        if not a["path"] or Path(a["path"]).is_absolute() or ".." in Path(a["path"]).parts or "\\" in a["path"]:
+            raise ValueError(f"artefact path {a['path'][:60]!r} leaves the folder")
 
 
 def _pct(v) -> str:
@@ -202,6 +241,11 @@ def check_output_folder(out: Path, flag: str = "--out") -> None:
     """The pipeline writes manifest.json, report.md, junit.xml and SHA256SUMS into ``out``: it may
     be new, empty, or a previous pipeline output (one with a segexport manifest), never a folder
     of other files (``--out .`` in a project would replace its own report.md or junit.xml)."""
+    from segexport.core.files import check_name_lengths
+
+    check_name_lengths(out, flag)
+    if out.is_symlink():
+        raise UserError(f"{flag} {str(out)!r} is a symlink: give a real folder (the output replaces it whole)")
     if not out.exists():
         return
     if not out.is_dir():
@@ -221,8 +265,25 @@ def check_output_folder(out: Path, flag: str = "--out") -> None:
 
 def merge(dirs: list[Path], out: Path) -> dict:
     """Join shard outputs into ``out``: artefacts copied (and checked against their SHA-256),
-    manifests joined, the views rebuilt. Refuses shards of other configs or missing shards."""
-    docs = [(Path(d), read_manifest(Path(d) / "manifest.json")) for d in dirs]
+    manifests joined, the views rebuilt. Refuses shards of other configs or missing shards.
+
+    Every shard is validated, its files included, before anything is written, and the output is
+    staged and swapped in whole: a bad shard leaves ``out`` as it was, so the merge after the fix
+    runs as the first would have."""
+    from segexport.core.files import commit_folder, refuse_nested, staged_folder
+    from segexport.core.files import regular_file_inside as inside
+
+    dirs = [Path(d) for d in dirs]
+    if not dirs:
+        raise UserError("pass the output folder of every shard")
+    seen: dict[Path, Path] = {}
+    for d in dirs:
+        if d.resolve() in seen:
+            raise UserError(f"{str(d)!r} is given twice (as {str(seen[d.resolve()])!r}): pass each shard's folder once")
+        seen[d.resolve()] = d
+    refuse_nested({"--out": out}, {f"the shard {str(d)!r}": d for d in dirs})
+    check_output_folder(out)
+    docs = [(d, read_manifest(d / "manifest.json")) for d in dirs]
     first = docs[0][1]
     for d, doc in docs:
         for key in ("config_sha256", "segexport", "units", "baseline"):
@@ -234,36 +295,66 @@ def merge(dirs: list[Path], out: Path) -> dict:
     if len(total) > 1:
         raise UserError(f"the shards were split differently ({', '.join(sorted(set(shards)))}): merge one --shard I/N set")
     n = int(total.pop()) if total else 1
-    missing = sorted(set(f"{i}/{n}" for i in range(1, n + 1)) - set(shards), key=lambda s: int(s.split("/")[0]))
-    if missing and not any(doc.get("only") for _, doc in docs):
-        raise UserError(f"shard(s) {', '.join(missing)} missing: pass every shard's output folder")
-    check_output_folder(out)
+    only = any(doc.get("only") for _, doc in docs)
+    if not only:
+        twice = sorted({s for s in shards if shards.count(s) > 1})
+        if twice:
+            raise UserError(f"shard(s) {', '.join(twice)} given twice: pass each shard's output folder once")
+        bad = sorted({s for s in shards if not 1 <= int(s.split("/")[0]) <= n})
+        if bad:
+            raise UserError(f"shard(s) {', '.join(bad)} are not shards of {n}: pass the outputs of one --shard I/N set")
+        missing = sorted(set(f"{i}/{n}" for i in range(1, n + 1)) - set(shards), key=lambda s: int(s.split("/")[0]))
+        if missing:
+            raise UserError(f"shard(s) {', '.join(missing)} missing: pass every shard's output folder")
     entries: dict[int, dict] = {}
-    out.mkdir(parents=True, exist_ok=True)
+    copies: dict[str, tuple[Path, str]] = {}
     for d, doc in docs:
         for e in doc["entries"]:
             if e["index"] in entries and entries[e["index"]] != e:
                 raise UserError(f"{d}: {e['model']} {e['variant']} appears in two shards with different results")
             entries[e["index"]] = e
             for a in e["artefacts"]:
-                src, dst = d / a["path"], out / a["path"]
-                if Path(a["path"]).is_absolute() or ".." in Path(a["path"]).parts:
-                    raise UserError(f"{d}/manifest.json: artefact path {a['path']!r} leaves the folder: not a pipeline output")
-                if not src.is_file() or sha256_file(src) != a["sha256"]:
-                    raise UserError(f"{src}: missing or changed since its manifest was written: re-run that shard")
-                if src.resolve() != dst.resolve():
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(src, dst)
+                src = d / a["path"]
+                if not inside(src, d) or sha256_file(src) != a["sha256"]:
+                    raise UserError(f"{src}: missing, not a regular file inside the shard, or changed since its "
+                                    "manifest was written: re-run that shard")
+                if a["path"] in copies and copies[a["path"]][1] != a["sha256"]:
+                    raise UserError(f"{src}: another shard has a different {a['path']}: merge the shards of one run")
+                copies[a["path"]] = (src, a["sha256"])
     merged = {k: v for k, v in first.items() if k not in ("entries", "runs")}
     merged["entries"] = [entries[i] for i in sorted(entries)]
     merged["runs"] = [r for _, doc in docs for r in doc.get("runs", [])]
-    write_outputs(out, merged)
+    with staged_folder(out) as stage:  # nothing is written before every shard passed
+        for rel, (src, _sha) in copies.items():
+            dst = stage / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+        write_outputs(stage, merged)
+        commit_folder(stage, out)
     return merged
+
+
+def check_step_summary() -> None:
+    """``$GITHUB_STEP_SUMMARY``, when set, must be a file one can append to: checked before the run,
+    not found out after every step ran."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    p = Path(target)
+    if p.is_dir() or (p.exists() and not p.is_file()):
+        raise UserError(f"GITHUB_STEP_SUMMARY {target!r} is not a regular file: unset it or point it at a file")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir() or not os.access(p if p.exists() else parent, os.W_OK):
+        raise UserError(f"GITHUB_STEP_SUMMARY {target!r} cannot be written: unset it or point it at a writable file")
 
 
 def append_step_summary(root: Path) -> None:
     """Append report.md to ``$GITHUB_STEP_SUMMARY`` when GitHub Actions set it."""
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if target:
-        with open(target, "a", encoding="utf-8") as fh:
-            fh.write((root / "report.md").read_text())
+        check_step_summary()
+        try:
+            with open(target, "a", encoding="utf-8") as fh:
+                fh.write((root / "report.md").read_text())
+        except OSError as exc:
+            raise UserError(f"GITHUB_STEP_SUMMARY {target!r}: {exc.strerror}; the outputs are in {root}") from None

@@ -16,6 +16,7 @@ from segexport.errors import UserError
 from segexport.pipeline.config import ModelEntry, PipelineConfig, Settings
 
 PRECISION_ORDER = ("fp32", "fp16", "int8", "best")
+MAX_SHARDS = 10_000  # CI matrices stop at a few hundred jobs
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,11 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     """``"2/4"`` -> (2, 4); shards count from 1 like CI matrix indices usually shown to people."""
     if text is None:
         return 1, 1
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
-        raise UserError(f"--shard {text!r} must be I/N with 1 <= I <= N, e.g. --shard 1/4")
+    if not isinstance(text, str):
+        raise UserError(f"--shard {text!r} must be a string I/N, e.g. \"1/4\"")
+    m = re.fullmatch(r"\s*(\d{1,9})\s*/\s*(\d{1,9})\s*", text)
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)) <= MAX_SHARDS:
+        raise UserError(f"--shard {text[:40]!r} must be I/N with 1 <= I <= N <= {MAX_SHARDS}, e.g. --shard 1/4")
     return int(m.group(1)), int(m.group(2))
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from segexport._version import __version__
+from segexport.core import interrupts
 from segexport.errors import UserError
 from segexport.pipeline import steps as S
 from segexport.pipeline.cache import StepCache, hash_path, machine, step_key, versions
@@ -84,6 +85,36 @@ def _check_model_code_trusted(config, opts: RunOptions) -> None:
                         "runs no code unless the command line says so: pass --trust-model-code if you trust it")
 
 
+def _check_paths(config: PipelineConfig, base: Path, opts: RunOptions) -> None:
+    """Before any step: the cache is a folder; --out neither is, holds nor lies inside anything the
+    run reads (the config, --baseline, the data and weights of every model) nor the cache (which
+    would ship with the artefacts); every data folder can be hashed (``calib_data = "/"`` is
+    refused here, not after a minute of hashing the filesystem)."""
+    from segexport.core.files import refuse_nested
+
+    from segexport.core.files import check_name_lengths
+
+    cache = opts.cache_dir
+    if cache is not None:
+        check_name_lengths(cache, "--cache-dir")
+    if cache is not None and (cache.exists() or cache.is_symlink()) and not cache.is_dir():
+        raise UserError(f"--cache-dir {str(cache)!r} is not a folder: give a folder (or --no-cache)")
+    reads: dict[str, Path | None] = {"the config": opts.config, "the --baseline": opts.baseline,
+                                     "the --cache-dir": cache}
+    for i, e in enumerate(config.models):
+        s = e.settings(config.defaults)
+        for key, value in (("weights", e.weights), ("calib_data", s.calib_data), ("calib_labels", s.calib_labels),
+                           ("parity_images", s.parity_images), ("parity_labels", s.parity_labels),
+                           ("model", e.model.rpartition(":")[0] if ".py:" in e.model else None)):
+            if value is not None and value != "synthetic":
+                reads[f"models[{i}].{key} {value!r}"] = base / value
+    if not opts.dry_run:
+        refuse_nested({"--out": opts.out}, reads)
+    for label, path in reads.items():
+        if label.startswith("models[") and ".model " not in label:
+            hash_path(path)  # cached: the steps' keys reuse it
+
+
 def _model_source(entry, base: Path) -> str | None:
     """SHA-256 of a user model's source file (a zoo model's code is covered by segexport's version)."""
     if ".py:" in entry.model:
@@ -123,6 +154,7 @@ class Runner:
         self.units = (plan(self.config, opts.shard, opts.only) if units is None else
                       [u for u in full_plan(self.config) if u.index in units])
         self.total_units = len(full_plan(self.config))
+        _check_paths(self.config, self.base, opts)
         self.cache = StepCache(opts.cache_dir)
         self.reporter = reporter or Silent()
         self.baseline = read_manifest(opts.baseline) if opts.baseline else None
@@ -150,6 +182,9 @@ class Runner:
         else:
             try:
                 outcome = fn()
+                # an interrupt a library swallowed (torch turns a Ctrl-C inside a lazy import into an
+                # export failure) is still an interrupt: stop, never record or cache the step
+                interrupts.raise_if_interrupted()
                 rec = {"verdict": outcome.verdict, "message": outcome.message, "figures": outcome.figures}
                 files = {n: p for n, p in outcome.files.items()}
                 self.cache.put(name, key, rec, files) if outcome.verdict != "skip" or not files else None
@@ -157,23 +192,28 @@ class Runner:
 
                 rec = {**rec, "key": key, "files": {n: sha256_file(p) for n, p in files.items()}}
             except UserError as exc:
+                interrupts.raise_if_interrupted()
                 rec = {"verdict": "error", "message": str(exc), "figures": {}, "key": key, "files": {}}
             except Exception as exc:  # noqa: BLE001 - a library's failure is this step's error; the run goes on
                 from segexport.errors import exception_line
+
+                interrupts.raise_if_interrupted()
 
                 rec = {"verdict": "error", "message": f"{name} failed: {exception_line(exc)}", "figures": {}, "key": key,
                        "files": {}}
             status = "ran"
             self.state.ran.append((name, key, round(time.perf_counter() - start, 3)))
+        note = self.cache.notes.get(f"{name}/{key[:12]}")
         if self.opts.dry_run:
             self.state.rows.append(PlanRow(label, name, status))
         else:
             seconds = time.perf_counter() - start
             self.state.statuses[f"{label}/{name}"] = {"status": status, "seconds": round(seconds, 3),
                                                       **({"worker_seconds": self.prefetched[key]}
-                                                         if status == "ran in parallel" else {})}
-            self.reporter.step(label, name, status if rec["verdict"] not in ("fail", "error") else rec["verdict"],
-                               seconds)
+                                                         if status == "ran in parallel" else {}),
+                                                      **({"note": note} if note else {})}
+            shown = status if rec["verdict"] not in ("fail", "error") else rec["verdict"]
+            self.reporter.step(label, name, shown + (f"; {note}" if note else ""), seconds)
         return rec
 
     # -- a unit ---------------------------------------------------------------------------

@@ -147,10 +147,10 @@ def parity(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
     """Label agreement, boundary band and mIoU (with labels) of ONNX Runtime vs PyTorch."""
     from segexport.checks.parity import ParityOptions, run_parity
 
-    model = _model_ref(entry.model, base) if ":" in entry.model else None
+    _record_of(onnx, entry)
     files, held_out, note = _parity_inputs(s, base)
     report = run_parity(ParityOptions(
-        onnx=onnx, model=model, weights=_rel(base, entry.weights), backends=tuple(s.parity_backends),
+        onnx=onnx, model=_model_ref(entry.model, base), weights=_rel(base, entry.weights), backends=tuple(s.parity_backends),
         images=_rel(base, s.parity_images), labels=_rel(base, s.parity_labels), count=s.parity_count,
         thresholds=dict(s.thresholds or {}), synthetic=not s.parity_images and not files, image_files=tuple(files)))
     if not report.pairs:
@@ -185,6 +185,27 @@ def _parity_inputs(s: Settings, base: Path) -> tuple[list[Path], bool, str]:
     return [], True, ""
 
 
+def _record_of(onnx: Path, entry: ModelEntry):
+    """The ONNX's export record, held to the config entry it must have come from.
+
+    The model a step rebuilds is always the config's (which the trust check covered), never the
+    one an artefact records: the artefact may come from a cache or a shard another job wrote, and
+    a file never names code that runs. A record that disagrees with the entry is a damaged artefact.
+    """
+    from segexport.exporter.metadata import read_record
+    from segexport.models.registry import is_zoo_name
+
+    record = read_record(onnx)
+    zoo = is_zoo_name(entry.model)  # a user factory may choose its own class count
+    wrong = [f"{k} {got!r} (the config says {want!r})" for k, got, want in (
+        ("model", record.model, entry.model if zoo else record.model), ("width", record.width, entry.width),
+        ("num_classes", record.num_classes, entry.num_classes if zoo else record.num_classes)) if got != want]
+    if wrong:
+        raise UserError(f"{onnx.name} records {'; '.join(wrong)[:200]}: it was not exported from this config entry "
+                        "(a damaged cache entry or shard?): delete it from the cache and re-run")
+    return record
+
+
 def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
     """Interleaved trials of every backend (PyTorch eager in the same trials, for the ratio the
     latency gate uses); figures hold each trial's median so a later run can judge robustly."""
@@ -192,9 +213,8 @@ def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
 
     from segexport.checks.latency import measure_trials
     from segexport.checks.runners import available_backends
-    from segexport.exporter.metadata import read_record
 
-    record = read_record(onnx)
+    record = _record_of(onnx, entry)
     size = tuple(record.preprocess.input_size)
     reasons = available_backends()
     names = [b for b in s.bench_backends if not reasons.get(b)]
@@ -206,8 +226,8 @@ def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
     if any(b.startswith("torch") for b in names):
         from segexport.models.loading import load_model
 
-        torch_model = load_model(record.model, num_classes=record.num_classes, width=record.width,
-                                 weights=_rel(base, entry.weights)).model
+        torch_model = load_model(_model_ref(entry.model, base), num_classes=entry.num_classes, width=entry.width,
+                                 model_args=dict(entry.model_args), weights=_rel(base, entry.weights)).model
     rng = np.random.default_rng(0)
     results = {}
     for b in s.bench_batches:

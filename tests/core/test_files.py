@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,20 @@ def test_json_is_strict_everywhere():
     stats = summarize([0.0, 0.0], backend="ort-cpu", batch=1)  # a zero mean: infinite throughput
     text = to_json([stats], {"model": "m"})
     assert "Infinity" not in text and json.loads(text)["results"][0]["throughput"] is None
+
+
+def test_importing_onnxruntime_through_segexport_leaves_nothing_in_tmpdir(tmp_path):
+    """onnxruntime's telemetry writes a `.ses` session file into $TMPDIR when imported (every INT8
+    calibrate left one): segexport points it at its own temp folder, removed after the import."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import segexport, onnxruntime, onnxruntime.quantization, os, sys; "
+            "sys.exit(0 if os.environ['TMPDIR'] == sys.argv[1] else 3)")
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr  # $TMPDIR is the user's again after the import
+    assert sorted(os.listdir(tmp_path)) == []
+    bare = subprocess.run([sys.executable, "-c", "import onnxruntime"], env=env, capture_output=True, text=True)
+    assert bare.returncode == 0 and ".ses" in os.listdir(tmp_path)  # what the test guards against

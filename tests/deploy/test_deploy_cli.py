@@ -242,6 +242,7 @@ def test_external_data_name_cannot_lead_out_of_the_bundle(model, run_cli, tmp_pa
     ("offsets", "1;inf;2", "offsets"),
     ("infer-dims", "3;100000;64", "infer-dims"),
     ("onnx-file", "../elsewhere.onnx", "points outside the bundle"),
+    ("infer-dims", "3;32;32", "disagree with"),
 ])
 def test_predict_treats_a_bundle_config_as_data(model, run_cli, tmp_path, key, value, fragment):
     """A bundle folder may come from anyone: the numbers its nvinfer config holds are checked like
@@ -260,3 +261,39 @@ def test_predict_treats_a_bundle_config_as_data(model, run_cli, tmp_path, key, v
     result = run_cli("predict", str(tmp_path / "ds"), str(tmp_path / "synth" / "images"), "--out", str(tmp_path / "p"))
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "p").exists()
+
+
+def test_predict_reads_only_the_bundles_own_label_file(model, run_cli, tmp_path):
+    """labels.txt symlinked to a file outside the bundle (/etc/passwd) is refused, not printed as class
+    names; a label file of control characters is refused too."""
+    from segexport.data.synth import make_synthetic
+
+    make_synthetic(tmp_path / "synth", count=1, size=(20, 24), num_classes=4)
+    images = tmp_path / "synth" / "images"
+    assert run_cli("deploy", "deepstream", str(model), "--out", str(tmp_path / "ds")).exit_code == 0
+    labels = tmp_path / "ds" / "labels.txt"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0\nsecret-line\n")
+    labels.unlink()
+    labels.symlink_to(secret)
+    result = run_cli("predict", str(tmp_path / "ds"), str(images), "--out", str(tmp_path / "p"))
+    assert_one_line_error(result, "not a regular file of the bundle")
+    assert "secret-line" not in result.stdout + result.stderr and not (tmp_path / "p").exists()
+    labels.unlink()
+    labels.write_text("a\nb\x1b[31m\nc\nd\n")
+    assert_one_line_error(run_cli("predict", str(tmp_path / "ds"), str(images), "--out", str(tmp_path / "p")),
+                          "not a label file")
+
+
+def test_predict_and_deploy_outputs_never_inside_their_inputs(model, run_cli, tmp_path):
+    from segexport.data.synth import make_synthetic
+
+    make_synthetic(tmp_path / "synth", count=1, size=(20, 24), num_classes=4)
+    images = tmp_path / "synth" / "images"
+    before = _listing(tmp_path)
+    assert_one_line_error(run_cli("predict", str(model), str(images), "--out", str(images / "preds")), "lies inside")
+    _nothing_written(tmp_path, before)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    assert_one_line_error(run_cli("deploy", "deepstream", str(model), "--out", str(tmp_path / "link")), "symlink")
+    assert not any((tmp_path / "empty").iterdir())

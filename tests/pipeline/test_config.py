@@ -186,3 +186,53 @@ def test_a_file_replaced_deep_inside_a_data_folder_changes_its_hash(tmp_path):
     (deep / "a.png").write_bytes(b"two")
     os.utime(tmp_path / "data", ns=(folder_mtime, folder_mtime))
     assert hash_path(tmp_path / "data") != before
+
+
+@pytest.mark.parametrize("line, key, says", [
+    ('input_size = "100000x100000"', "models[0].input_size", "out of range"),
+    ('input_size = "99999999999999999999x1"', "models[0].input_size", "not a size"),
+    ('hw_range = "96x96:32x32"', "models[0].hw_range", "inverted"),
+    ('hw_range = "32x32:1000000x1000000"', "models[0].hw_range", "out of range"),
+    ('batch_range = "1:100000000"', "models[0].batch_range", "MIN <= MAX <= 4096"),
+    ('batch_range = "8:1"', "models[0].batch_range", "MIN <= MAX"),
+    ('name = "seg\\n"', "models[0].name", "letters, digits"),
+    ('name = "' + "s" * 300 + '"', "models[0].name", "1..128"),
+    ('model = "' + "u" * 2000 + '"', "models[0].model", "at most 1024"),
+    ('model = "unet\\n"', "models[0].model", "one line"),
+])
+def test_values_that_would_fail_hours_later_are_config_errors(tmp_path, line, key, says):
+    name = line.split(" = ")[0]
+    model = {"name": 'name = "a"', "model": 'model = "unet"', "input_size": 'input_size = "64x64"'}
+    model[name] = line
+    text = "[[models]]\n" + "\n".join(model.values()) + "\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    assert any(f"{key}: " in ln and says in ln for ln in info.value.lines), info.value.lines
+    assert all("\n" not in ln for ln in info.value.lines)
+
+
+def test_names_differing_only_in_case_collide(tmp_path):
+    with pytest.raises(ConfigError, match="names differing only in case"):
+        load_config(_write(tmp_path, GOOD.replace('name = "b"', 'name = "A"')))
+
+
+def test_hostile_toml_and_pyproject_are_one_line(tmp_path):
+    with pytest.raises(UserError, match="nested too deeply|not valid TOML"):
+        load_config(_write(tmp_path, "x = " + "[" * 100_000 + "]" * 100_000 + "\n"))
+    for text in ('tool = "x"\n', '[tool]\nsegexport = "x"\n'):
+        with pytest.raises(UserError) as info:
+            load_config(_write(tmp_path, text, "pyproject.toml"))
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["1/99999999999999999999", "0/2", "3/2", "1/0", "a/b", "1/10001"])
+def test_a_shard_out_of_range_is_one_line(text):
+    with pytest.raises(UserError, match="shard.*must be"):
+        parse_shard(text)
+
+
+@pytest.mark.parametrize("value", ["/dev/zero", "segexport.toml"])
+def test_calib_data_of_the_wrong_kind_is_a_config_error(tmp_path, value):
+    text = GOOD.replace("calib_count = 8", f'calib_count = 8\ncalib_data = "{value}"')
+    with pytest.raises(ConfigError, match="calib_data.*not an image folder"):
+        load_config(_write(tmp_path, text))
