@@ -81,6 +81,16 @@ class ExportFigures(_Open):
     verify: list[_VerifyRow] = Field(default_factory=list)
 
 
+class GateFigures(_Open):
+    """calibrate's accuracy gate, as report.md shows it."""
+
+    judged: bool
+    passed: bool
+    confident_agreement: Fraction = None
+    confident_fraction: Fraction = None
+    line: Optional[Annotated[str, Field(max_length=2000)]] = None
+
+
 class CalibrateFigures(_Open):
     """Loose on purpose beyond the figures shown as percentages: the calibrate step's figures
     grow with its precision search."""
@@ -90,6 +100,8 @@ class CalibrateFigures(_Open):
     cost_kind: Optional[str] = None
     pixel_agreement: Union[Fraction, dict[str, Fraction]] = None
     miou: Union[Points, dict[str, Points]] = None
+    miou_drop: Optional[Annotated[float, Field(ge=-100, le=100)]] = None
+    gate: Optional[GateFigures] = None
 
 
 class LintFigures(_Open):

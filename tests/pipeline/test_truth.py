@@ -130,3 +130,19 @@ def test_deploy_judges_what_the_graph_holds_not_what_its_metadata_says(swamped_i
     assert_one_line_error(result, "fails the accuracy gate", code=1)
     result = run_cli("deploy", "triton", reduced, "--out", tmp_path / "b", "--reference", reduced)
     assert_one_line_error(result, "is not the ONNX", code=2)
+
+
+@pytest.mark.parametrize("gate", [{"judged": True, "passed": True, "confident_agreement": "x"},
+                                  {"judged": True, "passed": True, "confident_agreement": 5.0},
+                                  {"judged": "yes", "passed": True}, "pass"])
+def test_a_damaged_calibration_gate_in_a_cache_entry_is_refused(gate):
+    """report.md prints the gate's figures: a cache entry cannot smuggle in a string or a 500 %."""
+    from segexport.pipeline.records import check_step
+
+    good = {"verdict": "pass", "message": "", "figures": {
+        "chosen": "int8", "pixel_agreement": 0.99, "miou_drop": 0.1,
+        "gate": {"judged": True, "passed": True, "confident_agreement": 0.998, "confident_fraction": 0.9, "line": "ok"}}}
+    check_step("calibrate", good)
+    bad = {**good, "figures": {**good["figures"], "gate": gate}}
+    with pytest.raises(ValueError, match="calibrate.figures.gate|calibrate.gate"):
+        check_step("calibrate", bad)
