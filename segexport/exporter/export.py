@@ -87,6 +87,7 @@ class VerifyRow:
     checks: list[Any]  # segexport.core.metrics.CheckResult
     noise_floor: Any | None = None  # PyTorch vs itself under float32-size input jitter, when measured
     held_to_floor: bool = False  # PyTorch failed the contract against itself: checks held to its floor
+    input: str = "random"  # which probe input (segexport.core.comparison.probe_inputs): random, flat, constant
 
     @property
     def passed(self) -> bool:
@@ -220,10 +221,15 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
             if failed:
                 bad = next(c for c in failed[0].checks if not c.passed)
                 raise CheckFailed(
-                    f"ONNX Runtime disagrees with PyTorch at input {list(failed[0].shape)}: {bad.message}",
+                    f"ONNX Runtime disagrees with PyTorch at input {list(failed[0].shape)} ({failed[0].input}): "
+                    f"{bad.message}{_TIE_HINT if failed[0].input != 'random' else ''}",
                     result=result,
                 )
     return result
+
+
+_TIE_HINT = (" -- on an input with flat regions only: a max pool, unpool or padding of the export breaks ties"
+             " unlike PyTorch (first maximum in row-major window order wins)")
 
 
 def _validate_options(options: ExportOptions) -> None:
@@ -682,7 +688,10 @@ def verification_shapes(record: ExportRecord) -> list[tuple[int, int, int, int]]
 
 
 def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: int = 0) -> list[VerifyRow]:
-    """Compare PyTorch eager (the *unmodified* model) with ONNX Runtime on seeded inputs.
+    """Compare PyTorch eager (the *unmodified* model) with ONNX Runtime on seeded inputs:
+    noise and an input with flat regions at every shape, and a constant image at the export
+    shape (:func:`segexport.core.comparison.probe_inputs`). Noise never ties, so it cannot see a
+    tie-break that differs from PyTorch's; flat regions tie in every pool window inside them.
 
     Comparing against the original model, not the export-prepared copy, is what proves the
     MaxUnpool rewrite exact. The strict fp32 contract (99.99 % labels, max-abs 1e-4 x max|ref|)
@@ -693,7 +702,7 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     import numpy as np
     import torch
 
-    from segexport.core.comparison import judge
+    from segexport.core.comparison import PROBE_KINDS, judge, probe_inputs
     from segexport.core.metrics import EXPORT_THRESHOLDS, labels_of
     from segexport.core.noise_floor import measure_floor
     from segexport.core.sessions import ort_runner
@@ -718,9 +727,11 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
                             f"(e.g. multiples of its total stride)") from exc
         return labels_of(out).astype(np.int32) if record.argmax else out
 
+    probes = [(shape, kind, x) for k, shape in enumerate(verification_shapes(record))
+              # noise and a flat-region input at every shape (ties at odd corners too), a constant one at the export size
+              for kind, x in probe_inputs(shape, rng, PROBE_KINDS if k == 0 else ("random", "flat"))]
     with ort_runner(onnx_path) as runner:
-        for shape in verification_shapes(record):
-            x = rng.standard_normal(shape, dtype=np.float32)
+        for shape, kind, x in probes:
             ref = reference(x)
             try:
                 got = np.asarray(runner.infer({record.input_name: x})[record.output_name])
@@ -733,7 +744,8 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
                        "(e.g. multiples of its stride)" if record.dynamic else "please report this with the model")
                 raise CheckFailed(f"ONNX Runtime cannot run the export at input {'x'.join(map(str, shape))} "
                                   f"({detail}): {fix}") from exc
-            verdict = judge(ref, got, strict, floors=lambda: measure_floor(reference, x, ref, rng))
+            verdict = judge(ref, got, strict, floors=lambda: measure_floor(reference, x, ref, rng,
+                                                                           keep_flat=kind != "random"))
             rows.append(VerifyRow(shape=tuple(shape), metrics=verdict.metrics, checks=verdict.checks,
-                                  noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor))
+                                  noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor, input=kind))
     return rows

@@ -102,7 +102,7 @@ def test_dynamic_hw_exports_and_builds(run_cli, tmp_path, factory, flags):
     result = run_cli("onnx", "--model", ref(factory), "--dynamic", "hw", *flags, "--out", out)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "lint: 0 errors, 0 warnings" in result.stdout
-    assert result.stdout.count("pass") == 3  # opt, min and max of the profile, each against PyTorch
+    assert result.stdout.count("pass") == 7  # opt (noise, flat, constant), min and max (noise, flat), each against PyTorch
     require_tensorrt_rtx()
     built = run_cli("lint", out, "--build")
     assert built.exit_code == 0 and "engine: built" in built.stdout, built.stdout
@@ -171,7 +171,7 @@ def test_scale_factor_matrix_exports_exactly(run_cli, tmp_path, mode, dynamic):
     result = run_cli(*args)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "lint: 0 errors, 0 warnings" in result.stdout
-    assert result.stdout.count("pass") == (3 if dynamic else 1)
+    assert result.stdout.count("pass") == (7 if dynamic else 3)  # noise, flat, constant; min and max: noise, flat
     import onnx
 
     model = onnx.load(str(out))
