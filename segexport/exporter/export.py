@@ -340,9 +340,14 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
         from segexport.exporter.adaptive_pool import shape_following_adaptive_pooling
 
         pooling = shape_following_adaptive_pooling()
+    unpooling: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if options.unpool == "mask":  # F.max_pool2d(return_indices=True) / F.max_unpool2d written as functions
+        from segexport.exporter.functional_unpool import functional_unpooling
+
+        unpooling = functional_unpooling()
     try:
         with torch.no_grad(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_warnings(), \
-                pooling:
+                pooling, unpooling:
             program = torch.onnx.export(
                 model,
                 (example,),
