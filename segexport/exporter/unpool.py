@@ -136,6 +136,10 @@ class MaskedMaxUnpool2d(nn.Module):
         if output_size is None:
             return out
         h, w = output_size[-2], output_size[-1]
+        if isinstance(h, torch.SymInt) or isinstance(w, torch.SymInt):
+            # dynamic: pad first by a constant k, so the crop below is a real crop at every size (a Slice
+            # that clamps, or one that keeps everything, at the traced size is traced for that parity only)
+            out = F.pad(out, (0, kw, 0, kh))
         out = out[:, :, :h, :w]  # ceil mode: drop the padding rows/columns
         return F.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))  # floor mode: restore the dropped ones as zeros
 

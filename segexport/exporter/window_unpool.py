@@ -157,5 +157,8 @@ class WindowMaxUnpool2d(nn.Module):
             h, w = (ho - 1) * sh + kh - 2 * ph, (wo - 1) * sw + kw - 2 * pw
         else:
             h, w = output_size[-2], output_size[-1]
+        # positions past the last window (floor mode) are zeros: a constant pad first, so the crop is a real
+        # crop at every size (a Slice that clamps, or keeps everything, at the traced size holds for that parity only)
+        full = F.pad(full, (0, sw, 0, sh))
         out = full[:, :, ph: ph + h, pw: pw + w]  # drop the padding rows/columns
-        return F.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))  # positions no window reached: zeros
+        return F.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))  # zero unless output_size asks for more

@@ -29,7 +29,8 @@ def test_export_verifies_and_lints(exports, name, dynamic):
     # the profile's min and max
     assert [(r.shape[2:], r.input) for r in result.verify][:3] == [(result.verify[0].shape[2:], k)
                                                                   for k in ("random", "flat", "constant")]
-    assert len(result.verify) == (7 if dynamic else 3)
+    # (a dynamic export may add sizes where a guard of its trace breaks: exporter/dynamic_capture.py)
+    assert len(result.verify) >= 7 if dynamic else len(result.verify) == 3
     from segexport.checks.metrics import THRESHOLDS
 
     for row in result.verify:  # untrained SegNet/DeconvNet may be held to PyTorch's own float32 floor
