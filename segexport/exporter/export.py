@@ -213,8 +213,9 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
             lap("lint")
             if result.lint.errors:
                 first = result.lint.errors[0]
+                where = f" (PyTorch module {first.module!r})" if first.module else ""
                 raise CheckFailed(
-                    f"lint found {len(result.lint.errors)} TensorRT error(s) in the export, first: {first.message}"
+                    f"lint found {len(result.lint.errors)} TensorRT error(s) in the export, first: {first.message}{where}"
                     " (run `segexport lint` on a --no-verify export for the full list)", result=result
                 )
         if options.verify:
@@ -364,9 +365,11 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
         from segexport.exporter.functional_unpool import functional_unpooling
 
         unpooling = functional_unpooling()
+    from segexport.exporter.split_slices import splits_as_slices
+
     try:
         with torch.no_grad(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_warnings(), \
-                unpooling, pooling:
+                unpooling, pooling, splits_as_slices():
             source = model
             if dims:
                 from segexport.exporter.dynamic_capture import capture

@@ -306,3 +306,38 @@ class FailsWhileTraced(nn.Module):
 def fails_while_traced(num_classes: int = 3) -> nn.Module:
     torch.manual_seed(0)
     return FailsWhileTraced(num_classes).eval()
+
+
+# ---------------------------------------------------------------- attention that splits into lists
+
+
+class _SplitAttention(nn.Module):
+    """Hugging Face MobileViTV2's linear self-attention: ``torch.split(qkv, [1, d, d], dim=1)``
+    into a Python list, and a ``chunk`` of the values (lowered to SplitToSequence, no TensorRT op)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.qkv = nn.Conv2d(d, 1 + 2 * d, 1)
+        self.d = d
+
+    def forward(self, x):
+        q, k, v = torch.split(self.qkv(x), [1, self.d, self.d], dim=1)
+        a, b = v.chunk(2, dim=1)
+        return torch.softmax(q, dim=-1) * k + torch.cat([b, a], 1)
+
+
+class SplitAttention(nn.Module):
+    def __init__(self, num_classes: int = 3, d: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, d, 3, 2, 1)
+        self.attn = _SplitAttention(d)
+        self.head = nn.Conv2d(d, num_classes, 1)
+
+    def forward(self, x):
+        return F.interpolate(self.head(self.attn(self.stem(x))), size=x.shape[-2:], mode="bilinear",
+                             align_corners=False)
+
+
+def split_attention(num_classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return SplitAttention(num_classes).eval()
