@@ -149,7 +149,7 @@ def export_json(result) -> dict:
         "lint": None if lint is None else {"errors": len(lint.errors), "warnings": len(lint.warnings),
                                            "parser": lint.parser, "findings": [asdict(f) for f in lint.findings]},
         "verify": None if result.verify is None else [
-            {"shape": list(r.shape), "metrics": asdict(r.metrics), "passed": r.passed, "held_to_floor": r.held_to_floor,
+            {"shape": list(r.shape), "input": r.input, "metrics": asdict(r.metrics), "passed": r.passed, "held_to_floor": r.held_to_floor,
              "checks": [asdict(c) for c in r.checks],
              "noise_floor": None if r.noise_floor is None else asdict(r.noise_floor)} for r in result.verify],
         "passed": all(r.passed for r in result.verify or []) and not (lint and lint.errors),
@@ -186,7 +186,7 @@ def _print_result(result) -> None:
         for row in result.verify:
             m = row.metrics
             fmt = lambda v: "-" if v is None else f"{v:.2e}"  # noqa: E731 - argmax exports have no logits
-            table.add_row("x".join(map(str, row.shape)), fmt(m.max_abs), fmt(m.ref_max_abs),
+            table.add_row("x".join(map(str, row.shape)) + f" {row.input}", fmt(m.max_abs), fmt(m.ref_max_abs),
                           f"{100 * m.pixel_agreement:.4f} %",
                           ("[yellow]pass, held to floor[/]" if row.held_to_floor else "[green]pass[/]") if row.passed
                           else "[red]FAIL[/]")
@@ -197,7 +197,7 @@ def _print_result(result) -> None:
                 verdict = ("it is unstable at float32, so the export was held to that noise floor (labels within "
                            f"{100 * SLACK_AGREEMENT:g} pt of it, p99 |diff| within {SLACK_ABS:g}x its own; the maximum is "
                            "reported, not gated)" if row.held_to_floor else "it is stable, so the strict contract stands")
-                console.print(f"  [yellow]note:[/] at {'x'.join(map(str, row.shape))} PyTorch against itself under "
+                console.print(f"  [yellow]note:[/] at {'x'.join(map(str, row.shape))} ({row.input}) PyTorch against itself under "
                               f"float32-level input jitter: {100 * f.pixel_agreement:.3f} % labels, max-abs {fmt(f.max_abs)}; "
                               + verdict)
     steps = ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items())

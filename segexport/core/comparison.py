@@ -46,6 +46,36 @@ def judge(reference: np.ndarray, candidate: np.ndarray, thresholds: Thresholds, 
     return verdict
 
 
+PROBE_KINDS = ("random", "flat", "constant")
+
+
+def probe_inputs(shape: tuple[int, ...], rng: np.random.Generator,
+                 kinds: Iterable[str] = PROBE_KINDS) -> list[tuple[str, np.ndarray]]:
+    """Inputs (in the model's normalized space) that a correct export must match PyTorch on.
+
+    ``random``: standard normal noise, where no two values tie. It cannot see a wrong tie-break
+    (a max pool or unpool that keeps the last maximum instead of the first, a ceil-mode pad that
+    wins a max): noise never ties. ``flat``: the top half 0, the next quarter 1, the rest noise,
+    what saturated or uniform areas of a real photo give; every pool window inside a flat area
+    ties exactly. ``constant``: all 0 (the dataset's mean colour), ties everywhere but at the
+    borders the padding touches. Comparisons on ``flat`` and ``constant`` measure the
+    reference's floor with a flatness-keeping jitter (:func:`segexport.core.noise_floor.measure_floor`).
+    """
+    made: list[tuple[str, np.ndarray]] = []
+    for kind in kinds:
+        x = rng.standard_normal(shape, dtype=np.float32)
+        if kind == "flat":
+            h = shape[-2]
+            x[..., : h // 2, :] = 0.0
+            x[..., h // 2: h // 2 + max(1, h // 4), :] = 1.0
+        elif kind == "constant":
+            x[...] = 0.0
+        elif kind != "random":
+            raise ValueError(f"unknown probe input kind {kind!r}")
+        made.append((kind, x))
+    return made
+
+
 def run_batched(runner: Any, inputs: np.ndarray, input_name: str, output_name: str, batch: int) -> np.ndarray:
     """Run ``inputs`` through a Polygraphy-style runner in chunks of the exported batch size;
     a static batch pads the last chunk and drops the padding after."""

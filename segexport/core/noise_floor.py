@@ -39,10 +39,22 @@ SLACK_ABS = 2.0  # p99 |diff|: twice the worst sample's
 
 
 def measure_floor(reference: Callable[[np.ndarray], np.ndarray], x: np.ndarray, ref: np.ndarray,
-                  rng: np.random.Generator) -> list[ParityMetrics]:
-    """``ref`` (the reference's output for ``x``) against the reference on jittered copies of ``x``."""
-    return [compare(ref, reference(x * (1 + rng.uniform(-j, j, size=x.shape).astype(np.float32))))
-            for j in JITTERS for _ in range(SAMPLES_PER_JITTER)]
+                  rng: np.random.Generator, *, keep_flat: bool = False) -> list[ParityMetrics]:
+    """``ref`` (the reference's output for ``x``) against the reference on jittered copies of ``x``.
+
+    ``keep_flat`` (inputs with flat regions, :func:`segexport.core.comparison.probe_inputs`): one
+    scalar scale and offset per sample, ``x * (1 + s) + s``, instead of a jitter per element. A
+    per-element jitter would break the exact ties a flat input is there to test (every tied
+    window would become a coin toss, hiding a wrong tie-break); a global one keeps flat regions
+    flat, so exact ties stay exact, and still changes the rounding of every intermediate value,
+    which is what flips windows tied only to the last bit (as another runtime's rounding does)."""
+    def jittered(j: float) -> np.ndarray:
+        if keep_flat:
+            s = np.float32(rng.uniform(-j, j))
+            return (x * (1 + s) + s).astype(np.float32)
+        return x * (1 + rng.uniform(-j, j, size=x.shape).astype(np.float32))
+
+    return [compare(ref, reference(jittered(j))) for j in JITTERS for _ in range(SAMPLES_PER_JITTER)]
 
 
 def worst(floors: list[ParityMetrics]) -> ParityMetrics:

@@ -87,6 +87,7 @@ class VerifyRow:
     checks: list[Any]  # segexport.core.metrics.CheckResult
     noise_floor: Any | None = None  # PyTorch vs itself under float32-size input jitter, when measured
     held_to_floor: bool = False  # PyTorch failed the contract against itself: checks held to its floor
+    input: str = "random"  # which probe input (segexport.core.comparison.probe_inputs): random, flat, constant
 
     @property
     def passed(self) -> bool:
@@ -164,7 +165,11 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
         export_model = with_argmax_head(export_model)
 
     say(f"exporting {loaded.name} to ONNX (opset {options.opset}, {'dynamic ' + '+'.join(options.dynamic) if options.dynamic else 'static'})")
-    onnx_model = _torch_export(export_model, trace_example, options, dynamic)
+    probes: list = []  # sizes where a guard of the trace breaks but PyTorch runs (dynamic_capture.Probe)
+    onnx_model = _torch_export(export_model, trace_example, options, dynamic, notes, probes)
+    if probes and not options.verify:
+        notes.append(f"not verified (--no-verify) at {', '.join('x'.join(map(str, p.shape)) for p in probes)}, "
+                     f"where {probes[0].reason.split(' breaks at ')[0]} breaks: run without --no-verify to check it")
     lap("export")
 
     say("checking and simplifying the graph")
@@ -208,22 +213,34 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
             lap("lint")
             if result.lint.errors:
                 first = result.lint.errors[0]
+                where = f" (PyTorch module {first.module!r})" if first.module else ""
                 raise CheckFailed(
-                    f"lint found {len(result.lint.errors)} TensorRT error(s) in the export, first: {first.message}"
+                    f"lint found {len(result.lint.errors)} TensorRT error(s) in the export, first: {first.message}{where}"
                     " (run `segexport lint` on a --no-verify export for the full list)", result=result
                 )
         if options.verify:
             say("verifying ONNX Runtime against PyTorch")
-            result.verify = verify_export(loaded.model, tmp, record, seed=options.seed)
+            result.verify = verify_export(loaded.model, tmp, record, seed=options.seed, probes=probes)
             lap("verify")
             failed = [row for row in result.verify if not row.passed]
             if failed:
                 bad = next(c for c in failed[0].checks if not c.passed)
+                why = next((f" -- {p.reason}: {_GUARD_HINT}" for p in probes if tuple(p.shape) == failed[0].shape),
+                           f" -- {probes[0].reason}: {_GUARD_HINT}" if probes else "")
                 raise CheckFailed(
-                    f"ONNX Runtime disagrees with PyTorch at input {list(failed[0].shape)}: {bad.message}",
+                    f"ONNX Runtime disagrees with PyTorch at input {list(failed[0].shape)} ({failed[0].input}): "
+                    f"{bad.message}{_TIE_HINT if failed[0].input != 'random' else ''}{why}",
                     result=result,
                 )
     return result
+
+
+_TIE_HINT = (" -- on an input with flat regions only: a max pool, unpool or padding of the export breaks ties"
+             " unlike PyTorch (first maximum in row-major window order wins)")
+
+
+_GUARD_HINT = ("the dynamic export follows one branch there; export static, or give --hw-range sizes the model "
+               "treats alike")
 
 
 def _validate_options(options: ExportOptions) -> None:
@@ -309,8 +326,13 @@ def with_argmax_head(model):
     return _Head(model)
 
 
-def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, DynamicRange]):
-    """torch.onnx.export (dynamo) with dynamic dims; failures name the op and module."""
+def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, DynamicRange],
+                  notes: list[str] | None = None, probes: list | None = None):
+    """torch.onnx.export (dynamo) with dynamic dims; failures name the op and module.
+
+    A dynamic export is captured by :func:`segexport.exporter.dynamic_capture.capture` first, so
+    a dimension torch.export would freeze is refused with its module instead of going static, and
+    the exported graph's input is checked against what was asked (:func:`check_dynamic_input`)."""
     import torch
     from torch.export import Dim
 
@@ -333,18 +355,42 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
     if "height" in dynamic:  # PyTorch's own lowering freezes adaptive pooling at the traced size
         from segexport.exporter.adaptive_pool import shape_following_adaptive_pooling
 
-        pooling = shape_following_adaptive_pooling()
+        from segexport.exporter.dynamic_sizes import shape_following_sizes
+
+        pooling = contextlib.ExitStack()
+        pooling.enter_context(shape_following_adaptive_pooling())
+        pooling.enter_context(shape_following_sizes())
+    unpooling: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if options.unpool == "mask":  # F.max_pool2d(return_indices=True) / F.max_unpool2d written as functions
+        from segexport.exporter.functional_unpool import functional_unpooling
+
+        unpooling = functional_unpooling()
+    from segexport.exporter.split_slices import splits_as_slices
+
     try:
         with torch.no_grad(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_warnings(), \
-                pooling:
+                unpooling, pooling, splits_as_slices():
+            source = model
+            if dims:
+                from segexport.exporter.dynamic_capture import capture
+
+                axes = {0: dynamic.get("batch"), 2: dynamic.get("height"), 3: dynamic.get("width")}
+                program_or_none, captured_notes, found = capture(model, example,
+                                                                 {a: (r.min, r.max) for a, r in axes.items() if r})
+                source = model if program_or_none is None else program_or_none
+                if notes is not None:
+                    notes.extend(captured_notes)
+                if probes is not None:
+                    probes.extend(found)
             program = torch.onnx.export(
-                model,
+                source,
                 (example,),
                 dynamo=True,
                 opset_version=options.opset,
                 input_names=[INPUT_NAME],
                 output_names=[LABELS_NAME if options.argmax else LOGITS_NAME],
-                dynamic_shapes=(dims,) if dims else None,  # positional: any forward() argument name
+                # positional: any forward() argument name; a captured program carries its own
+                dynamic_shapes=(dims,) if dims and source is model else None,
                 verbose=False,
                 optimize=False,  # onnxscript's rewriter takes minutes on FC-DenseNet103; onnxslim cleans up
                 **kwargs,
@@ -352,10 +398,23 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
     except UserError:
         raise
     except Exception as exc:  # torch.export / onnx translation failure
-        raise UserError(describe_export_failure(exc, model, example)) from exc
+        raise UserError(describe_export_failure(exc, model, example, dynamic=bool(dims))) from exc
     if program is None:
         raise UserError("torch.onnx.export returned nothing: please report this with your torch version")
+    check_dynamic_input(program.model_proto, dims)
     return program.model_proto
+
+
+def check_dynamic_input(onnx_model, dims: dict[int, Any]) -> None:
+    """Every axis asked dynamic is symbolic in the graph's input: the backstop for any path by which
+    an export comes out static behind the user's back (lint would only see it later)."""
+    shape = onnx_model.graph.input[0].type.tensor_type.shape.dim
+    frozen = [(axis, shape[axis].dim_value) for axis in dims if axis < len(shape) and not shape[axis].dim_param]
+    if frozen:
+        names = {0: "batch", 2: "height", 3: "width"}
+        raise UserError("--dynamic was asked but the exported graph fixes " + ", ".join(
+            f"{names.get(a, a)} to {v}" for a, v in frozen) + ": a construct of the model turned the size into a "
+            "number; please report this with the model, or export without --dynamic")
 
 
 @contextlib.contextmanager
@@ -381,8 +440,15 @@ _OP_RE = re.compile(r"\baten[.:]{1,2}([A-Za-z0-9_]+)")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def describe_export_failure(exc: BaseException, model, example=None) -> str:
-    """One line: which PyTorch op failed, in which module, and what to try."""
+# Raised by torch's exporter itself, not by an op or the model: its own bookkeeping of symbolic
+# sizes (``KeyError: ((s53/2)//2)``), an assert of its solver (``AssertionError: True != False``).
+_INTERNAL = (KeyError, AssertionError, IndexError)
+
+
+def describe_export_failure(exc: BaseException, model, example=None, *, dynamic: bool = False) -> str:
+    """One line: which PyTorch op failed, in which module, and what to try. An internal error of
+    the exporter names the module being traced and the construct (symbolic sizes when dynamic),
+    never only torch's raw text."""
     text = ""
     chain: list[BaseException] = []
     seen: BaseException | None = exc
@@ -404,6 +470,16 @@ def describe_export_failure(exc: BaseException, model, example=None) -> str:
         first = first[:157] + "..."
     where = f" in module {module!r}" if module else ""
     what = f"op aten::{op}" if op else type(cause).__name__
+    if isinstance(cause, _INTERNAL) and not op:
+        what = f"an internal error of torch's exporter ({type(cause).__name__})"
+        where = f" while tracing module {module!r}" if module else where
+        if dynamic:
+            fix = ("the module's size arithmetic (sizes computed in Python from x.shape, a reshape to sizes of another "
+                   "tensor) is more than torch.export's symbolic sizes handle: export without --dynamic hw, or "
+                   "compute the sizes from the tensors in that module (x.shape[-2:] passed on, not recomputed)")
+        else:
+            fix = "try another --opset, or replace the construct in that module; please report it with your torch version"
+        return f"ONNX export failed with {what}{where}: {first} -- {fix}"
     if "data-dependent" in text or "GuardOnDataDependentSymNode" in text:
         fix = ("the model branches on tensor values (`if x.mean() > 0:`), which torch.export cannot trace: "
                "compute both branches and choose with torch.where, or use torch.cond")
@@ -681,8 +757,12 @@ def verification_shapes(record: ExportRecord) -> list[tuple[int, int, int, int]]
     return shapes
 
 
-def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: int = 0) -> list[VerifyRow]:
-    """Compare PyTorch eager (the *unmodified* model) with ONNX Runtime on seeded inputs.
+def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: int = 0,
+                  probes: list | None = None) -> list[VerifyRow]:
+    """Compare PyTorch eager (the *unmodified* model) with ONNX Runtime on seeded inputs:
+    noise and an input with flat regions at every shape, and a constant image at the export
+    shape (:func:`segexport.core.comparison.probe_inputs`). Noise never ties, so it cannot see a
+    tie-break that differs from PyTorch's; flat regions tie in every pool window inside them.
 
     Comparing against the original model, not the export-prepared copy, is what proves the
     MaxUnpool rewrite exact. The strict fp32 contract (99.99 % labels, max-abs 1e-4 x max|ref|)
@@ -693,7 +773,7 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     import numpy as np
     import torch
 
-    from segexport.core.comparison import judge
+    from segexport.core.comparison import PROBE_KINDS, judge, probe_inputs
     from segexport.core.metrics import EXPORT_THRESHOLDS, labels_of
     from segexport.core.noise_floor import measure_floor
     from segexport.core.sessions import ort_runner
@@ -718,9 +798,17 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
                             f"(e.g. multiples of its total stride)") from exc
         return labels_of(out).astype(np.int32) if record.argmax else out
 
+    probes_list = [(shape, kind, x) for k, shape in enumerate(verification_shapes(record))
+              # noise and a flat-region input at every shape (ties at odd corners too), a constant one at the export size
+              for kind, x in probe_inputs(shape, rng, PROBE_KINDS if k == 0 else ("random", "flat"))]
+    # sizes where a guard of the dynamic trace breaks but PyTorch runs (segexport.exporter.dynamic_capture)
+    probes_seen = {tuple(p[0]) for p in probes_list}
+    for extra in probes or []:
+        if tuple(extra.shape) not in probes_seen:
+            probes_seen.add(tuple(extra.shape))
+            probes_list.append((tuple(extra.shape), "random", rng.standard_normal(extra.shape, dtype=np.float32)))
     with ort_runner(onnx_path) as runner:
-        for shape in verification_shapes(record):
-            x = rng.standard_normal(shape, dtype=np.float32)
+        for shape, kind, x in probes_list:
             ref = reference(x)
             try:
                 got = np.asarray(runner.infer({record.input_name: x})[record.output_name])
@@ -733,7 +821,8 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
                        "(e.g. multiples of its stride)" if record.dynamic else "please report this with the model")
                 raise CheckFailed(f"ONNX Runtime cannot run the export at input {'x'.join(map(str, shape))} "
                                   f"({detail}): {fix}") from exc
-            verdict = judge(ref, got, strict, floors=lambda: measure_floor(reference, x, ref, rng))
+            verdict = judge(ref, got, strict, floors=lambda: measure_floor(reference, x, ref, rng,
+                                                                           keep_flat=kind != "random"))
             rows.append(VerifyRow(shape=tuple(shape), metrics=verdict.metrics, checks=verdict.checks,
-                                  noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor))
+                                  noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor, input=kind))
     return rows

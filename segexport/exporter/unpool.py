@@ -4,8 +4,9 @@ Why: TensorRT's ONNX parser refuses ``MaxPool`` with a second (``Indices``) outp
 support more than 1 outputs for MaxPool nodes") and has no ``MaxUnpool``; exporters that
 lower unpooling to ``ScatterND`` produce graphs ONNX Runtime runs and TensorRT does not.
 
-How: for the non-overlapping windows segmentation networks use (kernel == stride, no
-padding), an index is only a way of saying "which position of its window held the
+How: for the non-overlapping windows most segmentation networks use (kernel == stride, no
+padding; overlapping, padded and dilated windows are :mod:`segexport.exporter.window_unpool`,
+the functional forms :mod:`segexport.exporter.functional_unpool`), an index is only a way of saying "which position of its window held the
 maximum". That is a one-hot flag per window position, computable from the pool's input with
 elementwise ops at the *pooled* resolution, and unpooling becomes "put each value at the
 flagged position of its window":
@@ -135,6 +136,10 @@ class MaskedMaxUnpool2d(nn.Module):
         if output_size is None:
             return out
         h, w = output_size[-2], output_size[-1]
+        if isinstance(h, torch.SymInt) or isinstance(w, torch.SymInt):
+            # dynamic: pad first by a constant k, so the crop below is a real crop at every size (a Slice
+            # that clamps, or one that keeps everything, at the traced size is traced for that parity only)
+            out = F.pad(out, (0, kw, 0, kh))
         out = out[:, :, :h, :w]  # ceil mode: drop the padding rows/columns
         return F.pad(out, (0, w - out.shape[-1], 0, h - out.shape[-2]))  # floor mode: restore the dropped ones as zeros
 
@@ -167,22 +172,25 @@ def _is_plain_window(pool: nn.MaxPool2d) -> bool:
             and _pair(pool.padding) == (0, 0) and _pair(pool.dilation) == (1, 1))
 
 
+def _geometry(module: nn.MaxPool2d | nn.MaxUnpool2d):
+    from segexport.exporter.window_unpool import Geometry
+
+    return Geometry(module.kernel_size, module.stride, module.padding, getattr(module, "dilation", 1),
+                    getattr(module, "ceil_mode", False))
+
+
 def _check_pool(name: str, pool: nn.MaxPool2d) -> None:
-    k, s = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size)
-    if k != s or _pair(pool.padding) != (0, 0) or _pair(pool.dilation) != (1, 1):
-        raise UserError(
-            f"cannot rewrite max pool {name!r} (kernel {k}, stride {s}, padding {pool.padding}, dilation "
-            f"{pool.dilation}) for TensorRT: only non-overlapping, unpadded windows are exact; use --unpool native"
-        )
+    from segexport.exporter.window_unpool import check_geometry
+
+    check_geometry(_geometry(pool), repr(name))
 
 
-def _check_unpool(name: str, unpool: nn.MaxUnpool2d) -> None:
-    k, s = _pair(unpool.kernel_size), _pair(unpool.stride or unpool.kernel_size)
-    if k != s or _pair(unpool.padding) != (0, 0):
-        raise UserError(
-            f"cannot rewrite max unpool {name!r} (kernel {k}, stride {s}, padding {unpool.padding}): "
-            "only kernel == stride without padding is supported; use --unpool native"
-        )
+def _unpool_replacement(unpool: nn.MaxUnpool2d) -> nn.Module:
+    """Kernel == stride without padding: the fast path; any other window: the general rewrite."""
+    from segexport.exporter.window_unpool import WindowMaxUnpool2d
+
+    g = _geometry(unpool)
+    return MaskedMaxUnpool2d(g.k) if g.k == g.s and g.p == (0, 0) else WindowMaxUnpool2d(g)
 
 
 def prepare_for_export(model: nn.Module, mode: str = "mask") -> nn.Module:
@@ -204,14 +212,17 @@ def prepare_for_export(model: nn.Module, mode: str = "mask") -> nn.Module:
         return model
     for name, pool in pools.items():
         _check_pool(name, pool)
-    for name, unpool in unpools.items():
-        _check_unpool(name, unpool)
     prepared = copy.deepcopy(model)
     for name, module in list(prepared.named_modules()):
         if name in pools:
-            replacement: nn.Module = MaskedMaxPool2d(_pair(module.kernel_size), module.ceil_mode)
+            if _is_plain_window(module):
+                replacement: nn.Module = MaskedMaxPool2d(_pair(module.kernel_size), module.ceil_mode)
+            else:  # overlapping, padded or dilated windows (segexport.exporter.window_unpool)
+                from segexport.exporter.window_unpool import WindowMaxPool2d
+
+                replacement = WindowMaxPool2d(_geometry(module))
         elif name in unpools:
-            replacement = MaskedMaxUnpool2d(_pair(module.kernel_size))
+            replacement = _unpool_replacement(module)
         elif name in ceil_pools:
             replacement = CeilModeMaxPool2d(_pair(module.kernel_size))
         else:

@@ -46,7 +46,7 @@ def test_real_network_exports_builds_and_reduces(run_cli, tmp_path, factory, fla
     result = run_cli("onnx", "--model", f"{FACTORIES}:{factory}", *flags, "--out", out)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "lint: 0 errors, 0 warnings" in result.stdout
-    assert result.stdout.count("pass") == (3 if "--dynamic" in flags else 1)  # every shape verified
+    assert result.stdout.count("pass") == (7 if "--dynamic" in flags else 3)  # every shape and probe input verified
     assert read_record(out).num_classes == classes  # the factory's own class count, from its output
     for precision in ("fp16", "int8"):
         reduced = run_cli("calibrate", out, "--precision", precision, "--calib-count", "4", "--eval-count", "2")

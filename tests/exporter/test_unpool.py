@@ -70,11 +70,12 @@ def test_whole_deconvnet_is_bit_exact_after_the_swap():
         assert torch.equal(model(x), prepare_for_export(model)(x))
 
 
-def test_overlapping_pools_are_refused_with_the_fix():
-    model = nn.Sequential(nn.MaxPool2d(3, 2, return_indices=True))
-    with pytest.raises(UserError, match="unpool= native") as info:
+def test_windows_pytorch_itself_refuses_are_refused_with_the_module_named():
+    """Overlapping and padded windows are rewritten (test_window_unpool.py); a padding larger than
+    half the kernel, which PyTorch's kernel rejects at run time, is refused up front."""
+    model = nn.Sequential(nn.MaxPool2d(2, 2, padding=2, return_indices=True))
+    with pytest.raises(UserError, match="padding at most half the kernel") as info:
         prepare_for_export(model)
-    assert "--unpool native" in info.value.cli_message
     assert "'0'" in str(info.value)  # names the module
 
 
