@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from segexport.cli.common import console, parse_size
+from segexport.cli.common import console, parse_size, print_table
 from segexport.errors import UserError
 
 
@@ -95,7 +95,7 @@ def _print(stats, skipped, size) -> None:
         table.add_row(s.backend, str(s.batch), *(_num(v) for v in (s.mean_ms, s.p50_ms, s.p90_ms, s.p99_ms, s.throughput)),
                       speedup, "-" if s.speedup_vs_best_torch is None else f"{s.speedup_vs_best_torch:.2f}x",
                       "-" if s.peak_memory_mb is None else f"{s.peak_memory_mb:.0f}")
-    console.print(table)
+    print_table(console, table)
     for s in stats:
         if s.compile_s is not None:
             console.print(f"[dim]{s.backend} b{s.batch}: compiled in {s.compile_s:.1f} s (first call, not in the latency)[/]")

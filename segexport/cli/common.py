@@ -11,6 +11,7 @@ import re
 from rich.console import Console
 
 from segexport.core.files import as_if_created, atomic_output, check_output_path  # noqa: F401  (re-exported)
+from segexport.core.tables import print_table  # noqa: F401  (re-exported: every command's tables)
 from segexport.errors import UserError
 
 console = Console(highlight=False)

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import console, parse_model_args
+from segexport.cli.common import console, parse_model_args, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -105,7 +105,7 @@ def models_command(
             "?" if r["gflops"] is None else f"{r['gflops']:.1f}",
             "x".join(map(str, r["default_input_size"])), str(r["output_stride"]), str(r["min_size"]),
         )
-    console.print(table)
+    print_table(console, table)
     console.print("Details: [bold]segexport models NAME[/]   Export: [bold]segexport onnx --model NAME[/]")
 
 

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import console, parse_model_args, parse_size
+from segexport.cli.common import console, parse_model_args, parse_size, print_table
 from segexport.errors import UserError
 
 
@@ -173,7 +173,7 @@ def _print_result(result) -> None:
             fmt = lambda v: "-" if v is None else f"{v:.2e}"  # noqa: E731 - argmax exports have no logits
             table.add_row("x".join(map(str, row.shape)), fmt(m.max_abs), fmt(m.ref_max_abs),
                           f"{100 * m.pixel_agreement:.4f} %", "[green]pass[/]" if row.passed else "[red]FAIL[/]")
-        console.print(table)
+        print_table(console, table)
         for row in result.verify:
             if row.noise_floor is not None:
                 f = row.noise_floor
