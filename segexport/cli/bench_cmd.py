@@ -33,6 +33,7 @@ def bench_command(
     max_regression: str = typer.Option("10%", "--max-regression", help="Allowed p50 slowdown vs --baseline."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML: one testcase per backend x batch (the baseline gate's verdict)."),
     trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let a module:factory recorded in the ONNX's metadata be imported and run (off: only zoo names are read from a file)."),
+    force: bool = typer.Option(False, "--force", help="Replace --json / --junit files that already exist."),
 ) -> None:
     """Measure mean/std/min/p50/p90/p99 latency and images/s per backend and batch.
 
@@ -51,6 +52,9 @@ def bench_command(
 
       segexport bench --onnx unet.onnx --batch 1,4 --json now.json --baseline main.json --max-regression 10%
     """
+    from segexport.core.files import refuse_replacing
+
+    refuse_replacing([(json_out, "--json"), (junit, "--junit")], force, inputs=[onnx, engine, baseline])
     from segexport.checks.bench import BenchOptions, run_bench
     from segexport.errors import CheckFailed
 

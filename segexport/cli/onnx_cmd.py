@@ -58,6 +58,7 @@ def onnx_command(
     calib_data: str = typer.Option("synthetic", "--calib-data", help="With --precision fp16/int8/best: image folder, .npy/.npz, or 'synthetic'."),
     calib_count: int = typer.Option(32, "--calib-count", help="With --precision: calibration samples."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the checks (verification, lint, calibration) as JSON to this file."),
+    force: bool = typer.Option(False, "--force", help="Replace outputs that already exist (the ONNX, <out>.<precision>.onnx, --json)."),
 ) -> None:
     """Export MODEL to ONNX that TensorRT parses, and verify it against PyTorch.
 
@@ -81,12 +82,16 @@ def onnx_command(
 
       segexport onnx --model unet --width 0.25 --precision int8 --json unet.checks.json
     """
-    from segexport.api import ExportResult, export
+    from segexport.api import ExportResult, default_export_path, export
+    from segexport.cli.common import check_output_path
+    from segexport.core.files import refuse_replacing
     from segexport.errors import CheckFailed
 
+    target = out if out is not None else default_export_path(model)
+    reduced_target = target.with_name(f"{target.stem}.{precision}.onnx") if precision in ("fp16", "int8") else None
+    refuse_replacing([(target, "--out"), (reduced_target, "--out"), (json_out, "--json")], force,
+                     inputs=[weights, model.partition(":")[0] if model.partition(":")[0].endswith(".py") else None])
     if json_out is not None:
-        from segexport.cli.common import check_output_path
-
         check_output_path(json_out, "--json")  # before the work: a typo costs nothing
     reduced = None
     if unpool == "native" and not no_lint:
@@ -109,6 +114,7 @@ def onnx_command(
                 _print_result(exc.result.details)
             raise
     _print_result(result.details)
+    _say_if_untrained(result.details.record)
     if result.calibration is not None:
         reduced = result.calibration
         console.print(f"[bold green]✓[/] wrote [bold]{reduced.out}[/] ({reduced.precision}; label agreement with fp32 "
@@ -121,6 +127,14 @@ def onnx_command(
         if reduced is not None:
             doc["calibrate"] = calibrate_json(reduced)
         write_json(json_out, doc)
+
+
+def _say_if_untrained(record) -> None:
+    from segexport.models.registry import UNTRAINED, is_untrained
+
+    if is_untrained(record.model, record.weights_sha256):
+        console.print(f"  [yellow]note:[/] {UNTRAINED}: the graph and its checks are real, its labels are noise "
+                      "until you export with --weights")
 
 
 def export_json(result) -> dict:

@@ -44,6 +44,7 @@ def parity_command(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown table."),
     save_diff: Optional[Path] = typer.Option(None, "--save-diff", help="Write PNGs: reference labels, candidate labels, disagreement overlay."),
     trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let a module:factory recorded in the ONNX's metadata be imported and run (off: only zoo names are read from a file)."),
+    force: bool = typer.Option(False, "--force", help="Replace --json / --junit / --markdown files that already exist."),
 ) -> None:
     """Compare every backend with PyTorch eager on the same inputs; exit 1 when a check fails.
 
@@ -59,6 +60,10 @@ def parity_command(
 
       segexport parity --onnx unet.onnx --weights unet.pt --images data/images --labels data/labels --junit parity.xml
     """
+    from segexport.core.files import refuse_replacing
+
+    refuse_replacing([(json_out, "--json"), (junit, "--junit"), (markdown, "--markdown")], force,
+                     inputs=[onnx, weights, engine])
     from segexport.api import parity
     from segexport.checks.reports import print_table
     from segexport.errors import CheckFailed
@@ -73,5 +78,16 @@ def parity_command(
             if exc.result is not None:
                 status.stop()
                 print_table(exc.result.report, console)
+                _say_if_untrained(exc.result.report.model, weights, labels)
             raise
     print_table(report, console)
+    _say_if_untrained(report.model, weights, labels)
+
+
+def _say_if_untrained(model: str, weights: Path | None, labels: Path | None) -> None:
+    """Without --weights the ONNX holds no checkpoint (parity refuses a mismatch), so a zoo model is untrained."""
+    from segexport.models.registry import UNTRAINED, is_untrained
+
+    if weights is None and is_untrained(model, None):
+        console.print(f"[yellow]note:[/] {UNTRAINED}: both sides are the same untrained network, so agreement tests "
+                      "the export" + ("; the mIoU against --labels means nothing" if labels is not None else ""))

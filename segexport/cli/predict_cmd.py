@@ -46,3 +46,8 @@ def predict_command(
     console.print(f"[bold green]✓[/] {result.images} image(s) via {result.source} -> [bold]{result.out}[/] "
                   f"(contact sheet: {result.contact_sheet})")
     console.print("  classes: " + ", ".join(f"{name} {share:.1%}" for name, share in top))
+    if result.untrained:
+        from segexport.models.registry import UNTRAINED
+
+        console.print(f"[yellow]note:[/] {UNTRAINED}: this zoo model was never trained, so these classes and "
+                      "pictures are meaningless; export with --weights (README, \"Real output\")")

@@ -74,6 +74,21 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def refuse_replacing(outputs: Iterable[tuple[str | Path | None, str]], force: bool,
+                     inputs: Iterable[str | Path | None] = ()) -> None:
+    """The overwrite rule of every command: an output file (``(path, flag)`` pairs) that already exists
+    is replaced only with ``--force``. Checked before any work, so a forgotten ``--width`` costs a
+    one-line error instead of the export it would have replaced. An output that is one of the
+    ``inputs`` is refused first, with that reason: ``--force`` never lets a command eat its input."""
+    outputs = list(outputs)
+    refuse_overwriting_inputs({flag: item for item, flag in reversed(outputs)}, inputs)
+    if force:
+        return
+    for item, flag in outputs:
+        if item is not None and (Path(item).exists() or Path(item).is_symlink()):
+            raise UserError(f"{flag} {str(item)!r} exists: pass --force to replace it, or choose another {flag}")
+
+
 def refuse_overwriting_inputs(outputs: Mapping[str, str | Path | None], inputs: Iterable[str | Path | None]) -> None:
     """The one check every command runs before work: no output (``{flag: path}``) may be a file
     the command reads, nor another output.
