@@ -52,7 +52,9 @@ def bench_command(
 
       segexport bench --onnx unet.onnx --batch 1,4 --json now.json --baseline main.json --max-regression 10%
     """
-    from segexport.core.files import refuse_replacing
+    from segexport.core.files import refuse_replacing, require_inputs
+
+    require_inputs([(onnx, "--onnx", "ONNX file"), (engine, "--engine", "engine"), (baseline, "--baseline", "baseline")])
 
     refuse_replacing([(json_out, "--json"), (junit, "--junit")], force, inputs=[onnx, engine, baseline])
     from segexport.checks.bench import BenchOptions, run_bench

@@ -84,8 +84,12 @@ def onnx_command(
     """
     from segexport.api import ExportResult, default_export_path, export
     from segexport.cli.common import check_output_path
-    from segexport.core.files import refuse_replacing
+    from segexport.core.files import refuse_replacing, require_inputs
     from segexport.errors import CheckFailed
+
+    source = model.rpartition(":")[0]
+    require_inputs([(weights, "--weights", "weights file"),
+                    (source if source.endswith(".py") else None, "--model", "model file")])
 
     target = out if out is not None else default_export_path(model)
     reduced_target = target.with_name(f"{target.stem}.{precision}.onnx") if precision in ("fp16", "int8") else None

@@ -60,7 +60,11 @@ def parity_command(
 
       segexport parity --onnx unet.onnx --weights unet.pt --images data/images --labels data/labels --junit parity.xml
     """
-    from segexport.core.files import refuse_replacing
+    from segexport.core.files import refuse_replacing, require_inputs
+
+    require_inputs([(onnx, "--onnx", "ONNX file"), (weights, "--weights", "weights file"),
+                    (engine, "--engine", "engine"), (images, "--images", "image directory"),
+                    (labels, "--labels", "label directory")])
 
     refuse_replacing([(json_out, "--json"), (junit, "--junit"), (markdown, "--markdown")], force,
                      inputs=[onnx, weights, engine])

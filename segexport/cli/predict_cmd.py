@@ -33,6 +33,9 @@ def predict_command(
       # the DeepStream bundle, with nvinfer's preprocessing:
       segexport predict segnet-ds/ photos/ --out preview-ds
     """
+    from segexport.core.files import require_inputs
+
+    require_inputs([(artefact, "ARTEFACT", "artefact"), (images, "IMAGES", "images")])
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from segexport.deploy.predict import predict

@@ -74,6 +74,15 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def require_inputs(inputs: Iterable[tuple[str | Path | None, str, str]]) -> None:
+    """Refuse a missing input (``(path, flag, what)`` triples) before anything heavy is imported:
+    torch and ONNX Runtime take seconds to load, and a typo deserves its one-line answer at once.
+    The readers check again (and say more: a directory, a FIFO); this is only the fast first word."""
+    for item, flag, what in inputs:
+        if item is not None and not Path(item).exists():
+            raise UserError(f"{what} {str(item)!r} not found: check the {flag} path")
+
+
 def refuse_replacing(outputs: Iterable[tuple[str | Path | None, str]], force: bool,
                      inputs: Iterable[str | Path | None] = ()) -> None:
     """The overwrite rule of every command: an output file (``(path, flag)`` pairs) that already exists
