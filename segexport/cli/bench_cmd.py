@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from segexport.cli.common import console, parse_size, print_table
+from segexport.cli.common import Stages, console, parse_size, print_table
 from segexport.errors import UserError
 
 
@@ -70,9 +70,9 @@ def bench_command(
                         num_classes=num_classes, warmup=warmup, iterations=iterations, duration=duration,
                         json_out=json_out, baseline=baseline, max_regression=max_regression, junit=junit,
                         trust_model_code=trust_model_code)
-    with console.status("bench", spinner="dots") as status:
+    with Stages("bench") as status:
         try:
-            result = run_bench(opts, progress=lambda m: status.update(m))
+            result = run_bench(opts, progress=status.update)
         except CheckFailed as exc:  # a regression: the table first, then the one-line verdict
             if exc.result is not None:
                 status.stop()

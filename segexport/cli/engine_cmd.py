@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from segexport.cli.common import console
+from segexport.cli.common import Stages, console
 
 
 def register(app: typer.Typer) -> None:
@@ -50,7 +50,8 @@ def engine_command(
     out = out or model.with_suffix(".engine")
     if out.suffix.lower() != ".onnx":  # never a target at all: the builder says why, which helps more than "exists"
         refuse_replacing([(out, "--out")], force, inputs=[model, calib_cache])
-    with console.status(f"building {out.name}", spinner="dots"):
+    with Stages(f"building {out.name}") as status:
+        status.update(f"building {out.name}")
         info = build_engine(onnx=model, out=out, backend=backend, precision=precision, calib_cache=calib_cache,
                             workspace=workspace, timing_cache=timing_cache, version_compat=version_compat,
                             hardware_compat=hardware_compat, target_cc=target_cc or ()).info

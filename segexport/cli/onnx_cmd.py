@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import console, parse_model_args, parse_size, print_table
+from segexport.cli.common import Stages, console, parse_model_args, parse_size, print_table
 from segexport.errors import UserError
 
 
@@ -100,7 +100,7 @@ def onnx_command(
     reduced = None
     if unpool == "native" and not no_lint:
         console.print("[yellow]note:[/] --unpool native keeps ONNX MaxUnpool, which TensorRT cannot parse; lint skipped")
-    with console.status("exporting", spinner="dots") as status:
+    with Stages("exporting") as status:
         try:
             result = export(
                 model=model, out=out, weights=weights, num_classes=num_classes, width=width,
@@ -111,7 +111,7 @@ def onnx_command(
                 batch_range=_parse_range(batch_range, "--batch-range", _int("--batch-range")),
                 opset=opset, argmax=argmax, unpool=unpool, slim=not no_slim, verify=not no_verify, lint=not no_lint,
                 seed=seed, precision=precision, calib_data=calib_data, calib_count=calib_count,
-                progress=lambda msg: status.update(f"[bold]{msg}[/]…"))
+                progress=status.update)
         except CheckFailed as exc:  # calibration failed after a good export: say what was written first
             if isinstance(exc.result, ExportResult) and exc.result.onnx is not None:
                 status.stop()

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import console
+from segexport.cli.common import Stages, console
 from segexport.errors import UserError
 
 
@@ -72,12 +72,12 @@ def parity_command(
     from segexport.checks.reports import print_table
     from segexport.errors import CheckFailed
 
-    with console.status("parity", spinner="dots") as status:
+    with Stages("parity") as status:
         try:
             report = parity(onnx=onnx, model=model, weights=weights, engine=engine, backends=backends, images=images,
                             labels=labels, count=count, seed=seed, thresholds=parse_thresholds(threshold),
                             json_out=json_out, junit=junit, markdown=markdown, save_diff=save_diff,
-                            progress=lambda m: status.update(f"[bold]{m}[/]…"), trust_model_code=trust_model_code).report
+                            progress=status.update, trust_model_code=trust_model_code).report
         except CheckFailed as exc:  # the table first, then the one-line verdict
             if exc.result is not None:
                 status.stop()
