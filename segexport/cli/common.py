@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from rich.console import Console
+from rich.status import Status
 
 from segexport.core.files import as_if_created, atomic_output, check_output_path  # noqa: F401  (re-exported)
 from segexport.core.tables import print_table  # noqa: F401  (re-exported: every command's tables)
@@ -81,7 +82,7 @@ class Stages:
     def __init__(self, first: str, out: Console | None = None) -> None:
         self.console = out or console
         self.first = first
-        self._status = None
+        self._status: Status | None = None
         self._start = 0.0
         self._last: str | None = None
 
@@ -90,8 +91,9 @@ class Stages:
 
         self._start = time.perf_counter()
         if self.console.is_terminal:
-            self._status = self.console.status(f"[bold]{self.first}[/]…", spinner="dots")
-            self._status.__enter__()
+            status = self.console.status(f"[bold]{self.first}[/]…", spinner="dots")
+            status.__enter__()
+            self._status = status
         return self
 
     def update(self, message: str) -> None:
