@@ -87,14 +87,15 @@ def refuse_replacing(outputs: Iterable[tuple[str | Path | None, str]], force: bo
                      inputs: Iterable[str | Path | None] = ()) -> None:
     """The overwrite rule of every command: an output file (``(path, flag)`` pairs) that already exists
     is replaced only with ``--force``. Checked before any work, so a forgotten ``--width`` costs a
-    one-line error instead of the export it would have replaced. An output that is one of the
-    ``inputs`` is refused first, with that reason: ``--force`` never lets a command eat its input."""
-    outputs = list(outputs)
-    refuse_overwriting_inputs({flag: item for item, flag in reversed(outputs)}, inputs)
-    if force:
-        return
+    one-line error instead of the export it would have replaced. An output that is not a file
+    name, or is one of the ``inputs``, is left to the checks that say so more precisely
+    (``check_output_path``, :func:`refuse_overwriting_inputs`); ``--force`` lifts neither."""
+    read = {Path(p).resolve() for p in inputs if p is not None}
     for item, flag in outputs:
-        if item is not None and (Path(item).exists() or Path(item).is_symlink()):
+        if item is None or Path(item).resolve() in read:
+            continue
+        check_output_path(item, flag)  # a directory, a FIFO, a missing parent: named as such
+        if not force and (Path(item).exists() or Path(item).is_symlink()):
             raise UserError(f"{flag} {str(item)!r} exists: pass --force to replace it, or choose another {flag}")
 
 
