@@ -78,9 +78,8 @@ def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: 
         from segexport.calib.data import check_calibration_source
 
         check_calibration_source(calib_data, calib_count)
-    safe_name = model.rpartition(":")[2] if ":" in model else model
     options = ExportOptions(
-        model=model, out=Path(out) if out is not None else Path(f"{safe_name}.onnx"), weights=_path(weights),
+        model=model, out=Path(out) if out is not None else default_export_path(model), weights=_path(weights),
         num_classes=num_classes, width=width, model_args=dict(model_args or {}), output_key=output_key,
         upsample_logits=upsample_logits, input_size=tuple(input_size) if input_size else None, batch=batch,
         dynamic=tuple(sorted(set(_names(dynamic)))), hw_range=hw_range, batch_range=batch_range, opset=opset,
@@ -111,6 +110,11 @@ class CalibrationResult:
     details: Any  # segexport.calib.pipeline.CalibrateResult: costs, kept layers, latency, mIoU
     trt_cache: Path | None = None
     passed: bool = True
+
+
+def default_export_path(model: str) -> Path:
+    """Where ``export`` writes without ``out``: ``<model>.onnx`` (a factory's name for ``module:factory``)."""
+    return Path(f"{model.rpartition(':')[2] if ':' in model else model}.onnx")
 
 
 @checked
@@ -178,6 +182,8 @@ def lint(*, onnx: str | Path, parser: str = "auto", build: bool = False) -> Lint
 
     if parser not in ("auto", "trt", "rtx", "none"):
         raise UserError(f"--parser {parser!r} is not one of auto, trt, rtx, none")
+    if build:
+        _check_builder(parser)
     report = lint_model(Path(onnx), parser=parser, build=build)
     result = LintResult(onnx=Path(onnx), report=report, errors=len(report.errors), warnings=len(report.warnings),
                         passed=not report.errors)
@@ -185,6 +191,18 @@ def lint(*, onnx: str | Path, parser: str = "auto", build: bool = False) -> Lint
         raise CheckFailed(f"{onnx}: {len(report.errors)} TensorRT error(s); first: {report.errors[0].message}",
                           result=result)
     return result
+
+
+def _check_builder(parser: str) -> None:
+    """A build that was asked for and cannot happen is an error, not a pass with "parser: not run"."""
+    if parser == "none":
+        raise UserError("--build needs the real builder, which --parser none turns off: drop one of the two")
+    if parser == "auto":  # an explicit trt/rtx names its own package when missing
+        from segexport.core.tensorrt import available
+
+        if available("trt") is None and available("rtx") is None:
+            raise UserError("--build needs TensorRT-RTX or TensorRT, and neither is installed here: "
+                            "pip install 'segexport[rtx]' (or drop --build for the static checks alone)")
 
 
 @dataclass

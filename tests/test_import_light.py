@@ -97,3 +97,19 @@ def test_a_step_that_needs_torch_says_so_in_one_line(small_onnx, tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "PyTorch" in lines[0] and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("onnx", "--model", "unet", "--weights", "missing.pt"), "weights file 'missing.pt' not found"),
+    (("onnx", "--model", "missing.py:build"), "model file 'missing.py' not found"),
+    (("parity", "--onnx", "missing.onnx"), "ONNX file 'missing.onnx' not found"),
+    (("bench", "--onnx", "missing.onnx"), "ONNX file 'missing.onnx' not found"),
+    (("predict", "missing.onnx", ".", "--out", "p"), "'missing.onnx' not found"),
+])
+def test_a_missing_file_is_answered_before_torch_is_imported(tmp_path, args, fragment):
+    """First output within a second: the missing file is named, not "needs PyTorch" (which is what
+    the blocked import would say had the command got that far)."""
+    done = run_without_torch(tmp_path, *args)
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], done.stderr
+    assert not (tmp_path / "p").exists()

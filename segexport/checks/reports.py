@@ -146,7 +146,9 @@ def print_table(report: ParityReport, console) -> None:
             "-" if p.miou_reference is None else f"{p.miou_candidate:.1f}/{p.miou_reference:.1f}",
             "[green]pass[/]" if p.passed else "[red]FAIL[/]",
         )
-    console.print(table)
+    from segexport.core.tables import print_table as show
+
+    show(console, table)
     for p in report.pairs:
         for c in p.checks:
             if not c.passed:

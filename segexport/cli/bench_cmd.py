@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from segexport.cli.common import console, parse_size
+from segexport.cli.common import Stages, console, parse_size, print_table
 from segexport.errors import UserError
 
 
@@ -33,6 +33,7 @@ def bench_command(
     max_regression: str = typer.Option("10%", "--max-regression", help="Allowed p50 slowdown vs --baseline."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML: one testcase per backend x batch (the baseline gate's verdict)."),
     trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let a module:factory recorded in the ONNX's metadata be imported and run (off: only zoo names are read from a file)."),
+    force: bool = typer.Option(False, "--force", help="Replace --json / --junit files that already exist."),
 ) -> None:
     """Measure mean/std/min/p50/p90/p99 latency and images/s per backend and batch.
 
@@ -51,6 +52,11 @@ def bench_command(
 
       segexport bench --onnx unet.onnx --batch 1,4 --json now.json --baseline main.json --max-regression 10%
     """
+    from segexport.core.files import refuse_replacing, require_inputs
+
+    require_inputs([(onnx, "--onnx", "ONNX file"), (engine, "--engine", "engine"), (baseline, "--baseline", "baseline")])
+
+    refuse_replacing([(json_out, "--json"), (junit, "--junit")], force, inputs=[onnx, engine, baseline])
     from segexport.checks.bench import BenchOptions, run_bench
     from segexport.errors import CheckFailed
 
@@ -64,9 +70,9 @@ def bench_command(
                         num_classes=num_classes, warmup=warmup, iterations=iterations, duration=duration,
                         json_out=json_out, baseline=baseline, max_regression=max_regression, junit=junit,
                         trust_model_code=trust_model_code)
-    with console.status("bench", spinner="dots") as status:
+    with Stages("bench") as status:
         try:
-            result = run_bench(opts, progress=lambda m: status.update(m))
+            result = run_bench(opts, progress=status.update)
         except CheckFailed as exc:  # a regression: the table first, then the one-line verdict
             if exc.result is not None:
                 status.stop()
@@ -95,7 +101,7 @@ def _print(stats, skipped, size) -> None:
         table.add_row(s.backend, str(s.batch), *(_num(v) for v in (s.mean_ms, s.p50_ms, s.p90_ms, s.p99_ms, s.throughput)),
                       speedup, "-" if s.speedup_vs_best_torch is None else f"{s.speedup_vs_best_torch:.2f}x",
                       "-" if s.peak_memory_mb is None else f"{s.peak_memory_mb:.0f}")
-    console.print(table)
+    print_table(console, table)
     for s in stats:
         if s.compile_s is not None:
             console.print(f"[dim]{s.backend} b{s.batch}: compiled in {s.compile_s:.1f} s (first call, not in the latency)[/]")

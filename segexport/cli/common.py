@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 
 from rich.console import Console
+from rich.status import Status
 
 from segexport.core.files import as_if_created, atomic_output, check_output_path  # noqa: F401  (re-exported)
+from segexport.core.tables import print_table  # noqa: F401  (re-exported: every command's tables)
 from segexport.errors import UserError
 
 console = Console(highlight=False)
@@ -66,3 +68,48 @@ def write_json(path, doc: dict) -> None:
 
     with atomic_output(path, flag="--json") as tmp:
         tmp.write_text(dumps(doc, indent=2) + "\n")
+
+
+class Stages:
+    """What a long command says while it works (``progress=stages.update``).
+
+    On a terminal a rich spinner whose text follows the stage; anywhere else (a CI log, a pipe),
+    where a spinner prints nothing, one line a stage with the seconds since the start, so a
+    two-minute export is never two minutes of silence. Lines go to stdout, beside the results
+    they precede, and stderr keeps its one line for an error.
+    """
+
+    def __init__(self, first: str, out: Console | None = None) -> None:
+        self.console = out or console
+        self.first = first
+        self._status: Status | None = None
+        self._start = 0.0
+        self._last: str | None = None
+
+    def __enter__(self) -> "Stages":
+        import time
+
+        self._start = time.perf_counter()
+        if self.console.is_terminal:
+            status = self.console.status(f"[bold]{self.first}[/]…", spinner="dots")
+            status.__enter__()
+            self._status = status
+        return self
+
+    def update(self, message: str) -> None:
+        import time
+
+        if self._status is not None:
+            self._status.update(f"[bold]{message}[/]…")
+        elif message != self._last:
+            self.console.print(f"[dim]… {message} ({time.perf_counter() - self._start:.0f} s)[/]", markup=True,
+                               highlight=False)
+        self._last = message
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+    def __exit__(self, *exc) -> None:
+        if self._status is not None:
+            self._status.__exit__(*exc)

@@ -22,6 +22,7 @@ def synth_command(
     size: str = typer.Option("96x96", "--size", help="HxW of the images."),
     num_classes: int = typer.Option(21, "--num-classes", help="Classes including background (0)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same dataset (byte for byte)."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier synthetic set in --out (any other non-empty folder is still refused)."),
 ) -> None:
     """Write a deterministic synthetic segmentation set (shapes on textured backgrounds).
 
@@ -31,7 +32,12 @@ def synth_command(
 
     from segexport.data.synth import make_synthetic
 
+    from segexport.errors import UserError
+
     hw = parse_size(size, "--size")
+    if not force and out.is_dir() and any(out.iterdir()):
+        raise UserError(f"--out {str(out)!r} is not empty: pass --force to replace an earlier synthetic set, "
+                        "or give a new or empty directory")
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("writing", total=count)
         make_synthetic(out, count, hw, num_classes, seed, progress=lambda i: progress.update(task, completed=i))

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from segexport.cli.common import console
+from segexport.cli.common import Stages, console
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +25,7 @@ def engine_command(
     version_compat: bool = typer.Option(False, "--version-compat", help="TensorRT: the engine also runs on later releases of the same major (lean runtime)."),
     hardware_compat: Optional[str] = typer.Option(None, "--hardware-compat", help="TensorRT: ampere+ (one engine for every Ampere or newer GPU) or same-cc."),
     target_cc: Optional[str] = typer.Option(None, "--target-cc", help="TensorRT-RTX ahead-of-time targets, comma-separated (sm86,sm89,sm120 or current); default: all."),
+    force: bool = typer.Option(False, "--force", help="Replace an engine that already exists at --out (and its .json sidecar)."),
 ) -> None:
     """Build a serialized engine with the optimisation profile recorded at export.
 
@@ -44,8 +45,13 @@ def engine_command(
     """
     from segexport.api import build_engine
 
+    from segexport.core.files import refuse_replacing
+
     out = out or model.with_suffix(".engine")
-    with console.status(f"building {out.name}", spinner="dots"):
+    if out.suffix.lower() != ".onnx":  # never a target at all: the builder says why, which helps more than "exists"
+        refuse_replacing([(out, "--out")], force, inputs=[model, calib_cache])
+    with Stages(f"building {out.name}") as status:
+        status.update(f"building {out.name}")
         info = build_engine(onnx=model, out=out, backend=backend, precision=precision, calib_cache=calib_cache,
                             workspace=workspace, timing_cache=timing_cache, version_compat=version_compat,
                             hardware_compat=hardware_compat, target_cc=target_cc or ()).info

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from segexport.cli.common import console
+from segexport.cli.common import console, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -65,7 +65,7 @@ def _print(report) -> None:
         for f in report.findings:
             colour = {"error": "red", "warning": "yellow"}.get(f.severity, "blue")
             table.add_row(f"[{colour}]{f.severity}[/]", f.code, f.node, f.module, f.message)
-        console.print(table)
+        print_table(console, table)
     parser = report.parser or f"not run ({report.parser_skipped})"
     console.print(f"parser: {parser}")
     if report.engine_bytes is not None:

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import console, parse_model_args
+from segexport.cli.common import console, parse_model_args, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -86,7 +86,7 @@ def models_command(
         print(dumps(rows[0] if name else rows, indent=2))
         return
     if name:
-        _show_one(rows[0])
+        _show_one(rows[0], zoo=is_zoo_name(name))
         return
     from rich.table import Table
 
@@ -105,11 +105,15 @@ def models_command(
             "?" if r["gflops"] is None else f"{r['gflops']:.1f}",
             "x".join(map(str, r["default_input_size"])), str(r["output_stride"]), str(r["min_size"]),
         )
-    console.print(table)
+    print_table(console, table)
     console.print("Details: [bold]segexport models NAME[/]   Export: [bold]segexport onnx --model NAME[/]")
+    from segexport.models.registry import UNTRAINED
+
+    console.print(f"[yellow]note:[/] the zoo ships no weights: every model is built with {UNTRAINED}; "
+                  "export with --weights for real labels")
 
 
-def _show_one(r: dict) -> None:
+def _show_one(r: dict, zoo: bool) -> None:
     from rich.panel import Panel
 
     lines = [
@@ -125,6 +129,10 @@ def _show_one(r: dict) -> None:
     ]
     if r["description"]:
         lines.append(f"\n{r['description']}")
+    if zoo:  # a user factory may load its own weights; the zoo has none
+        from segexport.models.registry import UNTRAINED
+
+        lines.append(f"[yellow]weights[/]       none shipped: built with {UNTRAINED}")
     for note in r["notes"]:
         lines.append(f"- {note}")
     console.print(Panel("\n".join(lines), title=r["name"], title_align="left"))

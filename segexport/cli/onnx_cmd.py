@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import console, parse_model_args, parse_size
+from segexport.cli.common import Stages, console, parse_model_args, parse_size, print_table
 from segexport.errors import UserError
 
 
@@ -58,6 +58,7 @@ def onnx_command(
     calib_data: str = typer.Option("synthetic", "--calib-data", help="With --precision fp16/int8/best: image folder, .npy/.npz, or 'synthetic'."),
     calib_count: int = typer.Option(32, "--calib-count", help="With --precision: calibration samples."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the checks (verification, lint, calibration) as JSON to this file."),
+    force: bool = typer.Option(False, "--force", help="Replace outputs that already exist (the ONNX, <out>.<precision>.onnx, --json)."),
 ) -> None:
     """Export MODEL to ONNX that TensorRT parses, and verify it against PyTorch.
 
@@ -85,16 +86,24 @@ def onnx_command(
 
       segexport onnx --model unet --width 0.25 --precision int8 --json unet.checks.json
     """
-    from segexport.api import ExportResult, export
+    from segexport.api import ExportResult, default_export_path, export
+    from segexport.cli.common import check_output_path
+    from segexport.core.files import refuse_replacing, require_inputs
     from segexport.errors import CheckFailed
 
-    if json_out is not None:
-        from segexport.cli.common import check_output_path
+    source = model.rpartition(":")[0]
+    require_inputs([(weights, "--weights", "weights file"),
+                    (source if source.endswith(".py") else None, "--model", "model file")])
 
+    target = out if out is not None else default_export_path(model)
+    reduced_target = target.with_name(f"{target.stem}.{precision}.onnx") if precision in ("fp16", "int8") else None
+    refuse_replacing([(target, "--out"), (reduced_target, "--out"), (json_out, "--json")], force,
+                     inputs=[weights, model.partition(":")[0] if model.partition(":")[0].endswith(".py") else None])
+    if json_out is not None:
         check_output_path(json_out, "--json")  # before the work: a typo costs nothing
     if unpool == "native" and not no_lint:
         console.print("[yellow]note:[/] --unpool native keeps ONNX MaxUnpool, which TensorRT cannot parse; lint skipped")
-    with console.status("exporting", spinner="dots") as status:
+    with Stages("exporting") as status:
         try:
             result = export(
                 model=model, out=out, weights=weights, num_classes=num_classes, width=width,
@@ -105,7 +114,7 @@ def onnx_command(
                 batch_range=_parse_range(batch_range, "--batch-range", _int("--batch-range")),
                 opset=opset, argmax=argmax, unpool=unpool, slim=not no_slim, verify=not no_verify, lint=not no_lint,
                 seed=seed, precision=precision, calib_data=calib_data, calib_count=calib_count,
-                progress=lambda msg: status.update(f"[bold]{msg}[/]…"))
+                progress=status.update)
         except CheckFailed as exc:  # calibration failed after a good export: say what was written first
             if isinstance(exc.result, ExportResult) and exc.result.onnx is not None:
                 status.stop()
@@ -115,6 +124,7 @@ def onnx_command(
                 _write_json(json_out, exc.result)
             raise
     _print_result(result.details)
+    _say_if_untrained(result.details.record)
     if result.calibration is not None:
         reduced = result.calibration
         gate = reduced.gate
@@ -136,6 +146,14 @@ def _write_json(json_out, result) -> None:
     if result.calibration is not None:
         doc["calibrate"] = calibrate_json(result.calibration)
     write_json(json_out, doc)
+
+
+def _say_if_untrained(record) -> None:
+    from segexport.models.registry import UNTRAINED, is_untrained
+
+    if is_untrained(record.model, record.weights_sha256):
+        console.print(f"  [yellow]note:[/] {UNTRAINED}: the graph and its checks are real, its labels are noise "
+                      "until you export with --weights")
 
 
 def export_json(result) -> dict:
@@ -190,7 +208,7 @@ def _print_result(result) -> None:
                           f"{100 * m.pixel_agreement:.4f} %",
                           ("[yellow]pass, held to floor[/]" if row.held_to_floor else "[green]pass[/]") if row.passed
                           else "[red]FAIL[/]")
-        console.print(table)
+        print_table(console, table)
         for row in result.verify:
             if row.noise_floor is not None:
                 f = row.noise_floor

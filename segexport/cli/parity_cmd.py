@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from segexport.cli.common import console
+from segexport.cli.common import Stages, console
 from segexport.errors import UserError
 
 
@@ -44,6 +44,7 @@ def parity_command(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown table."),
     save_diff: Optional[Path] = typer.Option(None, "--save-diff", help="Write PNGs: reference labels, candidate labels, disagreement overlay."),
     trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let a module:factory recorded in the ONNX's metadata be imported and run (off: only zoo names are read from a file)."),
+    force: bool = typer.Option(False, "--force", help="Replace --json / --junit / --markdown files that already exist."),
 ) -> None:
     """Compare every backend with PyTorch eager on the same inputs; exit 1 when a check fails.
 
@@ -59,19 +60,38 @@ def parity_command(
 
       segexport parity --onnx unet.onnx --weights unet.pt --images data/images --labels data/labels --junit parity.xml
     """
+    from segexport.core.files import refuse_replacing, require_inputs
+
+    require_inputs([(onnx, "--onnx", "ONNX file"), (weights, "--weights", "weights file"),
+                    (engine, "--engine", "engine"), (images, "--images", "image directory"),
+                    (labels, "--labels", "label directory")])
+
+    refuse_replacing([(json_out, "--json"), (junit, "--junit"), (markdown, "--markdown")], force,
+                     inputs=[onnx, weights, engine])
     from segexport.api import parity
     from segexport.checks.reports import print_table
     from segexport.errors import CheckFailed
 
-    with console.status("parity", spinner="dots") as status:
+    with Stages("parity") as status:
         try:
             report = parity(onnx=onnx, model=model, weights=weights, engine=engine, backends=backends, images=images,
                             labels=labels, count=count, seed=seed, thresholds=parse_thresholds(threshold),
                             json_out=json_out, junit=junit, markdown=markdown, save_diff=save_diff,
-                            progress=lambda m: status.update(f"[bold]{m}[/]…"), trust_model_code=trust_model_code).report
+                            progress=status.update, trust_model_code=trust_model_code).report
         except CheckFailed as exc:  # the table first, then the one-line verdict
             if exc.result is not None:
                 status.stop()
                 print_table(exc.result.report, console)
+                _say_if_untrained(exc.result.report.model, weights, labels)
             raise
     print_table(report, console)
+    _say_if_untrained(report.model, weights, labels)
+
+
+def _say_if_untrained(model: str, weights: Path | None, labels: Path | None) -> None:
+    """Without --weights the ONNX holds no checkpoint (parity refuses a mismatch), so a zoo model is untrained."""
+    from segexport.models.registry import UNTRAINED, is_untrained
+
+    if weights is None and is_untrained(model, None):
+        console.print(f"[yellow]note:[/] {UNTRAINED}: both sides are the same untrained network, so agreement tests "
+                      "the export" + ("; the mIoU against --labels means nothing" if labels is not None else ""))

@@ -33,6 +33,9 @@ def predict_command(
       # the DeepStream bundle, with nvinfer's preprocessing:
       segexport predict segnet-ds/ photos/ --out preview-ds
     """
+    from segexport.core.files import require_inputs
+
+    require_inputs([(artefact, "ARTEFACT", "artefact"), (images, "IMAGES", "images")])
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from segexport.deploy.predict import predict
@@ -46,3 +49,8 @@ def predict_command(
     console.print(f"[bold green]✓[/] {result.images} image(s) via {result.source} -> [bold]{result.out}[/] "
                   f"(contact sheet: {result.contact_sheet})")
     console.print("  classes: " + ", ".join(f"{name} {share:.1%}" for name, share in top))
+    if result.untrained:
+        from segexport.models.registry import UNTRAINED
+
+        console.print(f"[yellow]note:[/] {UNTRAINED}: this zoo model was never trained, so these classes and "
+                      "pictures are meaningless; export with --weights (README, \"Real output\")")

@@ -74,6 +74,31 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def require_inputs(inputs: Iterable[tuple[str | Path | None, str, str]]) -> None:
+    """Refuse a missing input (``(path, flag, what)`` triples) before anything heavy is imported:
+    torch and ONNX Runtime take seconds to load, and a typo deserves its one-line answer at once.
+    The readers check again (and say more: a directory, a FIFO); this is only the fast first word."""
+    for item, flag, what in inputs:
+        if item is not None and not Path(item).exists():
+            raise UserError(f"{what} {str(item)!r} not found: check the {flag} path")
+
+
+def refuse_replacing(outputs: Iterable[tuple[str | Path | None, str]], force: bool,
+                     inputs: Iterable[str | Path | None] = ()) -> None:
+    """The overwrite rule of every command: an output file (``(path, flag)`` pairs) that already exists
+    is replaced only with ``--force``. Checked before any work, so a forgotten ``--width`` costs a
+    one-line error instead of the export it would have replaced. An output that is not a file
+    name, or is one of the ``inputs``, is left to the checks that say so more precisely
+    (``check_output_path``, :func:`refuse_overwriting_inputs`); ``--force`` lifts neither."""
+    read = {Path(p).resolve() for p in inputs if p is not None}
+    for item, flag in outputs:
+        if item is None or Path(item).resolve() in read:
+            continue
+        check_output_path(item, flag)  # a directory, a FIFO, a missing parent: named as such
+        if not force and (Path(item).exists() or Path(item).is_symlink()):
+            raise UserError(f"{flag} {str(item)!r} exists: pass --force to replace it, or choose another {flag}")
+
+
 def refuse_overwriting_inputs(outputs: Mapping[str, str | Path | None], inputs: Iterable[str | Path | None]) -> None:
     """The one check every command runs before work: no output (``{flag: path}``) may be a file
     the command reads, nor another output.

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from segexport.errors import UserError
+from segexport.models.registry import is_untrained
 
 SHEET_MAX = 24  # images on the contact sheet (all get label PNGs and overlays)
 THUMB = 160
@@ -32,6 +33,7 @@ class PredictResult:
     contact_sheet: Path
     files: list[str] = field(default_factory=list)
     class_fractions: dict[str, float] = field(default_factory=dict)  # share of all pixels per predicted class
+    untrained: bool = False  # a zoo model exported without --weights: the classes above are noise
 
 
 @dataclass
@@ -40,6 +42,7 @@ class _Model:
     size: tuple[int, int]
     class_names: tuple[str, ...]
     source: str
+    untrained: bool = False
 
 
 def _image_files(images: Path) -> list[Path]:
@@ -83,7 +86,8 @@ def _contract_model(record, run_raw: Callable[[np.ndarray], np.ndarray], source:
         x = np.stack([preprocess(im, record.preprocess) for im in rgb])
         return _batched(run_raw, x, record.batch, "batch" in record.dynamic)
 
-    return _Model(run, record.preprocess.input_size, record.class_names, source)
+    untrained = source != "engine" and is_untrained(record.model, record.weights_sha256)  # an engine records neither
+    return _Model(run, record.preprocess.input_size, record.class_names, source, untrained)
 
 
 def _onnx_model(path: Path) -> _Model:
@@ -181,7 +185,7 @@ def _bundle_model(folder: Path) -> _Model:
 
         return _batched(scores, x, record.batch, "batch" in record.dynamic)
 
-    return _Model(run, (h, w), tuple(labels), "deepstream bundle")
+    return _Model(run, (h, w), tuple(labels), "deepstream bundle", is_untrained(record.model, record.weights_sha256))
 
 
 def read_labels(path: Path) -> tuple[str, ...]:
@@ -274,7 +278,7 @@ def predict(artefact: str | Path, images: str | Path, out: str | Path, *, alpha:
     names = list(model.class_names) + [f"class {k}" for k in range(len(model.class_names), len(counts))]
     fractions = {names[k]: float(c / total) for k, c in enumerate(counts) if c}
     out = Path(out)
-    return PredictResult(out, model.source, len(files), out / "contact_sheet.png", written, fractions)
+    return PredictResult(out, model.source, len(files), out / "contact_sheet.png", written, fractions, model.untrained)
 
 
 def _thumb(arr: np.ndarray, nearest: bool = False):

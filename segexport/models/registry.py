@@ -113,6 +113,15 @@ def is_zoo_name(name: str) -> bool:
     return ":" not in name
 
 
+UNTRAINED = "random initialisation (no --weights)"
+
+
+def is_untrained(model: str, weights_sha256: str | None) -> bool:
+    """A zoo model built or exported without --weights: the graph and every export check are real,
+    its labels are noise. A user factory may load its own weights, so only the zoo is known untrained."""
+    return is_zoo_name(model) and weights_sha256 is None
+
+
 def check_build_args(num_classes: int, width: float) -> None:
     from segexport.core.limits import MAX_NUM_CLASSES
 

@@ -229,11 +229,13 @@ def test_data_synth_over_an_existing_set_in_the_current_folder(run_cli, tmp_path
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(synth, "_write_set", fails_halfway)
-    result = run_cli("data", "synth", "--out", ".", "--count", "2", "--num-classes", "3", "--size", "16", "--seed", "1")
+    result = run_cli("data", "synth", "--out", ".", "--count", "2", "--num-classes", "3", "--size", "16", "--seed", "1",
+                     "--force")
     assert_one_line_error(result, "no space left")
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == old  # the old set, whole
     monkeypatch.setattr(synth, "_write_set", real)
-    result = run_cli("data", "synth", "--out", ".", "--count", "2", "--num-classes", "3", "--size", "16", "--seed", "1")
+    result = run_cli("data", "synth", "--out", ".", "--count", "2", "--num-classes", "3", "--size", "16", "--seed", "1",
+                     "--force")
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["00000.png", "00001.png"]
     assert json.loads((tmp_path / "manifest.json").read_text())["seed"] == 1

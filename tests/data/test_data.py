@@ -87,7 +87,7 @@ def test_synth_replaces_an_earlier_set_and_touches_nothing_else(run_cli, tmp_pat
 
     out = tmp_path / "s"
     assert run_cli("data", "synth", "--out", out, "--count", "4", "--size", "16").exit_code == 0
-    assert run_cli("data", "synth", "--out", out, "--count", "2", "--size", "16", "--seed", "5").exit_code == 0
+    assert run_cli("data", "synth", "--out", out, "--count", "2", "--size", "16", "--seed", "5", "--force").exit_code == 0
     assert sorted(p.name for p in (out / "images").iterdir()) == ["00000.png", "00001.png"]  # no stale samples
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")

@@ -1,0 +1,26 @@
+"""The README's list of pipeline keys says which may go in [defaults]; the config agrees."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from segexport.pipeline.config import ModelEntry, Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def _keys(after: str) -> set[str]:
+    start = README.index(after)
+    text = README[start:README.index(";", start) if after.startswith("Per model or") else README.index(".", start)]
+    return {k for k in re.findall(r"`([a-z_]+)[` ]", text)} - {"auto", "off", "trt"}
+
+
+def test_readme_keys_match_where_the_config_accepts_them():
+    model_only = _keys("Per model only")
+    anywhere = _keys("Per model or in `[defaults]`")
+    assert {"width", "weights", "model_args"} <= model_only and {"opset", "engine", "deploy"} <= anywhere
+    for key in model_only:
+        assert key in ModelEntry.model_fields and key not in Settings.model_fields, key
+    for key in anywhere:
+        assert key in Settings.model_fields, key
