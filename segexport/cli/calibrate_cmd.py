@@ -34,6 +34,7 @@ def calibrate_command(
     trt_cache: Optional[Path] = typer.Option(None, "--trt-cache", help="Also write a TensorRT calibration cache (TensorRT <= 10, Jetson)."),
     trt_version: Optional[str] = typer.Option(None, "--trt-version", help="TensorRT version the cache is for (default: installed, else 10.3.0)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the accuracy/latency figures as JSON to this file."),
+    force: bool = typer.Option(False, "--force", help="Replace outputs that already exist (the reduced ONNX, --trt-cache, --json)."),
 ) -> None:
     """Reduce MODEL to FP16 or INT8 and measure what it costs, on the CPU.
 
@@ -60,11 +61,13 @@ def calibrate_command(
       segexport calibrate unet.onnx --precision int8 --json unet.int8.checks.json
     """
     from segexport.api import calibrate
+    from segexport.core.files import refuse_replacing
 
-    if json_out is not None:
-        from segexport.cli.common import check_output_path
-
-        check_output_path(json_out, "--json")  # before the work: a typo costs nothing
+    # before the work: one rule for every command (README, "What segexport overwrites")
+    targets = [out] if out is not None else [model.with_name(f"{model.stem}.{p}.onnx") for p in
+                                             (("int8", "fp16") if precision == "best" else (precision,))]
+    refuse_replacing([*((t, "--out") for t in targets), (trt_cache, "--trt-cache"), (json_out, "--json")], force,
+                     inputs=[model])
     from segexport.errors import CheckFailed
 
     try:
@@ -92,8 +95,15 @@ def calibrate_command(
 
 
 def _run_with_progress(run):
-    """One rich progress bar: the step as its description, a bar when the step has a count."""
+    """One rich progress bar: the step as its description, a bar when the step has a count; in a
+    log or pipe (where a bar prints nothing) one line a stage instead."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    if not console.is_terminal:
+        from segexport.cli.common import Stages
+
+        with Stages("calibrating") as stages:
+            return run(lambda message, done=None, total=None: stages.update(message))
 
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
@@ -128,7 +138,9 @@ def _print_report(result, synthetic_eval: bool = False) -> None:
         for row in result.candidates:
             table.add_row(row["precision"], f"{row['cost']:.3f}", "yes" if row["within_budget"] else "no",
                           f"{row['ort_cpu_ms']:.2f}", str(row["kept_float"]))
-        console.print(table)
+        from segexport.cli.common import print_table
+
+        print_table(console, table)
     if result.cost is not None:
         boundary = (f", boundary band {100 * result.boundary_agreement:.2f} %"
                     if result.boundary_agreement is not None else "")

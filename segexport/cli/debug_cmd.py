@@ -70,7 +70,9 @@ def _print(found) -> None:
         alone = "-" if m.label_agreement is None else f"{100 * (1 - m.label_agreement):.2f} %"
         verdict = "[bold red]diverged[/]" if m.diverged else "within noise"
         table.add_row(escape(m.module), escape(", ".join(m.ops)), f"{m.kind} {m.error:.3g}", verdict, alone)
-    console.print(table)
+    from segexport.cli.common import print_table
+
+    print_table(console, table)
     console.print(f"  whole {found.precision} model: {100 * found.final_agreement:.2f} % label agreement with fp32")
     if found.first is None:
         console.print(f"[bold green]✓[/] no module's output leaves {found.precision}'s noise")

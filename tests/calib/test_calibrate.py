@@ -117,13 +117,13 @@ def test_fp16_overflow_analysis_blocks_the_node():
 
 def test_bad_calibration_data(fp32, tmp_path, run_cli):
     (tmp_path / "empty").mkdir()
-    assert_one_line_error(run_cli("calibrate", fp32, "--data", tmp_path / "empty"), "no PNG/JPEG images")
+    assert_one_line_error(run_cli("calibrate", fp32, "--data", tmp_path / "empty", "--force"), "no PNG/JPEG images")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.png").write_bytes(b"garbage")
-    assert_one_line_error(run_cli("calibrate", fp32, "--data", bad), "cannot read image", "x.png")
+    assert_one_line_error(run_cli("calibrate", fp32, "--data", bad, "--force"), "cannot read image", "x.png")
     np.save(tmp_path / "wrong.npy", np.zeros((4, 3, 32, 32), np.float32))
-    assert_one_line_error(run_cli("calibrate", fp32, "--data", tmp_path / "wrong.npy"), "32x32", "48x48")
+    assert_one_line_error(run_cli("calibrate", fp32, "--data", tmp_path / "wrong.npy", "--force"), "32x32", "48x48")
     np.save(tmp_path / "ok.npy", np.random.default_rng(0).standard_normal((4, 3, 48, 48)).astype(np.float32))
     result = run_cli("calibrate", fp32, "--data", tmp_path / "ok.npy", "--out", tmp_path / "q.onnx")
     assert result.exit_code == 0, result.stderr

@@ -160,7 +160,7 @@ def test_best_ranks_within_budget(fcn):
 def test_trt_cache_needs_int8(fcn, run_cli):
     from tests.conftest import assert_one_line_error
 
-    assert_one_line_error(run_cli("calibrate", fcn, "--precision", "fp16", "--trt-cache", fcn.with_suffix(".x")),
+    assert_one_line_error(run_cli("calibrate", fcn, "--precision", "fp16", "--trt-cache", fcn.with_suffix(".x"), "--force"),
                           "--trt-cache", "--precision int8")
 
 

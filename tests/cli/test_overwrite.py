@@ -102,3 +102,24 @@ def test_predict_refuses_a_folder_that_holds_files(run_cli, exported, tmp_path):
     assert_one_line_error(run_cli("predict", str(exported), str(tmp_path / "set" / "images"), "--out", str(out)),
                           "not empty")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize("args, existing, flag", [
+    ((), "u.int8.onnx", "--out"),  # the default MODEL.<precision>.onnx
+    (("--precision", "best"), "u.fp16.onnx", "--out"),  # best may write either
+    (("--out", "q.onnx", "--trt-cache", "q.cache"), "q.cache", "--trt-cache"),
+    (("--out", "q.onnx", "--json", "r.json"), "r.json", "--json"),
+])
+def test_calibrate_refuses_existing_outputs_before_any_work(run_cli, exported, tmp_path, args, existing, flag):
+    import shutil
+
+    src = tmp_path / "u.onnx"
+    shutil.copy(exported, src)
+    args = tuple(str(tmp_path / a) if a.endswith((".onnx", ".cache", ".json")) else a for a in args)
+    old = _old(tmp_path / existing)
+    assert_one_line_error(run_cli("calibrate", src, "--calib-count", "2", *args), f"{flag} ", "exists", "--force")
+    assert old.read_bytes() == b"an earlier result"
+    result = run_cli("calibrate", src, "--calib-count", "2", *args, "--force")
+    assert result.exit_code == 0, result.stderr
+    if "best" not in args:  # best writes the precision it chooses, which may be the other one
+        assert old.read_bytes() != b"an earlier result"

@@ -188,7 +188,7 @@ def test_calibrate_interrupted_while_measuring_keeps_the_previous_outputs(tiny, 
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "_report", ctrl_c)  # Ctrl-C in the measuring step, after everything is staged
-    result = run_cli("calibrate", tiny, "--precision", "int8", "--calib-count", "2", "--out", out, "--trt-cache", cache)
+    result = run_cli("calibrate", tiny, "--precision", "int8", "--calib-count", "2", "--out", out, "--trt-cache", cache, "--force")
     assert result.exit_code == 130 and result.stderr.strip() == "interrupted", result.stderr
     assert {p: p.read_text() for p in previous} == previous
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in previous)
