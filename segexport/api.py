@@ -165,14 +165,18 @@ class LintResult:
     passed: bool = True
 
 
-def lint(*, onnx: str | Path, parser: str = "auto", build: bool = False) -> LintResult:
+def lint(*, onnx: str | Path, parser: str = "auto", build: bool = False, target: str | None = None) -> LintResult:
     """Check an ONNX against TensorRT's ONNX support (``segexport lint``); CheckFailed on errors.
-    Needs no torch."""
+    ``target`` picks the TensorRT version (and DLA pre-flight); None: the recorded one. Needs no torch."""
     from segexport.exporter.lint import lint_model
 
     if parser not in ("auto", "trt", "rtx", "none"):
         raise UserError(f"--parser {parser!r} is not one of auto, trt, rtx, none")
-    report = lint_model(Path(onnx), parser=parser, build=build)
+    if target is not None:
+        from segexport.core.targets import get_target
+
+        get_target(target)  # an unknown name fails before the file is read
+    report = lint_model(Path(onnx), parser=parser, build=build, target=target)
     result = LintResult(onnx=Path(onnx), report=report, errors=len(report.errors), warnings=len(report.warnings),
                         passed=not report.errors)
     if not result.passed:
