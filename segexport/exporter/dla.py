@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import onnx
-from onnx import numpy_helper
 
-from segexport.core.graph import module_of
+from segexport.core.graph import attribute as _attr, constant_values, module_of
 from segexport.core.targets import Target
+from segexport.exporter.lint import _as_text as _text
 
 DOC = "TensorRT Developer Guide, DLA Supported Layers and Restrictions"
 RULES = {  # code -> the document's section (our summary of what it says)
@@ -93,17 +93,6 @@ UNCHECKED = (
 )
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
-def _text(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def _shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
@@ -131,12 +120,7 @@ class _Judge:
         self.board = "Orin" if self.orin else "Xavier"
         self.shapes = _shapes(model)
         self.constants = constants
-        self.values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-        for n in model.graph.node:
-            if n.op_type == "Constant":
-                for a in n.attribute:
-                    if a.name == "value":
-                        self.values[n.output[0]] = numpy_helper.to_array(a.t)
+        self.values = constant_values(model)
 
     def __call__(self, node: onnx.NodeProto) -> tuple[str, str, str, bool]:
         op = node.op_type

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from segexport.core.graph import module_of  # noqa: F401  (re-exported)
+from segexport.core.graph import attribute, module_of  # noqa: F401  (module_of re-exported)
 from segexport.core.targets import Target
 from segexport.errors import UserError
 
@@ -104,11 +104,7 @@ UNPOOL_FIX = (" (export with --unpool mask, the default; it rewrites nn.MaxPool2
               "nn.MaxUnpool2d modules, so use those instead of F.max_pool2d / F.max_unpool2d)")
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
+_attr = attribute
 
 
 def _as_text(v) -> str:

@@ -26,18 +26,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from segexport.core.graph import module_of
+from segexport.core.graph import attribute as _attr, constant_values, module_of
 from segexport.errors import UserError
 
 REDUCE_OPS = {"ReduceMax", "ReduceMin", "ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
               "ReduceLogSumExp", "ReduceSumSquare"}
-
-
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def _drop_attrs(node: onnx.NodeProto, *names: str) -> None:
@@ -114,12 +107,7 @@ def convert_to_opset(model: onnx.ModelProto, opset: int, *, target: str) -> onnx
     if (current, opset) != (18, 17):
         raise UserError(f"segexport converts opset 18 to 17 only, not {current} to {opset}: export with the "
                         "default --opset 18")
-    values = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for n in model.graph.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value":
-                    values[n.output[0]] = numpy_helper.to_array(a.t)
+    values = constant_values(model)
     inferred = onnx.shape_inference.infer_shapes(model)
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in
              list(inferred.graph.value_info) + list(inferred.graph.input) if v.type.tensor_type.HasField("shape")}
@@ -134,12 +122,12 @@ def convert_to_opset(model: onnx.ModelProto, opset: int, *, target: str) -> onnx
             continue  # the same definition holds at the target opset
         try:
             _rewrite(node, values, ranks, new_inits)
-        except _Refused as why:
-            refused.append((node, str(why)))
+        except _Refused as refusal:
+            refused.append((node, str(refusal)))
     if refused:
-        node, why = refused[0]
-        module = module_of(node) or "an unnamed module"
-        raise UserError(f"--target {target} parses opset <= {opset}, but node {node.name!r} ({node.op_type}) from "
+        first, why = refused[0]
+        module = module_of(first) or "an unnamed module"
+        raise UserError(f"--target {target} parses opset <= {opset}, but node {first.name!r} ({first.op_type}) from "
                         f"module {module} needs a newer one: {why} ({len(refused)} such node(s)); replace that "
                         "module, or choose a target with TensorRT 10 (jetpack6, trt10)")
     converted.graph.initializer.extend(new_inits)
