@@ -57,7 +57,7 @@ def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: 
            output_key: str | None = None, upsample_logits: bool = False,
            input_size: tuple[int, int] | None = None, batch: int = 1, dynamic: str | Iterable[str] = (),
            hw_range: tuple[tuple[int, int], tuple[int, int]] | None = None, batch_range: tuple[int, int] | None = None,
-           opset: int = 18, argmax: bool = False, unpool: str = "mask", slim: bool = True, verify: bool = True,
+           opset: int = 18, target: str | None = None, argmax: bool = False, unpool: str = "mask", slim: bool = True, verify: bool = True,
            lint: bool = True, seed: int = 0, precision: str = "fp32", calib_data: str = "synthetic",
            calib_count: int = 32, progress: Progress | None = None) -> ExportResult:
     """Export ``model`` to TensorRT-ready ONNX, verified against PyTorch (``segexport onnx``).
@@ -83,6 +83,7 @@ def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: 
         num_classes=num_classes, width=width, model_args=dict(model_args or {}), output_key=output_key,
         upsample_logits=upsample_logits, input_size=tuple(input_size) if input_size else None, batch=batch,
         dynamic=tuple(sorted(set(_names(dynamic)))), hw_range=hw_range, batch_range=batch_range, opset=opset,
+        target=target,
         unpool=unpool, argmax=argmax, slim=slim, verify=verify, lint=lint and unpool != "native", seed=seed)
     try:
         details = export_onnx(options, progress=progress)
@@ -175,16 +176,20 @@ class LintResult:
 
 
 @checked
-def lint(*, onnx: str | Path, parser: str = "auto", build: bool = False) -> LintResult:
+def lint(*, onnx: str | Path, parser: str = "auto", build: bool = False, target: str | None = None) -> LintResult:
     """Check an ONNX against TensorRT's ONNX support (``segexport lint``); CheckFailed on errors.
-    Needs no torch."""
+    ``target`` picks the TensorRT version (and DLA pre-flight); None: the recorded one. Needs no torch."""
     from segexport.exporter.lint import lint_model
 
     if parser not in ("auto", "trt", "rtx", "none"):
         raise UserError(f"--parser {parser!r} is not one of auto, trt, rtx, none")
+    if target is not None:
+        from segexport.core.targets import get_target
+
+        get_target(target)  # an unknown name fails before the file is read
     if build:
         _check_builder(parser)
-    report = lint_model(Path(onnx), parser=parser, build=build)
+    report = lint_model(Path(onnx), parser=parser, build=build, target=target)
     result = LintResult(onnx=Path(onnx), report=report, errors=len(report.errors), warnings=len(report.warnings),
                         passed=not report.errors)
     if not result.passed:

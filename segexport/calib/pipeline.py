@@ -209,11 +209,9 @@ def _write_and_report(opts, model, precision, built, candidates, int8: dict, rec
                          path=staged[sidecar_for(out)])
         if cache is not None:
             # the cache is for the fp32 ONNX (TensorRT 10 implicit INT8), whichever ONNX --precision best kept
-            from segexport.calib.trt_cache import DEFAULT_TRT_VERSION, write_cache
-            from segexport.core.tensorrt import available
+            from segexport.calib.trt_cache import cache_version, write_cache
 
-            installed = available("trt")
-            version = opts.trt_version or (installed.version if installed else DEFAULT_TRT_VERSION)
+            version = cache_version(opts.trt_version, record.target)
             kept = [k.node for k in int8.get("kept", [])]
             amax, float_inputs = cache_ranges(snap, calibration.amax, kept)
             write_cache(staged[cache], amax, trt_version=version, algorithm=opts.method)

@@ -30,6 +30,26 @@ def version_code(version: str) -> int:
     return major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
 
 
+def cache_version(explicit: str | None, target: str | None) -> str:
+    """The TensorRT version a cache header names: --trt-version, else the export's recorded
+    --target (JetPack 5: 8.5.2), else the installed TensorRT's, else DEFAULT_TRT_VERSION. A
+    --trt-version that contradicts the recorded target is refused: that TensorRT would ignore it."""
+    from segexport.core.targets import get_target
+
+    wanted = get_target(target).trt_version if target is not None else None
+    if explicit is not None:
+        if wanted is not None and version_code(explicit) != version_code(wanted):
+            raise UserError(f"--trt-version {explicit} contradicts the export's --target {target} (TensorRT {wanted}), "
+                            "whose TensorRT would ignore the cache: drop --trt-version or re-export for that target")
+        return explicit
+    if wanted is not None:
+        return wanted
+    from segexport.core.tensorrt import available
+
+    installed = available("trt")
+    return installed.version if installed else DEFAULT_TRT_VERSION
+
+
 def scale_hex(scale: float) -> str:
     return struct.pack(">f", scale).hex()
 

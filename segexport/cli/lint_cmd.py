@@ -18,6 +18,9 @@ def lint_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     build: bool = typer.Option(False, "--build", help="Also build a serialized engine with the real builder (TensorRT or TensorRT-RTX)."),
     parser: str = typer.Option("auto", "--parser", help="auto (tensorrt, else tensorrt_rtx), trt, rtx, or none (static checks only)."),
+    target: str = typer.Option(None, "--target", help="jetpack5, jetpack6.0, jetpack6, trt10, trt11, rtx, orin-dla, "
+                               "xavier-dla: that TensorRT's support matrix and opset (DLA boards: per-layer placement). "
+                               "Default: the target recorded at export, else trt10."),
 ) -> None:
     """Check MODEL against TensorRT's ONNX support; exit 1 on errors.
 
@@ -31,12 +34,14 @@ def lint_command(
       segexport lint deeplabv1.onnx
 
       segexport lint segnet.onnx --build --json > lint.json
+
+      segexport lint unet.onnx --target orin-dla
     """
     from segexport.api import lint
     from segexport.errors import CheckFailed
 
     try:
-        report = lint(onnx=model, parser=parser, build=build).report
+        report = lint(onnx=model, parser=parser, build=build, target=target).report
     except CheckFailed as exc:  # errors found: show them all, then the one-line verdict
         if exc.result is not None:
             _show(exc.result.report, as_json)
@@ -66,9 +71,27 @@ def _print(report) -> None:
             colour = {"error": "red", "warning": "yellow"}.get(f.severity, "blue")
             table.add_row(f"[{colour}]{f.severity}[/]", f.code, f.node, f.module, f.message)
         print_table(console, table)
+    if report.dla is not None:
+        _print_dla(report.dla)
     parser = report.parser or f"not run ({report.parser_skipped})"
     console.print(f"parser: {parser}")
     if report.engine_bytes is not None:
         console.print(f"engine: built in {report.build_seconds:.2f}s, {report.engine_bytes / 1e6:.1f} MB")
     status = "[green]✓[/]" if not report.errors else "[red]✗[/]"
     console.print(f"{status} {summarize(report.findings)}")
+
+
+def _print_dla(dla: dict) -> None:
+    """Per layer: DLA or GPU, and why (the fallbacks are also findings above)."""
+    from rich.table import Table
+
+    table = Table(title=f"DLA placement ({dla['board']}, TensorRT {dla['trt_version']})", title_justify="left")
+    for col in ("node", "op", "PyTorch module", "device", "why"):
+        table.add_column(col, overflow="fold")
+    for p in dla["placements"]:
+        colour = "green" if p["device"] == "DLA" else "yellow"
+        why = p["reason"] + ("" if p["checked"] else " (not certain statically)")
+        table.add_row(p["node"], p["op"], p["module"], f"[{colour}]{p['device']}[/]", why)
+    console.print(table)
+    console.print(f"{dla['on_dla']}/{dla['layers']} layers on DLA, {dla['transitions']} GPU<->DLA transition(s), "
+                  f"{dla['dla_segments']} DLA part(s). Not checkable on the CPU: " + "; ".join(dla["unchecked"]))

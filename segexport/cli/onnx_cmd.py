@@ -44,7 +44,8 @@ def onnx_command(
     dynamic: Optional[str] = typer.Option(None, "--dynamic", help="Dynamic axes: hw, batch or batch,hw. Min/opt/max are recorded for TensorRT profiles."),
     hw_range: Optional[str] = typer.Option(None, "--hw-range", help="MINxMIN:MAXxMAX for --dynamic hw (default: half to double --input-size)."),
     batch_range: Optional[str] = typer.Option(None, "--batch-range", help="MIN:MAX for --dynamic batch (default 1:max(8, batch))."),
-    opset: int = typer.Option(18, "--opset", help="ONNX opset (18..22; 18 parses in TensorRT 10.x and 11)."),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset (18..22; 18 parses in TensorRT 10.x and 11). With a TensorRT 8 --target the export is converted to its opset (17)."),
+    target: Optional[str] = typer.Option(None, "--target", help="Where the engine runs: jetpack5 (TensorRT 8.5.2), jetpack6.0 (8.6.2), jetpack6 (10.3), trt10, trt11, rtx, orin-dla, xavier-dla. Sets the opset and lint matrix; recorded for calibrate and deploy."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output path (default: <model>.onnx in the current directory)."),
     output: Optional[str] = typer.Option(None, "--output", help="Which entry of a dict/tuple/object output to export (default: 'out' of a torchvision dict, 'logits' of a Hugging Face output; an index for a tuple)."),
     upsample_logits: bool = typer.Option(False, "--upsample-logits", help="Append a bilinear resize (align_corners=False) of low-resolution logits to the input size, as Hugging Face's post-processing does; recorded in the metadata."),
@@ -112,7 +113,7 @@ def onnx_command(
                 batch=batch, dynamic=dynamic or (),
                 hw_range=_parse_range(hw_range, "--hw-range", lambda t: parse_size(t, "--hw-range")),
                 batch_range=_parse_range(batch_range, "--batch-range", _int("--batch-range")),
-                opset=opset, argmax=argmax, unpool=unpool, slim=not no_slim, verify=not no_verify, lint=not no_lint,
+                opset=opset, target=target, argmax=argmax, unpool=unpool, slim=not no_slim, verify=not no_verify, lint=not no_lint,
                 seed=seed, precision=precision, calib_data=calib_data, calib_count=calib_count,
                 progress=status.update)
         except CheckFailed as exc:  # calibration failed after a good export: say what was written first

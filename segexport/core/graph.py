@@ -52,3 +52,26 @@ def module_of(node) -> str:
 
 
 MAX_SCOPE_CHARS = 10_000
+
+
+def attribute(node, name: str, default=None):
+    """The value of ``node``'s attribute ``name`` (``default`` when absent), as onnx.helper reads it."""
+    import onnx
+
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def constant_values(onnx_model) -> dict:
+    """Tensor name -> numpy value of every initializer and ``Constant(value=...)`` output."""
+    from onnx import numpy_helper
+
+    values = {i.name: numpy_helper.to_array(i) for i in onnx_model.graph.initializer}
+    for n in onnx_model.graph.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    values[n.output[0]] = numpy_helper.to_array(a.t)
+    return values

@@ -81,6 +81,9 @@ class ExportRecord:
     # the input size was appended. Parity and bench rebuild the reference with the same adapter.
     output_key: str | None = None
     upsample_logits: bool = False
+    # The deployment target (segexport.core.targets) the export was made for; None in files from
+    # before targets existed, read as TensorRT 10. Later steps take the TensorRT version from it.
+    target: str | None = None
 
     def profile_shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """(min, opt, max) NCHW shapes of the input for a TensorRT optimisation profile."""

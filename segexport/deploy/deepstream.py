@@ -40,10 +40,11 @@ class DeepStreamBundle:
     gate: object = None  # a reduced ONNX: the accuracy gate's verdict against its fp32 source
 
 
-def engine_file_name(onnx_name: str, batch: int, precision: str) -> str:
-    """nvinfer's own name for the engine it builds from ``onnx-file`` (``<onnx>_b<B>_gpu0_<mode>.engine``),
-    so a DeepStream that builds the engine itself finds it again on the next start."""
-    return f"{onnx_name}_b{batch}_gpu0_{precision}.engine"
+def engine_file_name(onnx_name: str, batch: int, precision: str, device: str = "gpu0") -> str:
+    """nvinfer's own name for the engine it builds from ``onnx-file`` (``<onnx>_b<B>_gpu0_<mode>.engine``,
+    ``dla0`` in place of ``gpu0`` on DLA core 0), so a DeepStream that builds the engine itself finds
+    it again on the next start."""
+    return f"{onnx_name}_b{batch}_{device}_{precision}.engine"
 
 
 def resolve_precision(model, onnx_path: Path, precision: str | None, calib_cache: Path | None) -> tuple[str, bool]:
@@ -130,7 +131,13 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
 
     source_sha = sha256_file(onnx_path)
     onnx_name = onnx_path.stem.removesuffix(".deepstream") + ".deepstream.onnx"
-    engine_name = engine_file_name(onnx_name, batch, precision)
+    from segexport.core.targets import get_target
+
+    target = get_target(record.target)
+    if target.dla and precision == "fp32":
+        raise UserError(f"{onnx_path.name} is exported for {target.name}, whose DLA runs FP16/INT8 only: pass "
+                        "--precision fp16 (or int8 with --calib-cache)")
+    engine_name = engine_file_name(onnx_name, batch, precision, "dla0" if target.dla else "gpu0")
     bundled, bundled_record = normalize.deepstream_graph(model, record, bake=not approximate_normalization,
                                                          source_sha256=source_sha)
     if engine is not None:  # the bundle's ONNX is deterministic: an engine built from an earlier bundle matches
@@ -219,6 +226,12 @@ def nvinfer_config(record, bundled_record, *, onnx_name: str, engine_name: str, 
         ("model-engine-file", engine_name, "nvinfer's own engine naming; build it with build_engine.sh on the device"),
         ("network-mode", str(NETWORK_MODE[precision]), f"{precision} (0 FP32, 1 INT8, 2 FP16)"),
     ]
+    from segexport.core.targets import get_target
+
+    target = get_target(record.target)
+    if target.dla:
+        rows += [("enable-dla", "1", f"export target {target.name}: {target.description}"),
+                 ("use-dla-core", "0", "DLA core 0 (build_engine.sh takes DLA_CORE=1 for the other; change both)")]
     if cache_name:
         rows.append(("int8-calib-file", cache_name, "TensorRT calibration cache checked against the source ONNX; "
                      "its 'input' range applies to the normalised tensor, the raw-pixel ops have none and stay FP16/FP32"))

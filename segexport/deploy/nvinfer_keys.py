@@ -104,6 +104,8 @@ NVINFER_PROPERTIES: dict[str, Check] = {
     "output-tensor-meta": _choice(0, 1),
     "workspace-size": _int(1),
     "interval": _int(0),
+    "enable-dla": _choice(0, 1),  # run on the Deep Learning Accelerator (Jetson)
+    "use-dla-core": _int(0, 1),  # which DLA core (Xavier and Orin have two)
 }
 
 

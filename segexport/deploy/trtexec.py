@@ -2,9 +2,16 @@
 
 TensorRT engines are tied to the GPU architecture and the TensorRT version that built them,
 so a Jetson engine is built on the Jetson (JetPack ships ``trtexec``), and a Triton plan on
-the server's GPU with the server's TensorRT. The script holds the ``trtexec`` line for
-TensorRT 10 and, as a comment, the same build with ``segexport engine``; the shapes are the
-optimisation profile recorded at export, never re-derived.
+the server's GPU with the server's TensorRT. The script holds the ``trtexec`` line for the
+export's recorded target (segexport.core.targets; TensorRT 10 when none) and, as a comment,
+the same build with ``segexport engine``; the shapes are the optimisation profile recorded at
+export, never re-derived.
+
+Per version: ``--stronglyTyped`` exists from TensorRT 10 on, so for TensorRT 8.5/8.6 a Q/DQ
+graph is built with ``--int8 --fp16`` (explicit quantization) and an FP16 graph with
+``--fp16``; TensorRT 8's ``--memPoolSize`` is given in plain MiB. A DLA target adds
+``--useDLACore=N --allowGPUFallback`` (core from ``$DLA_CORE``, default 0); DLA runs FP16/INT8
+only, so an FP32 build for it is refused.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from segexport.core.targets import Target, get_target
 from segexport.data.contract import ExportRecord
+from segexport.errors import UserError
 
 DEFAULT_WORKSPACE_MIB = 1024
 TIMING_CACHE = "timing.cache"
@@ -30,12 +39,17 @@ class BuildPlan:
     calib_cache: str | None
     shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
     workspace_mib: int = DEFAULT_WORKSPACE_MIB
+    target: Target = get_target(None)
 
 
 def plan_for(record: ExportRecord, *, onnx: str, engine: str, precision: str, strongly_typed: bool,
              calib_cache: str | None, workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> BuildPlan:
     shapes = record.profile_shapes() if record.dynamic else {}
-    return BuildPlan(onnx, engine, precision, strongly_typed, calib_cache, shapes, workspace_mib)
+    target = get_target(record.target)
+    if target.dla and precision == "fp32":
+        raise UserError(f"the ONNX is exported for {target.name}, whose DLA runs FP16/INT8 only: deploy with "
+                        "--precision fp16 (or int8 with a calibration cache)")
+    return BuildPlan(onnx, engine, precision, strongly_typed, calib_cache, shapes, workspace_mib, target)
 
 
 def _dims(shape: tuple[int, ...]) -> str:
@@ -43,10 +57,13 @@ def _dims(shape: tuple[int, ...]) -> str:
 
 
 def trtexec_args(plan: BuildPlan) -> list[str]:
-    """trtexec (TensorRT 10) arguments, one flag each."""
+    """trtexec arguments for the plan's target TensorRT, one flag each (the DLA core is added by
+    build_script, from $DLA_CORE)."""
     args = [f"--onnx={plan.onnx}", f"--saveEngine={plan.engine}"]
-    if plan.strongly_typed:
+    if plan.strongly_typed and plan.target.strongly_typed:
         args.append("--stronglyTyped")  # the ONNX says each tensor's precision; no builder precision flags
+    elif plan.strongly_typed:  # TensorRT 8: no --stronglyTyped; Q/DQ needs --int8 to be honoured
+        args += ["--int8", "--fp16"] if plan.precision == "int8" else ["--fp16"]
     elif plan.precision == "fp16":
         args.append("--fp16")
     elif plan.precision == "int8":
@@ -54,7 +71,10 @@ def trtexec_args(plan: BuildPlan) -> list[str]:
     for flag, index in (("--minShapes", 0), ("--optShapes", 1), ("--maxShapes", 2)):
         if plan.shapes:
             args.append(f"{flag}=" + ",".join(f"{name}:{_dims(s[index])}" for name, s in plan.shapes.items()))
-    args += [f"--timingCacheFile={TIMING_CACHE}", f"--memPoolSize=workspace:{plan.workspace_mib}M", "--skipInference"]
+    pool = f"{plan.workspace_mib}M" if plan.target.trt_major >= 10 else str(plan.workspace_mib)  # 8.x: MiB
+    args += [f"--timingCacheFile={TIMING_CACHE}", f"--memPoolSize=workspace:{pool}", "--skipInference"]
+    if plan.target.dla:
+        args.append("--allowGPUFallback")  # layers DLA cannot run (see `segexport lint --target`) go to the GPU
     return args
 
 
@@ -71,13 +91,19 @@ def segexport_args(plan: BuildPlan) -> list[str]:
 
 def build_script(plan: BuildPlan, *, after: str = "") -> str:
     """The shell script text; ``after`` is a closing comment (what to do with the engine)."""
-    trtexec = " \\\n  ".join(shlex.quote(a) for a in trtexec_args(plan))
+    quoted = [shlex.quote(a) for a in trtexec_args(plan)]
+    if plan.target.dla:
+        quoted.insert(2, '"--useDLACore=${DLA_CORE:-0}"')
+    trtexec = " \\\n  ".join(quoted)
+    dla_note = ("\n# DLA: core $DLA_CORE (default 0); check placement with `segexport lint --target "
+                f"{plan.target.name}` and the builder's --verbose log. `segexport engine` builds for the GPU only."
+                if plan.target.dla else "")
     ours = " ".join(shlex.quote(a) for a in segexport_args(plan))
     return f"""#!/bin/sh
 # Build the TensorRT engine ON THE DEVICE THAT RUNS IT (Jetson, or the Triton server's GPU).
 # TensorRT engines only load on the GPU architecture and TensorRT version that built them, so
 # an engine built elsewhere (or by TensorRT-RTX, which targets only the architectures it lists)
-# will not load here. Written by segexport for TensorRT 10 (JetPack 6: TensorRT 10.3).
+# will not load here. Written by segexport for target {plan.target.name}: {plan.target.description}.{dla_note}
 set -eu
 cd "$(dirname "$0")"
 TRTEXEC="${{TRTEXEC:-$(command -v trtexec || echo /usr/src/tensorrt/bin/trtexec)}}"

@@ -67,6 +67,17 @@ class ExportOptions:
     verify: bool = True
     lint: bool = True
     seed: int = 0
+    target: str | None = None  # segexport.core.targets name: its opset and support matrix
+
+
+def target_opset(options: ExportOptions) -> int:
+    """The opset the ONNX is written at: ``opset``, lowered to the target's limit when the
+    default was kept (an explicit --opset above the limit is refused in _validate_options)."""
+    if options.target is None:
+        return options.opset
+    from segexport.core.targets import get_target
+
+    return min(options.opset, get_target(options.target).opset_max)
 
 
 @dataclass
@@ -174,6 +185,12 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
 
     say("checking and simplifying the graph")
     onnx_model = _clean_up(onnx_model, slim=options.slim)
+    opset = target_opset(options)
+    if opset < options.opset:
+        say(f"converting to opset {opset} for --target {options.target}")
+        from segexport.exporter.opset import convert_to_opset
+
+        onnx_model = convert_to_opset(onnx_model, opset, target=str(options.target))
     make_reproducible(onnx_model)
     lap("clean-up")
 
@@ -184,7 +201,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
         class_names=spec.class_names,
         preprocess=PreprocessContract(mean=spec.mean, std=spec.std, input_size=tuple(size)),
         batch=options.batch,
-        opset=options.opset,
+        opset=opset,
         unpool=options.unpool,
         argmax=options.argmax,
         segexport_version=__version__,
@@ -195,6 +212,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
         output_name=LABELS_NAME if options.argmax else LOGITS_NAME,
         output_key=adapter.key if adapter is not None else None,
         upsample_logits=adapter.upsample if adapter is not None else False,
+        target=options.target,
     )
     from segexport.exporter.metadata import write_record
 
@@ -206,10 +224,10 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
         _save(onnx_model, tmp)
         lap("save")
         if options.lint:
-            say("linting against TensorRT's ONNX support")
+            say(f"linting against {'TensorRT' if options.target is None else options.target}'s ONNX support")
             from segexport.exporter.lint import lint_model
 
-            result.lint = lint_model(str(tmp))
+            result.lint = lint_model(str(tmp), target=options.target)
             lap("lint")
             if result.lint.errors:
                 first = result.lint.errors[0]
@@ -248,6 +266,15 @@ def _validate_options(options: ExportOptions) -> None:
         raise UserError(f"--unpool {options.unpool!r} is not one of mask, native")
     if options.opset not in SUPPORTED_OPSETS:
         raise UserError(f"--opset {options.opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} (default {DEFAULT_OPSET})")
+    if options.target is not None:
+        from segexport.core.targets import get_target
+
+        chosen = get_target(options.target)
+        if options.opset != DEFAULT_OPSET and options.opset > chosen.opset_max:
+            raise UserError(f"--opset {options.opset} is newer than --target {chosen.name} parses "
+                            f"({chosen.trt_version}: opset <= {chosen.opset_max}): drop --opset")
+        if chosen.dla and options.dynamic:
+            raise UserError(f"--target {chosen.name} runs on DLA, which has no dynamic shapes: drop --dynamic")
     if options.batch < 1:
         raise UserError(f"--batch must be >= 1, got {options.batch}")
     unknown = set(options.dynamic) - {"batch", "hw"}

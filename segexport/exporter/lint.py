@@ -27,7 +27,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from segexport.core.graph import module_of  # noqa: F401  (re-exported)
+from segexport.core.graph import attribute, module_of  # noqa: F401  (module_of re-exported)
+from segexport.core.targets import Target
 from segexport.errors import UserError
 
 # Operators the TensorRT 10 ONNX parser does not implement (support matrix, "N" rows).
@@ -53,7 +54,6 @@ RESIZE_COORD_MODES = {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn"
 RESIZE_MODES = {"nearest", "linear"}
 TOPK_MAX_K = 3840
 RESIZE_NEAREST_MODES = {"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"}
-QUANTIZED_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.INT4}
 OPSET_RANGE = (9, 20)  # TensorRT 10.0; later 10.x and 11 accept newer opsets
 INT32_MAX = 2**31 - 1
 
@@ -81,6 +81,8 @@ class LintReport:
     parser_skipped: str | None = None
     engine_bytes: int | None = None
     build_seconds: float | None = None
+    target: str | None = None  # the --target (or the recorded one) the matrix was chosen for
+    dla: dict | None = None  # segexport.exporter.dla.DlaReport.to_dict() for a DLA target
 
     @property
     def errors(self) -> list[Finding]:
@@ -102,11 +104,7 @@ UNPOOL_FIX = (" (export with --unpool mask, the default; it rewrites nn.MaxPool2
               "nn.MaxUnpool2d modules, so use those instead of F.max_pool2d / F.max_unpool2d)")
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
+_attr = attribute
 
 
 def _as_text(v) -> str:
@@ -178,8 +176,14 @@ def folded_constants(model: onnx.ModelProto) -> set[str]:
     return constants
 
 
-def static_findings(model: onnx.ModelProto) -> list[Finding]:
-    """Findings that need no TensorRT: the support matrix and its restrictions."""
+def static_findings(model: onnx.ModelProto, target: Target | None = None) -> list[Finding]:
+    """Findings that need no TensorRT: the support matrix and its restrictions, for ``target``'s
+    TensorRT (None: TensorRT 10). The per-version differences are segexport.exporter.support_matrix."""
+    from segexport.exporter.support_matrix import EXTRA_UNSUPPORTED, QDQ_TYPES, TOPK_K_MUST_BE_INITIALIZER
+
+    matrix = target.matrix if target is not None else "10"
+    unsupported = UNSUPPORTED_OPS | EXTRA_UNSUPPORTED[matrix]
+    trt = f"TensorRT {target.trt_version} ({target.name})" if target is not None else "TensorRT"
     out: list[Finding] = []
     inits = {i.name: i for i in model.graph.initializer}
     # Constant nodes hold tensors too (a zero point may be one); value_* attributes are left out
@@ -196,7 +200,13 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
                            module_of(node) if node else ""))
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is not None and not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
+    if opset is not None and target is not None and target.strict_opset and opset > target.opset_max:
+        add("error", "opset", None, f"opset {opset} is newer than {trt} parses (<= {target.opset_max}): re-export with "
+                                    f"`segexport onnx --target {target.name}`")
+    elif opset is not None and target is not None and not OPSET_RANGE[0] <= opset <= target.opset_max:
+        add("warning", "opset", None, f"opset {opset} is outside what {trt} is documented to parse "
+                                      f"({OPSET_RANGE[0]}..{target.opset_max}): re-export with --opset 18")
+    elif opset is not None and target is None and not OPSET_RANGE[0] <= opset <= OPSET_RANGE[1]:
         add("warning", "opset", None, f"opset {opset} is outside TensorRT 10.0's {OPSET_RANGE[0]}..{OPSET_RANGE[1]} "
                                       "(newer 10.x/11 releases accept more); re-export with --opset 18 for older ones")
     for node in _all_nodes(model.graph):
@@ -204,9 +214,12 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
         if node.domain not in ("", "ai.onnx"):
             add("error", "custom-op", node, f"{node.domain}::{op} is not a standard ONNX op: TensorRT needs a plugin for it")
             continue
-        if op in UNSUPPORTED_OPS:
+        if op in unsupported:
             fix = UNPOOL_FIX if op == "MaxUnpool" else ""
-            add("error", "unsupported-op", node, f"{op} is not supported by TensorRT's ONNX parser{fix}")
+            if op in EXTRA_UNSUPPORTED[matrix]:
+                fix = (f" (missing from its support matrix; TensorRT 10 has it: target jetpack6 or trt10, "
+                       "or replace the module)")
+            add("error", "unsupported-op", node, f"{op} is not supported by {trt}'s ONNX parser{fix}")
         elif op == "MaxPool" and len([o for o in node.output if o]) > 1:
             add("error", "maxpool-indices", node, "MaxPool with an Indices output is not supported by TensorRT"
                                                   + UNPOOL_FIX)
@@ -226,6 +239,8 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
             k = inits.get(node.input[1]) if len(node.input) > 1 else None
             if not _attr(node, "sorted", 1):
                 add("error", "topk-unsorted", node, "TopK with sorted=0 is not supported by TensorRT: use sorted=1")
+            if matrix in TOPK_K_MUST_BE_INITIALIZER and len(node.input) > 1 and k is None:
+                add("error", "topk-k-initializer", node, f"TopK K must be an initializer in {trt}: use a fixed k")
             if k is not None and int(numpy_helper.to_array(k).max()) >= TOPK_MAX_K:
                 add("error", "topk-k", node, f"TopK K must be below {TOPK_MAX_K} in TensorRT: take a smaller K")
         if op in POOLS_NO_DILATION:
@@ -243,9 +258,10 @@ def static_findings(model: onnx.ModelProto) -> list[Finding]:
                                                      "constant zero point of 0")
                 continue
             values = numpy_helper.to_array(zp)
-            if zp.data_type not in QUANTIZED_TYPES:
+            if zp.data_type not in QDQ_TYPES[matrix]:
+                needs = "INT8 (symmetric)" if matrix != "10" else "INT8 (symmetric) or FP8"
                 add("error", "qdq-type", node, f"{op} quantizes to {onnx.TensorProto.DataType.Name(zp.data_type)}: "
-                                               "TensorRT needs INT8 (symmetric) or FP8")
+                                               f"{trt} needs {needs}")
             if np.any(values != 0):
                 add("error", "qdq-zero-point", node, f"{op} zero point is {values.ravel()[:4].tolist()}: TensorRT needs 0 "
                                                      "(symmetric quantization)")
@@ -348,22 +364,53 @@ def parser_findings(path: Path, report: LintReport, *, parser: str, build: bool)
         report.engine_bytes = int(engine.nbytes)
 
 
-def lint_model(model: onnx.ModelProto | str | Path, *, parser: str = "auto", build: bool = False) -> LintReport:
-    """Static findings, plus the real parser's (and builder's, with ``build``) when available."""
+def lint_model(model: onnx.ModelProto | str | Path, *, parser: str = "auto", build: bool = False,
+               target: str | None = None) -> LintReport:
+    """Static findings, plus the real parser's (and builder's, with ``build``) when available.
+
+    ``target`` (a segexport.core.targets name) picks the TensorRT version's support matrix and,
+    for a DLA board, adds the DLA pre-flight; None reads the target recorded at export, else
+    TensorRT 10."""
     if isinstance(model, onnx.ModelProto):
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.onnx"
             onnx.save(model, str(path))
-            return lint_model(path, parser=parser, build=build)
+            return lint_model(path, parser=parser, build=build, target=target)
     from segexport.core.onnx_io import load_onnx
 
     path = Path(model)
     proto = load_onnx(path, external_data=True)
-    report = LintReport(path=str(path), findings=static_findings(proto))
+    chosen = _target_of(proto, target)
+    report = LintReport(path=str(path), findings=static_findings(proto, chosen),
+                        target=chosen.name if chosen is not None else None)
+    if chosen is not None and chosen.dla:
+        from segexport.exporter.dla import dla_preflight
+
+        dla, extra = dla_preflight(proto, chosen)
+        report.dla = dla.to_dict()
+        by_name = {n.name: n for n in proto.graph.node}
+        for sev, code, node, msg in extra:
+            n = by_name.get(node)
+            report.findings.append(Finding(sev, code, msg, node, n.op_type if n else "", module_of(n) if n else ""))
     parser_findings(path, report, parser=parser, build=build)
     return report
+
+
+def _target_of(model: onnx.ModelProto, name: str | None) -> Target | None:
+    """The --target given, else the one the export recorded, else None (TensorRT 10)."""
+    from segexport.core.targets import get_target
+
+    if name is not None:
+        return get_target(name)
+    from segexport.exporter.metadata import read_record
+
+    try:
+        recorded = read_record(model).target
+    except UserError:
+        return None
+    return get_target(recorded) if recorded else None
 
 
 def summarize(findings: Iterable[Finding]) -> str:

@@ -107,6 +107,11 @@ def check_record(record: ExportRecord) -> None:
             raise ValueError(f"{key} is not a string")
     for key in ("input_name", "output_name"):  # written into Triton, nvinfer and trtexec files
         check_tensor_name(getattr(record, key), key)
+    if record.target is not None:
+        from segexport.core.targets import TARGETS
+
+        if record.target not in TARGETS:
+            raise ValueError(f"target {str(record.target)[:40]!r} is not one of {', '.join(TARGETS)}")
     for key in ("weights_sha256", "source_onnx_sha256"):
         if getattr(record, key) is not None and not isinstance(getattr(record, key), str):
             raise ValueError(f"{key} is not a string")
