@@ -92,6 +92,6 @@ def _print_dla(dla: dict) -> None:
         colour = "green" if p["device"] == "DLA" else "yellow"
         why = p["reason"] + ("" if p["checked"] else " (not certain statically)")
         table.add_row(p["node"], p["op"], p["module"], f"[{colour}]{p['device']}[/]", why)
-    console.print(table)
+    print_table(console, table)
     console.print(f"{dla['on_dla']}/{dla['layers']} layers on DLA, {dla['transitions']} GPU<->DLA transition(s), "
                   f"{dla['dla_segments']} DLA part(s). Not checkable on the CPU: " + "; ".join(dla["unchecked"]))
