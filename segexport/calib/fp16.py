@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from segexport.exporter.unpool import PADDING_MAGNITUDE
+from segexport.exporter.first_max import PADDING_MAGNITUDE
 
 FP16_MAX = 65504.0
 FP16_MIN_NORMAL = 6.103515625e-05

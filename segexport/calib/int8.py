@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 
 from segexport.errors import UserError
-from segexport.exporter.unpool import PADDING_MAGNITUDE
+from segexport.exporter.first_max import PADDING_MAGNITUDE
 
 QUANTIZED_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 METHODS = ("minmax", "entropy", "percentile")

@@ -96,9 +96,9 @@ def onnx_command(
     require_inputs([(weights, "--weights", "weights file"),
                     (source if source.endswith(".py") else None, "--model", "model file")])
 
-    target = out if out is not None else default_export_path(model)
-    reduced_target = target.with_name(f"{target.stem}.{precision}.onnx") if precision in ("fp16", "int8") else None
-    refuse_replacing([(target, "--out"), (reduced_target, "--out"), (json_out, "--json")], force,
+    out_path = out if out is not None else default_export_path(model)
+    reduced_path = out_path.with_name(f"{out_path.stem}.{precision}.onnx") if precision in ("fp16", "int8") else None
+    refuse_replacing([(out_path, "--out"), (reduced_path, "--out"), (json_out, "--json")], force,
                      inputs=[weights, model.partition(":")[0] if model.partition(":")[0].endswith(".py") else None])
     if json_out is not None:
         check_output_path(json_out, "--json")  # before the work: a typo costs nothing

@@ -75,3 +75,33 @@ def constant_values(onnx_model) -> dict:
                 if a.name == "value":
                     values[n.output[0]] = numpy_helper.to_array(a.t)
     return values
+
+
+def as_text(v) -> str:
+    """A string attribute as text (onnx gives bytes)."""
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+# Ops that never fold: their output differs run to run even from constant inputs.
+_NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
+                 "If", "Loop", "Scan"}
+
+
+def folded_constants(model) -> set[str]:
+    """Tensors whose value is known before any input arrives: initializers, Constant outputs,
+    and (transitively) the outputs of any deterministic node whose inputs are all such tensors.
+
+    TensorRT's parser folds those subgraphs itself (a GroupNorm's ``Unsqueeze`` axes computed by
+    ``Range(0, 2, 1)`` build fine in TensorRT-RTX), so "must be constant" is judged after that
+    folding; only a value that depends on the input (e.g. through ``Shape`` of a dynamic tensor)
+    is reported.
+    """
+    constants = {i.name for i in model.graph.initializer}
+    graph_inputs = {i.name for i in model.graph.input} - constants
+    for node in model.graph.node:  # ONNX graphs are topologically sorted
+        if node.op_type in _NOT_FOLDABLE or node.domain not in ("", "ai.onnx"):
+            continue
+        ins = [i for i in node.input if i]
+        if node.op_type == "Constant" or (ins and all(i in constants and i not in graph_inputs for i in ins)):
+            constants.update(o for o in node.output if o)
+    return constants

@@ -22,7 +22,7 @@ import onnx
 
 from segexport.core.graph import attribute as _attr, constant_values, module_of
 from segexport.core.targets import Target
-from segexport.exporter.lint import _as_text as _text
+from segexport.core.graph import as_text as _text, folded_constants
 
 DOC = "TensorRT Developer Guide, DLA Supported Layers and Restrictions"
 RULES = {  # code -> the document's section (our summary of what it says)
@@ -293,8 +293,6 @@ def dla_preflight(model: onnx.ModelProto, target: Target) -> tuple[DlaReport, li
 
     Returns the report and findings as (severity, code, node name, message) for lint to add.
     """
-    from segexport.exporter.lint import folded_constants
-
     report = DlaReport(board=target.dla or "", trt_version=target.trt_version, unchecked=list(UNCHECKED))
     findings: list[tuple[str, str, str, str]] = []
     constants = folded_constants(model)

@@ -631,7 +631,8 @@ def _fold_required_constants(model) -> list[str]:
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    from segexport.exporter.lint import AXES_MUST_BE_CONSTANT, folded_constants
+    from segexport.core.graph import folded_constants
+    from segexport.exporter.lint import AXES_MUST_BE_CONSTANT
 
     graph = model.graph
     literal = {i.name for i in graph.initializer}

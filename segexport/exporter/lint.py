@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from segexport.core.graph import attribute, module_of  # noqa: F401  (module_of re-exported)
+from segexport.core.graph import as_text, attribute, folded_constants, module_of  # noqa: F401  (module_of re-exported)
 from segexport.core.targets import Target
 from segexport.errors import UserError
 
@@ -107,15 +107,11 @@ UNPOOL_FIX = (" (export with --unpool mask, the default; it rewrites nn.MaxPool2
 _attr = attribute
 
 
-def _as_text(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def _resize_findings(node: onnx.NodeProto, constants: set[str], add) -> None:
     """The Resize restrictions of the support matrix (attributes default as in the ONNX spec)."""
-    mode = _as_text(_attr(node, "mode", b"nearest"))
-    coord = _as_text(_attr(node, "coordinate_transformation_mode", b"half_pixel"))
-    nearest = _as_text(_attr(node, "nearest_mode", b"round_prefer_floor"))
+    mode = as_text(_attr(node, "mode", b"nearest"))
+    coord = as_text(_attr(node, "coordinate_transformation_mode", b"half_pixel"))
+    nearest = as_text(_attr(node, "nearest_mode", b"round_prefer_floor"))
     if _attr(node, "antialias", 0):
         add("error", "resize-antialias", node, "Resize with antialias=1 is not supported by TensorRT: "
                                                "interpolate with antialias=False")
@@ -132,7 +128,7 @@ def _resize_findings(node: onnx.NodeProto, constants: set[str], add) -> None:
     if mode == "nearest" and nearest not in RESIZE_NEAREST_MODES:
         add("error", "resize-nearest-mode", node, f"Resize nearest_mode {nearest!r} is not supported: use one of "
                                                   f"{', '.join(sorted(RESIZE_NEAREST_MODES))}")
-    if _as_text(_attr(node, "keep_aspect_ratio_policy", b"stretch")) != "stretch":
+    if as_text(_attr(node, "keep_aspect_ratio_policy", b"stretch")) != "stretch":
         add("error", "resize-aspect", node, "Resize keep_aspect_ratio_policy must be 'stretch' for TensorRT: "
                                             "resize to an explicit size instead")
     axes = _attr(node, "axes")
@@ -149,31 +145,6 @@ def _all_nodes(graph: onnx.GraphProto):
         for attr in node.attribute:
             for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
                 yield from _all_nodes(sub)
-
-
-# Ops that never fold: their output differs run to run even from constant inputs.
-_NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
-                 "If", "Loop", "Scan"}
-
-
-def folded_constants(model: onnx.ModelProto) -> set[str]:
-    """Tensors whose value is known before any input arrives: initializers, Constant outputs,
-    and (transitively) the outputs of any deterministic node whose inputs are all such tensors.
-
-    TensorRT's parser folds those subgraphs itself (a GroupNorm's ``Unsqueeze`` axes computed by
-    ``Range(0, 2, 1)`` build fine in TensorRT-RTX), so "must be constant" is judged after that
-    folding; only a value that depends on the input (e.g. through ``Shape`` of a dynamic tensor)
-    is reported.
-    """
-    constants = {i.name for i in model.graph.initializer}
-    graph_inputs = {i.name for i in model.graph.input} - constants
-    for node in model.graph.node:  # ONNX graphs are topologically sorted
-        if node.op_type in _NOT_FOLDABLE or node.domain not in ("", "ai.onnx"):
-            continue
-        ins = [i for i in node.input if i]
-        if node.op_type == "Constant" or (ins and all(i in constants and i not in graph_inputs for i in ins)):
-            constants.update(o for o in node.output if o)
-    return constants
 
 
 def static_findings(model: onnx.ModelProto, target: Target | None = None) -> list[Finding]:
@@ -225,11 +196,11 @@ def static_findings(model: onnx.ModelProto, target: Target | None = None) -> lis
                                                   + UNPOOL_FIX)
         elif op == "Resize":
             _resize_findings(node, constants, add)
-        elif op == "ScatterND" and _as_text(_attr(node, "reduction", b"none")) != "none":
-            add("error", "scatter-reduction", node, f"ScatterND reduction={_as_text(_attr(node, 'reduction'))!r} is not "
+        elif op == "ScatterND" and as_text(_attr(node, "reduction", b"none")) != "none":
+            add("error", "scatter-reduction", node, f"ScatterND reduction={as_text(_attr(node, 'reduction'))!r} is not "
                                                     "supported by TensorRT: scatter without a reduction")
-        elif op == "ScatterElements" and _as_text(_attr(node, "reduction", b"none")) != "none":
-            add("error", "scatter-reduction", node, f"ScatterElements reduction={_as_text(_attr(node, 'reduction'))!r} "
+        elif op == "ScatterElements" and as_text(_attr(node, "reduction", b"none")) != "none":
+            add("error", "scatter-reduction", node, f"ScatterElements reduction={as_text(_attr(node, 'reduction'))!r} "
                 "needs TensorRT's ScatterElements plugin (libnvinfer_plugin; TensorRT-RTX has none): scatter "
                 "without a reduction, or for MaxUnpool export with --unpool mask")
         elif op in ("ScatterND", "ScatterElements", "Scatter"):

@@ -56,22 +56,7 @@ from torch import nn
 from segexport.errors import UserError
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
-
-
-# Values this large are the pools' padding, never activations: calibration and FP16 range
-# analysis skip tensors that hold them (they carry no scale and are never a layer's real input).
-PADDING_MAGNITUDE = 3e38
-
-
-def _lowest(x: torch.Tensor) -> float:
-    """Padding that never wins a max: the dtype's lowest *finite* value, not -inf.
-
-    An infinity in the graph breaks INT8 calibration (ONNX Runtime's entropy histogram needs a
-    finite range) and FP16 range analysis; a finite floor is exactly as exact for max pooling.
-    """
-    return float(torch.finfo(x.dtype).min)
+from segexport.exporter.first_max import first_max, lowest as _lowest, pair as _pair
 
 
 class MaskedMaxPool2d(nn.Module):
@@ -102,16 +87,7 @@ class MaskedMaxPool2d(nn.Module):
                 if self.ceil_mode:  # the last window's missing rows/columns: a floor that never wins
                     part = F.pad(part, (0, wo - part.shape[-1], 0, ho - part.shape[-2]), value=low)
                 parts.append(part)
-        top = parts[0]
-        for part in parts[1:]:
-            top = torch.maximum(top, part)
-        taken, seen = [], None
-        for part in parts:  # row-major window order: the first equal position wins, as in PyTorch
-            hit = part == top
-            taken.append(hit if seen is None else hit & ~seen)
-            seen = hit if seen is None else seen | hit
-        mask = torch.stack(taken, dim=2)
-        return top, mask.reshape(mask.shape[0], -1, ho, wo)
+        return first_max(parts, ho, wo)
 
 
 class MaskedMaxUnpool2d(nn.Module):

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segexport.errors import UserError
-from segexport.exporter.unpool import _lowest, _pair  # the padding that never wins a max: finite, as there
+from segexport.exporter.first_max import first_max, lowest as _lowest, pair as _pair
 
 
 def pooled_length(n, k: int, s: int, p: int, d: int, ceil_mode: bool):
@@ -97,16 +97,7 @@ class WindowMaxPool2d(nn.Module):
         padded = F.pad(x, (pw, pw + extra_w, ph, ph + extra_h), value=_lowest(x))
         parts = [padded[:, :, dh * i: dh * i + sh * (ho - 1) + 1: sh, dw * j: dw * j + sw * (wo - 1) + 1: sw]
                  for i in range(kh) for j in range(kw)]
-        top = parts[0]
-        for part in parts[1:]:
-            top = torch.maximum(top, part)
-        flags, seen = [], None
-        for part in parts:  # row-major window order: the first equal position wins, as in PyTorch
-            hit = part == top
-            flags.append(hit if seen is None else hit & ~seen)
-            seen = hit if seen is None else seen | hit
-        mask = torch.stack(flags, dim=2)
-        return top, mask.reshape(mask.shape[0], -1, ho, wo)
+        return first_max(parts, ho, wo)
 
 
 class WindowMaxUnpool2d(nn.Module):

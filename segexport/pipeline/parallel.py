@@ -19,7 +19,6 @@ records what happens, as it always has.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,33 +43,11 @@ def _init_worker(threads: int) -> None:
     interrupts.install()
 
 
-def _work(task: Task) -> list[tuple[str, str, float]]:
-    """Run one model's export and calibrations into the cache; (step, key, seconds) of what ran."""
-    import shutil
-
-    import torch
-
-    torch.set_num_threads(task.threads)
-    from segexport.pipeline.run import Runner, RunOptions
-
-    out = Path(tempfile.mkdtemp(prefix="segexport-job-"))
-    try:
-        runner = Runner(RunOptions(config=Path(task.config), out=out, cache_dir=Path(task.cache_dir),
-                                   trust_model_code=task.trust_model_code), upto="calibrate",
-                        units=set(task.units))
-        runner.run_untimed()
-        return [(step, key, seconds) for step, key, seconds in runner.state.ran]
-    except KeyboardInterrupt:
-        raise
-    except Exception:  # noqa: BLE001 - the serial run repeats the step and reports its failure
-        return []
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-
-
-def prefetch(units, *, config: Path, cache_dir: Path, jobs: int, trust_model_code: bool) -> dict[str, float]:
-    """Run the export/calibrate steps of ``units`` (grouped by model) in ``jobs`` processes;
-    returns {step key: seconds} of the steps the workers ran."""
+def prefetch(units, work, *, config: Path, cache_dir: Path, jobs: int, trust_model_code: bool) -> dict[str, float]:
+    """Run the export/calibrate steps of ``units`` (grouped by model) in ``jobs`` processes, each
+    task by ``work(task) -> [(step, key, seconds)]`` (a module-level function of the runner, so a
+    spawned process can import it and this module imports no runner); returns {step key: seconds}
+    of the steps the workers ran."""
     import multiprocessing
 
     by_model: dict[str, list[int]] = {}
@@ -85,7 +62,7 @@ def prefetch(units, *, config: Path, cache_dir: Path, jobs: int, trust_model_cod
     pool = ctx.Pool(workers, initializer=_init_worker, initargs=(threads,))
     ran: dict[str, float] = {}
     try:
-        for done in pool.imap_unordered(_work, tasks):
+        for done in pool.imap_unordered(work, tasks):
             for _step, key, seconds in done:
                 ran[key] = seconds
         pool.close()

@@ -337,7 +337,7 @@ class Runner:
             private = Path(tempfile.mkdtemp(prefix="segexport-jobs-cache-"))
             self.cache = StepCache(private)
             self._private_cache = private
-        self.prefetched = prefetch(self.units, config=self.opts.config, cache_dir=self.cache.root,
+        self.prefetched = prefetch(self.units, prefetch_worker, config=self.opts.config, cache_dir=self.cache.root,
                                    jobs=self.opts.jobs, trust_model_code=self.opts.trust_model_code)
         if private is not None:
             self._cleanup = lambda: shutil.rmtree(private, ignore_errors=True)
@@ -404,3 +404,28 @@ class Runner:
         entry["steps"]["gate-accuracy"] = accuracy_gate(entry, base, unit.settings, self.opts.out)
         if "bench" in entry["steps"]:
             entry["steps"]["gate-latency"] = latency_gate(entry, base, unit.settings, self.opts.out)
+
+
+def prefetch_worker(task) -> list[tuple[str, str, float]]:
+    """A ``--jobs`` worker (segexport.pipeline.parallel): one model's export and calibrations into
+    the cache, in a throw-away --out; (step, key, seconds) of what ran. A failure is not the run's:
+    the serial pass repeats the step and reports what happens."""
+    import shutil
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(task.threads)
+    out = Path(tempfile.mkdtemp(prefix="segexport-job-"))
+    try:
+        runner = Runner(RunOptions(config=Path(task.config), out=out, cache_dir=Path(task.cache_dir),
+                                   trust_model_code=task.trust_model_code), upto="calibrate", units=set(task.units))
+        runner.run_untimed()
+        return list(runner.state.ran)
+    except KeyboardInterrupt:
+        raise
+    except Exception:  # noqa: BLE001 - the serial run repeats the step and reports its failure
+        return []
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
