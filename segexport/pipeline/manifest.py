@@ -218,6 +218,15 @@ def report_markdown(manifest: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+_NOT_XML = __import__("re").compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text) -> str:
+    """A message as XML 1.0 can hold it: a hostile shard's control characters (an ANSI escape, a
+    NUL) would make junit.xml unreadable to every CI system, so they are shown as ``?``."""
+    return _NOT_XML.sub("?", str(text))
+
+
 def junit_xml(manifest: dict) -> str:
     """One testcase per model x variant x step, gates included."""
     cases = [(e, n, s) for e in manifest["entries"] for n, s in e["steps"].items()]
@@ -227,12 +236,12 @@ def junit_xml(manifest: dict) -> str:
                           errors=str(sum(s["verdict"] == "error" for _, _, s in cases)),
                           skipped=str(sum(s["verdict"] == "skip" for _, _, s in cases)))
     for e, name, s in cases:
-        case = ET.SubElement(suite, "testcase", classname=f"{e['model']}.{e['variant']}", name=name)
+        case = ET.SubElement(suite, "testcase", classname=_xml_text(f"{e['model']}.{e['variant']}"), name=_xml_text(name))
         if s["verdict"] in FAILING:
-            ET.SubElement(case, "failure" if s["verdict"] == "fail" else "error", message=s["message"],
-                          type=s["verdict"]).text = s["message"]
+            ET.SubElement(case, "failure" if s["verdict"] == "fail" else "error", message=_xml_text(s["message"]),
+                          type=s["verdict"]).text = _xml_text(s["message"])
         elif s["verdict"] == "skip":
-            ET.SubElement(case, "skipped", message=s["message"])
+            ET.SubElement(case, "skipped", message=_xml_text(s["message"]))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 

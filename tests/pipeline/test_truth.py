@@ -146,3 +146,16 @@ def test_a_damaged_calibration_gate_in_a_cache_entry_is_refused(gate):
     bad = {**good, "figures": {**good["figures"], "gate": gate}}
     with pytest.raises(ValueError, match="calibrate.figures.gate|calibrate.gate"):
         check_step("calibrate", bad)
+
+
+def test_junit_stays_valid_xml_whatever_a_shard_message_holds():
+    import xml.etree.ElementTree as ET
+
+    from segexport.pipeline.manifest import junit_xml
+
+    message = "boom \x1b[31mred\x00 \x07bell"
+    manifest = {"entries": [{"model": "m", "variant": "fp32",
+                             "steps": {"parity": {"verdict": "fail", "message": message, "figures": {}}}}]}
+    root = ET.fromstring(junit_xml(manifest).split("?>", 1)[1])
+    failure = root.find(".//failure")
+    assert failure is not None and failure.get("message") == "boom ?[31mred? ?bell"
