@@ -82,6 +82,13 @@ def confidence_margin(output: np.ndarray) -> np.ndarray:
     return top - second
 
 
+def confident_pixels(reference_margin: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(mask of the confident pixels, whether there are enough of them to judge on)."""
+    mask = reference_margin >= CONFIDENT_MARGIN
+    share = float(mask.mean()) if mask.size else 0.0
+    return mask, share >= MIN_CONFIDENT_FRACTION
+
+
 def judge(precision: str, *, reference_labels: np.ndarray, candidate_labels: np.ndarray, reference_margin: np.ndarray,
           miou_drop: float | None, max_agreement_drop: float | None = None,
           max_miou_drop: float | None = None, candidate_nonfinite: int = 0) -> Verdict:
@@ -94,7 +101,7 @@ def judge(precision: str, *, reference_labels: np.ndarray, candidate_labels: np.
     limits = Limits(agreement_drop=base.agreement_drop if max_agreement_drop is None else max_agreement_drop,
                     miou_drop=base.miou_drop if max_miou_drop is None else max_miou_drop)
     agree = reference_labels == candidate_labels
-    confident = reference_margin >= CONFIDENT_MARGIN
+    confident, enough = confident_pixels(reference_margin)
     share = float(confident.mean()) if confident.size else 0.0
     overall = float(agree.mean()) if agree.size else 1.0
     where = f"{100 * share:.1f} % of pixels have a top-2 margin >= {CONFIDENT_MARGIN:g} logit"
@@ -105,11 +112,11 @@ def judge(precision: str, *, reference_labels: np.ndarray, candidate_labels: np.
         line = (f"{precision} fails the accuracy gate: it outputs {candidate_nonfinite} NaN/inf value(s) where fp32 "
                 f"is finite (an overflow){hint}")
         return Verdict(precision, True, False, line, share, None, overall, miou_drop, limits)
-    if share < MIN_CONFIDENT_FRACTION and miou_drop is not None and miou_drop > limits.miou_drop + 1e-9:
+    if not enough and miou_drop is not None and miou_drop > limits.miou_drop + 1e-9:
         line = (f"{precision} fails the accuracy gate: mIoU dropped {miou_drop:.2f} pt (limit {limits.miou_drop:g}) "
                 f"although the fp32 reference has no confident pixels ({where}){hint}")
         return Verdict(precision, True, False, line, share, None, overall, miou_drop, limits)
-    if share < MIN_CONFIDENT_FRACTION:
+    if not enough:
         line = (f"not judged: the fp32 reference has no confident pixels ({where}; an untrained network's logits "
                 f"tie), so label agreement {100 * overall:.2f} % is noise, not a verdict")
         return Verdict(precision, False, True, line, share, None, overall, miou_drop, limits)

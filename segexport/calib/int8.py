@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import onnx
 
+from segexport.core.comparison import pad_batch
 from segexport.errors import UserError
 from segexport.exporter.first_max import PADDING_MAGNITUDE
 
@@ -48,7 +49,7 @@ def _reader(inputs: np.ndarray, input_name: str, batch: int):
             i = next(self._it, None)
             if i is None:
                 return None
-            return {input_name: _pad(inputs[i:i + batch], batch)}
+            return {input_name: pad_batch(inputs[i:i + batch], batch)}
 
         def __len__(self) -> int:
             return -(-len(inputs) // batch)
@@ -96,7 +97,7 @@ def calibrate(onnx_path: str | Path, inputs: np.ndarray, *, method: str = "entro
         selected = getattr(calibrator, "tensors_to_calibrate", None)  # histogram methods: the tensors binned
         fallback: dict[str, str] = {}
         if isinstance(selected, set):
-            sample = _pad(inputs[:batch], batch)
+            sample = pad_batch(inputs[:batch], batch)
             selected -= nonfinite_tensors(model, sample, input_name)
             fallback = {n: why for n, why in degenerate_tensors(model, sample, input_name).items() if n in selected}
             selected -= set(fallback)
@@ -183,7 +184,7 @@ def _minmax(model: onnx.ModelProto, inputs: np.ndarray, names: list[str], input_
     """Min and max of ``names`` over all ``inputs``."""
     out: dict[str, tuple[float, float]] = {}
     for i in range(0, len(inputs), batch):
-        for name, value in _probe(model, _pad(inputs[i:i + batch], batch), input_name, names):
+        for name, value in _probe(model, pad_batch(inputs[i:i + batch], batch), input_name, names):
             v = value[np.isfinite(value)]
             if not v.size:
                 continue
@@ -227,13 +228,6 @@ def nonfinite_tensors(model: onnx.ModelProto, sample: np.ndarray, input_name: st
         return bool(v.size) and (not np.isfinite(v).all() or float(np.abs(v).max()) >= PADDING_MAGNITUDE)
 
     return {n for n, v in zip(names, sess.run(names, {input_name: sample})) if padded(np.asarray(v))}
-
-
-def _pad(chunk: np.ndarray, batch: int) -> np.ndarray:
-    """A static-batch graph takes exactly ``batch`` samples: repeat the last one."""
-    if len(chunk) < batch:
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-    return chunk
 
 
 def _chunk_samples(model: onnx.ModelProto, batch: int) -> int:

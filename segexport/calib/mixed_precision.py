@@ -39,12 +39,12 @@ class Evaluation:
 
     def confident(self) -> np.ndarray | None:
         """The pixels the agreement is judged on, or None (every pixel) when too few are confident."""
-        from segexport.calib.gate import CONFIDENT_MARGIN, MIN_CONFIDENT_FRACTION
+        from segexport.calib.gate import confident_pixels
 
         if self.reference_margin is None:
             return None
-        mask = self.reference_margin >= CONFIDENT_MARGIN
-        return mask if mask.size and mask.mean() >= MIN_CONFIDENT_FRACTION else None
+        mask, enough = confident_pixels(self.reference_margin)
+        return mask if enough else None
 
     def cost(self, model: onnx.ModelProto) -> float:
         """mIoU drop in points, or label-agreement drop in percent (confident pixels), per ``metric``."""
@@ -60,16 +60,14 @@ def predict(model: onnx.ModelProto | str, inputs: np.ndarray, input_name: str, o
             *, margins: bool = False):
     """Label maps of ``model`` on ``inputs``; with ``margins``, also the top-2 confidence margins."""
     from segexport.calib.gate import confidence_margin
+    from segexport.core.comparison import pad_batch
     from segexport.core.sessions import ort_session
 
     sess = ort_session(model)
     outs, gaps = [], []
     for i in range(0, len(inputs), batch):
         chunk = inputs[i:i + batch]
-        n = len(chunk)
-        if n < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
-        out = np.asarray(sess.run([output_name], {input_name: chunk})[0])[:n]
+        out = np.asarray(sess.run([output_name], {input_name: pad_batch(chunk, batch)})[0])[:len(chunk)]
         outs.append(labels_of(out))
         if margins:
             gaps.append(confidence_margin(out) if out.ndim == 4 else np.full(out.shape, np.finfo(np.float32).max, np.float32))

@@ -529,8 +529,9 @@ def judge_reduced(reduced: Path, reference: Path | None = None, *, count: int = 
     if sha256_file(reference) != record.source_onnx_sha256:
         raise UserError(f"--reference {str(reference)!r} is not the ONNX {reduced.name} was calibrated from "
                         f"(SHA-256 differs from {record.source_onnx_sha256[:12]}…): pass that export")
-    ref_record = read_record(reference)
-    if held_precision(load_onnx(Path(reference))) != "fp32":
+    ref_graph = load_onnx(Path(reference))
+    ref_record = read_record(ref_graph)
+    if held_precision(ref_graph) != "fp32":
         raise UserError(f"--reference {str(reference)!r} is not an fp32 ONNX: pass the fp32 export")
     opts = CalibrateOptions(onnx=Path(reference), precision=precision, data="synthetic", eval_count=count,
                             seed=seed)

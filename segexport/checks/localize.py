@@ -149,7 +149,9 @@ def localize(reference: str | Path, candidate: str | Path, *, data: str = "synth
     inputs = load_calibration_data(data, ref_record.preprocess, count=count, seed=seed + 1000 if data == "synthetic"
                                    else seed, num_classes=ref_record.num_classes).inputs
     rec = ref_record
-    feeds = [{rec.input_name: _batch(inputs, i, rec.batch)} for i in range(0, len(inputs), rec.batch)]
+    from segexport.core.comparison import pad_batch
+
+    feeds = [{rec.input_name: pad_batch(inputs[i:i + rec.batch], rec.batch)} for i in range(0, len(inputs), rec.batch)]
     precision = cand_record.precision
     result = Localization(str(reference), str(candidate), precision,
                           f"{len(inputs)} {'synthetic images' if data == 'synthetic' else 'samples of ' + str(data)}",
@@ -213,13 +215,6 @@ def localize(reference: str | Path, candidate: str | Path, *, data: str = "synth
         broken = {v.module for v in exact_violations(cand_model)}
         result.fix = _fix(m, precision, Path(reference).name, Path(candidate).name, m.name in broken)
     return result
-
-
-def _batch(x: np.ndarray, i: int, batch: int) -> np.ndarray:
-    chunk = x[i:i + batch]
-    if len(chunk) < batch:
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-    return chunk
 
 
 def _run_marked(model: onnx.ModelProto, names: list[str], feeds: list[dict]) -> dict[str, np.ndarray]:

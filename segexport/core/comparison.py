@@ -76,6 +76,14 @@ def probe_inputs(shape: tuple[int, ...], rng: np.random.Generator,
     return made
 
 
+def pad_batch(chunk: np.ndarray, batch: int) -> np.ndarray:
+    """A static-batch graph takes exactly ``batch`` samples: repeat the last one (callers drop
+    the outputs of the padding)."""
+    if len(chunk) < batch:
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+    return chunk
+
+
 def run_batched(runner: Any, inputs: np.ndarray, input_name: str, output_name: str, batch: int) -> np.ndarray:
     """Run ``inputs`` through a Polygraphy-style runner in chunks of the exported batch size;
     a static batch pads the last chunk and drops the padding after."""
@@ -83,10 +91,6 @@ def run_batched(runner: Any, inputs: np.ndarray, input_name: str, output_name: s
     with runner:
         for i in range(0, len(inputs), batch):
             chunk = inputs[i:i + batch]
-            if len(chunk) < batch:
-                pad = np.repeat(chunk[-1:], batch - len(chunk), axis=0)
-                out = runner.infer({input_name: np.concatenate([chunk, pad])})
-                outs.append(np.asarray(out[output_name])[: len(chunk)])
-            else:
-                outs.append(np.asarray(runner.infer({input_name: chunk})[output_name]))
+            out = runner.infer({input_name: pad_batch(chunk, batch)})
+            outs.append(np.asarray(out[output_name])[: len(chunk)])
     return np.concatenate(outs)
