@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from segexport.core.metrics import PARITY_THRESHOLDS, Thresholds, labels_of, mio
 from segexport.core.noise_floor import measure_floor
 from segexport.checks.reports import PairResult, ParityReport
 from segexport.errors import UserError
+
+if TYPE_CHECKING:
+    from segexport.checks.memo import RunMemo
 
 
 @dataclass
@@ -38,6 +42,10 @@ class ParityOptions:
     save_diff: Path | None = None
     reference: str = "torch"
     trust_model_code: bool = False  # a module:factory recorded in the ONNX may run (the user said so)
+    model_args: dict = field(default_factory=dict)  # the factory keywords the export was given (the pipeline's entry)
+    # one pipeline run's shared model, reference outputs and noise floors (segexport.checks.memo):
+    # the fp32/fp16/int8 variants of a model are judged against the same reference
+    memo: RunMemo | None = None
 
 
 def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
@@ -45,7 +53,8 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
 
     from segexport.checks.runners import available_backends, make_runner
     from segexport.exporter.metadata import read_record
-    from segexport.models.loading import load_model, model_from_file
+    from segexport.checks.memo import RunMemo, array_digest, file_identity
+    from segexport.models.loading import model_from_file
 
     say = progress or (lambda _m: None)
     from segexport.core.limits import check_count, check_seed
@@ -55,8 +64,10 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     record = read_record(opts.onnx)
     ref = opts.model or model_from_file(record.model, f"{Path(opts.onnx).name}'s metadata",
                                         trust_model_code=opts.trust_model_code)
-    loaded = load_model(ref, num_classes=record.num_classes, width=record.width,
-                        weights=opts.weights, output_key=record.output_key, upsample_logits=record.upsample_logits)
+    memo = opts.memo if opts.memo is not None else RunMemo()
+    model_key = dict(num_classes=record.num_classes, width=record.width, model_args=dict(opts.model_args),
+                     output_key=record.output_key, upsample_logits=record.upsample_logits)
+    loaded = memo.model(ref, weights=opts.weights, **model_key)
     if loaded.weights_sha256 != record.weights_sha256:
         if record.weights_sha256 is None:
             raise UserError("the ONNX was exported without --weights (seeded initialisation) but --weights was given: "
@@ -90,7 +101,10 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
         out = run_batched(ref_runner, x, record.input_name, record.output_name, record.batch)
         return labels_of(out).astype(np.int32) if record.argmax else out
 
-    reference = reference_of(inputs)
+    # what the reference is and what it was fed: the same for every variant of the model
+    reference_key = ("reference", ref, model_key, file_identity(opts.weights), opts.reference, record.argmax, record.batch,
+                     record.input_name, record.output_name, array_digest(inputs))
+    reference = memo.get(reference_key, lambda: reference_of(inputs))
     if np.issubdtype(reference.dtype, np.floating) and not np.isfinite(reference).all():
         # every backend would "disagree" with a NaN; the fault is the model's, not the export's
         bad = int(reference.size - np.count_nonzero(np.isfinite(reference)))
@@ -132,8 +146,11 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
         def floors_of_reference():  # measured once per run, on the first failure
             nonlocal floors
             if floors is None:
-                say("measuring the reference's own float32 noise floor")
-                floors = measure_floor(reference_of, inputs, reference, np.random.default_rng(opts.seed + 1))
+                def measure():
+                    say("measuring the reference's own float32 noise floor")
+                    return measure_floor(reference_of, inputs, reference, np.random.default_rng(opts.seed + 1))
+
+                floors = memo.get(("floors", *reference_key, opts.seed), measure)
             return floors
 
         verdict = judge(reference, got, pair_thresholds, floors=floors_of_reference, miou_drop=drop,

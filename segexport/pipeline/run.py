@@ -163,6 +163,9 @@ class Runner:
             raise UserError(f"deploy bundles need segexport.deploy, which this install lacks (asked for by "
                             f"{', '.join(wants_deploy)}): remove `deploy` from the config or upgrade segexport")
         self.state = _State()
+        from segexport.checks.memo import RunMemo
+
+        self.memo = RunMemo()  # each model built, its reference run and its noise floor measured once a run
 
     # -- one step -------------------------------------------------------------------------
     def _step(self, unit: Unit, name: str, inputs: dict, fn, record: bool = True) -> dict:
@@ -291,12 +294,12 @@ class Runner:
                          "calib_data_sha256": None if s.parity_images else _data_hash(s.calib_data, self.base),
                          "calib_count": None if s.parity_images else s.calib_count, "inputs": "held-out-v1",
                          **{k: getattr(s, k) for k in ("parity_count", "parity_backends", "thresholds")}}
-        steps["parity"] = self._step(unit, "parity", parity_inputs, lambda: S.parity(onnx_path, e, s, self.base))
+        steps["parity"] = self._step(unit, "parity", parity_inputs, lambda: S.parity(onnx_path, e, s, self.base, self.memo))
         if "bench" in todo:
             bench_inputs = {**common, "weights_sha256": weights, "machine": machine(),
                             **{k: getattr(s, k) for k in ("bench_backends", "bench_batches", "bench_iterations",
                                                           "bench_warmup", "bench_trials", "bench_threads", "bench_budget_s")}}
-            steps["bench"] = self._step(unit, "bench", bench_inputs, lambda: S.bench(onnx_path, e, s, self.base))
+            steps["bench"] = self._step(unit, "bench", bench_inputs, lambda: S.bench(onnx_path, e, s, self.base, self.memo))
         if "deploy" in todo:
             rec = steps["deploy"] = self._step(
                 unit, "deploy", {**common, "engine_sha256": files.get(f"{e.name}.{p}.engine"), "deploy": s.deploy,

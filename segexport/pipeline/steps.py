@@ -17,9 +17,13 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segexport.errors import CheckFailed, UserError
 from segexport.pipeline.config import ModelEntry, Settings, _size
+
+if TYPE_CHECKING:
+    from segexport.checks.memo import RunMemo
 
 
 @dataclass
@@ -88,7 +92,8 @@ def calibrate(src: Path, out: Path, precision: str, s: Settings, base: Path) -> 
     try:
         r = api.calibrate(onnx=src, precision=precision, data=data, labels=_rel(base, s.calib_labels),
                           calib_count=s.calib_count, method=s.calib_method, max_miou_drop=s.max_miou_drop,
-                          max_agreement_drop=s.max_agreement_drop, out=out, trt_cache=cache).details
+                          max_agreement_drop=s.max_agreement_drop, out=out, trt_cache=cache,
+                          latency=False).details  # the bench step measures latency
     except CheckFailed as exc:
         figures = _calibration_figures(exc.result) if exc.result is not None else {}
         return Outcome("fail", figures, message=str(exc))
@@ -143,8 +148,9 @@ def engine(onnx: Path, out: Path, s: Settings) -> Outcome:
                             "bytes": info.engine_bytes}, files={out.name: out, side.name: side})
 
 
-def parity(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
-    """Label agreement, boundary band and mIoU (with labels) of ONNX Runtime vs PyTorch."""
+def parity(onnx: Path, entry: ModelEntry, s: Settings, base: Path, memo: RunMemo | None = None) -> Outcome:
+    """Label agreement, boundary band and mIoU (with labels) of ONNX Runtime vs PyTorch. ``memo``:
+    the run's PyTorch model, reference outputs and noise floor, shared by the model's variants."""
     from segexport.checks.parity import ParityOptions, run_parity
 
     _record_of(onnx, entry)
@@ -152,7 +158,8 @@ def parity(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
     report = run_parity(ParityOptions(
         onnx=onnx, model=_model_ref(entry.model, base), weights=_rel(base, entry.weights), backends=tuple(s.parity_backends),
         images=_rel(base, s.parity_images), labels=_rel(base, s.parity_labels), count=s.parity_count,
-        thresholds=dict(s.thresholds or {}), synthetic=not s.parity_images and not files, image_files=tuple(files)))
+        thresholds=dict(s.thresholds or {}), synthetic=not s.parity_images and not files, image_files=tuple(files),
+        model_args=dict(entry.model_args), memo=memo))
     if not report.pairs:
         return Outcome("skip", {"skipped": report.skipped}, "no parity backend can run here: "
                        + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
@@ -206,7 +213,7 @@ def _record_of(onnx: Path, entry: ModelEntry):
     return record
 
 
-def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
+def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path, memo: RunMemo | None = None) -> Outcome:
     """Interleaved trials of every backend (PyTorch eager in the same trials, for the ratio the
     latency gate uses); figures hold each trial's median so a later run can judge robustly."""
     import numpy as np
@@ -224,10 +231,13 @@ def bench(onnx: Path, entry: ModelEntry, s: Settings, base: Path) -> Outcome:
                        + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     torch_model = None
     if any(b.startswith("torch") for b in names):
-        from segexport.models.loading import load_model
+        from segexport.checks.memo import RunMemo
 
-        torch_model = load_model(_model_ref(entry.model, base), num_classes=entry.num_classes, width=entry.width,
-                                 model_args=dict(entry.model_args), weights=_rel(base, entry.weights)).model
+        # the same build parity's reference uses, so one run builds each model once
+        torch_model = (memo or RunMemo()).model(
+            _model_ref(entry.model, base), num_classes=record.num_classes, width=record.width,
+            model_args=dict(entry.model_args), output_key=record.output_key, upsample_logits=record.upsample_logits,
+            weights=_rel(base, entry.weights)).model
     rng = np.random.default_rng(0)
     results = {}
     for b in s.bench_batches:
