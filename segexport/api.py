@@ -124,16 +124,20 @@ def calibrate(*, onnx: str | Path, precision: str = "int8", data: str = "synthet
               eval_count: int | None = None, seed: int = 0, method: str = "percentile",
               max_miou_drop: float | None = None, max_agreement_drop: float | None = None,
               out: str | Path | None = None, trt_cache: str | Path | None = None, trt_version: str | None = None,
-              rank_by: str = "ort-cpu", keep_float: Sequence[str] = (),
+              rank_by: str = "ort-cpu", keep_float: Sequence[str] = (), latency: bool = True,
               progress: Progress | None = None) -> CalibrationResult:
-    """Reduce an exported ONNX to FP16 or INT8 and measure the cost on the CPU (``segexport calibrate``)."""
+    """Reduce an exported ONNX to FP16 or INT8 and measure the cost on the CPU (``segexport calibrate``).
+
+    ``latency=False`` skips the ONNX Runtime latency proxy of the report (two more sessions): the
+    pipeline, whose bench step measures latency properly, passes it."""
     from segexport.calib.pipeline import CalibrateOptions, run_calibrate
 
     opts = CalibrateOptions(onnx=Path(onnx), precision=precision, data=str(data), labels=_path(labels),
                             eval_data=eval_data, eval_labels=_path(eval_labels), count=calib_count,
                             eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
                             max_agreement_drop=max_agreement_drop, out=_path(out), trt_cache=_path(trt_cache),
-                            trt_version=trt_version, rank_by=rank_by, keep_float=_names(keep_float))
+                            trt_version=trt_version, rank_by=rank_by, keep_float=_names(keep_float),
+                            latency=latency)
     details = run_calibrate(opts, progress=progress)
     return CalibrationResult(onnx=details.out, precision=details.precision, details=details,
                              trt_cache=details.trt_cache)

@@ -46,14 +46,26 @@ class Evaluation:
         mask, enough = confident_pixels(self.reference_margin)
         return mask if enough else None
 
+    # graph digest -> (labels, margins) of the candidates costed so far: the gate's report on the
+    # written file reuses them when the file holds that very graph (saves one more pass over the data)
+    predictions: dict = field(default_factory=dict)
+
     def cost(self, model: onnx.ModelProto) -> float:
         """mIoU drop in points, or label-agreement drop in percent (confident pixels), per ``metric``."""
-        pred = predict(model, self.inputs, self.input_name, self.output_name, self.batch)
+        pred, margin = predict(model, self.inputs, self.input_name, self.output_name, self.batch, margins=True)
+        self.predictions = {graph_digest(model): (pred, margin)}  # the latest only: a search costs hundreds
         if self.metric == "miou" and self.labels is not None:
             return float(self.reference_miou - miou(pred, self.labels, self.num_classes))
         agree = pred == self.reference_labels
         mask = self.confident()
         return float(100.0 * (1.0 - (agree[mask] if mask is not None else agree).mean()))
+
+
+def graph_digest(model: onnx.ModelProto) -> str:
+    """SHA-256 of the graph alone (nodes, weights), not of the metadata written after costing."""
+    import hashlib
+
+    return hashlib.sha256(model.graph.SerializeToString(deterministic=True)).hexdigest()
 
 
 def predict(model: onnx.ModelProto | str, inputs: np.ndarray, input_name: str, output_name: str, batch: int,

@@ -56,6 +56,7 @@ class CalibrateOptions:
     # PyTorch module names (fnmatch patterns; a module includes its submodules) kept in float: what
     # `segexport debug` suggests for the module it finds diverging
     keep_float: tuple[str, ...] = ()
+    latency: bool = True  # the ONNX Runtime CPU latency proxy in the report (the pipeline benches instead)
 
 
 @dataclass
@@ -458,11 +459,12 @@ def _best(opts, record, src, model32, calib_inputs, evaluation, budget, kind, sa
 def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record, opts) -> None:
     """The figures of the written candidate, and the accuracy gate's verdict on them."""
     from segexport.calib.gate import judge
-    from segexport.calib.mixed_precision import predict
+    from segexport.calib.mixed_precision import graph_digest, predict
     from segexport.core.metrics import compare, miou
 
-    pred, margin = predict(str(out), evaluation.inputs, record.input_name, record.output_name, record.batch,
-                           margins=True)
+    written = evaluation.predictions.get(graph_digest(onnx.load(str(out))))  # the file holds the costed graph
+    pred, margin = written if written is not None else predict(str(out), evaluation.inputs, record.input_name,
+                                                               record.output_name, record.batch, margins=True)
     parity = compare(evaluation.reference_labels, pred)
     result.pixel_agreement = parity.pixel_agreement
     result.boundary_agreement = parity.boundary_agreement
@@ -474,7 +476,8 @@ def _report(result: CalibrateResult, evaluation, src: Path, out: Path, record, o
                         reference_margin=evaluation.reference_margin, miou_drop=drop,
                         max_agreement_drop=opts.max_agreement_drop, max_miou_drop=opts.max_miou_drop,
                         candidate_nonfinite=int((~np.isfinite(margin)).sum()))
-    result.latency_ms = {"fp32": ort_latency_ms(src, record), result.precision: ort_latency_ms(out, record)}
+    if opts.latency:
+        result.latency_ms = {"fp32": ort_latency_ms(src, record), result.precision: ort_latency_ms(out, record)}
 
 
 def ort_latency_ms(model: Path | onnx.ModelProto, record, iterations: int = 10) -> float:
