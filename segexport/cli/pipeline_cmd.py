@@ -82,7 +82,7 @@ def run_command(
     only: Optional[str] = typer.Option(None, "--only", help="Run one model (NAME) or one variant (NAME:PRECISION)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, 'cached' or 'to run' per step, and run nothing."),
     trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let the config's module:factory / file.py:factory models be imported and run (off: a config naming code is refused; zoo names need nothing)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Run the exports and calibrations of N models at once in separate processes (cores shared among them); timed steps (bench) still run one at a time, so they never measure each other."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Run N models at once in separate processes (cores shared among them): every step but bench; bench, the timed step, then runs alone, one variant at a time, so it never measures other work."),
 ) -> None:
     """Export, lint, calibrate, build engines, check parity and latency for every model x precision of CONFIG.
 

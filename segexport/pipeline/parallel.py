@@ -1,9 +1,11 @@
-"""``pipeline run --jobs N``: the untimed heavy steps of different models in parallel processes.
+"""``pipeline run --jobs N``: the untimed steps of different models in parallel processes.
 
-What runs in parallel: each model's export and calibrations (torch tracing, ONNX Runtime
-calibration), the bulk of a cold run's untimed work, in ``N`` worker processes, one model per
-task, each into the step cache. What never does: the timed steps (bench, and the gates that read
-its figures) -- parallel latency trials would time each other -- and the report. After the
+What runs in parallel: every step of a model but bench -- export, calibrations, lint, engine,
+parity and deploy (torch tracing, ONNX Runtime calibration, the PyTorch reference), the bulk of a
+cold run -- in ``N`` worker processes, one model per task (so a worker's run memo shares the
+model's PyTorch reference between its variants), each into the step cache. What never does: the
+timed step (bench, and the gates that read its figures) -- latency trials beside another process's
+work would time that work too -- and the report. After the
 parallel phase the ordinary serial run takes those steps from the cache (recorded as "ran in
 parallel", with the worker's seconds), so a manifest is the same with or without ``--jobs``.
 
@@ -22,7 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PREFETCHED_STEPS = ("export", "calibrate")
+PREFETCHED_STEPS = ("export", "calibrate", "lint", "engine", "parity", "deploy")  # all but bench
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ def _init_worker(threads: int) -> None:
 
 
 def prefetch(units, work, *, config: Path, cache_dir: Path, jobs: int, trust_model_code: bool) -> dict[str, float]:
-    """Run the export/calibrate steps of ``units`` (grouped by model) in ``jobs`` processes, each
+    """Run the untimed steps of ``units`` (grouped by model) in ``jobs`` processes, each
     task by ``work(task) -> [(step, key, seconds)]`` (a module-level function of the runner, so a
     spawned process can import it and this module imports no runner); returns {step key: seconds}
     of the steps the workers ran."""

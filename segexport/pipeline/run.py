@@ -3,8 +3,8 @@
 A failing check or a step's error is recorded and the run goes on (a unit whose upstream
 failed has its later steps recorded as skipped), so one run reports everything; the caller
 turns the manifest's verdicts into the exit code. Steps run one at a time here; with ``--jobs N``
-the exports and calibrations of different models first run in N processes into the cache
-(:mod:`segexport.pipeline.parallel`), never the timed steps, which would measure each other.
+the untimed steps of different models first run in N processes into the cache
+(:mod:`segexport.pipeline.parallel`), never bench, whose timings would measure the other processes.
 Every second of a run is accounted for in its manifest: each step's own time, and the time
 outside steps (setup, the parallel phase, the manifest's artefact records).
 """
@@ -142,12 +142,12 @@ def _kind(name: str) -> str:
 
 
 class Runner:
-    def __init__(self, opts: RunOptions, reporter: Reporter | None = None, *, upto: str | None = None,
+    def __init__(self, opts: RunOptions, reporter: Reporter | None = None, *, untimed_only: bool = False,
                  units: set[int] | None = None) -> None:
-        """``upto="calibrate"`` and ``units`` (plan indices): what a ``--jobs`` worker runs."""
+        """``untimed_only`` (every step but bench) and ``units`` (plan indices): what a ``--jobs`` worker runs."""
         self._t0 = time.perf_counter()
         self.opts = opts
-        self.upto = upto
+        self.untimed_only = untimed_only
         self.prefetched: dict[str, float] = {}
         self.config, self.base = load_config(opts.config)
         _check_model_code_trusted(self.config, opts)
@@ -258,8 +258,6 @@ class Runner:
         if export["verdict"] != "pass":
             skip_rest("the fp32 export did not pass" if export["verdict"] != "unknown" else "")
             return self._entry(unit, steps, files, export["inputs"], upstream)
-        if self.upto == "calibrate" and p == "fp32":
-            return {}
         onnx_path = fp32
         if p != "fp32":
             out = mdir / f"{e.name}.{p}.onnx"
@@ -274,8 +272,6 @@ class Runner:
             if rec["verdict"] != "pass":
                 skip_rest("calibration did not pass" if rec["verdict"] != "unknown" else "")
                 return self._entry(unit, steps, files, export["inputs"], upstream)
-        if self.upto == "calibrate":
-            return {}
         common = {"upstream_sha256": upstream}
         steps["lint"] = self._step(unit, "lint", common, lambda: S.lint(onnx_path))
         engine_path = None
@@ -295,7 +291,7 @@ class Runner:
                          "calib_count": None if s.parity_images else s.calib_count, "inputs": "held-out-v1",
                          **{k: getattr(s, k) for k in ("parity_count", "parity_backends", "thresholds")}}
         steps["parity"] = self._step(unit, "parity", parity_inputs, lambda: S.parity(onnx_path, e, s, self.base, self.memo))
-        if "bench" in todo:
+        if "bench" in todo and not self.untimed_only:  # timed: never beside another process's work
             bench_inputs = {**common, "weights_sha256": weights, "machine": machine(),
                             **{k: getattr(s, k) for k in ("bench_backends", "bench_batches", "bench_iterations",
                                                           "bench_warmup", "bench_trials", "bench_threads", "bench_budget_s")}}
@@ -321,12 +317,12 @@ class Runner:
 
     # -- the run --------------------------------------------------------------------------
     def run_untimed(self) -> None:
-        """A ``--jobs`` worker's share: exports and calibrations only, into the cache."""
+        """A ``--jobs`` worker's share: every step but the timed bench, into the cache."""
         for unit in self.units:
             self._unit(unit)
 
     def _parallel_phase(self) -> float:
-        """``--jobs N``: other models' exports and calibrations side by side first; returns its seconds."""
+        """``--jobs N``: the models' untimed steps side by side first; returns its seconds."""
         if self.opts.jobs < 2 or self.opts.dry_run:
             return 0.0
         import shutil
@@ -410,8 +406,8 @@ class Runner:
 
 
 def prefetch_worker(task) -> list[tuple[str, str, float]]:
-    """A ``--jobs`` worker (segexport.pipeline.parallel): one model's export and calibrations into
-    the cache, in a throw-away --out; (step, key, seconds) of what ran. A failure is not the run's:
+    """A ``--jobs`` worker (segexport.pipeline.parallel): one model's untimed steps (export,
+    calibrations, lint, engine, parity, deploy) into the cache, in a throw-away --out; (step, key, seconds) of what ran. A failure is not the run's:
     the serial pass repeats the step and reports what happens."""
     import shutil
     import tempfile
@@ -422,7 +418,7 @@ def prefetch_worker(task) -> list[tuple[str, str, float]]:
     out = Path(tempfile.mkdtemp(prefix="segexport-job-"))
     try:
         runner = Runner(RunOptions(config=Path(task.config), out=out, cache_dir=Path(task.cache_dir),
-                                   trust_model_code=task.trust_model_code), upto="calibrate", units=set(task.units))
+                                   trust_model_code=task.trust_model_code), untimed_only=True, units=set(task.units))
         runner.run_untimed()
         return list(runner.state.ran)
     except KeyboardInterrupt:
