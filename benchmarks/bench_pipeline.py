@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(label: str) -> None:
         out = work / f"out-{len(runs)}"
+        load_before = round(os.getloadavg()[0], 2)
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "segexport", "pipeline", "run", str(config), "--out", str(out),
                                "--cache-dir", str(work / "cache"), "--jobs", str(args.jobs)], capture_output=True, text=True)
@@ -90,10 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         statuses = manifest["runs"][0]["steps"]
         ran = sorted(k for k, v in statuses.items() if v["status"] == "ran")
         by_kind: dict[str, float] = {}
+        by_unit: dict[str, dict[str, float]] = {}  # model -> variant -> seconds of its steps
         for k, v in statuses.items():
-            kind = k.rsplit("/", 1)[1]
-            by_kind[kind] = round(by_kind.get(kind, 0.0) + v.get("worker_seconds", v["seconds"]), 2)
+            label, kind = k.rsplit("/", 1)
+            seconds = v.get("worker_seconds", v["seconds"])
+            by_kind[kind] = round(by_kind.get(kind, 0.0) + seconds, 2)
+            model, _, variant = label.partition(" ")
+            variant = "fp32" if variant.startswith("(") else variant  # "(fp32 source)": the shared export
+            row = by_unit.setdefault(model, {})
+            row[variant] = round(row.get(variant, 0.0) + seconds, 2)
         runs.append({"run": label, "wall_s": round(wall, 2), "exit_code": proc.returncode, "steps": len(statuses),
+                     "loadavg_1min_before": load_before, "seconds_by_model_variant": by_unit,
                      "accounting": manifest["runs"][0].get("accounting"), "seconds_by_step": by_kind,
                      "variants": len(manifest["entries"]),
                      "ran": len(ran), "cached": len(statuses) - len(ran),
@@ -112,11 +120,24 @@ def main(argv: list[str] | None = None) -> int:
     run(f"{doc['models'][1]['name']} changed")
     first = runs[0]
     cost_model = {kind: round(secs / max(1, first["variants"]), 2) for kind, secs in first["seconds_by_step"].items()}
+    # what one more model x variant costs a cold run: its steps' seconds (worker seconds where it ran in parallel)
     result = {"command": "python benchmarks/" + Path(__file__).name + " " + " ".join(argv or sys.argv[1:]),
               "width": args.width, "input_size": args.size, "config": doc,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
-              "runs": runs, "cost_model_s_per_model_variant": cost_model}
+              "runs": runs, "cost_model_s_per_model_variant": cost_model,
+              "cost_s_by_model_variant": first["seconds_by_model_variant"]}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    variants = sorted({v for row in first["seconds_by_model_variant"].values() for v in row})
+    print(f"\ncold run, seconds per model x variant (steps' own seconds; a parallel step counts its worker's):")
+    print(f"{'model':<16}" + "".join(f"{v:>10}" for v in variants) + f"{'total':>10}")
+    for model, row in first["seconds_by_model_variant"].items():
+        print(f"{model:<16}" + "".join(f"{row.get(v, 0.0):10.1f}" for v in variants) + f"{sum(row.values()):10.1f}")
+    for r in runs:
+        acc = r["accounting"] or {}
+        outside = acc.get("outside_steps_s", 0.0)
+        print(f"{r['run']:<28} wall {r['wall_s']:7.1f} s  outside steps {outside:6.1f} s "
+              f"({100 * outside / max(r['wall_s'], 1e-9):4.1f} %)  parallel phase {acc.get('parallel_s', 0.0):6.1f} s")
+    print(f"wrote {args.out}")
     return 0
 
 
