@@ -93,10 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         by_kind: dict[str, float] = {}
         by_unit: dict[str, dict[str, float]] = {}  # model -> variant -> seconds of its steps
         for k, v in statuses.items():
-            label, kind = k.rsplit("/", 1)
+            unit, kind = k.rsplit("/", 1)
             seconds = v.get("worker_seconds", v["seconds"])
             by_kind[kind] = round(by_kind.get(kind, 0.0) + seconds, 2)
-            model, _, variant = label.partition(" ")
+            model, _, variant = unit.partition(" ")
             variant = "fp32" if variant.startswith("(") else variant  # "(fp32 source)": the shared export
             row = by_unit.setdefault(model, {})
             row[variant] = round(row.get(variant, 0.0) + seconds, 2)
