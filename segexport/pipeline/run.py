@@ -336,11 +336,25 @@ class Runner:
             private = Path(tempfile.mkdtemp(prefix="segexport-jobs-cache-"))
             self.cache = StepCache(private)
             self._private_cache = private
-        self.prefetched = prefetch(self.units, prefetch_worker, config=self.opts.config, cache_dir=self.cache.root,
-                                   jobs=self.opts.jobs, trust_model_code=self.opts.trust_model_code)
+        pending = self._models_to_run() if private is None else {u.model for u in self.units}
+        self.prefetched = prefetch([u for u in self.units if u.model in pending], prefetch_worker,
+                                   config=self.opts.config, cache_dir=self.cache.root, jobs=self.opts.jobs,
+                                   trust_model_code=self.opts.trust_model_code)
         if private is not None:
             self._cleanup = lambda: shutil.rmtree(private, ignore_errors=True)
         return time.perf_counter() - started
+
+    def _models_to_run(self) -> set[str]:
+        """Models with an untimed step the cache lacks, from a dry run of this run's units: a
+        rerun whose steps are all cached spawns no worker (each costs seconds of imports)."""
+        from dataclasses import replace
+
+        probe = Runner(replace(self.opts, dry_run=True, jobs=1), untimed_only=True,
+                       units={u.index for u in self.units})
+        for unit in probe.units:
+            probe._unit(unit)
+        todo = {row.unit for row in probe.state.rows if row.status == "to run"}
+        return {u.model for u in probe.units if u.label in todo or f"{u.model} (fp32 source)" in todo}
 
     def run(self) -> dict | list[PlanRow]:
         started = self._t0

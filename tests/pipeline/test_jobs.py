@@ -43,3 +43,18 @@ def test_a_serial_run_accounts_for_its_time_too(tiny_run):
     assert acc["parallel_s"] == 0 and acc["jobs"] == 1
     assert abs(acc["steps_s"] + acc["outside_steps_s"] - run["wall_s"]) <= 0.01 * run["wall_s"] + 0.01
     assert acc["outside_steps_s"] >= acc["setup_s"] + acc["artefact_records_s"] - 0.01
+
+
+def test_a_cached_rerun_with_jobs_spawns_no_worker(tiny_copy, run_cli, monkeypatch):
+    """Every untimed step is in the cache: nothing to run side by side, so no process is started
+    (each would spend seconds importing torch only to find its steps cached)."""
+    import segexport.pipeline.parallel as parallel
+
+    folder, config, cache = tiny_copy
+    started = []
+    monkeypatch.setattr(parallel, "prefetch", lambda units, *a, **k: started.append(list(units)) or {})
+    result = run_cli("pipeline", "run", config, "--out", folder / "again", "--cache-dir", cache, "--jobs", "2")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert started == [[]]
+    statuses = json.loads((folder / "again" / "manifest.json").read_text())["runs"][0]["steps"]
+    assert {v["status"] for k, v in statuses.items() if not k.endswith("/bench")} == {"cached"}
