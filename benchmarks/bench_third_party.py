@@ -55,6 +55,15 @@ CASES = [
     ("MONAI SegResNet (Upsample bilinear)", "monai_segresnet", dict(input_size=(64, 64), dynamic=("hw",))),
     ("scale_factor matrix, bilinear", "scale_matrix", dict(input_size=(48, 64), model_args={"mode": "bilinear"})),
     ("scale_factor matrix, nearest", "scale_matrix", dict(input_size=(48, 64), model_args={"mode": "nearest"})),
+    # issue 23: a ViT position embedding resized bicubic+antialias (a constant: folded when static)
+    ("smp DPT (pos-embed bicubic antialias, folded)", "smp_dpt", dict(input_size=(48, 40))),
+    ("smp DPT dynamic (expected: refused, size follows the input)", "smp_dpt",
+     dict(input_size=(48, 40), dynamic=("hw",))),
+    ("MONAI BasicUNetPlusPlus (list, --output 0)", "monai_basicunetplusplus", dict(input_size=(33, 37), output_key="0")),
+    ("MONAI BasicUNetPlusPlus dynamic batch (list, --output 0)", "monai_basicunetplusplus",
+     dict(input_size=(33, 37), output_key="0", dynamic=("batch",))),
+    ("MONAI BasicUNetPlusPlus dynamic hw (expected: refused, pads odd sizes in Python)", "monai_basicunetplusplus",
+     dict(input_size=(32, 48), output_key="0", dynamic=("hw",))),
 ]
 # (library module, label, factory, options): run where the library is installed
 REAL = [
@@ -71,6 +80,33 @@ REAL = [
      dict(input_size=(64, 96), dynamic=("hw",))),
     ("transformers", "transformers SegformerForSemanticSegmentation (real)", "real_hf_segformer",
      dict(input_size=(64, 96), dynamic=("hw",), upsample_logits=True)),
+    # issue 23: the transformer segmenters of the issue (random init, tiny configs)
+    ("segmentation_models_pytorch", "smp DPT tu-vit_tiny (real, pos-embed folded)", "real_smp_dpt",
+     dict(input_size=(96, 96))),
+    ("segmentation_models_pytorch", "smp DPT tu-vit_tiny dynamic (real; expected: refused)", "real_smp_dpt",
+     dict(input_size=(96, 96), dynamic=("hw",), hw_range=((64, 64), (128, 128)))),
+    ("monai", "monai BasicUNetPlusPlus (real, list, --output 0)", "real_monai_basicunetplusplus",
+     dict(input_size=(64, 64), output_key="0")),
+    ("monai", "monai BasicUNetPlusPlus dynamic hw (real; expected: refused)", "real_monai_basicunetplusplus",
+     dict(input_size=(64, 64), output_key="0", dynamic=("hw",))),
+    ("monai", "monai UNETR (real)", "real_monai_unetr", dict(input_size=(64, 64))),
+    ("monai", "monai UNETR dynamic (real; expected: refused, fixed patch grid)", "real_monai_unetr",
+     dict(input_size=(64, 64), dynamic=("hw",))),
+    ("monai", "monai SwinUNETR (real)", "real_monai_swinunetr", dict(input_size=(64, 64))),
+    ("monai", "monai SwinUNETR dynamic (real)", "real_monai_swinunetr",
+     dict(input_size=(64, 64), dynamic=("hw",), hw_range=((32, 32), (128, 128)))),
+    ("transformers", "transformers BEiT (real)", "real_hf_beit", dict(input_size=(64, 64), upsample_logits=True)),
+    ("transformers", "transformers BEiT dynamic (real)", "real_hf_beit",
+     dict(input_size=(64, 64), upsample_logits=True, dynamic=("hw",))),
+    ("transformers", "transformers MobileViT (real)", "real_hf_mobilevit", dict(input_size=(64, 64), upsample_logits=True)),
+    ("transformers", "transformers MobileViT dynamic (real)", "real_hf_mobilevit",
+     dict(input_size=(64, 64), upsample_logits=True, dynamic=("hw",))),
+    ("transformers", "transformers MobileViTV2 (real)", "real_hf_mobilevitv2",
+     dict(input_size=(64, 64), upsample_logits=True)),
+    ("transformers", "transformers MobileViTV2 dynamic (real)", "real_hf_mobilevitv2",
+     dict(input_size=(64, 64), upsample_logits=True, dynamic=("hw",))),
+    ("transformers", "transformers DPT (real)", "real_hf_dpt", dict(input_size=(64, 64))),
+    ("transformers", "transformers DPT dynamic (real)", "real_hf_dpt", dict(input_size=(64, 64), dynamic=("hw",))),
 ]
 
 

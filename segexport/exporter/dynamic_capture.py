@@ -81,7 +81,9 @@ class _Recorder(logging.Handler):
 @contextlib.contextmanager
 def recording_guards(model) -> Iterator[GuardLog]:
     log = GuardLog(model)
-    names = {id(m): n for n, m in model.named_modules()}
+    from segexport.exporter.scopes import user_names
+
+    names = user_names(model)
     logger = logging.getLogger(_SHAPES_LOGGER)
     handler = _Recorder(log, names, type(model).__name__)
     level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)

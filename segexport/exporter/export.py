@@ -152,12 +152,16 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
     from segexport.models.loading import settle_num_classes
 
     try:
-        output = check_interpolation(loaded.model, example)
+        output, folds = check_interpolation(loaded.model, example)
     except UserError:
         raise
     except Exception as exc:  # the model's own forward: a user model fed the wrong thing
         raise forward_error(loaded.name, example, exc) from exc
     notes: list[str] = list(loaded.notes)
+    if folds:
+        modules = sorted({f.module for f in folds})
+        notes.append(f"{len(folds)} {folds[0].what} of a constant (module {', '.join(map(repr, modules))}) folded "
+                     "into the export as PyTorch computes it (TensorRT has no such Resize)")
     choice = choose_output(loaded.name, example, output, key=options.output_key, upsample=options.upsample_logits)
     if choice.note:
         notes.append(choice.note)
@@ -177,7 +181,7 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
 
     say(f"exporting {loaded.name} to ONNX (opset {options.opset}, {'dynamic ' + '+'.join(options.dynamic) if options.dynamic else 'static'})")
     probes: list = []  # sizes where a guard of the trace breaks but PyTorch runs (dynamic_capture.Probe)
-    onnx_model = _torch_export(export_model, trace_example, options, dynamic, notes, probes)
+    onnx_model = _torch_export(export_model, trace_example, options, dynamic, notes, probes, folds)
     if probes and not options.verify:
         notes.append(f"not verified (--no-verify) at {', '.join('x'.join(map(str, p.shape)) for p in probes)}, "
                      f"where {probes[0].reason.split(' breaks at ')[0]} breaks: run without --no-verify to check it")
@@ -340,6 +344,8 @@ def with_argmax_head(model):
     from torch import nn
 
     class _Head(nn.Module):
+        wraps_user_model = True  # segexport.exporter.scopes.user_names
+
         def __init__(self, inner: nn.Module) -> None:
             super().__init__()
             self.model = inner
@@ -354,8 +360,11 @@ def with_argmax_head(model):
 
 
 def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, DynamicRange],
-                  notes: list[str] | None = None, probes: list | None = None):
+                  notes: list[str] | None = None, probes: list | None = None, folds: list | None = None):
     """torch.onnx.export (dynamo) with dynamic dims; failures name the op and module.
+
+    ``folds`` (:mod:`segexport.exporter.constant_resize`): antialiased/bicubic resizes of constants,
+    as PyTorch computed them at the export size, traced as those very tensors.
 
     A dynamic export is captured by :func:`segexport.exporter.dynamic_capture.capture` first, so
     a dimension torch.export would freeze is refused with its module instead of going static, and
@@ -392,11 +401,12 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
         from segexport.exporter.functional_unpool import functional_unpooling
 
         unpooling = functional_unpooling()
+    from segexport.exporter.constant_resize import folded_constant_resizes
     from segexport.exporter.split_slices import splits_as_slices
 
     try:
         with torch.no_grad(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_warnings(), \
-                unpooling, pooling, splits_as_slices():
+                unpooling, pooling, splits_as_slices(), folded_constant_resizes(model, folds or []):
             source = model
             if dims:
                 from segexport.exporter.dynamic_capture import capture
@@ -517,7 +527,9 @@ def describe_export_failure(exc: BaseException, model, example=None, *, dynamic:
 
 def _failing_module(exc: BaseException, model) -> str | None:
     """The innermost module of ``model`` on the failing traceback, by its qualified name."""
-    names = {id(m): n for n, m in model.named_modules()}
+    from segexport.exporter.scopes import user_names
+
+    names = user_names(model)
     found = None
     seen: BaseException | None = exc
     while seen is not None:

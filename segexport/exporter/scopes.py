@@ -12,10 +12,25 @@ from contextlib import contextmanager
 from torch import nn
 
 
+def user_names(model: nn.Module) -> dict[int, str]:
+    """``id(module) -> qualified name`` in the user's own names: segexport's wrappers (the output
+    adapter, the ArgMax head: classes with ``wraps_user_model = True`` holding the model as
+    ``.model``) add no ``model.`` prefix, and the user's root is named by its class."""
+    prefix, inner = "", model
+    while getattr(type(inner), "wraps_user_model", False):
+        prefix, inner = prefix + "model.", inner.model
+    root = type(inner).__name__
+    names = {id(m): root for _, m in model.named_modules()}  # the wrappers themselves: the user's root
+    for name, module in inner.named_modules():
+        names[id(module)] = name or root
+    return names
+
+
 @contextmanager
 def module_stack(model: nn.Module) -> Iterator[list[str]]:
     """Yield a list that holds, during a forward pass, the qualified names of the active modules."""
     stack: list[str] = []
+    names = user_names(model)
 
     def enter(name: str):
         def hook(_module, _args) -> None:
@@ -26,8 +41,8 @@ def module_stack(model: nn.Module) -> Iterator[list[str]]:
         stack.pop()
 
     handles = []
-    for name, module in model.named_modules():
-        handles.append(module.register_forward_pre_hook(enter(name or type(model).__name__)))
+    for module in model.modules():
+        handles.append(module.register_forward_pre_hook(enter(names[id(module)])))
         handles.append(module.register_forward_hook(leave))
     try:
         yield stack

@@ -57,6 +57,8 @@ class OutputAdapter(torch.nn.Module):
     exported graph holds only the chosen tensor (and one Resize).
     """
 
+    wraps_user_model = True  # segexport.exporter.scopes.user_names: messages use the user's module names
+
     def __init__(self, model: torch.nn.Module, key: str | None = None, upsample: bool = False) -> None:
         super().__init__()
         self.model = model

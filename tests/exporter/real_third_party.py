@@ -66,3 +66,74 @@ def real_hf_upernet(num_labels: int = 4):
                               out_features=["stage1", "stage2", "stage3", "stage4"])
     return UperNetForSemanticSegmentation(UperNetConfig(backbone_config=backbone, num_labels=num_labels, hidden_size=64,
                                                         auxiliary_channels=32, use_auxiliary_head=False))
+
+
+def real_smp_dpt(classes: int = 3, img_size: int = 64):
+    """segmentation_models_pytorch DPT on a tiny timm ViT (patch 16) built for ``img_size``, with
+    ``dynamic_img_size=True``: at any other input size timm resizes its position embedding (bicubic,
+    antialiased), which segexport folds into a static export."""
+    import segmentation_models_pytorch as smp
+
+    return smp.DPT(encoder_name="tu-vit_tiny_patch16_224", encoder_weights=None, classes=classes,
+                   decoder_intermediate_channels=(16, 32, 64, 64), decoder_fusion_channels=16,
+                   img_size=img_size, dynamic_img_size=True)
+
+
+def real_monai_basicunetplusplus(out_channels: int = 2):
+    """monai.networks.nets.BasicUNetPlusPlus, 2-D, tiny features: its forward returns a *list* (--output 0)."""
+    from monai.networks.nets import BasicUNetPlusPlus
+
+    return BasicUNetPlusPlus(spatial_dims=2, in_channels=3, out_channels=out_channels, features=(4, 4, 8, 8, 16, 4))
+
+
+def real_monai_unetr(out_channels: int = 2, img_size: int = 64):
+    """monai.networks.nets.UNETR, 2-D: a ViT over a fixed patch grid (it runs at ``img_size`` only)."""
+    from monai.networks.nets import UNETR
+
+    return UNETR(in_channels=3, out_channels=out_channels, img_size=(img_size, img_size), feature_size=4,
+                 hidden_size=32, mlp_dim=64, num_heads=2, spatial_dims=2)
+
+
+def real_monai_swinunetr(out_channels: int = 2):
+    """monai.networks.nets.SwinUNETR, 2-D, tiny: windowed attention with padding to the window."""
+    from monai.networks.nets import SwinUNETR
+
+    return SwinUNETR(in_channels=3, out_channels=out_channels, feature_size=12, depths=(1, 1, 1, 1),
+                     num_heads=(1, 1, 1, 1), spatial_dims=2)
+
+
+def real_hf_beit(num_labels: int = 4, image_size: int = 64):
+    """transformers BeitForSemanticSegmentation, tiny: relative position bias over the patch grid."""
+    from transformers import BeitConfig, BeitForSemanticSegmentation
+
+    return BeitForSemanticSegmentation(BeitConfig(
+        image_size=image_size, patch_size=16, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+        intermediate_size=64, out_indices=[1, 2, 3, 4], use_relative_position_bias=True, num_labels=num_labels,
+        pool_scales=[1, 2], auxiliary_channels=16, use_auxiliary_head=False))
+
+
+def real_hf_mobilevit(num_labels: int = 4):
+    """transformers MobileViTForSemanticSegmentation (xx-small widths): unfold to 2x2 patches with a ceil of H/2."""
+    from transformers import MobileViTConfig, MobileViTForSemanticSegmentation
+
+    return MobileViTForSemanticSegmentation(MobileViTConfig(
+        num_labels=num_labels, hidden_sizes=[32, 48, 64], neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64],
+        aspp_out_channels=32))
+
+
+def real_hf_mobilevitv2(num_labels: int = 4):
+    """transformers MobileViTV2ForSemanticSegmentation, width 0.5: linear attention that splits q, k, v."""
+    from transformers import MobileViTV2Config, MobileViTV2ForSemanticSegmentation
+
+    return MobileViTV2ForSemanticSegmentation(MobileViTV2Config(num_labels=num_labels, width_multiplier=0.5,
+                                                                aspp_out_channels=32))
+
+
+def real_hf_dpt(num_labels: int = 4, image_size: int = 64):
+    """transformers DPTForSemanticSegmentation, tiny ViT: position embedding resized to the patch grid."""
+    from transformers import DPTConfig, DPTForSemanticSegmentation
+
+    return DPTForSemanticSegmentation(DPTConfig(
+        image_size=image_size, patch_size=16, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+        intermediate_size=64, neck_hidden_sizes=[16, 32, 64, 64], fusion_hidden_size=32, num_labels=num_labels,
+        use_auxiliary_head=False, backbone_out_indices=[0, 1, 2, 3]))

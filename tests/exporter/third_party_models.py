@@ -476,3 +476,94 @@ class ScaleMatrix(nn.Module):
 
 def scale_matrix(num_classes: int = 2, mode: str = "bilinear") -> nn.Module:
     return ScaleMatrix(num_classes, mode)
+
+
+# ---------------------------------------------------------------- smp DPT (a timm ViT encoder)
+
+
+def _resample_abs_pos_embed(posemb: torch.Tensor, new_size, old_size, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """timm's ``resample_abs_pos_embed``: the prefix tokens kept, the grid resized bicubic with
+    antialiasing, and nothing done at the pretraining grid."""
+    if tuple(new_size) == tuple(old_size):
+        return posemb
+    prefix, grid = posemb[:, :num_prefix_tokens], posemb[:, num_prefix_tokens:]
+    dim = posemb.shape[-1]
+    grid = grid.reshape(1, old_size[0], old_size[1], dim).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=new_size, mode="bicubic", antialias=True, align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim)
+    return torch.cat([prefix, grid], dim=1)
+
+
+class _ViT(nn.Module):
+    """timm VisionTransformer with ``dynamic_img_size=True``: patch grid from the input, the
+    position embedding (a parameter for a 4x4 grid) resampled to it."""
+
+    def __init__(self, dim: int = 16, patch: int = 8, grid: tuple[int, int] = (4, 4)) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(3, dim, patch, patch)
+        self.grid = grid
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(1, 1 + grid[0] * grid[1], dim))
+        self.block = nn.TransformerEncoderLayer(dim, 2, 2 * dim, dropout=0.0, batch_first=True)
+
+    def forward(self, x):
+        x = self.patch_embed(x)
+        n, c, h, w = x.shape
+        x = torch.cat([self.cls_token.expand(n, -1, -1), x.flatten(2).transpose(1, 2)], dim=1)
+        x = x + _resample_abs_pos_embed(self.pos_embed, (h, w), self.grid)
+        x = self.block(x)
+        return x[:, 1:].transpose(1, 2).reshape(n, c, h, w)
+
+
+class _SmpDPT(nn.Module):
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.encoder = _ViT()
+        self.head = nn.Sequential(nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, classes, 1))
+
+    def forward(self, x):
+        y = self.head(self.encoder(x))
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def smp_dpt(classes: int = 3) -> nn.Module:
+    """segmentation_models_pytorch's DPT: a ViT encoder whose position embedding is resized
+    (bicubic, antialiased: no TensorRT Resize) whenever the input is not its pretraining size."""
+    torch.manual_seed(0)
+    return _SmpDPT(classes).eval()
+
+
+# ---------------------------------------------------------------- MONAI BasicUNetPlusPlus
+
+
+class _BasicUNetPlusPlus(nn.Module):
+    """MONAI BasicUNetPlusPlus: nested dense skips, and a forward that returns a Python *list*
+    of logits (one per deep-supervision level; with ``deep_supervision=False`` a one-element list)."""
+
+    def __init__(self, out_channels: int, deep_supervision: bool) -> None:
+        super().__init__()
+        self.conv_0_0 = _cbr(3, 4)
+        self.conv_1_0 = nn.Sequential(nn.MaxPool2d(2), _cbr(4, 8))
+        self.conv_0_1 = _UpCat(8, 4, 4, "nearest")
+        self.conv_2_0 = nn.Sequential(nn.MaxPool2d(2), _cbr(8, 8))
+        self.conv_1_1 = _UpCat(8, 8, 8, "nearest")
+        self.conv_0_2 = _UpCat(8, 8, 4, "nearest")
+        self.final_1 = nn.Conv2d(4, out_channels, 1)
+        self.final_2 = nn.Conv2d(4, out_channels, 1)
+        self.deep_supervision = deep_supervision
+
+    def forward(self, x):
+        x00 = self.conv_0_0(x)
+        x10 = self.conv_1_0(x00)
+        x01 = self.conv_0_1(x10, x00)
+        x20 = self.conv_2_0(x10)
+        x11 = self.conv_1_1(x20, x10)
+        x02 = self.conv_0_2(x11, torch.cat([x00, x01], dim=1))
+        if self.deep_supervision:
+            return [self.final_1(x01), self.final_2(x02)]
+        return [self.final_2(x02)]
+
+
+def monai_basicunetplusplus(out_channels: int = 2, deep_supervision: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    return _BasicUNetPlusPlus(out_channels, deep_supervision).eval()
