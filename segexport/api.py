@@ -68,6 +68,9 @@ def export(*, model: str = "deeplabv1", out: str | Path | None = None, weights: 
     ``num_classes=None``: 21 for the zoo, a user factory's own default (or checkpoint head, or
     output). ``output_key`` / ``upsample_logits`` are ``--output`` / ``--upsample-logits``.
     """
+    from segexport.models.registry import check_model_request
+
+    check_model_request(model, num_classes, width)  # before torch is imported: a typo costs no wait
     from segexport.exporter.export import ExportOptions, export_onnx
 
     if precision not in EXPORT_PRECISIONS:
@@ -230,6 +233,9 @@ def parity(*, onnx: str | Path, model: str | None = None, weights: str | Path | 
            progress: Progress | None = None, trust_model_code: bool = False) -> ParityResult:
     """Compare every backend with PyTorch eager on the same inputs (``segexport parity``).
     The reports are written before a failure is raised, so CI can publish them."""
+    from segexport.models.registry import check_model_request
+
+    check_model_request(model, None, 1.0)  # an override's name, before torch is imported
     from segexport.checks.parity import ParityOptions, run_parity
     from segexport.checks.reports import write_json, write_junit, write_markdown
     from segexport.core.files import atomic_outputs, check_output_path, refuse_overwriting_inputs

@@ -113,3 +113,53 @@ def test_a_missing_file_is_answered_before_torch_is_imported(tmp_path, args, fra
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], done.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_the_zoo_is_known_without_torch():
+    """Names, widths and paper facts come from the catalogue; the families (torch) load only to build."""
+    code = ("import sys\n"
+            "from segexport.models.registry import check_model_request, get_spec, list_models\n"
+            "import segexport.models\n"
+            "names = [s.name for s in list_models()]\n"
+            "spec = get_spec('unet')\n"
+            "check_model_request('unet', 21, 0.25)\n"
+            "print(len(names), spec.paper_params, spec.min_size, 'MICCAI' in spec.paper, 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    count, params, min_size, paper, torch_loaded = done.stdout.split()
+    assert int(count) >= 12 and params == "31000000" and min_size == "16" and paper == "True"
+    assert torch_loaded == "False"
+
+
+def test_building_a_zoo_model_imports_its_family():
+    """The lazy builder is the real one: the same network the family module builds."""
+    from segexport.models import unet
+    from segexport.models.registry import build_model
+
+    model = build_model("unet", num_classes=3, width=0.0625)
+    assert type(model) is unet.UNet
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("onnx", "--model", "unetx", "--out", "u.onnx"), "unknown model 'unetx': did you mean unet"),
+    (("onnx", "--model", "unet", "--width", "9", "--out", "u.onnx"), "--width must be in (0, 4], got 9.0"),
+    (("onnx", "--model", "unet", "--num-classes", "0"), "--num-classes must be >= 1"),
+    (("models", "segnett"), "unknown model 'segnett'"),
+    (("models", "--width", "0"), "--width must be in (0, 4]"),
+    (("bench", "--model", "deeplab"), "unknown model 'deeplab'"),
+    (("bench", "--model", "unet", "--width", "-1"), "--width must be in (0, 4]"),
+])
+def test_a_bad_name_or_width_is_answered_before_torch_is_imported(tmp_path, args, fragment):
+    """The existing one-line error, not "needs PyTorch" (what the blocked import would say had the
+    command got that far), and nothing written."""
+    done = run_without_torch(tmp_path, *args)
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and fragment in lines[0], done.stderr
+    assert not (tmp_path / "u.onnx").exists()
+
+
+def test_parity_refuses_a_bad_model_override_before_torch_is_imported(small_onnx, tmp_path):
+    done = run_without_torch(tmp_path, "parity", "--onnx", str(small_onnx), "--model", "unet_")
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and "unknown model 'unet_'" in lines[0], done.stderr

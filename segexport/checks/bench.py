@@ -50,6 +50,9 @@ class BenchResult:
 
 def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Time every backend that can run here; raise CheckFailed (``.result`` set) on a regression."""
+    from segexport.models.registry import check_model_request
+
+    check_model_request(opts.model, opts.num_classes, opts.width)  # before torch is imported: a typo costs no wait
     import numpy as np
 
     from segexport.checks.latency import (add_speedups, check_baseline, check_same_work, check_timing, measure,

@@ -93,7 +93,7 @@ def deepstream_command(
 @deploy_app.command("triton")
 def triton_command(
     model: Path = typer.Argument(..., help="ONNX from `segexport onnx` (or `segexport calibrate`)."),
-    out: Path = typer.Option(..., "--out", "-o", help="New (or empty) folder: the model repository."),
+    out: Path = typer.Option(..., "--out", "-o", help="The model repository (new, or one holding other models): MODEL goes into OUT/NAME."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="A TensorRT engine built from MODEL: served as model.plan (tensorrt_plan)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name in the repository (default: the export record's model)."),
     max_batch: Optional[int] = typer.Option(None, "--max-batch", help="max_batch_size (default: the dynamic batch range's max; static batch: 0)."),
@@ -103,8 +103,12 @@ def triton_command(
     reference: Optional[Path] = _REFERENCE,
     max_agreement_drop: Optional[float] = _MAX_AGREEMENT_DROP,
     max_miou_drop: Optional[float] = _MAX_MIOU_DROP,
+    force: bool = typer.Option(False, "--force", help="Replace OUT/NAME if the repository already has a model of that name."),
 ) -> None:
-    """Write a Triton model repository: REPO/NAME/config.pbtxt and REPO/NAME/1/model.onnx (or model.plan).
+    """Add MODEL to a Triton model repository: OUT/NAME/config.pbtxt and OUT/NAME/1/model.onnx (or model.plan).
+
+    OUT may be new or already hold other models; only OUT/NAME is written (refused if it exists,
+    unless --force), and build_engine.sh and bundle.json go inside it, beside config.pbtxt.
 
     Input/output names, types and dims come from the ONNX (-1 for dynamic H/W); max_batch_size
     and dynamic batching from the exported batch range; the preprocessing contract and class
@@ -115,7 +119,9 @@ def triton_command(
 
       segexport deploy triton unet.onnx --out models
 
-      segexport deploy triton unet.onnx --out models --engine unet.engine --instances 2
+      segexport deploy triton segnet.onnx --out models          # a second model in the same repository
+
+      segexport deploy triton unet.onnx --out models --engine unet.engine --instances 2 --force
     """
     from segexport.deploy.bundle import parse_cc
     from segexport.deploy.triton import deploy_triton
@@ -123,8 +129,9 @@ def triton_command(
     with console.status(f"writing {out.name}", spinner="dots"):
         bundle = deploy_triton(model, out, engine=engine, name=name, max_batch=max_batch, instances=instances,
                                target_trt=target_trt, target_cc=parse_cc(target_cc), reference=reference,
-                               max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop)
+                               max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop, force=force)
     _say_gate(bundle.gate)
-    console.print(f"[bold green]✓[/] wrote [bold]{bundle.out}[/] ({bundle.platform}, max_batch_size "
+    console.print(f"[bold green]✓[/] wrote [bold]{bundle.model_dir}[/] ({bundle.platform}, max_batch_size "
                   f"{bundle.max_batch_size}, {bundle.instances} instance(s)): {', '.join(bundle.files)}")
     console.print(f"  serve: tritonserver --model-repository={bundle.out}")
+    console.print(f"  a TensorRT plan, on the serving GPU: {bundle.model_dir}/build_engine.sh")

@@ -66,18 +66,17 @@ def models_command(
 
       segexport models mypkg.nets:build --num-classes 2 --model-arg depth=4
     """
-    from segexport.models.info import model_stats
-    from segexport.models.registry import check_build_args, get_spec, is_zoo_name, list_models
+    from segexport.models.registry import ZOO_NUM_CLASSES, check_model_request, get_spec, is_zoo_name, list_models
 
-    check_build_args(21 if num_classes is None else num_classes, width)
+    check_model_request(name, num_classes, width)  # before torch: a typo is answered at once
+    args = parse_model_args(model_arg)
     if name is not None and not is_zoo_name(name):
-        rows = [_user_entry(name, num_classes, width, parse_model_args(model_arg), flops=not no_flops)]
+        rows = [_user_entry(name, num_classes, width, args, flops=not no_flops)]
     else:
-        from segexport.models.loading import ZOO_NUM_CLASSES
+        from segexport.models.info import model_stats
 
         num_classes = ZOO_NUM_CLASSES if num_classes is None else num_classes
         specs = [get_spec(name)] if name else list_models()
-        args = parse_model_args(model_arg)
         rows = [_entry(s, model_stats(s, num_classes=num_classes, width=width, flops=not no_flops, model_args=args),
                        width, num_classes) for s in specs]
     if as_json:

@@ -1,4 +1,12 @@
-"""A Triton Inference Server model repository: ``REPO/<name>/config.pbtxt`` + ``REPO/<name>/1/model.*``.
+"""A model in a Triton Inference Server model repository: ``REPO/<name>/config.pbtxt`` + ``REPO/<name>/1/model.*``.
+
+A repository holds many models, so ``REPO`` may be new or already serving others: only the
+model's own folder is written, and an existing one is replaced only with ``force``. Everything
+segexport writes for the model stays inside that folder (``build_engine.sh``, ``bundle.json``
+beside ``config.pbtxt``; Triton reads only ``config.pbtxt``, ``labels.txt`` and the numbered
+version folders), so models added one by one never collide at the repository root. The folder is
+staged beside the repository and renamed in whole: a server polling the repository never sees a
+half-written model.
 
 Names, data types and dims come from the ONNX graph (``-1`` where H/W are dynamic); the batch
 policy from the export record's profile (a dynamic batch axis becomes ``max_batch_size`` and
@@ -14,10 +22,14 @@ with that schema instead.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from segexport.errors import UserError
 
@@ -31,14 +43,15 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 class TritonBundle:
     """What ``deploy_triton`` wrote."""
 
-    out: Path
+    out: Path  # the model repository
     name: str
+    model_dir: Path  # out / name: config.pbtxt, labels.txt, 1/, build_engine.sh, bundle.json
     config: Path
     model_file: Path
     platform: str
     max_batch_size: int
     instances: int
-    files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # relative to the repository: <name>/config.pbtxt, ...
     gate: object = None  # a reduced ONNX: the accuracy gate's verdict against its fp32 source
 
 
@@ -50,21 +63,24 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
                   name: str | None = None, max_batch: int | None = None, instances: int = 1,
                   target_trt: str | None = None, target_cc: str | None = None,
                   workspace_mib: int = 1024, reference: str | Path | None = None,
-                  max_agreement_drop: float | None = None, max_miou_drop: float | None = None) -> TritonBundle:
-    """Write a Triton model repository for ``onnx_path`` into the new folder ``out``.
+                  max_agreement_drop: float | None = None, max_miou_drop: float | None = None,
+                  force: bool = False) -> TritonBundle:
+    """Add ``onnx_path`` as model ``name`` to the Triton model repository ``out`` (new, or holding other
+    models); an existing ``out/<name>`` is replaced only with ``force``.
 
     With ``engine`` (built from this ONNX, by TensorRT, for ``target_trt``/``target_cc`` when given)
     the model is a ``tensorrt_plan``; otherwise the ONNX runs on the ``onnxruntime_onnx`` platform.
     """
     from segexport.core.hashing import sha256_file
     from segexport.core.onnx_io import load_onnx
-    from segexport.deploy.bundle import BUNDLE_SCHEMA, check_engine_for, check_out_dir, graph_io, staged_dir
+    from segexport.deploy.bundle import BUNDLE_SCHEMA, check_engine_for, graph_io
     from segexport.deploy.deepstream import resolve_precision
     from segexport.deploy.trtexec import build_script, plan_for
     from segexport.exporter.metadata import read_record
 
     onnx_path = Path(onnx_path)
-    check_out_dir(out)
+    out = Path(out)
+    check_repository(out)
     if instances < 1:
         raise UserError(f"--instances must be >= 1, got {instances}")
     model = load_onnx(onnx_path)
@@ -73,6 +89,7 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
         name = record.model if _NAME.fullmatch(record.model) else onnx_path.stem
     if not _NAME.fullmatch(name) or name in (".", ".."):
         raise UserError(f"--name {name!r} is not a Triton model name: use letters, digits, '_', '-', '.'")
+    check_model_folder(out, name, force)  # before the accuracy gate and the copies: a clash costs nothing
     inputs, outputs = graph_io(model)
     if len(inputs) != 1:
         raise UserError(f"{onnx_path.name} has {len(inputs)} inputs; segexport models take one image tensor")
@@ -136,10 +153,9 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
         lines += ["parameters {", f"  key: {_quote(key)}", f"  value: {{ string_value: {_quote(value)} }}", "}"]
     config = "\n".join(lines) + "\n"
 
-    with staged_dir(out) as stage:
-        model_dir = stage / name
+    with staged_model_folder(out, name, force) as model_dir:
         version = model_dir / "1"
-        version.mkdir(parents=True)
+        version.mkdir()
         if engine is not None:
             shutil.copyfile(engine, version / model_file)
         else:
@@ -148,21 +164,81 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
                 shutil.copyfile(onnx_path.parent / data, version / data)
         (model_dir / "config.pbtxt").write_text(config)
         (model_dir / "labels.txt").write_text("".join(f"{c}\n" for c in record.class_names))
-        plan = plan_for(record, onnx=f"{name}/1/model.onnx" if engine is None else onnx_path.name,
-                        engine=f"{name}/1/model.plan", precision=precision, strongly_typed=strongly_typed,
+        # build_engine.sh runs in its own folder (it cds there): paths are the model folder's
+        plan = plan_for(record, onnx="1/model.onnx" if engine is None else onnx_path.name,
+                        engine="1/model.plan", precision=precision, strongly_typed=strongly_typed,
                         calib_cache=None, workspace_mib=workspace_mib)
-        script = stage / "build_engine.sh"
+        script = model_dir / "build_engine.sh"
         script.write_text(build_script(plan, after=(
-            "# Then serve the plan: set platform: \"tensorrt_plan\" in config.pbtxt and remove model.onnx\n"
-            f"# (or run `segexport deploy triton --engine {name}/1/model.plan` again into a new folder).\n")))
+            "# Then serve the plan: set platform: \"tensorrt_plan\" in config.pbtxt and remove 1/model.onnx\n"
+            f"# (or run `segexport deploy triton --engine {name}/1/model.plan --force` again for this model).\n")))
         script.chmod(0o755)
         manifest = {"schema": BUNDLE_SCHEMA, "kind": "triton", "source_onnx": onnx_path.name,
                     "source_onnx_sha256": sha, "name": name, "platform": platform,
                     "max_batch_size": max_batch_size, "instances": instances, "precision": precision,
                     "preprocess": asdict(record.preprocess)}
-        (stage / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
-    out = Path(out)
-    return TritonBundle(out=out, name=name, config=out / name / "config.pbtxt", model_file=out / name / "1" / model_file,
-                        platform=platform, max_batch_size=max_batch_size, instances=instances, files=files,
-                        gate=gate)
+        (model_dir / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        files = sorted(f"{name}/{p.relative_to(model_dir)}" for p in model_dir.rglob("*") if p.is_file())
+    folder = out / name
+    return TritonBundle(out=out, name=name, model_dir=folder, config=folder / "config.pbtxt",
+                        model_file=folder / "1" / model_file, platform=platform, max_batch_size=max_batch_size,
+                        instances=instances, files=files, gate=gate)
+
+
+def check_repository(out: Path) -> None:
+    """``out`` is a model repository to add to: a folder (new, empty or holding other models) in a
+    writable place. Checked before any work."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a file: give the model repository's folder (new or existing)")
+    where = out if out.is_dir() else (out.parent if str(out.parent) else Path("."))
+    if not where.is_dir():
+        raise UserError(f"output directory {str(where)!r} does not exist: create it or choose another --out")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UserError(f"{'model repository' if where == out else 'output directory'} {str(where)!r} is not "
+                        "writable: choose another --out")
+
+
+def check_model_folder(out: Path, name: str, force: bool) -> None:
+    """The one thing an addition may not do unasked: replace a model the repository already serves."""
+    folder = out / name
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise UserError(f"{str(folder)!r} exists and is not a model folder: remove it or choose another --name")
+    if folder.exists() and not force:
+        raise UserError(f"model {name!r} already exists in the repository {str(out)!r}: pass --force to replace "
+                        "it, or choose another --name")
+
+
+@contextmanager
+def staged_model_folder(out: Path, name: str, force: bool) -> Iterator[Path]:
+    """Yield a hidden folder beside the repository; when the block succeeds it becomes ``out/<name>``
+    in one rename (the repository is created then if it is new). Staged outside the repository, so a
+    server polling it never loads a partial model; a failure, Ctrl-C or SIGTERM leaves the repository
+    as it was (and no repository at all if it was new)."""
+    from segexport.core.files import as_if_created
+
+    check_repository(out)
+    check_model_folder(out, name, force)
+    real = out.resolve()  # a symlinked repository: stage beside its target, on its file system
+    stage = Path(tempfile.mkdtemp(prefix=f".{real.name}.{name}.", suffix=".partial", dir=real.parent))
+    old = None
+    try:
+        yield stage
+        as_if_created(stage, 0o777)
+        created = not real.exists()
+        real.mkdir(exist_ok=True)
+        target = real / name
+        if target.exists():  # --force (checked above): move the old model aside, then swap in the new one
+            old = Path(tempfile.mkdtemp(prefix=f".{real.name}.{name}.", suffix=".old", dir=real.parent))
+            os.replace(target, old / name)
+        try:
+            os.replace(stage, target)
+        except BaseException:
+            if old is not None:  # the new one did not land: the old model goes back, nothing is lost
+                os.replace(old / name, target)
+            elif created:
+                real.rmdir()
+            raise
+    finally:
+        for leftover in (stage, old):
+            if leftover is not None and leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)

@@ -18,14 +18,10 @@ import torch
 from torch import nn
 
 from segexport.models.layers import scaled
-from segexport.models.registry import ModelSpec, register
 from segexport.models.segnet import VGGBNEncoder, decode, decoder_widths, init_weights, unpooling_decoder
 
-PAPER = ("Noh, Hong, Han. Learning Deconvolution Network for Semantic Segmentation. "
-         "ICCV 2015 (arXiv:1505.04366)")
 
-FC_KERNEL = 7
-MIN_SIZE = 32 * (FC_KERNEL - 1) + 1  # smallest side whose five ceil-mode pools leave 7 rows: 193
+FC_KERNEL = 7  # zoo.DECONVNET_MIN_SIZE = 32 * (FC_KERNEL - 1) + 1 = 193 follows from it
 
 
 def deconv_bn_relu(cin: int, cout: int, kernel: int = 3, padding: int = 1) -> nn.Sequential:
@@ -56,22 +52,5 @@ class DeconvNet(nn.Module):
         return self.score(decode(x, memory, self.unpools, self.decoders))
 
 
-def _factory(num_classes: int = 21, width: float = 1.0, **kwargs) -> DeconvNet:
+def build_deconvnet(num_classes: int = 21, width: float = 1.0, **kwargs) -> DeconvNet:
     return DeconvNet(num_classes, width, **kwargs)
-
-
-register(ModelSpec(
-    name="deconvnet",
-    family="deconvnet",
-    factory=_factory,
-    paper=PAPER,
-    default_input_size=(224, 224),
-    output_stride=32,
-    min_size=MIN_SIZE,
-    paper_params=252_000_000,
-    description="VGG16-BN encoder with max-pool indices, fc6/fc7 as convolutions, and a mirrored decoder of "
-                "MaxUnpool + 3x3 deconvolution + BN + ReLU.",
-    notes=("default input 224x224: the paper trains on 250x250 images randomly cropped to 224x224",
-           f"fc6 is an unpadded 7x7 convolution: pool5 must be at least 7x7, so inputs of at least {MIN_SIZE} px",
-           "251,805,653 parameters at 21 classes (paper: 252M)"),
-))

@@ -26,10 +26,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from segexport.models.layers import conv_relu, he_init, scaled, vgg_stage_widths
-from segexport.models.registry import ModelSpec, register
-
-PAPER = ("Chen, Papandreou, Kokkinos, Murphy, Yuille. Semantic Image Segmentation with Deep Convolutional "
-         "Nets and Fully Connected CRFs. ICLR 2015 (arXiv:1412.7062)")
 
 
 def vgg_trunk(width: float, pools: list[nn.Module | None], conv5_dilation: int) -> tuple[nn.Sequential, int]:
@@ -76,21 +72,3 @@ class DeepLabV1(nn.Module):
 
 def build_deeplabv1(num_classes: int = 21, width: float = 1.0, **kwargs) -> DeepLabV1:
     return DeepLabV1(num_classes, width, **kwargs)
-
-
-SPEC = register(ModelSpec(
-    name="deeplabv1",
-    family="deeplab",
-    factory=build_deeplabv1,
-    paper=PAPER,
-    default_input_size=(321, 321),
-    output_stride=8,
-    min_size=1,  # padded ceil-mode pools never reach zero: 1 -> 1
-    paper_params=20_500_000,
-    description="DeepLab-LargeFOV: VGG16, stride-1 pool4/pool5, dilated conv5 (2) and fc6 (12, 1024 channels), "
-                "output stride 8, bilinear upsampling to the input size.",
-    notes=("default input 321x321: the paper's VOC training crops",
-           "pool1-3 round up like Caffe's (ceil_mode=True): floor(H/2)+1, 321 -> 161 -> 81 -> 41",
-           "bilinear upsampling with align_corners=True, as DeepLab's Caffe Interp layer",
-           "the dense CRF is post-processing and not part of the exported network"),
-))

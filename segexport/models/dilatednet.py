@@ -27,9 +27,7 @@ from torch import nn
 
 from segexport.models.deeplab import vgg_trunk
 from segexport.models.layers import conv_relu, he_init, scaled
-from segexport.models.registry import ModelSpec, register
 
-PAPER = ("Yu, Koltun. Multi-Scale Context Aggregation by Dilated Convolutions. ICLR 2016 (arXiv:1511.07122)")
 CONTEXT_DILATIONS = (1, 1, 2, 4, 8, 16, 1)
 
 
@@ -86,30 +84,3 @@ def build_dilatednet(num_classes: int = 21, width: float = 1.0, **kwargs) -> Dil
 
 def build_dilatednet_context(num_classes: int = 21, width: float = 1.0, **kwargs) -> DilatedNet:
     return DilatedNet(num_classes, width, context=True, **kwargs)
-
-
-# Full width, 21 classes: VGG16 convs 14.71M + fc6 102.78M + fc7 16.78M + classifier 0.09M;
-# the context module adds 7 * (21*21*9 + 21) + (21*21 + 21) = 28,392.
-FRONT_END_PARAMS, CONTEXT_PARAMS = 134_346_581, 28_392
-
-for _name, _factory, _context in (("dilatednet", build_dilatednet, False),
-                                  ("dilatednet-context", build_dilatednet_context, True)):
-    register(ModelSpec(
-        name=_name,
-        family="dilatednet",
-        factory=_factory,
-        paper=PAPER,
-        default_input_size=(500, 500),
-        output_stride=8,
-        min_size=1,  # ceil-mode pools: 1 -> 1
-        paper_params=None,
-        description="VGG16 front-end without pool4/pool5, dilated conv5 (2) and fc6 (7x7, 4), x8 bilinear upsampling"
-                    + ("; plus the basic context module (dilations 1,1,2,4,8,16,1, identity init)." if _context else "."),
-        notes=("'same'-padded convolutions instead of the paper's unpadded network on a reflection-padded input",
-               "x8 upsampling is a bilinear resize (align_corners=False) in place of the released model's fixed "
-               "bilinear deconvolution: identical away from the 4 px border",
-               f"the paper gives no parameter count; this implementation has "
-               f"{(FRONT_END_PARAMS + CONTEXT_PARAMS * _context) / 1e6:.2f}M at 21 classes",
-               *(("context module identity-initialised (w[c,c,centre]=1), so untrained it passes the "
-                  "front-end's scores through",) if _context else ())),
-    ))

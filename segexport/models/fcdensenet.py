@@ -24,18 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segexport.models.layers import scaled
-from segexport.models.registry import ModelSpec, register
-
-PAPER = ("Jégou, Drozdzal, Vázquez, Romero, Bengio. The One Hundred Layers Tiramisu: Fully Convolutional "
-         "DenseNets for Semantic Segmentation. CVPR Workshops 2017 (arXiv:1611.09326)")
-
-# name -> (growth rate, layers per down block, bottleneck layers); the up path mirrors the down path.
-CONFIGS = {
-    "fcdensenet56": (12, (4, 4, 4, 4, 4), 4),
-    "fcdensenet67": (16, (5, 5, 5, 5, 5), 5),
-    "fcdensenet103": (16, (4, 5, 7, 10, 12), 15),
-}
-
+from segexport.models.zoo import FCDENSENET_CONFIGS as CONFIGS
 
 # Lasagne's BatchNormLayer default; keeps weights ported from the authors' code exact.
 BN_EPS = 1e-4
@@ -127,42 +116,18 @@ class FCDenseNet(nn.Module):
         return self.classifier(torch.cat([x, new], dim=1))  # the last block keeps its input too
 
 
-def _factory(name: str):
+def _build(name: str, num_classes: int, width: float, **kwargs) -> FCDenseNet:
     growth, down, bottleneck = CONFIGS[name]
-
-    def build(num_classes: int = 21, width: float = 1.0, **kwargs) -> FCDenseNet:
-        return FCDenseNet(num_classes, width, growth, down, bottleneck, **kwargs)
-
-    build.__name__ = f"build_{name}"
-    return build
+    return FCDenseNet(num_classes, width, growth, down, bottleneck, **kwargs)
 
 
-def _register(name: str, paper_params: int) -> None:
-    growth, down, bottleneck = CONFIGS[name]
-    depth = name.removeprefix("fcdensenet")
-    register(ModelSpec(
-        name=name,
-        family="fcdensenet",
-        factory=_factory(name),
-        paper=PAPER,
-        default_input_size=(360, 480),
-        output_stride=2 ** len(down),
-        min_size=2 ** len(down),  # five floor-mode pools: 31 px leaves an empty bottleneck
-        paper_params=paper_params,
-        description=f"FC-DenseNet{depth}: growth {growth}, down blocks {list(down)}, bottleneck {bottleneck}, "
-                    "transition up on the new maps only.",
-        notes=("default input 360x480: the full CamVid frames the paper reports on (and fine-tunes on "
-               "after training on 224x224 crops)",
-               "3x3 stride-2 transposed convolutions give 2h+1; centre-cropped to the skip, as the authors' "
-               "Lasagne code does",
-               "BatchNorm eps 1e-4 and element-wise dropout 0.2, as the authors' Lasagne code",
-               "parameter counts exclude BatchNorm running statistics (Lasagne's count includes them: "
-               "+0.10M for 103, +0.04M for 67)",
-               *(("the paper's recipe (growth 12, 4 layers a block, 4 in the bottleneck: 56 layers) gives 1.38M "
-                  "parameters, not the 1.5M of its Table 2; the architecture follows the recipe",)
-                 if depth == "56" else ())),
-    ))
+def build_fcdensenet56(num_classes: int = 21, width: float = 1.0, **kwargs) -> FCDenseNet:
+    return _build("fcdensenet56", num_classes, width, **kwargs)
 
 
-for _name, _params in (("fcdensenet56", 1_500_000), ("fcdensenet67", 3_500_000), ("fcdensenet103", 9_400_000)):
-    _register(_name, _params)
+def build_fcdensenet67(num_classes: int = 21, width: float = 1.0, **kwargs) -> FCDenseNet:
+    return _build("fcdensenet67", num_classes, width, **kwargs)
+
+
+def build_fcdensenet103(num_classes: int = 21, width: float = 1.0, **kwargs) -> FCDenseNet:
+    return _build("fcdensenet103", num_classes, width, **kwargs)

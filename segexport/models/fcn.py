@@ -30,10 +30,6 @@ import torch
 from torch import nn
 
 from segexport.models.layers import bilinear_kernel, conv_relu, crop_to, scaled, vgg_stage_widths
-from segexport.models.registry import ModelSpec, register
-
-PAPER = ("Long, Shelhamer, Darrell. Fully Convolutional Networks for Semantic Segmentation. "
-         "CVPR 2015 (arXiv:1411.4038)")
 
 # Caffe crop offsets (pixels) of the reference nets: the skip scores onto the 2x-upsampled map,
 # and the final upsampled score onto the input.
@@ -130,40 +126,13 @@ class FCN(nn.Module):
         return crop_to(self.upscore8(fuse3), x, CROP_OUT[8])
 
 
-# Parameters at 21 classes and full width, counted on the meta device (tests/models/test_fcn.py).
-# The FCN paper's Table 1 gives 134M for FCN-VGG16; FCN-32s is larger because its fixed x32
-# upsampler alone holds 21*21*64*64 = 1.8M weights.
-_COUNTS = {32: 136_152_917, 16: 134_815_994, 8: 134_489_759}
+def build_fcn32s(num_classes: int = 21, width: float = 1.0, **kwargs) -> FCN:
+    return FCN(num_classes, width, 32, **kwargs)
 
 
-def _spec(name: str, stride: int) -> ModelSpec:
-    def factory(num_classes: int = 21, width: float = 1.0, **kwargs) -> FCN:
-        return FCN(num_classes, width, stride, **kwargs)
-
-    return ModelSpec(
-        name=name,
-        family="fcn",
-        factory=factory,
-        paper=PAPER,
-        default_input_size=(500, 500),
-        output_stride=stride,
-        min_size=1,
-        paper_params=None,
-        description=f"FCN-{stride}s: VGG16 made fully convolutional; "
-        + {32: "a single x32 bilinear-initialised deconvolution.",
-           16: "pool4 scores fused before a x16 deconvolution.",
-           8: "pool4 and pool3 scores fused before a x8 deconvolution."}[stride],
-        notes=(
-            "conv1_1 pads by 100 and the scores are cropped back with the Caffe offsets, so every "
-            "size >= 1 works (min_size 1; size 0 is no image)",
-            f"{_COUNTS[stride]:,} parameters at 21 classes (ARCHITECTURES.md has no figure; the FCN "
-            "paper's Table 1 gives 134M for FCN-VGG16)",
-            "default input 500x500: PASCAL VOC images are at most 500 px a side and the reference trains on whole images",
-            "the final upsampler is fixed bilinear (requires_grad=False), as in the paper; "
-            "FCN-8s at-once's 0.01/0.0001 skip scaling is omitted",
-        ),
-    )
+def build_fcn16s(num_classes: int = 21, width: float = 1.0, **kwargs) -> FCN:
+    return FCN(num_classes, width, 16, **kwargs)
 
 
-for _name, _stride in (("fcn32s", 32), ("fcn16s", 16), ("fcn8s", 8)):
-    register(_spec(_name, _stride))
+def build_fcn8s(num_classes: int = 21, width: float = 1.0, **kwargs) -> FCN:
+    return FCN(num_classes, width, 8, **kwargs)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from segexport.errors import UserError
-from segexport.models.registry import ModelSpec
+from segexport.models.spec import ModelSpec
 
 
 @dataclass(frozen=True)

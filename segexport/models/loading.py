@@ -29,7 +29,8 @@ from torch import nn
 
 from segexport.core.hashing import sha256_file
 from segexport.errors import UserError, exception_line
-from segexport.models.registry import ModelSpec, build_model, check_build_args, get_spec, is_zoo_name
+from segexport.models.registry import ZOO_NUM_CLASSES, build_model, check_build_args, get_spec, is_zoo_name
+from segexport.models.spec import ModelSpec
 
 # Containers that training frameworks wrap a state dict in, most specific first.
 _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "weights", "params")
@@ -53,9 +54,6 @@ class LoadedModel:
     weights_sha256: str | None = None
     num_classes_source: str = "--num-classes"  # or: "zoo default", "factory default", "checkpoint head", "model output"
     notes: list[str] = field(default_factory=list)  # how the checkpoint was read, for the user to see
-
-
-ZOO_NUM_CLASSES = 21  # PASCAL VOC, what the zoo's papers train on; user factories keep their own default
 
 
 def load_model(

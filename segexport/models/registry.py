@@ -1,14 +1,12 @@
-"""The model zoo registry, in the spirit of torchvision's builders.
+"""The model zoo registry, in the spirit of torchvision's builders, importable without torch.
 
-Each family module (``fcn.py``, ``segnet.py``, ...) registers one factory per model name
-with :func:`register` when it is imported, and ``segexport/models/__init__.py`` imports
-every family (torchvision's ``models/_api.py`` pattern): the registry never imports a
-family, so the arrows run one way. Importing any ``segexport.models`` module runs the
-package first, so the zoo is always full by the time it is listed. A :class:`ModelSpec` carries everything later steps need to know
-about a model *without building it*: the paper, the default input size, the
-preprocessing contract, the class names, the output stride and the minimum input size.
-Those facts travel into the ONNX metadata, so they are declared once, here, and never
-re-derived from command-line flags.
+Every zoo name is declared once in :mod:`segexport.models.zoo` with what later steps need to
+know about it *without building it* (:class:`~segexport.models.spec.ModelSpec`: the paper, the
+default input size, the preprocessing contract, the class names, the output stride and the
+minimum input size), and a lazy :class:`~segexport.models.spec.Builder` for its network. So
+``segexport models``, ``onnx --model``, ``parity``, ``bench`` and ``predict`` answer a wrong name
+or ``--width`` in well under a second, before torch is imported; the family module is imported
+only by :func:`build_model` (or a spec's ``factory``).
 
 Every factory has the signature ``factory(num_classes: int = 21, width: float = 1.0,
 **kwargs) -> nn.Module`` so the CLI, the tests and user models share one calling
@@ -19,89 +17,33 @@ at a fraction of its size instead of a toy stand-in.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from segexport.errors import UserError
+from segexport.models.spec import ModelSpec
+from segexport.models.zoo import ZOO
 
-if TYPE_CHECKING:  # torch is heavy; keep `segexport --help` instant
+if TYPE_CHECKING:  # torch is heavy; keep `segexport --help` and name checks instant
     from torch import nn
 
-VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
-)
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+ZOO_NUM_CLASSES = 21  # PASCAL VOC, what the zoo's papers train on; user factories keep their own default
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the zoo knows about one model name.
-
-    ``paper_params`` is the parameter count the paper reports at 21 classes and full
-    width (``None`` where the paper gives none); the tests hold the implementation to
-    it within 2 %. ``min_size`` is the smallest H or W the network accepts; anything
-    smaller is refused before PyTorch produces a cryptic shape error.
-    """
-
-    name: str
-    family: str
-    factory: Callable[..., "nn.Module"]
-    paper: str
-    default_input_size: tuple[int, int]
-    output_stride: int
-    min_size: int
-    paper_params: int | None = None
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    class_names: tuple[str, ...] = VOC_CLASSES
-    description: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def class_names_for(self, num_classes: int) -> tuple[str, ...]:
-        """The class names for ``num_classes``: the dataset's own when it matches (one output
-        channel is binary, so it matches two names)."""
-        if max(num_classes, 2) == len(self.class_names):
-            return self.class_names
-        if num_classes == 1:
-            return ("background", "foreground")
-        return tuple(f"class_{i}" for i in range(num_classes))
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
-
-
-def register(spec: ModelSpec) -> ModelSpec:
-    """Add a spec to the zoo; a duplicate name is a programming error."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-# Listing order: the papers' chronology of ideas, as ARCHITECTURES.md presents them.
-FAMILY_ORDER = ("fcn", "deconvnet", "segnet", "unet", "fcdensenet", "deeplab", "dilatednet")
+_REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in ZOO}
+if len(_REGISTRY) != len(ZOO):  # a duplicate name is a programming error
+    raise ValueError("a zoo name is declared twice in segexport/models/zoo.py")
 
 
 def list_models() -> list[ModelSpec]:
-    """All zoo specs, family by family (registration order within a family)."""
-    rank = {f: i for i, f in enumerate(FAMILY_ORDER)}
-    return sorted(_REGISTRY.values(), key=lambda s: rank.get(s.family, len(rank)))
+    """All zoo specs in the catalogue's order: the papers' chronology of ideas, as ARCHITECTURES.md presents them."""
+    return list(_REGISTRY.values())
 
 
 def get_spec(name: str) -> ModelSpec:
     """The spec of a zoo name; an unknown name suggests the closest ones."""
-    specs = {s.name: s for s in list_models()}
     key = name.strip().lower().replace("_", "-")
-    if key in specs:
-        return specs[key]
-    close = difflib.get_close_matches(key, specs, n=3, cutoff=0.5)
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    close = difflib.get_close_matches(key, _REGISTRY, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(close)}?" if close else "run `segexport models` to list them"
     raise UserError(
         f"unknown model {name!r}: {hint} (or pass your own as package.module:factory)"
@@ -131,6 +73,16 @@ def check_build_args(num_classes: int, width: float) -> None:
         raise UserError(f"--num-classes {num_classes} is too many: at most {MAX_NUM_CLASSES}")
     if not 0 < width <= 4:
         raise UserError(f"--width must be in (0, 4], got {width}")
+
+
+def check_model_request(ref: str | None, num_classes: int | None, width: float) -> None:
+    """Refuse what can be refused without building: a zoo name that does not exist, ``--width`` or
+    ``--num-classes`` out of range (``ref=None``: no model named, the flags alone). Imports no torch,
+    so every command that takes ``--model`` calls it before its heavy imports and a typo costs a
+    fraction of a second, not the torch import."""
+    check_build_args(ZOO_NUM_CLASSES if num_classes is None else num_classes, width)
+    if ref is not None and is_zoo_name(ref):
+        get_spec(ref)
 
 
 def build_model(name: str, num_classes: int = 21, width: float = 1.0, **kwargs) -> "nn.Module":

@@ -20,10 +20,7 @@ import torch
 from torch import nn
 
 from segexport.models.layers import conv_bn_relu, vgg_stage_widths
-from segexport.models.registry import ModelSpec, register
 
-PAPER = ("Badrinarayanan, Kendall, Cipolla. SegNet: A Deep Convolutional Encoder-Decoder Architecture "
-         "for Image Segmentation. TPAMI 2017 (arXiv:1511.00561)")
 
 # What the encoder hands the decoder for each stage: the pool's argmax indices and the
 # spatial size of the map before pooling (the unpool's ``output_size``).
@@ -120,22 +117,5 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def _factory(num_classes: int = 21, width: float = 1.0, **kwargs) -> SegNet:
+def build_segnet(num_classes: int = 21, width: float = 1.0, **kwargs) -> SegNet:
     return SegNet(num_classes, width, **kwargs)
-
-
-register(ModelSpec(
-    name="segnet",
-    family="segnet",
-    factory=_factory,
-    paper=PAPER,
-    default_input_size=(360, 480),
-    output_stride=32,
-    min_size=1,
-    paper_params=29_500_000,
-    description="VGG16-BN encoder without FC layers; the decoder unpools with the encoder's max indices, "
-                "then conv+BN+ReLU; a 3x3 conv scores the classes.",
-    notes=("default input 360x480 is CamVid's resolution, the paper's main benchmark",
-           "ceil-mode pools as in the Caffe reference (pool4 of 360x480 has 23 rows), so any size >= 1 works",
-           "29,455,125 parameters at 21 classes (paper: 29.5M)"),
-))

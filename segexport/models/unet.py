@@ -26,13 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segexport.models.layers import scaled
-from segexport.models.registry import ModelSpec, register
 
-PAPER = ("Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical Image Segmentation. "
-         "MICCAI 2015 (arXiv:1505.04597)")
 CHANNELS = (64, 128, 256, 512, 1024)
-DEPTH = len(CHANNELS) - 1  # pooling steps
-MIN_SIZE = 2**DEPTH  # floor pooling: below 16 px the bottleneck would be empty
+DEPTH = len(CHANNELS) - 1  # pooling steps (zoo.UNET_DEPTH, held to this by tests/models)
 
 
 def double_conv(cin: int, cout: int, batch_norm: bool) -> nn.Sequential:
@@ -99,22 +95,3 @@ class UNet(nn.Module):
 
 def build_unet(num_classes: int = 21, width: float = 1.0, **kwargs) -> UNet:
     return UNet(num_classes, width, **kwargs)
-
-
-SPEC = register(ModelSpec(
-    name="unet",
-    family="unet",
-    factory=build_unet,
-    paper=PAPER,
-    default_input_size=(512, 512),
-    output_stride=2**DEPTH,
-    min_size=MIN_SIZE,
-    paper_params=31_000_000,
-    description="4 down / 4 up stages (64..1024 channels), 2x2 up-convolutions, concatenated skips.",
-    notes=("'same'-padded 3x3 convolutions instead of the paper's unpadded ones (overlap-tile), "
-           "so the output matches the input; odd sizes zero-pad the up-convolution to its skip",
-           "ReLU after each up-convolution and Dropout(0.5) at the end of the contracting path, "
-           "as in the authors' released Caffe model",
-           "default input 512x512: the size of the ISBI 2012 EM images the paper segments",
-           "model arg batch_norm=true adds BatchNorm after every convolution (not in the paper)"),
-))

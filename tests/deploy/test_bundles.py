@@ -111,6 +111,13 @@ def check_triton(bundle, onnx_path: Path, parse_triton) -> None:
     assert json.loads(cfg.parameters["segexport.class_names"].string_value) == list(record.class_names)
     assert (bundle.model_file).read_bytes() == onnx_path.read_bytes()
     assert cfg.instance_group[0].count == bundle.instances
+    # everything segexport writes for the model is inside its folder: the repository root holds models only
+    assert [p.name for p in bundle.out.iterdir()] == [bundle.name]
+    assert {"build_engine.sh", "bundle.json", "config.pbtxt", "labels.txt", "1"} == {
+        p.name for p in bundle.model_dir.iterdir()}
+    manifest = json.loads((bundle.model_dir / "bundle.json").read_text())
+    assert manifest["kind"] == "triton" and manifest["name"] == bundle.name
+    assert "--onnx=1/model.onnx" in (bundle.model_dir / "build_engine.sh").read_text()  # the script cds to its folder
 
 
 def check_deepstream(bundle, onnx_path: Path) -> dict[str, str]:
@@ -222,7 +229,7 @@ def test_build_script_shapes_are_the_onnx_profile(user_onnx, tmp_path, exports):
     for flag in ("--onnx=", "--saveEngine=", "--timingCacheFile=", "--memPoolSize=workspace:", "segexport engine"):
         assert flag in text
     static = deploy_triton(exports("fcn8s", False).path, tmp_path / "tr")
-    assert _script_shapes(static.out / "build_engine.sh") == {}  # trtexec refuses shapes for a static input
+    assert _script_shapes(static.model_dir / "build_engine.sh") == {}  # trtexec refuses shapes for a static input
 
 
 def test_approximate_normalization_is_measured_and_configured(user_onnx, tmp_path):

@@ -104,26 +104,66 @@ def test_matching_engine_is_bundled_under_nvinfer_name(model, run_cli, tmp_path)
     assert (tmp_path / "b" / "fcn16s.deepstream.onnx").read_bytes() == (first / "fcn16s.deepstream.onnx").read_bytes()
 
 
-@pytest.mark.parametrize("case", ["engine-other-onnx", "static-max-batch", "bad-name", "not-empty", "instances"])
+@pytest.mark.parametrize("case", ["engine-other-onnx", "static-max-batch", "bad-name", "model-exists", "instances",
+                                  "repo-is-a-file", "name-is-a-file"])
 def test_hostile_triton_inputs(case, model, run_cli, tmp_path):
     out = tmp_path / "repo"
     args = ["deploy", "triton", str(model), "--out", str(out)]
     expect = {"engine-other-onnx": "another ONNX", "static-max-batch": "static batch", "bad-name": "--name",
-              "not-empty": "not empty", "instances": "--instances"}[case]
+              "model-exists": "model 'fcn16s' already exists in the repository", "instances": "--instances",
+              "repo-is-a-file": "is a file", "name-is-a-file": "is not a model folder"}[case]
     if case == "engine-other-onnx":
         args += ["--engine", str(fake_engine(tmp_path / "e.engine", "f" * 64))]
     elif case == "static-max-batch":
         args += ["--max-batch", "8"]
     elif case == "bad-name":
         args += ["--name", "../escape"]
-    elif case == "not-empty":
+    elif case == "model-exists":
+        (out / "fcn16s" / "1").mkdir(parents=True)
+        (out / "fcn16s" / "config.pbtxt").write_text("mine")
+    elif case == "repo-is-a-file":
+        out.write_text("not a folder")
+    elif case == "name-is-a-file":
         out.mkdir()
-        (out / "other_model").mkdir()
+        (out / "fcn16s").write_text("not a folder")
+        args += ["--force"]  # --force replaces a model folder, never something else
     else:
         args += ["--instances", "0"]
     before = _listing(tmp_path)
     assert_one_line_error(run_cli(*args), expect)
     _nothing_written(tmp_path, before)
+    if case == "model-exists":
+        assert (out / "fcn16s" / "config.pbtxt").read_text() == "mine"
+
+
+def test_triton_adds_a_model_to_an_existing_repository(model, run_cli, tmp_path, parse_triton):
+    """A repository holds many models: a second model goes beside the first, each with its own
+    build_engine.sh and bundle.json; the model's own folder is replaced only with --force."""
+    repo = tmp_path / "repo"
+    (repo / "someone_elses" / "1").mkdir(parents=True)
+    (repo / "someone_elses" / "config.pbtxt").write_text('name: "someone_elses"\n')
+    first = run_cli("deploy", "triton", str(model), "--out", str(repo))
+    assert first.exit_code == 0, first.stderr
+    second = run_cli("deploy", "triton", str(model), "--out", str(repo), "--name", "fcn16s_b", "--instances", "2")
+    assert second.exit_code == 0, second.stderr
+    assert sorted(p.name for p in repo.iterdir()) == ["fcn16s", "fcn16s_b", "someone_elses"]  # no files at the root
+    for name in ("fcn16s", "fcn16s_b"):
+        assert parse_triton(repo / name / "config.pbtxt").name == name
+        assert (repo / name / "build_engine.sh").is_file()
+        assert json.loads((repo / name / "bundle.json").read_text())["name"] == name
+    assert (repo / "someone_elses" / "config.pbtxt").read_text() == 'name: "someone_elses"\n'
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "a staging folder was left behind"
+
+    again = run_cli("deploy", "triton", str(model), "--out", str(repo), "--instances", "3")
+    assert_one_line_error(again, "pass --force")
+    assert parse_triton(repo / "fcn16s" / "config.pbtxt").instance_group[0].count == 1
+    (repo / "fcn16s" / "stale.txt").write_text("from the old model")
+    forced = run_cli("deploy", "triton", str(model), "--out", str(repo), "--instances", "3", "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert parse_triton(repo / "fcn16s" / "config.pbtxt").instance_group[0].count == 3
+    assert not (repo / "fcn16s" / "stale.txt").exists()  # replaced whole, not merged
+    assert parse_triton(repo / "fcn16s_b" / "config.pbtxt").instance_group[0].count == 2  # the others untouched
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "the old model was left beside the repository"
 
 
 def test_triton_plan_from_matching_engine(model, run_cli, tmp_path, parse_triton):
@@ -297,3 +337,24 @@ def test_predict_and_deploy_outputs_never_inside_their_inputs(model, run_cli, tm
     (tmp_path / "link").symlink_to(tmp_path / "empty")
     assert_one_line_error(run_cli("deploy", "deepstream", str(model), "--out", str(tmp_path / "link")), "symlink")
     assert not any((tmp_path / "empty").iterdir())
+
+
+def test_a_failed_triton_write_leaves_the_repository_as_it_was(tmp_path):
+    """Staged beside the repository, renamed in whole: a crash mid-write (here an exception in the
+    block) loses neither the model being replaced nor creates a repository that did not exist."""
+    from segexport.deploy.triton import staged_model_folder
+
+    repo = tmp_path / "repo"
+    with pytest.raises(RuntimeError), staged_model_folder(repo, "m", force=False) as stage:
+        (stage / "config.pbtxt").write_text("half")
+        raise RuntimeError("disk full")
+    assert sorted(tmp_path.iterdir()) == []
+    (repo / "m").mkdir(parents=True)
+    (repo / "m" / "config.pbtxt").write_text("old")
+    with pytest.raises(RuntimeError), staged_model_folder(repo, "m", force=True) as stage:
+        (stage / "config.pbtxt").write_text("new")
+        raise RuntimeError("interrupted")
+    assert (repo / "m" / "config.pbtxt").read_text() == "old" and sorted(tmp_path.iterdir()) == [repo]
+    with staged_model_folder(repo, "m", force=True) as stage:
+        (stage / "config.pbtxt").write_text("new")
+    assert (repo / "m" / "config.pbtxt").read_text() == "new" and sorted(tmp_path.iterdir()) == [repo]

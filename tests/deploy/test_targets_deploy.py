@@ -47,7 +47,8 @@ def test_calibrate_writes_the_target_tensorrt_header(exported, tmp_path):
 
 
 def _script(bundle) -> str:
-    return (bundle.out / "build_engine.sh").read_text()
+    folder = getattr(bundle, "model_dir", bundle.out)  # Triton: inside the model's folder, not the repository root
+    return (folder / "build_engine.sh").read_text()
 
 
 def test_xavier_dla_bundle(exported, tmp_path):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segexport.models import deeplab, dilatednet  # noqa: F401  (registers the models)
+from segexport.models import deeplab, dilatednet  # noqa: F401  (the families under test)
 from segexport.models.layers import bilinear_kernel
 from segexport.models.registry import build_model, get_spec
 from tests.conftest import TINY_WIDTH

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from segexport.models import fcdensenet, unet  # noqa: F401  (registers the models)
+from segexport.models import fcdensenet, unet
 from segexport.models.registry import build_model, get_spec
 from tests.conftest import TINY_WIDTH
 
