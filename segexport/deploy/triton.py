@@ -40,6 +40,7 @@ class TritonBundle:
     instances: int
     files: list[str] = field(default_factory=list)
     gate: object = None  # a reduced ONNX: the accuracy gate's verdict against its fp32 source
+    selfcheck: object = None  # segexport.deploy.golden.SelfCheck: what selfcheck/ holds
 
 
 def _quote(text: str) -> str:
@@ -50,11 +51,14 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
                   name: str | None = None, max_batch: int | None = None, instances: int = 1,
                   target_trt: str | None = None, target_cc: str | None = None,
                   workspace_mib: int = 1024, reference: str | Path | None = None,
-                  max_agreement_drop: float | None = None, max_miou_drop: float | None = None) -> TritonBundle:
+                  max_agreement_drop: float | None = None, max_miou_drop: float | None = None,
+                  selfcheck_images: str | Path | None = None) -> TritonBundle:
     """Write a Triton model repository for ``onnx_path`` into the new folder ``out``.
 
     With ``engine`` (built from this ONNX, by TensorRT, for ``target_trt``/``target_cc`` when given)
     the model is a ``tensorrt_plan``; otherwise the ONNX runs on the ``onnxruntime_onnx`` platform.
+    ``selfcheck/`` beside the repository holds the golden inputs, the fp32 labels and the script
+    that judges the plan on the server (:mod:`segexport.deploy.golden`).
     """
     from segexport.core.hashing import sha256_file
     from segexport.core.onnx_io import load_onnx
@@ -156,13 +160,20 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
             "# Then serve the plan: set platform: \"tensorrt_plan\" in config.pbtxt and remove model.onnx\n"
             f"# (or run `segexport deploy triton --engine {name}/1/model.plan` again into a new folder).\n")))
         script.chmod(0o755)
+        from segexport.deploy.golden import write_selfcheck
+
+        selfcheck = write_selfcheck(stage, kind="triton", source=onnx_path, source_model=model, record=record,
+                                    bundle_model=onnx_path, bundle_input=inputs[0].name, bundle_output=record.output_name,
+                                    raw_pixels=False, engine=f"{name}/1/model.plan",
+                                    onnx=f"{name}/1/model.onnx" if engine is None else None, precision=precision,
+                                    reference=reference, images=selfcheck_images)
         manifest = {"schema": BUNDLE_SCHEMA, "kind": "triton", "source_onnx": onnx_path.name,
                     "source_onnx_sha256": sha, "name": name, "platform": platform,
                     "max_batch_size": max_batch_size, "instances": instances, "precision": precision,
-                    "preprocess": asdict(record.preprocess)}
+                    "preprocess": asdict(record.preprocess), "selfcheck": asdict(selfcheck)}
         (stage / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
         files = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
     out = Path(out)
     return TritonBundle(out=out, name=name, config=out / name / "config.pbtxt", model_file=out / name / "1" / model_file,
                         platform=platform, max_batch_size=max_batch_size, instances=instances, files=files,
-                        gate=gate)
+                        gate=gate, selfcheck=selfcheck)
