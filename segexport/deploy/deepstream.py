@@ -117,6 +117,9 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
 
     onnx_path = Path(onnx_path)
     check_out_dir(out)
+    from segexport.deploy.golden import check_images
+
+    check_images(selfcheck_images)  # a wrong folder is refused before any work
     model = load_onnx(onnx_path, external_data=True)
     record = read_record(model)
     if record.argmax:

@@ -45,6 +45,22 @@ class SelfCheck:
     command: str = f"python3 {FOLDER}/selfcheck.py"
 
 
+def check_images(images: str | Path | None) -> list[Path]:
+    """The user's golden images (at most ``COUNT``), refused in one line before any work."""
+    if images is None:
+        return []
+    from segexport.data.images import list_images
+
+    folder = Path(images)
+    if not folder.is_dir():
+        raise UserError(f"--selfcheck-images {str(folder)!r} is not a folder of images: give one, or leave it out "
+                        "for the synthetic set")
+    files = list_images(folder, limit=COUNT)
+    if not files:
+        raise UserError(f"--selfcheck-images {str(folder)!r} holds no images (.png/.jpg): add some or leave it out")
+    return files
+
+
 def golden_rgb(record: ExportRecord, images: str | Path | None, count: int = COUNT) -> tuple[np.ndarray, str]:
     """N x H x W x 3 uint8 RGB at the network size, and where they came from."""
     h, w = record.preprocess.input_size
@@ -55,20 +71,14 @@ def golden_rgb(record: ExportRecord, images: str | Path | None, count: int = COU
         return rgb, f"synthetic scenes (segexport.data.synth, seed {SEED})"
     from PIL import Image
 
-    from segexport.data.images import list_images, read_rgb
+    from segexport.data.images import read_rgb
 
-    folder = Path(images)
-    if not folder.is_dir():
-        raise UserError(f"--selfcheck-images {str(folder)!r} is not a folder of images: give one, or leave it out "
-                        "for the synthetic set")
-    files = list_images(folder, limit=count)
-    if not files:
-        raise UserError(f"--selfcheck-images {str(folder)!r} holds no images (.png/.jpg): add some or leave it out")
+    files = check_images(images)[:count]
     out = []
     for path in files:
         im = read_rgb(path)
         if im.shape[:2] != (h, w):  # the contract's own resize, once: raw pixels and the exact input then agree
-            im = np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR))
+            im = np.asarray(Image.fromarray(im).resize((w, h), Image.Resampling.BILINEAR))
         out.append(im)
     return np.stack(out), f"{len(files)} of your images ({', '.join(p.name for p in files[:3])}" + \
         (", ..." if len(files) > 3 else "") + ")"

@@ -247,6 +247,11 @@ def tensorrt_runner(engine_path: Path, input_name: str, output_name: str) -> Run
     return _bindings_api(trt, cuda, cast(BindingsEngine, engine), input_name, output_name)
 
 
+def shape_of(dims: Any) -> tuple[int, ...]:
+    """A TensorRT Dims (or a tuple) as a tuple: Dims is indexable and sized in every release."""
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
 def _tensor_api(trt_module: ModuleType, cuda: Cuda, engine: trt.ICudaEngine, input_name: str,
                 output_name: str) -> Runner:
     """TensorRT 10: named I/O tensors (num_io_tensors, set_tensor_address, execute_async_v3)."""
@@ -262,14 +267,14 @@ def _tensor_api(trt_module: ModuleType, cuda: Cuda, engine: trt.ICudaEngine, inp
     context = engine.create_execution_context()
 
     def run(x: np.ndarray) -> np.ndarray:
-        if -1 in tuple(engine.get_tensor_shape(input_name)):
+        if -1 in shape_of(engine.get_tensor_shape(input_name)):
             context.set_input_shape(input_name, tuple(x.shape))
         stream = cuda.stream()
         buffers: dict[str, tuple[int, np.ndarray]] = {}
         try:
             for name in names:
                 host = (x.astype(trt.nptype(engine.get_tensor_dtype(name)), copy=False) if name == input_name else
-                        np.empty(tuple(context.get_tensor_shape(name)), trt.nptype(engine.get_tensor_dtype(name))))
+                        np.empty(shape_of(context.get_tensor_shape(name)), trt.nptype(engine.get_tensor_dtype(name))))
                 host = np.ascontiguousarray(host)
                 ptr = cuda.malloc(host.nbytes)
                 buffers[name] = (ptr, host)
@@ -306,14 +311,14 @@ def _bindings_api(trt_module: ModuleType, cuda: Cuda, engine: BindingsEngine, in
     sink = engine.get_binding_index(output_name)
 
     def run(x: np.ndarray) -> np.ndarray:
-        if -1 in tuple(engine.get_binding_shape(source)):
+        if -1 in shape_of(engine.get_binding_shape(source)):
             context.set_binding_shape(source, tuple(x.shape))
         pointers = [0] * engine.num_bindings
         hosts: dict[int, np.ndarray] = {}
         try:
             for i in range(engine.num_bindings):
                 dtype = trt.nptype(engine.get_binding_dtype(i))
-                host = x.astype(dtype, copy=False) if i == source else np.empty(tuple(context.get_binding_shape(i)), dtype)
+                host = x.astype(dtype, copy=False) if i == source else np.empty(shape_of(context.get_binding_shape(i)), dtype)
                 hosts[i] = np.ascontiguousarray(host)
                 pointers[i] = cuda.malloc(hosts[i].nbytes)
             cuda.to_device(pointers[source], hosts[source])

@@ -69,6 +69,9 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
 
     onnx_path = Path(onnx_path)
     check_out_dir(out)
+    from segexport.deploy.golden import check_images
+
+    check_images(selfcheck_images)  # a wrong folder is refused before any work
     if instances < 1:
         raise UserError(f"--instances must be >= 1, got {instances}")
     model = load_onnx(onnx_path)
