@@ -127,9 +127,11 @@ def calibrate(*, onnx: str | Path, precision: str = "int8", data: str = "synthet
               eval_count: int | None = None, seed: int = 0, method: str = "percentile",
               max_miou_drop: float | None = None, max_agreement_drop: float | None = None,
               out: str | Path | None = None, trt_cache: str | Path | None = None, trt_version: str | None = None,
-              rank_by: str = "ort-cpu", keep_float: Sequence[str] = (), latency: bool = True,
-              progress: Progress | None = None) -> CalibrationResult:
+              rank_by: str = "ort-cpu", keep_float: Sequence[str] = (), target: str | None = None,
+              latency: bool = True, progress: Progress | None = None) -> CalibrationResult:
     """Reduce an exported ONNX to FP16 or INT8 and measure the cost on the CPU (``segexport calibrate``).
+    ``target`` (e.g. ``jetpack5``): the TensorRT the cache header names, checked against the export's
+    recorded target and recorded in the output when the export had none.
 
     ``latency=False`` skips the ONNX Runtime latency proxy of the report (two more sessions): the
     pipeline, whose bench step measures latency properly, passes it."""
@@ -139,7 +141,7 @@ def calibrate(*, onnx: str | Path, precision: str = "int8", data: str = "synthet
                             eval_data=eval_data, eval_labels=_path(eval_labels), count=calib_count,
                             eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
                             max_agreement_drop=max_agreement_drop, out=_path(out), trt_cache=_path(trt_cache),
-                            trt_version=trt_version, rank_by=rank_by, keep_float=_names(keep_float),
+                            trt_version=trt_version, rank_by=rank_by, keep_float=_names(keep_float), target=target,
                             latency=latency)
     details = run_calibrate(opts, progress=progress)
     return CalibrationResult(onnx=details.out, precision=details.precision, details=details,
@@ -158,9 +160,11 @@ class EngineResult:
 def build_engine(*, onnx: str | Path, out: str | Path | None = None, backend: str = "auto",
                  precision: str | None = None, calib_cache: str | Path | None = None, workspace: int | None = None,
                  timing_cache: str | Path | None = None, version_compat: bool = False,
-                 hardware_compat: str | None = None, target_cc: str | Sequence[str] = ()) -> EngineResult:
+                 hardware_compat: str | None = None, target_cc: str | Sequence[str] = (),
+                 target: str | None = None) -> EngineResult:
     """Build a serialized TensorRT / TensorRT-RTX engine with its sidecar (``segexport engine``).
-    Needs no torch."""
+    ``target``: a segexport.core.targets name, checked against the export's recorded one and the
+    installed TensorRT (None: the recorded one). Needs no torch."""
     from segexport.engines.builder import build_engine as build, sidecar_path
 
     if precision not in (None,) + PRECISIONS:
@@ -169,7 +173,8 @@ def build_engine(*, onnx: str | Path, out: str | Path | None = None, backend: st
     out = Path(out) if out is not None else onnx.with_suffix(".engine")
     info = build(onnx, out, backend=backend, precision=precision, workspace_mib=workspace,
                  timing_cache=timing_cache, calibration_cache=calib_cache, version_compatible=version_compat,
-                 hardware_compatibility=hardware_compat, target_compute_capabilities=_names(target_cc))
+                 hardware_compatibility=hardware_compat, target_compute_capabilities=_names(target_cc),
+                 target=target)
     return EngineResult(engine=out, sidecar=sidecar_path(out), info=info)
 
 

@@ -25,8 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CONFIDENT_MARGIN = 1.0  # logits between the top-2 classes of the fp32 reference
-MIN_CONFIDENT_FRACTION = 0.01  # below this share of confident pixels the reference says too little
+from segexport.core.agreement import (  # noqa: F401  (re-exported: one rule for the gate and the device)
+    AGREEMENT_DROP,
+    CONFIDENT_MARGIN,
+    MIN_CONFIDENT_FRACTION,
+    confidence_margin,
+    confident_pixels,
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,8 @@ class Limits:
 
 # int8 moves logits by a few percent: 1 % of decided pixels and 1 mIoU point; fp16 keeps ~3
 # digits: 0.1 % and 0.5 point. Trained fixtures sit well inside both (README, precision table).
-DEFAULT_LIMITS = {"int8": Limits(agreement_drop=1.0, miou_drop=1.0), "fp16": Limits(agreement_drop=0.1, miou_drop=0.5)}
+DEFAULT_LIMITS = {"int8": Limits(agreement_drop=AGREEMENT_DROP["int8"], miou_drop=1.0),
+                  "fp16": Limits(agreement_drop=AGREEMENT_DROP["fp16"], miou_drop=0.5)}
 
 
 @dataclass
@@ -56,37 +62,6 @@ class Verdict:
         from dataclasses import asdict
 
         return asdict(self)
-
-
-def confidence_margin(output: np.ndarray) -> np.ndarray:
-    """Per pixel, the top-1 minus top-2 *logit* (N x H x W), in the units softmax gives meaning to.
-
-    An output that is already probabilities (a softmax or sigmoid inside the model: every value
-    in [0, 1], channels summing to 1) is turned back into log-odds, log p1 - log p2, which is the
-    logit margin the softmax came from; otherwise the margin of such a model would never reach
-    one logit and no pixel would ever be judged.
-    """
-    x = np.asarray(output, dtype=np.float32)
-    probabilities = x.size and float(x.min()) >= 0.0 and float(x.max()) <= 1.0 and (
-        x.shape[1] == 1 or np.allclose(x.sum(axis=1), 1.0, atol=1e-3))
-    if x.shape[1] == 1:
-        z = x[:, 0]
-        if probabilities:
-            p = np.clip(z, 1e-7, 1 - 1e-7)
-            z = np.log(p) - np.log1p(-p)
-        return np.abs(z)
-    part = np.partition(x, -2, axis=1)
-    top, second = part[:, -1], part[:, -2]
-    if probabilities:
-        return np.log(np.maximum(top, 1e-30)) - np.log(np.maximum(second, 1e-30))
-    return top - second
-
-
-def confident_pixels(reference_margin: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(mask of the confident pixels, whether there are enough of them to judge on)."""
-    mask = reference_margin >= CONFIDENT_MARGIN
-    share = float(mask.mean()) if mask.size else 0.0
-    return mask, share >= MIN_CONFIDENT_FRACTION
 
 
 def judge(precision: str, *, reference_labels: np.ndarray, candidate_labels: np.ndarray, reference_margin: np.ndarray,

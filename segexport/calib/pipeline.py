@@ -57,6 +57,9 @@ class CalibrateOptions:
     # `segexport debug` suggests for the module it finds diverging
     keep_float: tuple[str, ...] = ()
     latency: bool = True  # the ONNX Runtime CPU latency proxy in the report (the pipeline benches instead)
+    # segexport.core.targets name (--target): must agree with the export's recorded target; names the
+    # cache header's TensorRT and is recorded in the output when the export recorded none
+    target: str | None = None
 
 
 @dataclass
@@ -108,6 +111,13 @@ def run_calibrate(opts: CalibrateOptions, progress: Progress | None = None) -> C
             raise UserError(f"{src.name} is already {record.precision}: calibrate the fp32 export")
         if record.argmax:
             raise UserError(f"{src.name} ends in ArgMax: calibrate an export without --argmax (logits are needed)")
+        if opts.target is not None:
+            from segexport.core.targets import resolve_target
+
+            graph = onnx.load(str(snap), load_external_data=False)
+            opset = next((o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")), None)
+            chosen = resolve_target(opts.target, record.target, src.name, opset=opset)
+            record = replace(record, target=chosen.name if chosen is not None else None)
         out, cache_path = _output_paths(opts, src)
         return _calibrate(opts, record, src, snap, src_sha, out, cache_path, say)
     finally:

@@ -32,6 +32,7 @@ def calibrate_command(
     rank_by: str = typer.Option("ort-cpu", "--rank-by", help="--precision best: 'ort-cpu' (measured ONNX Runtime CPU latency, a proxy) or 'tensorrt' (int8 before fp16, TensorRT's speed order)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output ONNX (default: MODEL.<precision>.onnx)."),
     trt_cache: Optional[Path] = typer.Option(None, "--trt-cache", help="Also write a TensorRT calibration cache (TensorRT <= 10, Jetson)."),
+    target: Optional[str] = typer.Option(None, "--target", help="Where the engine runs (jetpack5, jetpack6.0, jetpack6, trt10, trt11, rtx, orin-dla, xavier-dla): the cache header names its TensorRT. Default: the target recorded at export; a different one is refused."),
     trt_version: Optional[str] = typer.Option(None, "--trt-version", help="TensorRT version the cache is for (default: installed, else 10.3.0)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the accuracy/latency figures as JSON to this file."),
     force: bool = typer.Option(False, "--force", help="Replace outputs that already exist (the reduced ONNX, --trt-cache, --json)."),
@@ -75,7 +76,7 @@ def calibrate_command(
             onnx=model, precision=precision, data=data, labels=labels, eval_data=eval_data, eval_labels=eval_labels,
             calib_count=calib_count, eval_count=eval_count, seed=seed, method=method, max_miou_drop=max_miou_drop,
             max_agreement_drop=max_agreement_drop, out=out, trt_cache=trt_cache, trt_version=trt_version,
-            rank_by=rank_by, keep_float=tuple(keep_float or ()), progress=progress).details)
+            rank_by=rank_by, keep_float=tuple(keep_float or ()), target=target, progress=progress).details)
     except CheckFailed as exc:  # the gate failed: the figures and the JSON report still say why
         if exc.result is not None:
             _print_report(exc.result, synthetic_eval=(eval_data or data) == "synthetic")

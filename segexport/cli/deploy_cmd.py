@@ -24,7 +24,20 @@ _TARGET_TRT = typer.Option(None, "--target-trt", help="TensorRT version the targ
 _TARGET_CC = typer.Option(None, "--target-cc", help="Compute capability of the target GPU (e.g. 8.7 for Orin): an --engine built for another is refused.")
 _REFERENCE = typer.Option(None, "--reference", help="A reduced (fp16/int8) MODEL: the fp32 ONNX it was calibrated from (default: the one its provenance sidecar names); it is re-checked against it before it ships.")
 _MAX_AGREEMENT_DROP = typer.Option(None, "--max-agreement-drop", help="A reduced MODEL: % of confident pixels whose label may differ from fp32 (default: int8 1, fp16 0.1).")
+_SELFCHECK_IMAGES = typer.Option(None, "--selfcheck-images", help="Folder of your own images for the bundle's self-check (up to 4 are taken; default: synthetic scenes). Their fp32 labels travel in selfcheck/; run python3 selfcheck/selfcheck.py on the device after building the engine.")
 _MAX_MIOU_DROP = typer.Option(None, "--max-miou-drop", help="A reduced MODEL: mIoU points it may lose vs fp32 on held-out synthetic images (default: int8 1, fp16 0.5).")
+
+
+def _say_selfcheck(bundle) -> None:
+    check = bundle.selfcheck
+    if check is None:
+        return
+    if check.judged:
+        console.print(f"[bold green]✓[/] selfcheck/: {check.count} golden images ({check.images}); the bundle's ONNX in "
+                      f"ONNX Runtime: {check.line.removeprefix('self-check ')}")
+    else:
+        console.print(f"[bold yellow]⚠[/] selfcheck/ written, but it cannot judge an engine: {check.line}")
+    console.print(f"  after building the engine on the device: python3 {bundle.out}/selfcheck/selfcheck.py")
 
 
 def _say_gate(gate) -> None:
@@ -47,6 +60,7 @@ def deepstream_command(
     reference: Optional[Path] = _REFERENCE,
     max_agreement_drop: Optional[float] = _MAX_AGREEMENT_DROP,
     max_miou_drop: Optional[float] = _MAX_MIOU_DROP,
+    selfcheck_images: Optional[Path] = _SELFCHECK_IMAGES,
 ) -> None:
     """Write a DeepStream (Gst-nvinfer) bundle: config, ONNX, labels, deepstream-app snippet, build script.
 
@@ -73,7 +87,8 @@ def deepstream_command(
         bundle = deploy_deepstream(model, out, engine=engine, calib_cache=calib_cache, precision=precision,
                                    batch=batch, approximate_normalization=approximate, target_trt=target_trt,
                                    target_cc=parse_cc(target_cc), reference=reference,
-                                   max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop)
+                                   max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop,
+                                   selfcheck_images=selfcheck_images)
     _say_gate(bundle.gate)
     a = bundle.agreement
     if bundle.baked:
@@ -88,6 +103,7 @@ def deepstream_command(
     console.print(f"[bold green]✓[/] wrote [bold]{bundle.out}[/]: {', '.join(bundle.files)}")
     if not bundle.engine_included:
         console.print(f"  next, on the device: {bundle.out}/build_engine.sh  (writes {bundle.engine_name})")
+    _say_selfcheck(bundle)
 
 
 @deploy_app.command("triton")
@@ -104,6 +120,7 @@ def triton_command(
     max_agreement_drop: Optional[float] = _MAX_AGREEMENT_DROP,
     max_miou_drop: Optional[float] = _MAX_MIOU_DROP,
     force: bool = typer.Option(False, "--force", help="Replace OUT/NAME if the repository already has a model of that name."),
+    selfcheck_images: Optional[Path] = _SELFCHECK_IMAGES,
 ) -> None:
     """Add MODEL to a Triton model repository: OUT/NAME/config.pbtxt and OUT/NAME/1/model.onnx (or model.plan).
 
@@ -129,9 +146,11 @@ def triton_command(
     with console.status(f"writing {out.name}", spinner="dots"):
         bundle = deploy_triton(model, out, engine=engine, name=name, max_batch=max_batch, instances=instances,
                                target_trt=target_trt, target_cc=parse_cc(target_cc), reference=reference,
-                               max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop, force=force)
+                               max_agreement_drop=max_agreement_drop, max_miou_drop=max_miou_drop, force=force,
+                               selfcheck_images=selfcheck_images)
     _say_gate(bundle.gate)
     console.print(f"[bold green]✓[/] wrote [bold]{bundle.model_dir}[/] ({bundle.platform}, max_batch_size "
                   f"{bundle.max_batch_size}, {bundle.instances} instance(s)): {', '.join(bundle.files)}")
     console.print(f"  serve: tritonserver --model-repository={bundle.out}")
     console.print(f"  a TensorRT plan, on the serving GPU: {bundle.model_dir}/build_engine.sh")
+    _say_selfcheck(bundle)

@@ -25,6 +25,7 @@ def engine_command(
     version_compat: bool = typer.Option(False, "--version-compat", help="TensorRT: the engine also runs on later releases of the same major (lean runtime)."),
     hardware_compat: Optional[str] = typer.Option(None, "--hardware-compat", help="TensorRT: ampere+ (one engine for every Ampere or newer GPU) or same-cc."),
     target_cc: Optional[str] = typer.Option(None, "--target-cc", help="TensorRT-RTX ahead-of-time targets, comma-separated (sm86,sm89,sm120 or current); default: all."),
+    target: Optional[str] = typer.Option(None, "--target", help="Where the engine runs (jetpack5, jetpack6.0, jetpack6, trt10, trt11, rtx, orin-dla, xavier-dla): refused when it contradicts the export's recorded target or the TensorRT installed here; a DLA target builds for DLA core 0 with GPU fallback. Default: the recorded target."),
     force: bool = typer.Option(False, "--force", help="Replace an engine that already exists at --out (and its .json sidecar)."),
 ) -> None:
     """Build a serialized engine with the optimisation profile recorded at export.
@@ -54,6 +55,6 @@ def engine_command(
         status.update(f"building {out.name}")
         info = build_engine(onnx=model, out=out, backend=backend, precision=precision, calib_cache=calib_cache,
                             workspace=workspace, timing_cache=timing_cache, version_compat=version_compat,
-                            hardware_compat=hardware_compat, target_cc=target_cc or ()).info
+                            hardware_compat=hardware_compat, target_cc=target_cc or (), target=target).info
     console.print(f"[bold green]✓[/] wrote [bold]{out}[/] ({info.engine_bytes / 1e6:.1f} MB, {info.precision}, "
                   f"{info.backend} {info.tensorrt_version}, built in {info.build_seconds:.1f}s) + {out.name}.json")

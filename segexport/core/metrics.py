@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from segexport.core.agreement import labels_of  # noqa: F401  (the one definition; the device self-check copies it)
+
 IGNORE_INDEX = 255
 
 
@@ -116,15 +118,6 @@ def label_count(num_classes: int) -> int:
     """How many labels a model with ``num_classes`` output channels predicts: one channel is
     binary (background / foreground), so two."""
     return max(num_classes, 2)
-
-
-def labels_of(x: np.ndarray) -> np.ndarray:
-    """Label maps of logits (argmax over classes; ``logit > 0`` for one channel) or label maps unchanged."""
-    if x.ndim != 4:
-        return x
-    if x.shape[1] == 1:
-        return (x[:, 0] > 0).astype(np.int64)
-    return x.argmax(axis=1)
 
 
 def top2_margin(logits: np.ndarray) -> np.ndarray:

@@ -68,3 +68,41 @@ def get_target(name: str | None, flag: str = "--target") -> Target:
         return TARGETS[name]
     except (KeyError, TypeError):
         raise UserError(f"{flag} {str(name)[:40]!r} is not a known target: use one of {', '.join(TARGETS)}") from None
+
+
+def resolve_target(flag: str | None, recorded: str | None, what: str, *, opset: int | None = None) -> Target | None:
+    """The target a later step (calibrate, engine, the pipeline) works for: ``--target``, else the
+    one recorded at export, else None (TensorRT 10, nothing target-specific).
+
+    A ``--target`` that contradicts the recorded one is refused: the ONNX was converted, linted and
+    verified for the recorded one (its opset, its support matrix), so building or calibrating it for
+    another would be a file that claims one TensorRT and was made for another. On an ONNX that records
+    no target, a TensorRT 8 target still refuses an opset its parser cannot read.
+    """
+    if flag is None:
+        return None if recorded is None else get_target(recorded)
+    chosen = get_target(flag)
+    if recorded is not None and recorded != chosen.name:
+        raise UserError(f"--target {chosen.name} contradicts the target {recorded} recorded in {what} at export: drop "
+                        f"--target, or re-export with `segexport onnx --target {chosen.name}`")
+    if recorded is None and opset is not None and chosen.strict_opset and opset > chosen.opset_max:
+        raise UserError(f"{what} is opset {opset}, newer than --target {chosen.name} (TensorRT {chosen.trt_version}) "
+                        f"parses (<= {chosen.opset_max}): re-export with `segexport onnx --target {chosen.name}`")
+    return chosen
+
+
+def builder_mismatch(target: Target, backend: str, version: str) -> str | None:
+    """Why an engine built here by ``backend`` ("trt" / "rtx") ``version`` would not load on
+    ``target``, or None. Engines load only on the TensorRT that built them: a Jetson target needs
+    that JetPack's TensorRT to the minor version (build on the board); a desktop target its major."""
+    if target.flavour == "rtx":
+        return None if backend == "rtx" else f"--target {target.name} is TensorRT-RTX: use --backend rtx"
+    if backend == "rtx":
+        return (f"--target {target.name} runs TensorRT {target.trt_version}, which does not load TensorRT-RTX engines: "
+                "build with TensorRT (on the device: the bundle's build_engine.sh)")
+    want = target.trt_version.split(".")[: 2 if target.jetpack else 1]
+    if version.split(".")[: len(want)] != want:
+        where = "on the device (the bundle's build_engine.sh)" if target.jetpack else "with that TensorRT"
+        return (f"--target {target.name} runs TensorRT {'.'.join(want)}{'.x' if len(want) == 1 else ''}, this is "
+                f"TensorRT {version}: an engine only loads on the TensorRT that built it; build it {where}")
+    return None

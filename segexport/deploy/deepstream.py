@@ -38,6 +38,7 @@ class DeepStreamBundle:
     engine_included: bool = False
     files: list[str] = field(default_factory=list)
     gate: object = None  # a reduced ONNX: the accuracy gate's verdict against its fp32 source
+    selfcheck: object = None  # segexport.deploy.golden.SelfCheck: what selfcheck/ holds
 
 
 def engine_file_name(onnx_name: str, batch: int, precision: str, device: str = "gpu0") -> str:
@@ -94,8 +95,13 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
                       calib_cache: str | Path | None = None, precision: str | None = None, batch: int | None = None,
                       approximate_normalization: bool = False, target_trt: str | None = None,
                       target_cc: str | None = None, workspace_mib: int = 1024, reference: str | Path | None = None,
-                      max_agreement_drop: float | None = None, max_miou_drop: float | None = None) -> DeepStreamBundle:
+                      max_agreement_drop: float | None = None, max_miou_drop: float | None = None,
+                      selfcheck_images: str | Path | None = None) -> DeepStreamBundle:
     """Write a DeepStream bundle for ``onnx_path`` into the new folder ``out``.
+
+    Every bundle carries ``selfcheck/`` (:mod:`segexport.deploy.golden`): golden inputs (the images
+    in ``selfcheck_images``, else synthetic scenes), the fp32 ONNX's labels for them, and the
+    script that judges the engine on the device.
 
     Refused before any work (one-line ``UserError``): an argmax-head ONNX, INT8 without a
     calibration cache or Q/DQ, a non-empty ``out``, an engine not built from the bundle's ONNX
@@ -111,6 +117,9 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
 
     onnx_path = Path(onnx_path)
     check_out_dir(out)
+    from segexport.deploy.golden import check_images
+
+    check_images(selfcheck_images)  # a wrong folder is refused before any work
     model = load_onnx(onnx_path, external_data=True)
     record = read_record(model)
     if record.argmax:
@@ -186,18 +195,26 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
         script.write_text(build_script(plan, after=f"# nvinfer_config.txt names {engine_name}: DeepStream loads it "
                                                    "from here (or builds it itself on first start).\n"))
         script.chmod(0o755)
+        from segexport.deploy.golden import write_selfcheck
+
+        selfcheck = write_selfcheck(stage, kind="deepstream", source=onnx_path, source_model=model, record=record,
+                                    bundle_model=bundled, bundle_input=bundled_record.input_name,
+                                    bundle_output=bundled_record.output_name, raw_pixels=not approximate_normalization,
+                                    engine=engine_name, onnx=onnx_name, precision=precision, reference=reference,
+                                    images=selfcheck_images)
         manifest = {"schema": BUNDLE_SCHEMA, "kind": "deepstream", "source_onnx": onnx_path.name,
                     "source_onnx_sha256": source_sha, "onnx": onnx_name, "engine": engine_name,
                     "engine_included": engine is not None, "precision": precision, "batch": batch,
                     "normalization": "approximate" if approximate_normalization else "baked",
-                    "label_agreement": asdict(agreement), "net_scale_factor": factor, "offsets": list(offsets)}
+                    "label_agreement": asdict(agreement), "net_scale_factor": factor, "offsets": list(offsets),
+                    "selfcheck": asdict(selfcheck)}
         (stage / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
         files = sorted(p.name for p in stage.iterdir())
     out = Path(out)
     return DeepStreamBundle(out=out, config=out / CONFIG_NAME, onnx=out / onnx_name, engine_name=engine_name,
                             precision=precision, batch=batch, baked=not approximate_normalization,
                             agreement=agreement, net_scale_factor=factor, offsets=tuple(offsets),  # type: ignore[arg-type]
-                            engine_included=engine is not None, files=files, gate=gate)
+                            engine_included=engine is not None, files=files, gate=gate, selfcheck=selfcheck)
 
 
 def _num(x: float) -> str:

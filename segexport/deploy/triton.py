@@ -53,6 +53,7 @@ class TritonBundle:
     instances: int
     files: list[str] = field(default_factory=list)  # relative to the repository: <name>/config.pbtxt, ...
     gate: object = None  # a reduced ONNX: the accuracy gate's verdict against its fp32 source
+    selfcheck: object = None  # segexport.deploy.golden.SelfCheck: what selfcheck/ holds
 
 
 def _quote(text: str) -> str:
@@ -64,12 +65,14 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
                   target_trt: str | None = None, target_cc: str | None = None,
                   workspace_mib: int = 1024, reference: str | Path | None = None,
                   max_agreement_drop: float | None = None, max_miou_drop: float | None = None,
-                  force: bool = False) -> TritonBundle:
+                  force: bool = False, selfcheck_images: str | Path | None = None) -> TritonBundle:
     """Add ``onnx_path`` as model ``name`` to the Triton model repository ``out`` (new, or holding other
     models); an existing ``out/<name>`` is replaced only with ``force``.
 
     With ``engine`` (built from this ONNX, by TensorRT, for ``target_trt``/``target_cc`` when given)
     the model is a ``tensorrt_plan``; otherwise the ONNX runs on the ``onnxruntime_onnx`` platform.
+    ``<name>/selfcheck/`` holds the golden inputs, the fp32 labels and the script
+    that judges the plan on the server (:mod:`segexport.deploy.golden`).
     """
     from segexport.core.hashing import sha256_file
     from segexport.core.onnx_io import load_onnx
@@ -81,6 +84,9 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
     onnx_path = Path(onnx_path)
     out = Path(out)
     check_repository(out)
+    from segexport.deploy.golden import check_images
+
+    check_images(selfcheck_images)  # a wrong folder is refused before any work
     if instances < 1:
         raise UserError(f"--instances must be >= 1, got {instances}")
     model = load_onnx(onnx_path)
@@ -173,16 +179,23 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
             "# Then serve the plan: set platform: \"tensorrt_plan\" in config.pbtxt and remove 1/model.onnx\n"
             f"# (or run `segexport deploy triton --engine {name}/1/model.plan --force` again for this model).\n")))
         script.chmod(0o755)
+        from segexport.deploy.golden import write_selfcheck
+
+        selfcheck = write_selfcheck(model_dir, kind="triton", source=onnx_path, source_model=model, record=record,
+                                    bundle_model=onnx_path, bundle_input=inputs[0].name, bundle_output=record.output_name,
+                                    raw_pixels=False, engine="1/model.plan",
+                                    onnx="1/model.onnx" if engine is None else None, precision=precision,
+                                    reference=reference, images=selfcheck_images)
         manifest = {"schema": BUNDLE_SCHEMA, "kind": "triton", "source_onnx": onnx_path.name,
                     "source_onnx_sha256": sha, "name": name, "platform": platform,
                     "max_batch_size": max_batch_size, "instances": instances, "precision": precision,
-                    "preprocess": asdict(record.preprocess)}
+                    "preprocess": asdict(record.preprocess), "selfcheck": asdict(selfcheck)}
         (model_dir / "bundle.json").write_text(json.dumps(manifest, indent=2) + "\n")
         files = sorted(f"{name}/{p.relative_to(model_dir)}" for p in model_dir.rglob("*") if p.is_file())
     folder = out / name
     return TritonBundle(out=out, name=name, model_dir=folder, config=folder / "config.pbtxt",
                         model_file=folder / "1" / model_file, platform=platform, max_batch_size=max_batch_size,
-                        instances=instances, files=files, gate=gate)
+                        instances=instances, files=files, gate=gate, selfcheck=selfcheck)
 
 
 def check_repository(out: Path) -> None:

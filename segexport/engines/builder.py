@@ -57,6 +57,7 @@ class EngineInfo:
     output_name: str | None = None
     inputs: dict[str, list[int]] = field(default_factory=dict)  # ONNX dims, -1 where dynamic
     outputs: dict[str, list[int]] = field(default_factory=dict)
+    target: str | None = None  # segexport.core.targets name the engine was built for (--target or recorded)
 
     def targets_all(self) -> bool:
         """An RTX engine compiled for every architecture its release supports."""
@@ -93,6 +94,7 @@ def build_engine(
     version_compatible: bool = False,
     hardware_compatibility: str | None = None,
     target_compute_capabilities: tuple[str, ...] = (),
+    target: str | None = None,
 ) -> EngineInfo:
     """Parse ``onnx_path`` and write a serialized engine to ``out_path`` (temp file, then rename).
 
@@ -101,6 +103,10 @@ def build_engine(
     ``hardware_compatibility`` ("ampere+" / "same-cc", TensorRT: one engine for several GPUs),
     ``target_compute_capabilities`` (TensorRT-RTX ahead-of-time targets such as "sm89"; none =
     every architecture the release supports, "current" = this machine's GPU).
+
+    ``target`` (a segexport.core.targets name; default: the one recorded at export) must agree with
+    the recorded one and with the TensorRT installed here, since an engine only loads on the
+    TensorRT that built it; a DLA target builds for DLA core 0 with GPU fallback (FP16/INT8 only).
     """
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     from segexport.core.onnx_io import load_onnx
@@ -118,9 +124,16 @@ def build_engine(
         from segexport.calib.provenance import check_matches
 
         check_matches(calibration_cache, onnx_path)  # a stale cache builds silently and ruins accuracy
+    chosen = _engine_target(model, onnx_path, target)
     flavour = find_flavour(backend)
     if flavour is None:
         raise UserError("neither tensorrt nor tensorrt_rtx is importable: pip install tensorrt (GPU machine) or tensorrt-rtx")
+    if chosen is not None:
+        from segexport.core.targets import builder_mismatch
+
+        why = builder_mismatch(chosen, flavour.backend, flavour.version)
+        if why:
+            raise UserError(why)
     from segexport.core.graph import held_precision
 
     onnx_precision = held_precision(model)
@@ -141,6 +154,9 @@ def build_engine(
         raise UserError("implicit INT8 on TensorRT 10 needs --calib-cache FILE (from `segexport calibrate --trt-cache`)")
 
     _check_portability(flavour, version_compatible, hardware_compatibility, target_compute_capabilities)
+    if chosen is not None and chosen.dla and precision == "fp32":
+        raise UserError(f"--target {chosen.name} runs on DLA, which has FP16/INT8 only: pass --precision fp16 (or "
+                        "int8 with --calib-cache)")
 
     parsed = parse_onnx(onnx_path, flavour, strongly_typed=not implicit)
     if not parsed.ok:
@@ -169,6 +185,10 @@ def build_engine(
                 calibrator = cache_only_calibrator(trt, calibration_cache)
             config.int8_calibrator = calibrator
             config.set_calibration_profile(profile)
+    if chosen is not None and chosen.dla:  # DLA core 0; layers DLA cannot run go to the GPU (lint --target says which)
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = 0
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     if version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if hardware_compatibility:
@@ -223,7 +243,7 @@ def build_engine(
         version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
         target_compute_capabilities=([t.lower() for t in target_compute_capabilities]
                                      if target_compute_capabilities or flavour.backend != "rtx" else "all"),
-        schema=SIDECAR_SCHEMA, **_self_description(model),
+        schema=SIDECAR_SCHEMA, target=chosen.name if chosen is not None else None, **_self_description(model),
     )
     from segexport.core.files import atomic_outputs
 
@@ -304,6 +324,19 @@ def _check_portability(flavour: Flavour, version_compatible: bool, hardware: str
                         "one engine across GPUs")
     elif hardware and not hasattr(trt, "HardwareCompatibilityLevel"):
         raise UserError(f"{flavour.label} has no hardware compatibility (TensorRT 8.6+): upgrade TensorRT")
+
+
+def _engine_target(model, onnx_path: Path, flag: str | None):
+    """The --target (checked against the one the export recorded), else the recorded one, else None."""
+    from segexport.core.targets import resolve_target
+    from segexport.exporter.metadata import read_record
+
+    try:
+        recorded = read_record(model).target
+    except UserError:  # an ONNX from elsewhere records nothing
+        recorded = None
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return resolve_target(flag, recorded, onnx_path.name, opset=opset)
 
 
 def read_engine_info(engine_path: str | Path) -> EngineInfo:

@@ -47,6 +47,9 @@ class Settings(BaseModel):
 
     precisions: Optional[list[Precision]] = Field(None, min_length=1)
     opset: Optional[int] = Field(None, ge=18, le=22)
+    # segexport.core.targets name (`segexport onnx --target`): the export's opset and lint matrix,
+    # calibrate's cache header, the engine step's TensorRT; recorded in the ONNX for deploy
+    target: Optional[str] = None
     unpool: Optional[Literal["mask", "native"]] = None
     # calibration (fp16/int8/best variants)
     calib_data: Optional[str] = None  # "synthetic", an image folder, .npy/.npz
@@ -79,6 +82,16 @@ class Settings(BaseModel):
     engine: Optional[Literal["auto", "off", "trt", "trt-rtx"]] = None
     engine_targets: Optional[list[str]] = None  # TensorRT-RTX compute capabilities, e.g. ["sm89"]
     deploy: Optional[list[Deploy]] = None
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v):
+        if v is not None:
+            from segexport.core.targets import TARGETS
+
+            if v not in TARGETS:
+                raise ValueError(f"{v[:40]!r} is not a known target: use one of {', '.join(TARGETS)}")
+        return v
 
     @field_validator("bench_batches")
     @classmethod

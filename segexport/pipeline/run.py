@@ -226,7 +226,7 @@ class Runner:
         e, s = unit.entry, unit.settings
         section = {k: v for k, v in section_of(e, self.config.defaults).items()
                    if k in ("model", "width", "num_classes", "input_size", "dynamic", "hw_range", "batch",
-                            "batch_range", "model_args", "opset", "unpool")}
+                            "batch_range", "model_args", "opset", "target", "unpool")}
         inputs = {"config": section, "weights_sha256": hash_path(self.base / e.weights) if e.weights else None,
                   "model_source_sha256": _model_source(e, self.base)}
         out = self.opts.out / e.name / f"{e.name}.fp32.onnx"
@@ -278,7 +278,7 @@ class Runner:
         if "engine" in todo:
             engine_out = mdir / f"{e.name}.{p}.engine"
             rec = steps["engine"] = self._step(unit, "engine", {**common, "engine": s.engine,
-                                                                "targets": s.engine_targets},
+                                                                "targets": s.engine_targets, "target": s.target},
                                                lambda: S.engine(onnx_path, engine_out, s))
             files.update(rec["files"])
             engine_path = engine_out if rec["verdict"] == "pass" else None

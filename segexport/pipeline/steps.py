@@ -73,7 +73,8 @@ def export(entry: ModelEntry, s: Settings, out: Path, base: Path) -> Outcome:
             model=_model_ref(entry.model, base), out=out, weights=_rel(base, entry.weights),
             num_classes=entry.num_classes, width=entry.width, model_args=dict(entry.model_args),
             input_size=_size(entry.input_size) if entry.input_size else None, batch=entry.batch,
-            dynamic=entry.dynamic_axes, hw_range=hw, batch_range=br, opset=s.opset, unpool=s.unpool).details
+            dynamic=entry.dynamic_axes, hw_range=hw, batch_range=br, opset=s.opset, target=s.target,
+            unpool=s.unpool).details
     except CheckFailed as exc:
         return Outcome("fail", message=str(exc))
     rows = [{"shape": list(r.shape), "pixel_agreement": r.metrics.pixel_agreement,
@@ -92,7 +93,7 @@ def calibrate(src: Path, out: Path, precision: str, s: Settings, base: Path) -> 
     try:
         r = api.calibrate(onnx=src, precision=precision, data=data, labels=_rel(base, s.calib_labels),
                           calib_count=s.calib_count, method=s.calib_method, max_miou_drop=s.max_miou_drop,
-                          max_agreement_drop=s.max_agreement_drop, out=out, trt_cache=cache,
+                          max_agreement_drop=s.max_agreement_drop, out=out, trt_cache=cache, target=s.target,
                           latency=False).details  # the bench step measures latency
     except CheckFailed as exc:
         figures = _calibration_figures(exc.result) if exc.result is not None else {}
@@ -142,7 +143,15 @@ def engine(onnx: Path, out: Path, s: Settings) -> Outcome:
     backend = {"auto": "auto", "trt": "trt", "trt-rtx": "rtx"}[s.engine]
     if backend == "auto" and find_flavour("auto") is None:
         return Outcome("skip", message="no TensorRT or TensorRT-RTX installed (pip install segexport[rtx])")
-    built = api.build_engine(onnx=onnx, out=out, backend=backend, target_cc=tuple(s.engine_targets or ()))
+    if s.target is not None and backend == "auto":  # a Jetson target's engine is built on the Jetson, not here
+        from segexport.core.targets import builder_mismatch, get_target
+
+        flavour = find_flavour("auto")
+        why = flavour and builder_mismatch(get_target(s.target), flavour.backend, flavour.version)
+        if why:
+            return Outcome("skip", message=f"{why.removeprefix('--')}")
+    built = api.build_engine(onnx=onnx, out=out, backend=backend, target_cc=tuple(s.engine_targets or ()),
+                             target=s.target)
     info, side = built.info, built.sidecar
     return Outcome("pass", {"backend": info.backend, "tensorrt": info.tensorrt_version, "precision": info.precision,
                             "bytes": info.engine_bytes}, files={out.name: out, side.name: side})

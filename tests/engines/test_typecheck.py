@@ -64,6 +64,7 @@ def test_tensorrt_modules_typecheck_against_tensorrt10_stubs(mypy_cache):
     modules = tensorrt_modules()
     names = {f"{p.parent.name}/{p.name}" for p in modules}
     assert {"engines/builder.py", "core/tensorrt.py"} <= names and any(n.startswith("calib/") for n in names), names
+    assert "deploy/selfcheck.py" in names, names  # the bundle's on-device runner (TensorRT 10 tensor API)
     result = _mypy(*modules, cache=mypy_cache)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -86,3 +87,26 @@ def test_the_checker_sees_tensorrt_types(mypy_cache, tmp_path):
     assert result.returncode != 0
     assert "FP61" in result.stdout, result.stdout
     assert "get_batch" in result.stdout, result.stdout
+
+
+def test_the_tensorrt8_bindings_path_is_typed_by_its_own_protocol(mypy_cache, tmp_path):
+    """TensorRT 10 removed the bindings API (get_binding_index, binding shapes), so NVIDIA's 10.x stubs
+    reject it: the self-check's TensorRT 8.5/8.6 path goes through ``BindingsEngine``/``BindingsContext``
+    (written from the 8.6 API reference), and a misspelt call on those is caught too."""
+    _require_tools()
+    bad = tmp_path / "bad_bindings.py"
+    bad.write_text(
+        "from __future__ import annotations\n"
+        "from typing import cast\n"
+        "import tensorrt as trt\n"
+        "from segexport.deploy.selfcheck import BindingsEngine\n\n"
+        "def direct(engine: trt.ICudaEngine) -> int:\n"
+        "    return engine.get_binding_index('input')\n\n"
+        "def through_protocol(engine: trt.ICudaEngine) -> int:\n"
+        "    e = cast(BindingsEngine, engine)\n"
+        "    return e.get_binding_index('input') + e.get_bindng_index('input')\n"
+    )
+    result = _mypy(bad, cache=mypy_cache)
+    assert result.returncode != 0
+    assert '"ICudaEngine" has no attribute "get_binding_index"' in result.stdout, result.stdout
+    assert "get_bindng_index" in result.stdout and result.stdout.count("error:") == 2, result.stdout
