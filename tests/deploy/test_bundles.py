@@ -113,7 +113,7 @@ def check_triton(bundle, onnx_path: Path, parse_triton) -> None:
     assert cfg.instance_group[0].count == bundle.instances
     # everything segexport writes for the model is inside its folder: the repository root holds models only
     assert [p.name for p in bundle.out.iterdir()] == [bundle.name]
-    assert {"build_engine.sh", "bundle.json", "config.pbtxt", "labels.txt", "1"} == {
+    assert {"build_engine.sh", "bundle.json", "config.pbtxt", "labels.txt", "1", "selfcheck"} == {
         p.name for p in bundle.model_dir.iterdir()}
     manifest = json.loads((bundle.model_dir / "bundle.json").read_text())
     assert manifest["kind"] == "triton" and manifest["name"] == bundle.name

@@ -49,7 +49,7 @@ def bundles(trained, tmp_path_factory) -> dict[str, Path]:
     ds = deploy_deepstream(trained, root / "ds")
     tr = deploy_triton(trained, root / "tr")
     assert ds.selfcheck.judged and tr.selfcheck.judged, (ds.selfcheck, tr.selfcheck)
-    return {"deepstream": ds.out, "triton": tr.out}
+    return {"deepstream": ds.out, "triton": tr.model_dir}  # a Triton self-check lives in its model folder
 
 
 def run_selfcheck(bundle: Path, *args: str) -> subprocess.CompletedProcess:
@@ -145,7 +145,7 @@ def test_a_tampered_onnx_inside_the_bundle_fails_too(bundles, tmp_path):
     ("selfcheck/agreement.py", "agreement.py is missing"),
     ("selfcheck/golden.npz", "golden.npz is missing"),
     ("selfcheck/selfcheck.json", "selfcheck.json is missing"),
-    ("unet/1/model.onnx", "not found"),
+    ("1/model.onnx", "not found"),
 ])
 def test_missing_files_give_one_line_and_exit_2(bundles, tmp_path, missing, fragment):
     bundle = copy_bundle(bundles["triton"], tmp_path)
@@ -195,7 +195,7 @@ def test_untrained_model_is_not_judged_never_passed(tmp_path):
     segexport.export(model="fcn8s", out=src, width=TINY_WIDTH, input_size=(64, 64))
     bundle = deploy_triton(src, tmp_path / "tr")
     assert not bundle.selfcheck.judged and "NOT JUDGED" in bundle.selfcheck.line
-    done = run_selfcheck(bundle.out, "--runner", "onnxruntime")
+    done = run_selfcheck(bundle.model_dir, "--runner", "onnxruntime")
     assert done.returncode == 3 and "NOT JUDGED" in one_line(done)
 
 
