@@ -83,13 +83,23 @@ def test_data_synth_replaces_an_earlier_set_only_with_force(run_cli, tmp_path):
     assert (tmp_path / "s" / "manifest.json").read_text() != manifest
 
 
-@pytest.mark.parametrize("command", [("deploy", "deepstream"), ("deploy", "triton")])
-def test_deploy_refuses_a_folder_that_holds_files(run_cli, exported, tmp_path, command):
+def test_deploy_deepstream_refuses_a_folder_that_holds_files(run_cli, exported, tmp_path):
     out = tmp_path / "bundle"
     out.mkdir()
     _old(out / "keep.txt")
-    assert_one_line_error(run_cli(*command, str(exported), "--out", str(out)), "not empty")
+    assert_one_line_error(run_cli("deploy", "deepstream", str(exported), "--out", str(out)), "not empty")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_deploy_triton_never_replaces_a_model_of_the_same_name_unasked(run_cli, exported, tmp_path):
+    """A Triton repository holds many models: adding one is fine, replacing one needs --force."""
+    repo = tmp_path / "repo"
+    first = run_cli("deploy", "triton", str(exported), "--out", str(repo), "--name", "m")
+    assert first.exit_code == 0, first.stdout + first.stderr
+    config = (repo / "m" / "config.pbtxt").read_text()
+    assert_one_line_error(run_cli("deploy", "triton", str(exported), "--out", str(repo), "--name", "m"),
+                          "already exists", "--force")
+    assert (repo / "m" / "config.pbtxt").read_text() == config
 
 
 def test_predict_refuses_a_folder_that_holds_files(run_cli, exported, tmp_path):
