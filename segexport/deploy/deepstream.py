@@ -201,7 +201,7 @@ def deploy_deepstream(onnx_path: str | Path, out: str | Path, *, engine: str | P
                                     bundle_model=bundled, bundle_input=bundled_record.input_name,
                                     bundle_output=bundled_record.output_name, raw_pixels=not approximate_normalization,
                                     engine=engine_name, onnx=onnx_name, precision=precision, reference=reference,
-                                    images=selfcheck_images)
+                                    images=selfcheck_images, max_agreement_drop=max_agreement_drop)
         manifest = {"schema": BUNDLE_SCHEMA, "kind": "deepstream", "source_onnx": onnx_path.name,
                     "source_onnx_sha256": source_sha, "onnx": onnx_name, "engine": engine_name,
                     "engine_included": engine is not None, "precision": precision, "batch": batch,

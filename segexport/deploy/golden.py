@@ -141,13 +141,15 @@ def reference_path(onnx_path: Path, model, reference: str | Path | None) -> Path
 def write_selfcheck(stage: Path, *, kind: str, source: Path, source_model, record: ExportRecord, bundle_model,
                     bundle_input: str, bundle_output: str, raw_pixels: bool, engine: str, onnx: str | None,
                     precision: str, reference: str | Path | None = None,
-                    images: str | Path | None = None) -> SelfCheck:
+                    images: str | Path | None = None, max_agreement_drop: float | None = None) -> SelfCheck:
     """Write ``stage/selfcheck/`` (golden.npz, selfcheck.json, selfcheck.py, agreement.py).
 
     ``bundle_model`` is the ONNX the engine is built from (its input is ``bundle_input``: raw 0..255
     pixels for DeepStream when ``raw_pixels``, else the contract's normalised tensor); ``engine`` and
     ``onnx`` are paths inside the bundle. A ``CheckFailed`` when that ONNX fails its own self-check.
-    ``bundle_model`` may be a file path (Triton: the source ONNX itself, external weights beside it)."""
+    ``bundle_model`` may be a file path (Triton: the source ONNX itself, external weights beside it).
+    ``max_agreement_drop`` is a loss the user accepted on the command line: the bundle is judged by
+    it here and the manifest records it, so the device judges by the same accepted limit."""
     from segexport.core.agreement import confidence_margin, judge_device, labels_of
     from segexport.core.onnx_io import load_onnx
     from segexport.data.images import preprocess
@@ -166,7 +168,7 @@ def write_selfcheck(stage: Path, *, kind: str, source: Path, source_model, recor
     inputs = (raw_tensor(rgb, record) if raw_pixels else exact).astype(np.float32)
     batch = record.dynamic["batch"].min if "batch" in record.dynamic else record.batch
     own = _run(bundle_model, bundle_input, bundle_output, inputs, batch)
-    verdict = judge_device(labels, margin, own, precision)
+    verdict = judge_device(labels, margin, own, precision, max_agreement_drop)
     if verdict.passed is False:  # never ship a self-check the bundle's own ONNX fails
         raise CheckFailed(f"the bundle's ONNX fails its own self-check in ONNX Runtime ({verdict.line}); nothing written")
     folder = stage / FOLDER
@@ -181,7 +183,7 @@ def write_selfcheck(stage: Path, *, kind: str, source: Path, source_model, recor
                 "golden": GOLDEN, "golden_sha256": hashlib.sha256(buffer.getvalue()).hexdigest(),
                 "images": where, "reference_onnx": ref_path.name,
                 "reference_onnx_sha256": hashlib.sha256(ref_path.read_bytes()).hexdigest() if ref_path.is_file() else None,
-                "bundle_verdict": verdict.line}
+                "max_agreement_drop": max_agreement_drop, "bundle_verdict": verdict.line}
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     shutil.copyfile(SCRIPT_SOURCE, folder / "selfcheck.py")
     (folder / "selfcheck.py").chmod(0o755)

@@ -401,6 +401,15 @@ def make_runner(args: argparse.Namespace, doc: dict[str, Any], root: Path) -> tu
                                                        bool(doc.get("dynamic")))
 
 
+def accepted_limit(doc: dict) -> float | None:
+    """The agreement loss accepted with ``--max-agreement-drop`` when the bundle was written: a
+    number or nothing; anything else in that field is a damaged manifest, judged by the default."""
+    value = doc.get("max_agreement_drop")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+        return None
+    return float(value)
+
+
 def check(argv: Sequence[str] | None = None) -> tuple[int, str]:
     parser = argparse.ArgumentParser(description="Check an engine against the labels the fp32 ONNX gave at bundle time.")
     parser.add_argument("--runner", choices=RUNNERS, default="auto",
@@ -409,7 +418,8 @@ def check(argv: Sequence[str] | None = None) -> tuple[int, str]:
     parser.add_argument("--onnx", help="with --runner onnxruntime: ONNX file (default: the bundle's)")
     parser.add_argument("--trtexec", help="trtexec binary (default: $TRTEXEC, PATH, /usr/src/tensorrt/bin)")
     parser.add_argument("--max-agreement-drop", type=float, default=None,
-                        help="%% of confident pixels whose label may change (default: the bundle precision's)")
+                        help="%% of confident pixels whose label may change (default: the limit accepted at bundle time, "
+                             "else the bundle precision's)")
     args = parser.parse_args(argv)
     try:
         agreement = load_agreement()
@@ -421,8 +431,10 @@ def check(argv: Sequence[str] | None = None) -> tuple[int, str]:
         output = run_all(runner, golden["inputs"], batch if isinstance(batch, int) and batch > 0 else None)
     except SelfCheckError as exc:
         return EXIT_ERROR, f"self-check could not run: {exc}"
-    verdict = agreement.judge_device(golden["labels"], golden["margin"], output, str(doc.get("precision")),
-                                     args.max_agreement_drop)
+    limit = args.max_agreement_drop
+    if limit is None:
+        limit = accepted_limit(doc)
+    verdict = agreement.judge_device(golden["labels"], golden["margin"], output, str(doc.get("precision")), limit)
     line = f"{verdict.line} [{what}, {len(golden['inputs'])} golden images: {doc.get('images')}]"
     if verdict.passed is None:
         return EXIT_NOT_JUDGED, line

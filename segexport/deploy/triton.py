@@ -185,7 +185,7 @@ def deploy_triton(onnx_path: str | Path, out: str | Path, *, engine: str | Path 
                                     bundle_model=onnx_path, bundle_input=inputs[0].name, bundle_output=record.output_name,
                                     raw_pixels=False, engine="1/model.plan",
                                     onnx="1/model.onnx" if engine is None else None, precision=precision,
-                                    reference=reference, images=selfcheck_images)
+                                    reference=reference, images=selfcheck_images, max_agreement_drop=max_agreement_drop)
         manifest = {"schema": BUNDLE_SCHEMA, "kind": "triton", "source_onnx": onnx_path.name,
                     "source_onnx_sha256": sha, "name": name, "platform": platform,
                     "max_batch_size": max_batch_size, "instances": instances, "precision": precision,

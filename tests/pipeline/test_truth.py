@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_one_line_error
+from tests.deploy.test_selfcheck import run_selfcheck
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -95,6 +96,13 @@ def test_deploy_refuses_a_reduced_onnx_that_fails_the_gate(swamped_int8, run_cli
     result = run_cli("deploy", "triton", reduced, "--out", tmp_path / "ok", "--max-agreement-drop", "100")
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "ok").is_dir()
+    # the accepted loss travels into the bundle's self-check: the device judges by the same limit
+    model_dir = next(p.parent for p in (tmp_path / "ok").rglob("selfcheck"))
+    manifest = json.loads((model_dir / "selfcheck" / "selfcheck.json").read_text())
+    assert manifest["max_agreement_drop"] == 100
+    assert run_selfcheck(model_dir, "--runner", "onnxruntime").returncode == 0
+    strict = run_selfcheck(model_dir, "--runner", "onnxruntime", "--max-agreement-drop", "1")
+    assert strict.returncode == 1 and "limit 1 %" in strict.stderr, strict.stderr
 
 
 def test_deploy_needs_the_fp32_source_of_a_reduced_onnx(swamped_int8, run_cli, tmp_path):
