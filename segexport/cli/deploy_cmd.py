@@ -37,7 +37,8 @@ def _say_selfcheck(bundle) -> None:
                       f"ONNX Runtime: {check.line.removeprefix('self-check ')}")
     else:
         console.print(f"[bold yellow]⚠[/] selfcheck/ written, but it cannot judge an engine: {check.line}")
-    console.print(f"  after building the engine on the device: python3 {bundle.out}/selfcheck/selfcheck.py")
+    folder = getattr(bundle, "model_dir", bundle.out)  # Triton: the model's folder inside the repository
+    console.print(f"  after building the engine on the device: python3 {folder}/selfcheck/selfcheck.py")
 
 
 def _say_gate(gate) -> None:
