@@ -1,4 +1,4 @@
-"""The README's three-model pipeline at small width: first run, cached rerun, one changed model.
+"""The three-model pipeline of docs/pipeline.md at small width: first run, cached rerun, one changed model.
 
     python benchmarks/bench_pipeline.py                     # width 1/16, 64 px: a few minutes on 2 cores
     python benchmarks/bench_pipeline.py --zoo --jobs 2      # every zoo model, width 1/4, 256 px, fp32/fp16/int8
@@ -8,7 +8,7 @@ With ``--zoo`` the config is the whole zoo (``segexport models``) at ``--width``
 the manifest's time accounting (steps, parallel phase, outside steps) and the seconds per step kind,
 and the JSON gets a cost model: mean seconds per model x variant for each step kind.
 
-Takes the ```toml config of the README's "CI pipeline" section as written, narrows every model
+Takes the ```toml config of docs/pipeline.md ("The config") as written, narrows every model
 (``--width``, ``--size``: the figures are about the pipeline, not the networks), and times
 `segexport pipeline run` as a user runs it (a subprocess, wall clock):
   1. first run, empty cache;
@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_config() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## CI pipeline"):]
+    text = (ROOT / "docs" / "pipeline.md").read_text()
+    section = text[text.index("## The config"):]
     return re.search(r"```toml\n(.+?)\n```", section, re.S).group(1)
 
 

@@ -1,4 +1,4 @@
-"""The README's list of pipeline keys says which may go in [defaults]; the config agrees."""
+"""docs/pipeline.md's list of pipeline keys says which may go in [defaults]; the config agrees."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 from segexport.pipeline.config import ModelEntry, Settings
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "pipeline.md").read_text()  # the pipeline doc, moved out of README.md
 
 
 def _keys(after: str) -> set[str]:
-    start = README.index(after)
-    text = README[start:README.index(";", start) if after.startswith("Per model or") else README.index(".", start)]
+    start = DOC.index(after)
+    text = DOC[start:DOC.index(";", start) if after.startswith("Per model or") else DOC.index(".", start)]
     return {k for k in re.findall(r"`([a-z_]+)[` ]", text)} - {"auto", "off", "trt"}
 
 
