@@ -1,6 +1,6 @@
 """Accuracy and CPU latency cost of INT8 / FP16 on the trained fixtures -> table + JSON.
 
-    python benchmarks/bench_precision.py            # the README's precision table (~10 min on 2 cores)
+    python benchmarks/bench_precision.py            # the precision table of benchmarks/README.md (~10 min on 2 cores)
     python benchmarks/bench_precision.py --small    # its small version, re-measured by a test
 
 For each fixture (tests/fixtures, trained by scripts/train_fixtures.py) and unpool mode (segnet:
@@ -15,7 +15,7 @@ ORT's CPU INT8 kernels, not TensorRT's).
 
 Results: benchmarks/results/precision_cpu.json (full), precision_small_cpu.json (--small).
 tests/calib/test_precision_figures.py re-measures the small version and fails when a figure drifts
-from the committed one by more than ``TOLERANCE``: the README's figures cannot go stale silently.
+from the committed one by more than ``TOLERANCE``: the published figures (benchmarks/README.md) cannot go stale silently.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class Limits:
 
 
 # int8 moves logits by a few percent: 1 % of decided pixels and 1 mIoU point; fp16 keeps ~3
-# digits: 0.1 % and 0.5 point. Trained fixtures sit well inside both (README, precision table).
+# digits: 0.1 % and 0.5 point. Trained fixtures sit well inside both (benchmarks/README.md, precision table).
 DEFAULT_LIMITS = {"int8": Limits(agreement_drop=AGREEMENT_DROP["int8"], miou_drop=1.0),
                   "fp16": Limits(agreement_drop=AGREEMENT_DROP["fp16"], miou_drop=0.5)}
 

@@ -40,7 +40,7 @@ from segexport.errors import UserError
 
 # relative L2 a module output may drift by before it counts as diverged (a bool tensor: share of
 # elements that flip). fp16 keeps ~3 decimal digits; int8 moves activations by a few percent per
-# layer and accumulates: these bounds sit above what trained fixtures show (README, debug).
+# layer and accumulates: these bounds sit above what trained fixtures show (docs/precision.md, debug).
 NOISE = {"fp16": 1e-2, "int8": 0.2, "fp32": 1e-4}
 BOOL_NOISE = {"fp16": 1e-3, "int8": 1e-2, "fp32": 0.0}
 

@@ -69,7 +69,7 @@ def onnx_command(
     checks against its own float32-jittered input: then the export is held to that noise floor
     (labels at most 0.5 pt below PyTorch's own worst jittered sample, the 99th percentile of
     |diff| at most twice the floor's and never looser than 1e-4; the maximum is reported, not
-    gated), and its row reads "pass, held to floor" (README, "noise floor"). Nothing is written
+    gated), and its row reads "pass, held to floor" (docs/export.md, "noise floor"). Nothing is written
     unless all checks pass. With --precision fp16/int8 the reduced ONNX must also pass
     calibrate's accuracy gate (see `segexport calibrate --help`).
 

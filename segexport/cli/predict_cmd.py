@@ -53,4 +53,4 @@ def predict_command(
         from segexport.models.registry import UNTRAINED
 
         console.print(f"[yellow]note:[/] {UNTRAINED}: this zoo model was never trained, so these classes and "
-                      "pictures are meaningless; export with --weights (README, \"Real output\")")
+                      "pictures are meaningless; export with --weights (README, \"Five-minute walkthrough\")")

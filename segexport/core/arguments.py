@@ -1,6 +1,6 @@
 """Keyword arguments of the public API checked against their annotations, once, at the boundary.
 
-Why: the README promises a :class:`~segexport.errors.UserError` for every bad argument, but a
+Why: the Python API (README, docs/api.md) promises a :class:`~segexport.errors.UserError` for every bad argument, but a
 Python caller can pass anything (``input_size="64x64"``, the CLI's own spelling, failed with "too
 many values to unpack"; ``num_classes=2.5`` reached torch; ``config=None`` a ``TypeError``). The
 CLI calls the same functions, so both share these checks. The checks are read from each

@@ -78,7 +78,7 @@ EXPORT_THRESHOLDS: dict[str, Thresholds] = {  # export verification: seeded rand
 # `segexport parity` on real images bounds the 99th percentile of |diff|, not its maximum: networks
 # that unpool by max index (SegNet, DeconvNet) place a value at whichever position of a window is
 # largest, and on flat image regions positions tie, so last-bit differences between runtimes move a
-# few values by a pixel (runtime numerics, not the export; figures in the README's "Measured"). The
+# few values by a pixel (runtime numerics, not the export; figures in docs/checks.md). The
 # label metrics stay strict; a wrong export differs everywhere and still fails.
 PARITY_THRESHOLDS: dict[str, Thresholds] = {k: replace(v, abs_quantile=0.99) for k, v in EXPORT_THRESHOLDS.items()}
 THRESHOLDS = EXPORT_THRESHOLDS  # the name older imports use

@@ -1,10 +1,10 @@
-"""The README's precision figures cannot go stale: the small version of their benchmark is
+"""The published precision figures (benchmarks/README.md, "bench_precision.py") cannot go stale: the small version of their benchmark is
 re-measured here and compared with what is committed (benchmarks/results/precision_small_cpu.json).
 
 Every trained fixture, every precision, every unpool mode (SegNet: mask and native), through
 calibrate's accuracy gate. A figure that drifts past the benchmark's stated ``TOLERANCE`` (or a
 gate verdict that changes) fails, naming the figure: re-run ``python benchmarks/bench_precision.py
---small`` (and the full one, for the README) and commit both when the change is intended.
+--small`` (and the full one, for benchmarks/README.md) and commit both when the change is intended.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def test_small_precision_figures_match_the_committed_ones():
     rows = bench.measure(bench.SMALL["models"], bench.SMALL["calib_count"], bench.SMALL["eval_count"],
                          bench.SMALL["variants"], say=lambda *_: None)
     assert bench.drift(rows, committed["results"]) == []
-    # what the README promises of every row, whatever the machine
+    # what benchmarks/README.md promises of every row, whatever the machine
     for row in rows:
         assert row["gate"] == "pass", row
         assert abs(row["miou_drop"]) <= (0.5 if row["model"] == "segnet" else 1.0), row
