@@ -153,12 +153,14 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         check_same_work(base, {"model": model or (record.model if record else None), "input_size": list(size),
                                "precision": precision})
     reasons = available_backends()
-    stats, skipped, runnable = [], {}, []
+    stats: list = []
+    skipped: dict[str, str] = {}
+    runnable: list[str] = []
     for name in names:
         if name not in reasons:
             raise UserError(f"unknown backend {name!r}: choose from {', '.join(reasons)}")
-        if reasons[name]:
-            skipped[name] = reasons[name]
+        if reason := reasons[name]:
+            skipped[name] = reason
         elif name.startswith("ort") and onnx is None:
             skipped[name] = "needs --onnx"
         elif name == "trt" and engine is None:

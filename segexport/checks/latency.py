@@ -405,7 +405,7 @@ def measure_interleaved(runners: dict[str, Any], feed: dict[str, np.ndarray], *,
         raise UserError("--trials must be >= 1")
     k = trials if duration else min(trials, iterations)  # never an empty trial
     counts = [iterations // k + (i < iterations % k) for i in range(k)]
-    run = interleaved_trials({name: (lambda r=r: r) for name, r in runners.items()}, feed, warmup=warmup,
+    run = interleaved_trials({name: _kept(r) for name, r in runners.items()}, feed, warmup=warmup,
                              iterations=counts, duration=duration, reuse=True)
     stats = []
     for name, per_trial in run.times_ms.items():
@@ -416,6 +416,11 @@ def measure_interleaved(runners: dict[str, Any], feed: dict[str, np.ndarray], *,
         add_spread(s, per_trial)
         stats.append(s)
     return stats
+
+
+def _kept(runner: Any) -> Callable[[], Any]:
+    """A factory that hands back the same runner every time (bench loads each backend once)."""
+    return lambda: runner
 
 
 # Relative spread of the trial medians above which a figure is called noisy. Why a quarter: the
@@ -439,15 +444,16 @@ def _ranked(a: LatencyStats, b: LatencyStats | None) -> bool | None:
     None when there is nothing to rank (no ``b``, or ``a`` is ``b``); False without a spread."""
     if b is None or a is b:
         return None
-    if a.spread is None or b.spread is None:
+    lo_a, hi_a, lo_b, hi_b = a.trial_p10_ms, a.trial_p90_ms, b.trial_p10_ms, b.trial_p90_ms
+    if a.spread is None or b.spread is None or lo_a is None or hi_a is None or lo_b is None or hi_b is None:
         return False
-    return a.trial_p90_ms < b.trial_p10_ms or b.trial_p90_ms < a.trial_p10_ms
+    return hi_a < lo_b or hi_b < lo_a
 
 
 def add_rankings(stats: list[LatencyStats]) -> None:
     """Mark each speedup (vs eager, vs best PyTorch) the spread cannot support; after
     :func:`add_speedups` and ``add_best_torch_speedups``."""
-    by = {(s.backend, s.batch): s for s in stats}
+    by: dict[tuple[str | None, int], LatencyStats] = {(s.backend, s.batch): s for s in stats}
     for s in stats:
         s.speedup_ranked = _ranked(s, by.get((s.speedup_baseline, s.batch)))
         s.vs_best_ranked = _ranked(s, by.get((s.best_torch, s.batch)))
