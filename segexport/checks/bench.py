@@ -189,6 +189,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         say(f"timing {', '.join(here)} interleaved, batch {b}")
         stats += measure_interleaved(runners, feed, batch=b, warmup=opts.warmup, iterations=opts.iterations,
                                      duration=opts.duration, trials=opts.trials)
+    if not stats:
+        raise UserError("no backend could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     add_speedups(stats)
     add_best_torch_speedups(stats)
     add_rankings(stats)

@@ -194,7 +194,9 @@ def test_the_command_warns_on_a_noisy_run_and_not_on_a_tight_one(run_cli, monkey
     assert speedup == f"{np.median(TIGHT['torch']) / np.median(TIGHT['ort-cpu']):.2f}x"  # plain: a ranking
 
 
-def test_trials_must_be_at_least_one(run_cli):
+def test_trials_must_be_at_least_one_and_a_run_with_nothing_to_time_says_why(run_cli):
     from tests.conftest import assert_one_line_error
 
     assert_one_line_error(run_cli("bench", "--model", "unet", "--trials", "0"), "--trials")
+    assert_one_line_error(run_cli("bench", "--model", "unet", "--backends", "ort-cpu", "--input-size", "32x32"),
+                          "no backend could run", "ort-cpu: needs --onnx")
