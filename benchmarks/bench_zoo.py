@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPU threads for PyTorch and ORT alike (default: each library's own); 1 on a busy shared machine, "
                         "where multi-threaded PyTorch stalls on descheduled OpenMP threads far more than ORT")
     p.add_argument("--sequential", action="store_true",
-                   help="time each backend's iterations in one block (as `segexport bench` does) instead of interleaving "
+                   help="time each backend's iterations in one block (as `segexport bench` did before issue 24) instead of interleaving "
                         "them round by round; interleaving is fairer when other jobs share the machine")
     p.add_argument("--batches", default="1", help="batch sizes, e.g. 1,8 (--device cuda only; CPU rows are batch 1)")
     p.add_argument("--precisions", default="", help="also time reduced-precision ONNX in ORT CPU, e.g. fp16,int8")

@@ -297,18 +297,19 @@ def _check_save_diff(save_diff: Path | None) -> None:
 def bench(*, model: str | None = None, onnx: str | Path | None = None, engine: str | Path | None = None,
           backends: str | Iterable[str] = ("torch", "ort-cpu"), batch: int | Iterable[int] = (1,),
           input_size: tuple[int, int] | None = None, width: float = 1.0, num_classes: int | None = None, warmup: int = 5,
-          iterations: int = 20, duration: float | None = None, json_out: str | Path | None = None,
+          iterations: int = 20, duration: float | None = None, trials: int = 5, json_out: str | Path | None = None,
           baseline: str | Path | None = None, max_regression: str | float = "10%",
           progress: Progress | None = None, trust_model_code: bool = False):
-    """Latency and throughput per backend and batch (``segexport bench``); returns
-    :class:`segexport.checks.bench.BenchResult`. CheckFailed when slower than ``baseline``."""
+    """Latency, its spread and throughput per backend and batch, the backends timed interleaved
+    (``segexport bench``); returns :class:`segexport.checks.bench.BenchResult` (``.warning``: the
+    backends the spread cannot rank). CheckFailed when slower than ``baseline``."""
     from segexport.checks.bench import BenchOptions, run_bench
 
     batches = (batch,) if isinstance(batch, int) else tuple(batch)
     return run_bench(BenchOptions(model=model, onnx=_path(onnx), engine=_path(engine), backends=_names(backends),
                                   batch=batches, input_size=tuple(input_size) if input_size else None, width=width,
                                   num_classes=num_classes, warmup=warmup, iterations=iterations, duration=duration,
-                                  json_out=_path(json_out), baseline=_path(baseline),
+                                  trials=trials, json_out=_path(json_out), baseline=_path(baseline),
                                   max_regression=max_regression, trust_model_code=trust_model_code),
                      progress=progress)
 

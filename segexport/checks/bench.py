@@ -29,6 +29,7 @@ class BenchOptions:
     warmup: int = 5
     iterations: int = 20
     duration: float | None = None
+    trials: int = 5  # the iterations (or duration) split into this many trials: their medians' spread
     json_out: Path | None = None
     junit: Path | None = None
     baseline: Path | None = None
@@ -46,6 +47,16 @@ class BenchResult:
     junit: Path | None = None
     within_baseline: list[str] = field(default_factory=list)  # rows compared with --baseline
     passed: bool = True
+    warning: str | None = None  # latency.ranking_warning: which backends the spread cannot rank
+
+
+def _torch_models(model, names: list[str]) -> dict:
+    """name -> the PyTorch model each torch backend runs: a copy for every one after the first.
+    Why: the backends are active together while timed interleaved, and a runner moves its model
+    in place (to CUDA, to channels-last), which would change the model under the others."""
+    import copy
+
+    return {name: model if i == 0 else copy.deepcopy(model) for i, name in enumerate(names)}
 
 
 def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None) -> BenchResult:
@@ -55,8 +66,9 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     check_model_request(opts.model, opts.num_classes, opts.width)  # before torch is imported: a typo costs no wait
     import numpy as np
 
-    from segexport.checks.latency import (add_speedups, check_baseline, check_same_work, check_timing, measure,
-                                          parse_regression, read_baseline, to_json)
+    from segexport.checks.latency import (add_rankings, add_speedups, check_baseline, check_same_work, check_timing,
+                                          measure_interleaved, parse_regression, ranking_warning, read_baseline,
+                                          to_json)
     from segexport.checks.torch_backends import add_best_torch_speedups
     from segexport.checks.runners import available_backends, make_runner
     from segexport.core.files import atomic_output, check_output_path
@@ -76,6 +88,8 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
     if not batches or min(batches) < 1 or max(batches) > MAX_BATCH:
         raise UserError(f"--batch values must be 1..{MAX_BATCH}")
     check_timing(opts.warmup, opts.iterations, opts.duration)  # before models load: a bad count costs nothing
+    if not 1 <= opts.trials <= MAX_ITERATIONS:
+        raise UserError("--trials must be >= 1 (5 by default: the iterations are split into trials to measure the spread)")
     if max(opts.warmup, opts.iterations or 0) > MAX_ITERATIONS:
         raise UserError(f"--warmup and --iterations must be at most {MAX_ITERATIONS} (use --duration for long runs)")
     names = list(opts.backends)
@@ -139,21 +153,25 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
         check_same_work(base, {"model": model or (record.model if record else None), "input_size": list(size),
                                "precision": precision})
     reasons = available_backends()
-    stats, skipped = [], {}
-    rng = np.random.default_rng(0)
+    stats: list = []
+    skipped: dict[str, str] = {}
+    runnable: list[str] = []
     for name in names:
         if name not in reasons:
             raise UserError(f"unknown backend {name!r}: choose from {', '.join(reasons)}")
-        if reasons[name]:
-            skipped[name] = reasons[name]
-            continue
-        if name.startswith("ort") and onnx is None:
+        if reason := reasons[name]:
+            skipped[name] = reason
+        elif name.startswith("ort") and onnx is None:
             skipped[name] = "needs --onnx"
-            continue
-        if name == "trt" and engine is None:
+        elif name == "trt" and engine is None:
             skipped[name] = "needs --engine"
-            continue
-        for b in batches:
+        else:
+            runnable.append(name)
+    models = _torch_models(torch_model, [n for n in runnable if n.startswith("torch")])
+    rng = np.random.default_rng(0)
+    for b in batches:
+        here = []
+        for name in runnable:
             if record is not None and not name.startswith("torch"):
                 rng_b = record.dynamic.get("batch")
                 if rng_b is None and b != record.batch:
@@ -162,22 +180,27 @@ def run_bench(opts: BenchOptions, progress: Callable[[str], None] | None = None)
                 if rng_b is not None and not rng_b.min <= b <= rng_b.max:
                     skipped[f"{name} b{b}"] = f"ONNX batch range is {rng_b.min}..{rng_b.max} (re-export with a wider --batch-range)"
                     continue
-            feed = {"input": rng.standard_normal((b, 3, *size), dtype=np.float32)}
-            runner = make_runner(name, onnx_path=onnx, engine_path=engine, model=torch_model,
-                                 output_name=record.output_name if record else "logits")
-            say(f"timing {name} batch {b}")
-            stats.append(measure(runner, feed, backend=name, batch=b, warmup=opts.warmup,
-                                 iterations=opts.iterations, duration=opts.duration))
+            here.append(name)
+        if not here:
+            continue
+        feed = {"input": rng.standard_normal((b, 3, *size), dtype=np.float32)}  # the same input for every backend
+        runners = {name: make_runner(name, onnx_path=onnx, engine_path=engine, model=models.get(name),
+                                     output_name=record.output_name if record else "logits") for name in here}
+        say(f"timing {', '.join(here)} interleaved, batch {b}")
+        stats += measure_interleaved(runners, feed, batch=b, warmup=opts.warmup, iterations=opts.iterations,
+                                     duration=opts.duration, trials=opts.trials)
     if not stats:
         raise UserError("no backend could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     add_speedups(stats)
     add_best_torch_speedups(stats)
+    add_rankings(stats)
+    warning = ranking_warning(stats)
     meta = {"model": model or (record.model if record else None), "input_size": list(size),
             "precision": precision, "warmup": opts.warmup, "iterations": None if opts.duration else opts.iterations,
-            "duration_s": opts.duration,
+            "duration_s": opts.duration, "trials": opts.trials, "spread_warning": warning,
             "machine": {"platform": platform.platform(), "processor": platform.processor()},
             "skipped": skipped}
-    result = BenchResult(stats, skipped, tuple(size), meta, json_out=json_out)
+    result = BenchResult(stats, skipped, tuple(size), meta, json_out=json_out, warning=warning)
     if json_out is not None:
         with atomic_output(json_out) as tmp:
             tmp.write_text(to_json(stats, meta))

@@ -17,8 +17,10 @@ import json
 import math
 import resource
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +46,14 @@ class LatencyStats:
     speedup_vs_best_torch: float | None = None  # fastest PyTorch backend's p50 / this p50 (checks/torch_backends.py)
     best_torch: str | None = None  # which PyTorch backend that was
     compile_s: float | None = None  # torch.compile: first call per shape, untimed, not in the latency
+    # The spread (bench, measure_interleaved): the iterations are split into trials and each
+    # trial's median taken, so a neighbour's load shows as trials that disagree.
+    trials: int | None = None
+    trial_p10_ms: float | None = None  # p10 / p90 of the per-trial medians
+    trial_p90_ms: float | None = None
+    spread: float | None = None  # (trial_p90 - trial_p10) / median of the trial medians; None: one trial
+    speedup_ranked: bool | None = None  # False: this and its speedup baseline cannot be told apart (add_rankings)
+    vs_best_ranked: bool | None = None  # the same against best_torch
 
 
 def _rss_bytes() -> int | None:
@@ -251,12 +261,119 @@ def to_json(stats: list[LatencyStats], meta: dict) -> str:
 # pipeline times CPU backends on one thread unless told otherwise (``bench_threads``).
 # benchmarks/bench_latency_gate.py measures false failures and catches.
 
+@dataclass
+class Trials:
+    """What :func:`interleaved_trials` timed: per backend, each trial's iteration times (ms)."""
+
+    times_ms: dict[str, list[list[float]]]
+    memory: dict[str, tuple[float | None, str | None]]  # backend -> (MiB, kind), see _memory_probe
+    compile_s: dict[str, float | None]  # summed over the backend's runner instances
+    stopped: str  # "trials" (all ran), "settled" or "budget" (budget_s)
+    iterations_per_trial: int  # the first trial's count, after budget_s cut it
+
+
+def _memory_probe(backend: str) -> Callable[[], tuple[float | None, str | None]]:
+    """Start measuring one backend's memory; the returned function reads it. Backends are
+    activated and warmed up one after another, so the growth between the two is that backend's
+    own even though all stay active for the interleaved timing (whose growth is not counted)."""
+    if backend.startswith("torch-cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        return lambda: ((torch.cuda.max_memory_allocated() - before) / 2**20, "cuda-allocated")
+    rss = _rss_bytes()
+    if rss is None:
+        return lambda: (None, None)
+    return lambda: (max((_rss_bytes() or 0) - rss, 0) / 2**20, "rss-delta")
+
+
+def interleaved_trials(runners: dict[str, Callable[[], Any]], feed: dict[str, np.ndarray], *, trials: int = 5,
+                       warmup: int = 3, iterations: int | Sequence[int] = 20, duration: float | None = None,
+                       budget_s: float | None = None, min_trials: int = 3, settle: float = 0.01,
+                       reuse: bool = False) -> Trials:
+    """Time every backend in the same moments: in each trial, one inference of each backend in
+    turn, round after round. Why: on a shared machine load comes and goes; timing one backend
+    fully and then the next hands each a different machine (ORT came out 15.8x faster than
+    eager where a quiet run measured 0.89x). Interleaved, a neighbour's load falls on all alike.
+
+    ``runners``: name -> factory of a runner (a context manager with ``infer``). ``reuse=False``
+    (the pipeline's gate) enters fresh runners every trial and warms them up; ``reuse=True``
+    (bench) enters them once, so torch.compile compiles and a session loads only once.
+    ``iterations``: per trial, or a sequence of each trial's count (``trials`` is then its length).
+    ``duration`` (s, wall clock) replaces the counts: each trial runs rounds for ``duration /
+    trials`` seconds (at least one). ``budget_s``, ``min_trials``, ``settle``: see measure_trials.
+    """
+    import contextlib
+
+    counts = [iterations] * trials if isinstance(iterations, int) else list(iterations)
+    check_timing(warmup, min(counts, default=0), duration)
+    trials = len(counts)
+    times: dict[str, list[list[float]]] = {name: [] for name in runners}
+    memory: dict[str, tuple[float | None, str | None]] = {}
+    used: dict[str, list[Any]] = {name: [] for name in runners}
+    spent, stopped, cap = 0.0, "trials", None
+    best: dict[str, float] = {}
+    with contextlib.ExitStack() as kept:
+        active: dict[str, Any] = {}
+        for t in range(trials):
+            with contextlib.ExitStack() as stack:
+                if not active or not reuse:
+                    active, one = {}, {}
+                    for name, factory in runners.items():  # one backend at a time: its memory is its own
+                        probe = _memory_probe(name) if name not in memory else None
+                        active[name] = runner = (kept if reuse else stack).enter_context(factory())
+                        used[name].append(runner)
+                        for _ in range(warmup):
+                            runner.infer(feed)
+                            one[name] = iteration_seconds(runner)
+                        if probe is not None:
+                            memory[name] = probe()
+                    if budget_s is not None and t == 0 and one:
+                        round_s = max(sum(one.values()), 1e-9)  # one inference of every backend
+                        cap = max(3, int(budget_s / trials / round_s))
+                n = counts[t] if cap is None else min(counts[t], cap)
+                deadline = time.perf_counter() + duration / trials if duration else None
+                trial: dict[str, list[float]] = {name: [] for name in active}
+                rounds = 0
+                while True:
+                    for name, runner in active.items():
+                        runner.infer(feed)
+                        seconds = iteration_seconds(runner)
+                        spent += seconds
+                        trial[name].append(seconds * 1e3)
+                    rounds += 1
+                    if (time.perf_counter() >= deadline) if deadline is not None else rounds >= n:
+                        break
+            for name, values in trial.items():
+                times[name].append(values)
+            if budget_s is None:
+                continue
+            now = {name: min(min(v) for v in values) for name, values in times.items()}
+            settled = bool(best) and all(abs(now[n] / best[n] - 1) <= settle for n in now if best.get(n))
+            best = now
+            if t + 1 < min_trials:
+                continue
+            if settled:
+                stopped = "settled"
+                break
+            if spent >= budget_s:
+                stopped = "budget"
+                break
+    compile_s = {}
+    for name, instances in used.items():
+        values = [c for c in (getattr(r, "compile_s", None) for r in dict.fromkeys(instances)) if c is not None]
+        compile_s[name] = sum(values) if values else None
+    per_trial = counts[0] if cap is None else min(counts[0], cap)
+    return Trials(times, memory, compile_s, stopped, per_trial)
+
+
 def measure_trials(runners: dict, feed: dict[str, np.ndarray], *, batch: int, trials: int = 5, warmup: int = 3,
                    iterations: int = 20, reference: str = "torch", budget_s: float | None = None,
                    min_trials: int = 3, settle: float = 0.01) -> dict[str, dict]:
     """Up to ``trials`` rounds; in each, fresh runners (``runners``: name -> factory) are warmed up,
-    then timed alternately, one inference of each backend in turn. Returns per backend
-    :func:`summarize_trials` of its times.
+    then timed alternately, one inference of each backend in turn (:func:`interleaved_trials`).
+    Returns per backend :func:`summarize_trials` of its times.
 
     ``budget_s`` makes it cost what it must: iterations per trial are cut so that ``trials``
     rounds fit the budget (from the warm-up's own timings, never below 3), and rounds stop once
@@ -265,51 +382,102 @@ def measure_trials(runners: dict, feed: dict[str, np.ndarray], *, batch: int, tr
     counted in measured inference seconds, the same clock as the figures. Each backend's summary
     says how it stopped (``stopped``, ``budget_s``).
     """
-    import contextlib
-
     check_timing(warmup, iterations, None)
-    times: dict[str, list[list[float]]] = {name: [] for name in runners}
-    spent, stopped, per_trial = 0.0, "trials", iterations
-    best: dict[str, float] = {}
-    for t in range(trials):
-        with contextlib.ExitStack() as stack:
-            active = {name: stack.enter_context(factory()) for name, factory in runners.items()}
-            one = {}
-            for name, runner in active.items():
-                for _ in range(warmup):
-                    runner.infer(feed)
-                    one[name] = iteration_seconds(runner)
-            if budget_s is not None and t == 0 and one:
-                round_s = max(sum(one.values()), 1e-9)  # one inference of every backend
-                per_trial = max(3, min(iterations, int(budget_s / trials / round_s)))
-            trial: dict[str, list[float]] = {name: [] for name in active}
-            for _ in range(per_trial):
-                for name, runner in active.items():
-                    runner.infer(feed)
-                    seconds = iteration_seconds(runner)
-                    spent += seconds
-                    trial[name].append(seconds * 1e3)
-        for name, values in trial.items():
-            times[name].append(values)
-        if budget_s is None:
-            continue
-        now = {name: min(min(v) for v in values) for name, values in times.items()}
-        settled = bool(best) and all(abs(now[n] / best[n] - 1) <= settle for n in now if best.get(n))
-        best = now
-        if t + 1 < min_trials:
-            continue
-        if settled:
-            stopped = "settled"
-            break
-        if spent >= budget_s:
-            stopped = "budget"
-            break
+    run = interleaved_trials(runners, feed, trials=trials, warmup=warmup, iterations=iterations, budget_s=budget_s,
+                             min_trials=min_trials, settle=settle)
+    times = run.times_ms
     out = {name: summarize_trials(values, times.get(reference) if name != reference else None)
            for name, values in times.items()}
     if budget_s is not None:
         for summary in out.values():
-            summary.update(stopped=stopped, budget_s=budget_s, iterations_per_trial=per_trial)
+            summary.update(stopped=run.stopped, budget_s=budget_s, iterations_per_trial=run.iterations_per_trial)
     return out
+
+
+def measure_interleaved(runners: dict[str, Any], feed: dict[str, np.ndarray], *, batch: int, warmup: int = 5,
+                        iterations: int = 20, duration: float | None = None, trials: int = 5) -> list[LatencyStats]:
+    """``segexport bench``'s timing: every runner (name -> runner) entered once and warmed up,
+    then its ``iterations`` (or ``duration`` seconds of rounds, all backends together) split over
+    ``trials`` trials of interleaved rounds. The LatencyStats are over all iterations, as before;
+    the spread is over the trial medians (see :func:`add_spread`), which is what load moves."""
+    check_timing(warmup, iterations, duration)
+    if trials < 1:
+        raise UserError("--trials must be >= 1")
+    k = trials if duration else min(trials, iterations)  # never an empty trial
+    counts = [iterations // k + (i < iterations % k) for i in range(k)]
+    run = interleaved_trials({name: _kept(r) for name, r in runners.items()}, feed, warmup=warmup,
+                             iterations=counts, duration=duration, reuse=True)
+    stats = []
+    for name, per_trial in run.times_ms.items():
+        mb, kind = run.memory.get(name, (None, None))
+        s = summarize([v for trial in per_trial for v in trial], backend=name, batch=batch, peak_memory_mb=mb,
+                      memory_kind=kind)
+        s.compile_s = run.compile_s.get(name)
+        add_spread(s, per_trial)
+        stats.append(s)
+    return stats
+
+
+def _kept(runner: Any) -> Callable[[], Any]:
+    """A factory that hands back the same runner every time (bench loads each backend once)."""
+    return lambda: runner
+
+
+# Relative spread of the trial medians above which a figure is called noisy. Why a quarter: the
+# ratios bench is used to tell apart (README: ORT CPU 0.66-1.64x PyTorch) differ by less, so a
+# figure that moves this much between trials cannot carry them even when no ranking flips.
+SPREAD_LIMIT = 0.25
+
+
+def add_spread(s: LatencyStats, trials_ms: list[list[float]]) -> None:
+    """p10-p90 of the trial medians and its width relative to their median (None with one trial,
+    which measures no spread)."""
+    medians = np.asarray([np.median(t) for t in trials_ms], dtype=np.float64)
+    mid = float(np.median(medians))
+    s.trials = int(medians.size)
+    s.trial_p10_ms, s.trial_p90_ms = float(np.percentile(medians, 10)), float(np.percentile(medians, 90))
+    s.spread = (s.trial_p90_ms - s.trial_p10_ms) / mid if medians.size > 1 and mid > 0 else None
+
+
+def _ranked(a: LatencyStats, b: LatencyStats | None) -> bool | None:
+    """Whether the data tells ``a`` and ``b`` apart: their trial p10-p90 ranges do not overlap.
+    None when there is nothing to rank (no ``b``, or ``a`` is ``b``); False without a spread."""
+    if b is None or a is b:
+        return None
+    lo_a, hi_a, lo_b, hi_b = a.trial_p10_ms, a.trial_p90_ms, b.trial_p10_ms, b.trial_p90_ms
+    if a.spread is None or b.spread is None or lo_a is None or hi_a is None or lo_b is None or hi_b is None:
+        return False
+    return hi_a < lo_b or hi_b < lo_a
+
+
+def add_rankings(stats: list[LatencyStats]) -> None:
+    """Mark each speedup (vs eager, vs best PyTorch) the spread cannot support; after
+    :func:`add_speedups` and ``add_best_torch_speedups``."""
+    by: dict[tuple[str | None, int], LatencyStats] = {(s.backend, s.batch): s for s in stats}
+    for s in stats:
+        s.speedup_ranked = _ranked(s, by.get((s.speedup_baseline, s.batch)))
+        s.vs_best_ranked = _ranked(s, by.get((s.best_torch, s.batch)))
+
+
+def ranking_warning(stats: list[LatencyStats]) -> str | None:
+    """One line naming the backends the run cannot rank and the noisy figures; None when the
+    spread supports every speedup shown."""
+    pairs: dict[tuple, str] = {}
+    for s in stats:
+        for ranked, other in ((s.speedup_ranked, s.speedup_baseline), (s.vs_best_ranked, s.best_torch)):
+            if ranked is False:
+                pairs.setdefault((frozenset((s.backend, other)), s.batch), f"{s.backend} vs {other} (batch {s.batch})")
+    noisy = [f"{s.backend} b{s.batch} {s.spread:.0%}" for s in stats if s.spread is not None and s.spread > SPREAD_LIMIT]
+    if not pairs and not noisy:
+        return None
+    parts = []
+    if pairs:
+        why = "one trial measures no spread" if any((s.trials or 0) < 2 for s in stats) else "their trial p10-p90 overlap"
+        parts.append("cannot rank " + ", ".join(pairs.values()) + f" ({why})")
+    if noisy:
+        parts.append("trial medians vary " + ", ".join(noisy) + f" (over {SPREAD_LIMIT:.0%})")
+    return ("spread too wide: " + "; ".join(parts)
+            + ": bench on a quieter machine or with a longer --duration / more --iterations")
 
 
 def summarize_trials(trials_ms: list[list[float]], reference_ms: list[list[float]] | None = None) -> dict:

@@ -5,8 +5,9 @@ One small function a step, each taking paths and the model's settings and return
 go through the public API (``segexport.api``), as a user's script would. Two steps call the
 library below it, for reasons of their own: parity needs a "skip" verdict when no candidate
 backend can run here (the API raises instead), and bench measures the latency gate's
-alternating trials (:func:`segexport.checks.latency.measure_trials`), which ``segexport bench``
-does not.
+alternating trials (:func:`segexport.checks.latency.measure_trials`: fresh runners every trial,
+the fastest iteration the gate judges), where ``segexport bench`` interleaves its backends too
+but keeps each runner for the run and reports per-iteration percentiles with their spread.
 A step raises :class:`~segexport.errors.UserError` for input it cannot work with; the runner
 records that as the step's error and goes on with the other units.
 """
