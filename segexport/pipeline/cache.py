@@ -270,7 +270,7 @@ class LastInputs:
 
 
 # what a changed input is called in a dry run's reason (others are config keys of the step)
-INPUT_NAMES = {"weights_sha256": "weights", "model_source_sha256": "model source", "upstream_sha256": "input ONNX",
+INPUT_NAMES = {"weights_sha256": "weights", "weights_path": "weights path", "model_source_sha256": "model source", "upstream_sha256": "input ONNX",
                "engine_sha256": "engine", "calib_data_sha256": "calib_data files",
                "calib_labels_sha256": "calib_labels files", "images_sha256": "parity_images files",
                "labels_sha256": "parity_labels files", "machine": "machine"}

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from segexport._version import __version__
 from segexport.core import interrupts
+from segexport.core.files import weights_path_record
 from segexport.errors import UserError
 from segexport.pipeline import steps as S
 from segexport.pipeline.cache import LastInputs, StepCache, changed_inputs, hash_path, machine, step_key, versions
@@ -270,7 +271,9 @@ class Runner:
                    if k in ("model", "width", "num_classes", "input_size", "dynamic", "hw_range", "batch",
                             "batch_range", "model_args", "opset", "target", "unpool")}
         inputs = {"config": section, "weights_sha256": hash_path(self.base / e.weights) if e.weights else None,
-                  "model_source_sha256": _model_source(e, self.base)}
+                  "model_source_sha256": _model_source(e, self.base),
+                  # recorded in the ONNX (relative to the working directory): part of its bytes
+                  "weights_path": weights_path_record(self.base / e.weights) if e.weights else None}
         out = self.opts.out / e.name / f"{e.name}.fp32.onnx"
         rec = self._step(unit, "export", inputs, lambda: S.export(e, s, out, self.base), record=unit.owns_export)
         rec["inputs"] = inputs
