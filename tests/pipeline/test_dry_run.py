@@ -91,3 +91,18 @@ def test_changed_inputs_names_weights_onnx_and_versions_but_never_a_files_own_ke
     assert got[:2] == ["config calib_count 4 -> 8", "weights aaaaaaaa -> cccccccc"]
     assert got[2].startswith("version of onnxruntime '0.0.1' -> ") and len(got) == 3
     assert not any("injected" in g for g in got)
+
+
+def test_steps_after_a_cached_failure_are_planned_as_skipped(tiny_copy, run_cli):
+    """A failed calibration is cached like a pass: a run would restore the failure and skip the
+    variant's later steps, so the plan says exactly that rather than 'would run'."""
+    import json
+
+    folder, config, cache = tiny_copy
+    (entry,) = (cache / "calibrate").rglob("entry.json")
+    doc = json.loads(entry.read_text())
+    doc["result"]["verdict"] = "fail"
+    entry.write_text(json.dumps(doc))
+    plan = _plan(run_cli("pipeline", "run", config, "--cache-dir", cache, "--only", "unet-t:int8", "--dry-run"))
+    assert [(s, st, w) for _, s, st, w in plan] == [("export", "cached", ""), ("calibrate", "cached", "")] + [
+        (s, "skipped", "calibration did not pass") for s in ("lint", "engine", "parity", "bench")]
