@@ -262,6 +262,9 @@ def parity(*, onnx: str | Path, model: str | None = None, weights: str | Path | 
                          seed=seed, thresholds=dict(thresholds or {}), save_diff=save_diff,
                          trust_model_code=trust_model_code)
     report = run_parity(opts, progress=progress)
+    if weights is None and report.weights is not None:  # the checkpoint the ONNX records: read, never replaced
+        refuse_overwriting_inputs({**{flag: path for path, flag, _w in outputs}, "--save-diff": save_diff},
+                                  [Path(report.weights)])
     if not report.pairs:  # before any report is written: an empty report would read as a pass
         raise UserError("no candidate backend could run here: " + "; ".join(f"{k}: {v}" for k, v in report.skipped.items()))
     result = ParityResult(report=report, passed=report.passed)

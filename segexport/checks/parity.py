@@ -1,8 +1,9 @@
 """``segexport parity``: PyTorch (the reference) against every export backend, segmentation-aware.
 
 The reference model is rebuilt from the ONNX's own metadata (model, width, classes) and the
-checkpoint it was exported from (``--weights``; its SHA-256 must match the one recorded at
-export), so parity compares like with like without re-typing flags.
+checkpoint it was exported from (``--weights``, else the path recorded at export; either way its
+SHA-256 must match the one recorded at export), so parity compares like with like without
+re-typing flags.
 """
 
 from __future__ import annotations
@@ -62,18 +63,15 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     check_count(opts.count)
     check_seed(opts.seed)
     record = read_record(opts.onnx)
+    weights = checkpoint_for(Path(opts.onnx), record, opts.weights)
     ref = opts.model or model_from_file(record.model, f"{Path(opts.onnx).name}'s metadata",
                                         trust_model_code=opts.trust_model_code)
     memo = opts.memo if opts.memo is not None else RunMemo()
     model_key = dict(num_classes=record.num_classes, width=record.width, model_args=dict(opts.model_args),
                      output_key=record.output_key, upsample_logits=record.upsample_logits)
-    loaded = memo.model(ref, weights=opts.weights, **model_key)
-    if loaded.weights_sha256 != record.weights_sha256:
-        if record.weights_sha256 is None:
-            raise UserError("the ONNX was exported without --weights (seeded initialisation) but --weights was given: "
-                            "drop --weights or re-export with them")
-        raise UserError("the ONNX was exported from other weights than --weights (SHA-256 differs)"
-                        if loaded.weights_sha256 else "the ONNX was exported with weights: pass the same checkpoint as --weights")
+    loaded = memo.model(ref, weights=weights, **model_key)
+    if loaded.weights_sha256 != record.weights_sha256:  # hashed above: the file changed while it was read
+        raise UserError(f"{weights} changed while parity read it (its SHA-256 no longer matches): run parity again")
     _check_model_matches(onnx.load(str(opts.onnx), load_external_data=False), record, loaded)
     engine_precision = _check_engine(opts.engine, opts.onnx) if opts.engine is not None else None
 
@@ -102,7 +100,7 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
         return labels_of(out).astype(np.int32) if record.argmax else out
 
     # what the reference is and what it was fed: the same for every variant of the model
-    reference_key = ("reference", ref, model_key, file_identity(opts.weights), opts.reference, record.argmax, record.batch,
+    reference_key = ("reference", ref, model_key, file_identity(weights), opts.reference, record.argmax, record.batch,
                      record.input_name, record.output_name, array_digest(inputs))
     reference = memo.get(reference_key, lambda: reference_of(inputs))
     if np.issubdtype(reference.dtype, np.floating) and not np.isfinite(reference).all():
@@ -114,6 +112,7 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
     floors = None  # the reference against itself under float32-level jitter, measured on a failure
     report = ParityReport(onnx=str(opts.onnx), model=loaded.name, precision=precision,
                           inputs=f"{len(inputs)} {_inputs_kind(opts, names)}",
+                          weights=None if weights is None else str(weights), weights_sha256=record.weights_sha256,
                           versions=_versions(), thresholds=asdict(thresholds))
     if opts.save_diff is not None:
         from segexport.checks.reports import clear_diff_pngs
@@ -167,6 +166,44 @@ def run_parity(opts: ParityOptions, progress=None) -> ParityReport:
             for i in range(len(ref_l)):
                 save_diff_pngs(opts.save_diff, i, None if images_rgb is None else images_rgb[i], ref_l[i], got_l[i], backend)
     return report
+
+
+def checkpoint_for(onnx: Path, record, given: Path | None) -> Path | None:
+    """The checkpoint to build the reference from: ``given`` (--weights), else the path the export
+    recorded, and either way only a file with the SHA-256 recorded at export; None for an
+    untrained export. A reference built from other weights would judge the export against
+    another model, so every mismatch is an error. The recorded path is data read from a file:
+    the file it names is hashed before it is ever opened, and then only as a checkpoint
+    (torch.load(weights_only=True)), never imported."""
+    from segexport.core.hashing import sha256_file
+
+    want, recorded, name = record.weights_sha256, record.weights_path, onnx.name
+    if given is not None:
+        if not Path(given).is_file():
+            raise UserError(f"--weights {str(given)!r} is not a file: pass the checkpoint {name} was exported from")
+        if want is None:
+            raise UserError(f"{name} was exported without --weights (seeded initialisation) but --weights was given: "
+                            "drop --weights or re-export with them")
+        got = sha256_file(given)
+        if got != want:
+            where = f" (recorded at export: {recorded[:200]!r})" if recorded else ""
+            raise UserError(f"--weights {str(given)!r} has SHA-256 {got[:12]}, but {name} was exported from weights with "
+                            f"SHA-256 {want[:12]}{where}: pass the checkpoint it was exported from")
+        return Path(given)
+    if want is None:
+        return None
+    fix = f"pass --weights PATH (the checkpoint with SHA-256 {want[:12]}...)"
+    if recorded is None:
+        raise UserError(f"{name} was exported from weights (SHA-256 {want[:12]}) but records no path to them: {fix}")
+    path = Path(recorded)
+    if not path.is_file():
+        raise UserError(f"{name} was exported from weights at {recorded[:200]!r} (SHA-256 {want[:12]}), which is not a "
+                        f"file here (the path is relative to where it was exported): {fix}")
+    got = sha256_file(path)
+    if got != want:
+        raise UserError(f"{recorded[:200]!r}, the weights {name} was exported from, now has SHA-256 {got[:12]}, not the "
+                        f"recorded {want[:12]}: {fix}")
+    return path
 
 
 def _check_engine(engine: Path, onnx_path: Path) -> str | None:

@@ -49,6 +49,8 @@ class ParityReport:
     skipped: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     thresholds: dict[str, float | None] = field(default_factory=dict)
+    weights: str | None = None  # the checkpoint the reference was built from (None: untrained)
+    weights_sha256: str | None = None  # its SHA-256, the one recorded at export
 
     @property
     def passed(self) -> bool:

@@ -31,7 +31,7 @@ def parse_thresholds(pairs: list[str] | None) -> dict[str, float]:
 def parity_command(
     onnx: Path = typer.Option(..., "--onnx", help="The exported ONNX (its metadata names the model, classes, preprocessing)."),
     model: Optional[str] = typer.Option(None, "--model", help="Override the model recorded in the ONNX (zoo name or module:factory)."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="The checkpoint the ONNX was exported from."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="The checkpoint the ONNX was exported from (default: the path recorded at export, used when the file there has the recorded SHA-256)."),
     engine: Optional[Path] = typer.Option(None, "--engine", help="Also compare a TensorRT engine (needs tensorrt and a GPU)."),
     backends: str = typer.Option("ort-cpu", "--backends", help="Comma-separated candidates: ort-cpu, ort-cuda, ort-trt, trt."),
     images: Optional[Path] = typer.Option(None, "--images", help="Folder of PNG/JPEG images (default: seeded random tensors)."),
@@ -59,6 +59,9 @@ def parity_command(
       segexport parity --onnx deeplabv1.onnx
 
       segexport parity --onnx unet.onnx --weights unet.pt --images data/images --labels data/labels --junit parity.xml
+
+    A trained export records its checkpoint's SHA-256 and path (relative to where it was exported):
+    without --weights parity uses that file when its SHA-256 still matches, and refuses otherwise.
     """
     from segexport.core.files import refuse_replacing, require_inputs
 
@@ -81,17 +84,29 @@ def parity_command(
         except CheckFailed as exc:  # the table first, then the one-line verdict
             if exc.result is not None:
                 status.stop()
+                _say_weights(exc.result.report, weights)
                 print_table(exc.result.report, console)
-                _say_if_untrained(exc.result.report.model, weights, labels)
+                _say_if_untrained(exc.result.report.model, exc.result.report.weights_sha256, labels)
             raise
+    _say_weights(report, weights)
     print_table(report, console)
-    _say_if_untrained(report.model, weights, labels)
+    _say_if_untrained(report.model, report.weights_sha256, labels)
 
 
-def _say_if_untrained(model: str, weights: Path | None, labels: Path | None) -> None:
-    """Without --weights the ONNX holds no checkpoint (parity refuses a mismatch), so a zoo model is untrained."""
+def _say_weights(report, given: Path | None) -> None:
+    """One line when the checkpoint came from the ONNX's record, not the command line: the user
+    should see which file the reference was built from."""
+    from rich.markup import escape
+
+    if given is None and report.weights is not None:
+        console.print(f"weights: {escape(report.weights)} (recorded at export, SHA-256 matches)", highlight=False,
+                      soft_wrap=True)
+
+
+def _say_if_untrained(model: str, weights_sha256: str | None, labels: Path | None) -> None:
+    """A zoo model whose ONNX records no checkpoint (parity refuses a mismatch) is untrained."""
     from segexport.models.registry import UNTRAINED, is_untrained
 
-    if weights is None and is_untrained(model, None):
+    if is_untrained(model, weights_sha256):
         console.print(f"[yellow]note:[/] {UNTRAINED}: both sides are the same untrained network, so agreement tests "
                       "the export" + ("; the mIoU against --labels means nothing" if labels is not None else ""))

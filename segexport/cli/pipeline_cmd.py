@@ -80,7 +80,7 @@ def run_command(
     shard: Optional[str] = typer.Option(None, "--shard", help="I/N: run the I-th of N deterministic slices of models x variants (CI matrix)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="A previous manifest.json (the release): fail on accuracy or latency regressions against it."),
     only: Optional[str] = typer.Option(None, "--only", help="Run one model (NAME) or one variant (NAME:PRECISION)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, 'cached' or 'to run' per step, and run nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the whole plan, every step 'cached' or 'would run (why)', and run or write nothing."),
     trust_model_code: bool = typer.Option(False, "--trust-model-code", help="Let the config's module:factory / file.py:factory models be imported and run (off: a config naming code is refused; zoo names need nothing)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Run N models at once in separate processes (cores shared among them): every step but bench; bench, the timed step, then runs alone, one variant at a time, so it never measures other work."),
 ) -> None:
@@ -126,14 +126,27 @@ def run_command(
             err_console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if dry_run:
-        for row in rows:
-            colour = "dim" if row.status == "cached" else "yellow"
-            console.print(f"{row.unit:<32} {row.step:<10} [{colour}]{row.status}[/]")
-        todo = sum(r.status == "to run" for r in rows)
-        console.print(f"{len(rows)} steps: {len(rows) - todo} cached, {todo} to run (steps after a 'to run' "
-                      "step are keyed by its output, so they show once it has run)")
+        _print_plan(rows)
         return
     _summary(result.manifest, out)
+
+
+def _print_plan(rows) -> None:
+    """The dry run's plan, one line a step: ``UNIT STEP cached`` or ``UNIT STEP would run (why)``."""
+    from rich.markup import escape
+
+    for row in rows:
+        colour = {"cached": "dim", "skipped": "dim"}.get(row.status, "yellow")
+        why = f" ({escape(row.reason)})" if row.reason else ""
+        console.print(f"{escape(row.unit):<32} {row.step:<14} [{colour}]{row.status}{why}[/]", soft_wrap=True,
+                      highlight=False)
+    count = {s: sum(r.status == s for r in rows) for s in ("cached", "would run", "skipped")}
+    after = sum(r.reason.startswith("after ") for r in rows)
+    console.print(f"{len(rows)} steps: {count['cached']} cached, {count['would run']} would run"
+                  + (f", {count['skipped']} skipped" if count["skipped"] else "")
+                  + (f" ({after} after an upstream step: keyed by its output, they are taken from the cache "
+                     "only if it comes out byte-identical)" if after else "")
+                  + "; nothing was run or written", soft_wrap=True, highlight=False)
 
 
 def merge_command(

@@ -415,3 +415,15 @@ def commit_folder(stage: Path, out: Path) -> None:
         forget_temp(stage)
         if old is not None:
             discard_temp(old)
+
+
+def weights_path_record(path: str | Path | None) -> str | None:
+    """How an export records where its checkpoint was: relative to the working directory, in
+    POSIX form, as the pipeline records a ``file.py:factory`` model, so neither the bytes nor
+    the record depend on where the checkout lives (an absolute path would leak its layout)."""
+    if path is None:
+        return None
+    try:
+        return Path(os.path.relpath(Path(path).absolute())).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return Path(path).absolute().as_posix()

@@ -84,6 +84,11 @@ class ExportRecord:
     # The deployment target (segexport.core.targets) the export was made for; None in files from
     # before targets existed, read as TensorRT 10. Later steps take the TensorRT version from it.
     target: str | None = None
+    # Where the checkpoint of ``weights_sha256`` was at export, relative to the working directory
+    # then (never absolute: the bytes must not depend on where a checkout lives). A hint only:
+    # `segexport parity` follows it when the file there still has weights_sha256, and only ever
+    # opens it as a checkpoint (torch.load(weights_only=True)).
+    weights_path: str | None = None
 
     def profile_shapes(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """(min, opt, max) NCHW shapes of the input for a TensorRT optimisation profile."""

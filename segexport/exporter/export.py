@@ -198,6 +198,9 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
     make_reproducible(onnx_model)
     lap("clean-up")
 
+    from segexport.core.files import weights_path_record
+    from segexport.exporter.metadata import write_record
+
     adapter = loaded.model if isinstance(loaded.model, OutputAdapter) else None
     record = ExportRecord(
         model=loaded.name,
@@ -217,9 +220,8 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
         output_key=adapter.key if adapter is not None else None,
         upsample_logits=adapter.upsample if adapter is not None else False,
         target=options.target,
+        weights_path=weights_path_record(options.weights) if loaded.weights_sha256 else None,
     )
-    from segexport.exporter.metadata import write_record
-
     write_record(onnx_model, record)
     result = ExportResult(path=Path(options.out), record=record, seconds=seconds, onnx_ops=_op_histogram(onnx_model),
                           notes=notes)

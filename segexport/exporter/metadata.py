@@ -115,6 +115,9 @@ def check_record(record: ExportRecord) -> None:
     for key in ("weights_sha256", "source_onnx_sha256"):
         if getattr(record, key) is not None and not isinstance(getattr(record, key), str):
             raise ValueError(f"{key} is not a string")
+    wp = record.weights_path
+    if wp is not None and (not isinstance(wp, str) or not wp or len(wp) > 4096 or "\0" in wp):
+        raise ValueError("weights_path is not a file path")
     for i, name in enumerate(record.class_names):
         check_label(name, f"class_names[{i}]")
     pre = record.preprocess

@@ -8,7 +8,9 @@ byte-reproducible), so the cached files and figures are reused as they are.
 
 Layout: ``CACHE/<step>/<key[:2]>/<key>/entry.json`` plus the step's files. An entry is
 written to a temp folder and renamed, so a killed run never leaves half an entry. Entries
-are data (JSON and artefacts), never code.
+are data (JSON and artefacts), never code. ``CACHE/last-inputs/<step>/<slot hash>.json`` holds
+the inputs each model's (or variant's) step last ran with, so a dry run can say which input
+changed when a key misses (a content address alone cannot say what it used to be).
 """
 
 from __future__ import annotations
@@ -214,3 +216,92 @@ class StepCache:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _json_data(value):
+    """``value`` as JSON reads it back (tuples as lists, paths as strings): what a record compares."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+class LastInputs:
+    """The inputs a step of one slot (a model's export, a variant's other steps) last ran with.
+
+    Written by every real run, read by dry runs only to *explain* a miss: the files are data
+    another job may have written, so a damaged one is simply no record, and only the names of
+    this run's own inputs (and short scalar values) are ever shown from it.
+    """
+
+    def __init__(self, root: Path | None) -> None:
+        self.root = None if root is None else Path(root) / "last-inputs"
+
+    def _file(self, step: str, slot: str) -> Path:
+        assert self.root is not None
+        return self.root / step / f"{hashlib.sha256(slot.encode()).hexdigest()[:32]}.json"
+
+    def put(self, step: str, slot: str, key: str, inputs: dict, verdict: str) -> None:
+        if self.root is None:
+            return
+        doc = {"schema": SCHEMA, "slot": slot, "key": key, "verdict": verdict, "inputs": _json_data(inputs),
+               "versions": versions(step)}
+        target = self._file(step, slot)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.stem[:12]}.", dir=target.parent)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(doc, f, sort_keys=True)
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        except OSError:
+            pass  # a full or read-only cache loses an explanation, never this run
+
+    def get(self, step: str, slot: str) -> dict | None:
+        if self.root is None:
+            return None
+        try:
+            doc = jsonio.loads(self._file(step, slot).read_text())
+        except (OSError, ValueError, RecursionError):
+            return None
+        ok = (isinstance(doc, dict) and doc.get("slot") == slot and isinstance(doc.get("key"), str)
+              and isinstance(doc.get("inputs"), dict) and isinstance(doc.get("versions"), dict))
+        return doc if ok else None
+
+
+# what a changed input is called in a dry run's reason (others are config keys of the step)
+INPUT_NAMES = {"weights_sha256": "weights", "weights_path": "weights path", "model_source_sha256": "model source", "upstream_sha256": "input ONNX",
+               "engine_sha256": "engine", "calib_data_sha256": "calib_data files",
+               "calib_labels_sha256": "calib_labels files", "images_sha256": "parity_images files",
+               "labels_sha256": "parity_labels files", "machine": "machine"}
+
+
+def _shown(value) -> str:
+    if isinstance(value, str) and _SHA_RE.match(value):
+        return value[:8]
+    if value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and len(value) <= 24):
+        return repr(value)
+    return "..."
+
+
+def _change(name: str, old, new) -> str:
+    return f"{name} {_shown(old)} -> {_shown(new)}"
+
+
+def changed_inputs(step: str, last: dict, inputs: dict) -> list[str]:
+    """What differs between a step's last recorded run and now, named for people:
+    ``config width 0.0625 -> 0.125``, ``weights 1a2b3c4d -> 5e6f7a8b``, ``versions torch``."""
+    old, new = last["inputs"], _json_data(inputs)
+    out: list[str] = []
+    for k in sorted(new):  # this run's names only: the record is a file, its keys are not shown
+        a, b = old.get(k), new[k]
+        if a == b:
+            continue
+        if k == "config" and isinstance(a, dict) and isinstance(b, dict):  # the export's config section
+            out += [_change(f"config {sub}", a.get(sub), b[sub]) for sub in sorted(b) if a.get(sub) != b[sub]]
+        else:
+            out.append(_change(INPUT_NAMES.get(k, f"config {k}"), a, b))
+    now = versions(step)
+    out += [_change(f"version of {k}", last["versions"].get(k), v) for k, v in sorted(now.items())
+            if last["versions"].get(k) != v]
+    return out

@@ -20,9 +20,10 @@ from typing import Protocol
 
 from segexport._version import __version__
 from segexport.core import interrupts
+from segexport.core.files import weights_path_record
 from segexport.errors import UserError
 from segexport.pipeline import steps as S
-from segexport.pipeline.cache import StepCache, hash_path, machine, step_key, versions
+from segexport.pipeline.cache import LastInputs, StepCache, changed_inputs, hash_path, machine, step_key, versions
 from segexport.pipeline.config import PipelineConfig, load_config, section_of
 from segexport.pipeline.manifest import SCHEMA, artefact, read_manifest
 from segexport.pipeline.plan import Unit, full_plan, plan
@@ -55,9 +56,20 @@ class RunOptions:
 
 @dataclass
 class PlanRow:
+    """One step of a dry run's plan."""
+
     unit: str
     step: str
-    status: str  # "cached" or "to run"
+    status: str  # "cached", "would run" or "skipped"
+    reason: str = ""  # why it would run or is skipped (empty when cached)
+
+
+NO_CACHE = "--no-cache: no step is taken from a cache"
+
+
+def _slot(unit: Unit, step: str) -> str:
+    """Whose step it is, for its last-inputs record: the export is the model's, the rest the variant's."""
+    return unit.model if step == "export" else unit.label
 
 
 @dataclass
@@ -156,6 +168,7 @@ class Runner:
         self.total_units = len(full_plan(self.config))
         _check_paths(self.config, self.base, opts)
         self.cache = StepCache(opts.cache_dir)
+        self.last = LastInputs(opts.cache_dir)  # the user's cache, never --jobs' private one
         self.reporter = reporter or Silent()
         self.baseline = read_manifest(opts.baseline) if opts.baseline else None
         wants_deploy = sorted({u.model for u in self.units if u.settings.deploy})
@@ -168,10 +181,18 @@ class Runner:
         self.memo = RunMemo()  # each model built, its reference run and its noise floor measured once a run
 
     # -- one step -------------------------------------------------------------------------
-    def _step(self, unit: Unit, name: str, inputs: dict, fn, record: bool = True) -> dict:
-        """Run or restore one step; returns its record (verdict, message, figures, key, files)."""
+    def _step(self, unit: Unit, name: str, inputs: dict, fn, record: bool = True, after: str | None = None) -> dict:
+        """Run or restore one step; returns its record (verdict, message, figures, key, files).
+
+        ``after``: in a dry run, the upstream step that would run first; this step's key needs
+        that step's output, which a dry run never builds, so it is planned as running after it
+        (it could still hit the cache if that output comes out byte-identical: never claimed)."""
         key = step_key(name, inputs)
         label = unit.label if record else f"{unit.model} (fp32 source)"
+        if self.opts.dry_run and after is not None:
+            reason = NO_CACHE if self.cache.root is None else f"after {after}, whose output is not built yet"
+            self.state.rows.append(PlanRow(label, name, "would run", reason))
+            return {"verdict": "unknown", "key": None, "files": {}}
         start = time.perf_counter()  # the cache look-up (hashing every file of a hit) is the step's time too
         hit = self.cache.get(name, key)
         if hit is not None:
@@ -180,7 +201,7 @@ class Runner:
             rec = {**hit["result"], "key": key, "files": hit["files"]}
             status = "ran in parallel" if key in self.prefetched else "cached"
         elif self.opts.dry_run:
-            self.state.rows.append(PlanRow(label, name, "to run"))
+            self.state.rows.append(PlanRow(label, name, "would run", self._why(unit, name, key, inputs)))
             return {"verdict": "unknown", "key": key, "files": {}}
         else:
             try:
@@ -210,6 +231,7 @@ class Runner:
         if self.opts.dry_run:
             self.state.rows.append(PlanRow(label, name, status))
         else:
+            self.last.put(name, _slot(unit, name), key, inputs, rec["verdict"])
             seconds = time.perf_counter() - start
             self.state.statuses[f"{label}/{name}"] = {"status": status, "seconds": round(seconds, 3),
                                                       **({"worker_seconds": self.prefetched[key]}
@@ -218,6 +240,27 @@ class Runner:
             shown = status if rec["verdict"] not in ("fail", "error") else rec["verdict"]
             self.reporter.step(label, name, shown + (f"; {note}" if note else ""), seconds)
         return rec
+
+    def _why(self, unit: Unit, name: str, key: str, inputs: dict) -> str:
+        """Why a dry run's step would run: its cache miss explained as far as the cache can."""
+        if self.cache.root is None:
+            return NO_CACHE
+        note = self.cache.notes.get(f"{name}/{key[:12]}")
+        if note:  # an entry is there but damaged
+            return note
+        if not self.cache.root.is_dir():
+            return f"no cache entry: --cache-dir {self.cache.root} does not exist yet"
+        last = self.last.get(name, _slot(unit, name))
+        if last is None:
+            return "no cache entry: it never ran with this cache"
+        if last["key"] == key:
+            return ("no cache entry: its last run was an error, which is never cached" if last.get("verdict") == "error"
+                    else "no cache entry: its entry was removed from the cache")
+        changed = changed_inputs(name, last, inputs)
+        if not changed:
+            return "no cache entry for its inputs"
+        more = f" (+{len(changed) - 3} more)" if len(changed) > 3 else ""
+        return "input changed since its last run: " + ", ".join(changed[:3]) + more
 
     # -- a unit ---------------------------------------------------------------------------
     def _export(self, unit: Unit) -> dict:
@@ -228,7 +271,9 @@ class Runner:
                    if k in ("model", "width", "num_classes", "input_size", "dynamic", "hw_range", "batch",
                             "batch_range", "model_args", "opset", "target", "unpool")}
         inputs = {"config": section, "weights_sha256": hash_path(self.base / e.weights) if e.weights else None,
-                  "model_source_sha256": _model_source(e, self.base)}
+                  "model_source_sha256": _model_source(e, self.base),
+                  # recorded in the ONNX (relative to the working directory): part of its bytes
+                  "weights_path": weights_path_record(self.base / e.weights) if e.weights else None}
         out = self.opts.out / e.name / f"{e.name}.fp32.onnx"
         rec = self._step(unit, "export", inputs, lambda: S.export(e, s, out, self.base), record=unit.owns_export)
         rec["inputs"] = inputs
@@ -250,13 +295,17 @@ class Runner:
         upstream = export["files"].get(fp32.name)
         weights = export["inputs"]["weights_sha256"]
         todo = [n for n in unit.steps() if n != "export"]
+        # a dry run's step that would run: the later steps keyed by its output run after it
+        pending = "export" if export["verdict"] == "unknown" else None
 
         def skip_rest(reason: str) -> None:
             for n in todo:
+                if n not in steps and self.opts.dry_run:
+                    self.state.rows.append(PlanRow(unit.label, n, "skipped", reason))
                 steps.setdefault(n, {"verdict": "skip", "message": reason, "figures": {}})
 
-        if export["verdict"] != "pass":
-            skip_rest("the fp32 export did not pass" if export["verdict"] != "unknown" else "")
+        if export["verdict"] not in ("pass", "unknown"):
+            skip_rest("the fp32 export did not pass")
             return self._entry(unit, steps, files, export["inputs"], upstream)
         onnx_path = fp32
         if p != "fp32":
@@ -266,22 +315,25 @@ class Runner:
                       "calib_labels_sha256": _data_hash(s.calib_labels, self.base),
                       **{k: getattr(s, k) for k in ("calib_count", "calib_method", "max_miou_drop", "max_agreement_drop")}}
             rec = steps["calibrate"] = self._step(unit, "calibrate", inputs,
-                                                  lambda: S.calibrate(fp32, out, p, s, self.base))
+                                                  lambda: S.calibrate(fp32, out, p, s, self.base), after=pending)
             files.update(rec["files"])
             upstream, onnx_path = rec["files"].get(out.name), out
-            if rec["verdict"] != "pass":
-                skip_rest("calibration did not pass" if rec["verdict"] != "unknown" else "")
+            if rec["verdict"] == "unknown":
+                pending = "calibrate"
+            elif rec["verdict"] != "pass":
+                skip_rest("calibration did not pass")
                 return self._entry(unit, steps, files, export["inputs"], upstream)
         common = {"upstream_sha256": upstream}
-        steps["lint"] = self._step(unit, "lint", common, lambda: S.lint(onnx_path))
-        engine_path = None
+        steps["lint"] = self._step(unit, "lint", common, lambda: S.lint(onnx_path), after=pending)
+        engine_path, engine_pending = None, None
         if "engine" in todo:
             engine_out = mdir / f"{e.name}.{p}.engine"
             rec = steps["engine"] = self._step(unit, "engine", {**common, "engine": s.engine,
                                                                 "targets": s.engine_targets, "target": s.target},
-                                               lambda: S.engine(onnx_path, engine_out, s))
+                                               lambda: S.engine(onnx_path, engine_out, s), after=pending)
             files.update(rec["files"])
             engine_path = engine_out if rec["verdict"] == "pass" else None
+            engine_pending = "engine" if rec["verdict"] == "unknown" else None
         parity_inputs = {**common, "weights_sha256": weights, "model": e.model,
                          "model_source_sha256": export["inputs"]["model_source_sha256"],
                          "images_sha256": _data_hash(s.parity_images, self.base),
@@ -290,17 +342,19 @@ class Runner:
                          "calib_data_sha256": None if s.parity_images else _data_hash(s.calib_data, self.base),
                          "calib_count": None if s.parity_images else s.calib_count, "inputs": "held-out-v1",
                          **{k: getattr(s, k) for k in ("parity_count", "parity_backends", "thresholds")}}
-        steps["parity"] = self._step(unit, "parity", parity_inputs, lambda: S.parity(onnx_path, e, s, self.base, self.memo))
+        steps["parity"] = self._step(unit, "parity", parity_inputs, lambda: S.parity(onnx_path, e, s, self.base, self.memo),
+                                     after=pending)
         if "bench" in todo and not self.untimed_only:  # timed: never beside another process's work
             bench_inputs = {**common, "weights_sha256": weights, "machine": machine(),
                             **{k: getattr(s, k) for k in ("bench_backends", "bench_batches", "bench_iterations",
                                                           "bench_warmup", "bench_trials", "bench_threads", "bench_budget_s")}}
-            steps["bench"] = self._step(unit, "bench", bench_inputs, lambda: S.bench(onnx_path, e, s, self.base, self.memo))
+            steps["bench"] = self._step(unit, "bench", bench_inputs, lambda: S.bench(onnx_path, e, s, self.base, self.memo),
+                                        after=pending)
         if "deploy" in todo:
             rec = steps["deploy"] = self._step(
                 unit, "deploy", {**common, "engine_sha256": files.get(f"{e.name}.{p}.engine"), "deploy": s.deploy,
                        "max_agreement_drop": s.max_agreement_drop, "max_miou_drop": s.max_miou_drop},
-                lambda: S.deploy(onnx_path, engine_path, list(s.deploy), mdir, s))
+                lambda: S.deploy(onnx_path, engine_path, list(s.deploy), mdir, s), after=pending or engine_pending)
             files.update(rec["files"])
         return self._entry(unit, steps, files, export["inputs"], upstream)
 
@@ -353,7 +407,7 @@ class Runner:
                        units={u.index for u in self.units})
         for unit in probe.units:
             probe._unit(unit)
-        todo = {row.unit for row in probe.state.rows if row.status == "to run"}
+        todo = {row.unit for row in probe.state.rows if row.status == "would run"}
         return {u.model for u in probe.units if u.label in todo or f"{u.model} (fp32 source)" in todo}
 
     def run(self) -> dict | list[PlanRow]:
@@ -374,6 +428,10 @@ class Runner:
                 entry = self._unit(unit)
                 if self.baseline is not None and not self.opts.dry_run:
                     self._gates(unit, entry)
+                elif self.baseline is not None:  # gates are no cached step: judged afresh every run
+                    gates = ["gate-accuracy"] + (["gate-latency"] if "bench" in unit.steps() else [])
+                    self.state.rows += [PlanRow(unit.label, g, "would run", "judged against --baseline on every run")
+                                        for g in gates]
                 entries.append(entry)
         finally:
             self.reporter.end()
