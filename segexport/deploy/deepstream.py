@@ -17,7 +17,7 @@ from pathlib import Path
 from segexport.deploy.normalize import MIN_AGREEMENT, Agreement
 from segexport.errors import CheckFailed, UserError
 
-NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # NvDsInferNetworkMode (nvdsinfer_context.h): FP32, INT8, FP16
 CONFIG_NAME = "nvinfer_config.txt"
 
 
@@ -42,9 +42,13 @@ class DeepStreamBundle:
 
 
 def engine_file_name(onnx_name: str, batch: int, precision: str, device: str = "gpu0") -> str:
-    """nvinfer's own name for the engine it builds from ``onnx-file`` (``<onnx>_b<B>_gpu0_<mode>.engine``,
-    ``dla0`` in place of ``gpu0`` on DLA core 0), so a DeepStream that builds the engine itself finds
-    it again on the next start."""
+    """nvinfer's own name for the engine it builds from ``onnx-file``, so a DeepStream that builds
+    the engine itself finds it again on the next start: ``TrtModelBuilder::buildModel`` in
+    DeepStream's ``sources/libs/nvdsinfer/nvdsinfer_model_builder.cpp`` names it
+    ``modelPath + "_b" + maxBatchSize + "_" + devId + "_" + networkMode2Str(mode) + ".engine"``,
+    where ``modelPath`` is the whole ``onnx-file`` path (extension kept: ``m.onnx_b1_gpu0_fp16.engine``),
+    ``devId`` is ``gpu<gpu-id>``, or ``dla<use-dla-core>`` when ``enable-dla`` is set, and the mode is
+    ``fp32``/``int8``/``fp16``."""
     return f"{onnx_name}_b{batch}_{device}_{precision}.engine"
 
 

@@ -2,11 +2,23 @@
 
 Source: NVIDIA DeepStream SDK documentation, "Gst-nvinfer" -> "Gst-nvinfer File Configuration
 Specifications" -> "Gst-nvinfer Property Group Supported Keys"
-(https://docs.nvidia.com/deepstream/text/DS_plugin_gst-nvinfer.md, DeepStream 7.x) and the key
-names in ``gstnvinfer_property_parser.h`` (DeepStream SDK API reference). Only keys from that
+(https://docs.nvidia.com/metropolis/deepstream/dev-guide/text/DS_plugin_gst-nvinfer.html, the current
+edition) and the key names in ``gstnvinfer_property_parser.h`` (DeepStream SDK API reference). Only keys from that
 table may appear in a generated config; :func:`check_config` enforces it, and the types and
 ranges below are the table's (e.g. ``network-mode``: 0=FP32, 1=INT8, 2=FP16; ``network-type``:
 0 detector, 1 classifier, 2 segmentation, 3 instance segmentation, 100 other).
+
+Checked against the nvinfer sources DeepStream ships (public copies; the DeepStream release of
+each copy is not stated in it, so the 6.2/6.3/7.x property tables themselves were not compared):
+
+- ``sources/includes/nvdsinfer_context.h``: ``NvDsInferNetworkMode_FP32, _INT8, _FP16`` in that
+  order, so ``network-mode`` 0=FP32, 1=INT8, 2=FP16; the property parser refuses any other value
+  ("Invalid value for network-mode"). A ``NvDsInferNetworkMode_BEST`` appears only in newer
+  headers (seen in a third-party binding, not in NVIDIA's text), hence 3 is allowed, never written.
+- ``gstnvinfer_property_parser.cpp``: ``enable-dla`` is read as a boolean, ``use-dla-core`` as
+  an int, ``int8-calib-file``/``onnx-file``/``model-engine-file`` as paths relative to the config.
+- ``nvdsinfer_model_builder.cpp``: DLA is used only when ``enable-dla`` is set *and*
+  ``use-dla-core`` >= 0, which is why both are written.
 
 Why hand-written: DeepStream ships no schema or Python validator for these files (GKeyFile INI).
 """
@@ -88,7 +100,7 @@ NVINFER_PROPERTIES: dict[str, Check] = {
     "int8-calib-file": _path,
     "labelfile-path": _path,
     "network-type": _choice(0, 1, 2, 3, 100),
-    "network-mode": _choice(0, 1, 2, 3),  # 0 FP32, 1 INT8, 2 FP16, 3 BEST
+    "network-mode": _choice(0, 1, 2, 3),  # 0 FP32, 1 INT8, 2 FP16 (nvdsinfer_context.h); 3 BEST: newer only
     "num-detected-classes": _int(1),
     "batch-size": _int(1),
     "infer-dims": _dims,
@@ -105,7 +117,7 @@ NVINFER_PROPERTIES: dict[str, Check] = {
     "workspace-size": _int(1),
     "interval": _int(0),
     "enable-dla": _choice(0, 1),  # run on the Deep Learning Accelerator (Jetson)
-    "use-dla-core": _int(0, 1),  # which DLA core (Xavier and Orin have two)
+    "use-dla-core": _int(0, 1),  # which DLA core (Xavier and AGX Orin have two; -1 would mean GPU)
 }
 
 

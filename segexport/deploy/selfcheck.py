@@ -28,6 +28,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -345,11 +346,34 @@ def find_trtexec(given: str | None) -> str:
                          "/usr/src/tensorrt/bin; pass --trtexec PATH")
 
 
+# trtexec writes each value with a C++ ostream (``print``/``dumpBuffer`` in samples/common/sampleUtils.cpp
+# of NVIDIA/TensorRT, 8.5.2 to 10.3), so a non-finite output appears as the bare word nan, -nan, inf
+# or -inf, which JSON has not: read as JSON alone, an engine that outputs NaN would look like an
+# unreadable file (exit 2) instead of the failure it is (exit 1).
+_NON_FINITE = re.compile(r"(?<=[\[,\s])(-?)(nan|inf)(?=[\s,\]])", re.IGNORECASE)
+
+
+def _json_number(match: re.Match[str]) -> str:
+    return "NaN" if match.group(2).lower() == "nan" else match.group(1) + "Infinity"
+
+
+def read_trtexec_output(text: str, output_name: str) -> np.ndarray:
+    """One tensor from the file ``trtexec --exportOutput`` writes (``exportJSONOutput`` in
+    samples/common/sampleReporting.cpp, the same in 8.5.2, release/8.6 and release/10.3): a JSON list
+    of ``{ "name" : ..., "dimensions" : "1x21x64x64", "values" : [ ... ] }``, one per output, the
+    dimensions joined by "x" (``operator<<`` for Dims in samples/common/sampleOptions.h), the values
+    in row-major order (``dumpBuffer`` undoes vectorised formats)."""
+    tensors = json.loads(_NON_FINITE.sub(_json_number, text))
+    entry = next(t for t in tensors if t.get("name") == output_name)
+    dims = [int(d) for d in str(entry["dimensions"]).split("x")]
+    return np.asarray(entry["values"], np.float32).reshape(dims)
+
+
 def trtexec_runner(trtexec: str, engine_path: Path, input_name: str, output_name: str, dynamic: bool) -> Runner:
     """``trtexec --loadEngine --loadInputs=<name>:<raw file> --exportOutput=<json>``: the input as raw
-    bytes of the engine's input type (float32 here), the output read from the JSON trtexec writes
-    (a list of {"name", "dimensions": "AxBxC", "values": [...]}). trtexec prints values with six
-    significant digits, enough for labels; margins come from the golden file, not from here."""
+    bytes of the engine's input type (float32 here; ``--loadInputs`` spec ``name:file``), the output
+    read from the JSON trtexec writes (:func:`read_trtexec_output`). trtexec prints values with six
+    significant digits (the ostream default), enough for labels; margins come from the golden file."""
     if not engine_path.is_file():
         raise SelfCheckError(f"engine {str(engine_path)!r} not found: build it first with ./build_engine.sh")
 
@@ -366,10 +390,7 @@ def trtexec_runner(trtexec: str, engine_path: Path, input_name: str, output_name
                 tail = " ".join((done.stdout + done.stderr).split()[-25:])
                 raise SelfCheckError(f"trtexec failed (exit {done.returncode}): {tail[:300]}")
             try:
-                tensors = json.loads(out.read_text())
-                entry = next(t for t in tensors if t.get("name") == output_name)
-                dims = [int(d) for d in str(entry["dimensions"]).split("x")]
-                return np.asarray(entry["values"], np.float32).reshape(dims)
+                return read_trtexec_output(out.read_text(), output_name)
             except (StopIteration, KeyError, ValueError, TypeError, AttributeError) as exc:
                 raise SelfCheckError(f"trtexec's --exportOutput has no readable tensor {output_name!r} "
                                      f"({type(exc).__name__}): check the engine was built from this bundle") from None

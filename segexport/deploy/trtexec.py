@@ -7,11 +7,25 @@ export's recorded target (segexport.core.targets; TensorRT 10 when none) and, as
 the same build with ``segexport engine``; the shapes are the optimisation profile recorded at
 export, never re-derived.
 
-Per version: ``--stronglyTyped`` exists from TensorRT 10 on, so for TensorRT 8.5/8.6 a Q/DQ
-graph is built with ``--int8 --fp16`` (explicit quantization) and an FP16 graph with
-``--fp16``; TensorRT 8's ``--memPoolSize`` is given in plain MiB. A DLA target adds
-``--useDLACore=N --allowGPUFallback`` (core from ``$DLA_CORE``, default 0); DLA runs FP16/INT8
-only, so an FP32 build for it is refused.
+Per version (each flag checked against trtexec's own option parser and help text,
+``samples/common/sampleOptions.cpp`` of NVIDIA/TensorRT at tag ``8.5.2`` and branches
+``release/8.6`` and ``release/10.3``; an option trtexec does not know ends the run with
+"Unknown option", ``samples/trtexec/trtexec.cpp``):
+
+- ``--stronglyTyped`` exists from TensorRT 10 on (absent from the 8.5/8.6 parsers), so for
+  TensorRT 8.5/8.6 a Q/DQ graph is built with ``--int8 --fp16`` (explicit quantization) and an
+  FP16 graph with ``--fp16``.
+- ``--memPoolSize=workspace:N``: 8.5/8.6 read N as MiB ("poolfmt ::= pool:sizeInMiB", parsed
+  with ``std::stod``, no unit suffix); 10.3 takes a base-2 suffix B/K/M/G and "if none of
+  suffixes is appended, the default unit is in MiB". ``--workspace=N`` (MiB) is deprecated in
+  8.5/8.6 ("deprecated by --memPoolSize") and gone from 10.3; it is not used here.
+- Build without running: 8.5 has only ``--buildOnly`` (no ``--skipInference``); 8.6 adds
+  ``--skipInference`` and deprecates ``--buildOnly``; 10.3 has ``--skipInference`` only.
+- ``--calib=<file>`` ("Read INT8 calibration cache file"), ``--int8``, ``--fp16``,
+  ``--timingCacheFile``, ``--useDLACore=N`` and ``--allowGPUFallback`` exist in all three.
+
+A DLA target adds ``--useDLACore=N --allowGPUFallback`` (core from ``$DLA_CORE``, default 0);
+DLA runs FP16/INT8 only, so an FP32 build for it is refused.
 """
 
 from __future__ import annotations
@@ -56,6 +70,13 @@ def _dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
 
 
+def build_only_flag(target: Target) -> str:
+    """trtexec's "build, do not run" flag: TensorRT 8.5's parser knows only ``--buildOnly``
+    (``sampleOptions.cpp`` at tag 8.5.2), 8.6 added ``--skipInference`` and deprecated
+    ``--buildOnly`` (release/8.6), 10.x has ``--skipInference`` only (release/10.3)."""
+    return "--buildOnly" if target.trt_version.split(".")[:2] == ["8", "5"] else "--skipInference"
+
+
 def trtexec_args(plan: BuildPlan) -> list[str]:
     """trtexec arguments for the plan's target TensorRT, one flag each (the DLA core is added by
     build_script, from $DLA_CORE)."""
@@ -72,7 +93,7 @@ def trtexec_args(plan: BuildPlan) -> list[str]:
         if plan.shapes:
             args.append(f"{flag}=" + ",".join(f"{name}:{_dims(s[index])}" for name, s in plan.shapes.items()))
     pool = f"{plan.workspace_mib}M" if plan.target.trt_major >= 10 else str(plan.workspace_mib)  # 8.x: MiB
-    args += [f"--timingCacheFile={TIMING_CACHE}", f"--memPoolSize=workspace:{pool}", "--skipInference"]
+    args += [f"--timingCacheFile={TIMING_CACHE}", f"--memPoolSize=workspace:{pool}", build_only_flag(plan.target)]
     if plan.target.dla:
         args.append("--allowGPUFallback")  # layers DLA cannot run (see `segexport lint --target`) go to the GPU
     return args

@@ -359,7 +359,10 @@ def lint_model(model: onnx.ModelProto | str | Path, *, parser: str = "auto", bui
     if chosen is not None and chosen.dla:
         from segexport.exporter.dla import dla_preflight
 
-        dla, extra = dla_preflight(proto, chosen)
+        from segexport.core.graph import held_precision
+
+        held = held_precision(proto)  # an FP16/Q-DQ ONNX fixes the build's precision; an FP32 one does not
+        dla, extra = dla_preflight(proto, chosen, None if held == "fp32" else held)
         report.dla = dla.to_dict()
         by_name = {n.name: n for n in proto.graph.node}
         for sev, code, node, msg in extra:

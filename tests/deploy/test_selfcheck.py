@@ -226,3 +226,32 @@ def test_judge_device_failures_are_one_line():
     one_class[:, 2] = 1.0
     verdict = agreement.judge_device(labels, margin, one_class, "int8")
     assert verdict.passed is False and "only class 2" in verdict.line and "\n" not in verdict.line
+
+
+def _trtexec_json(outputs) -> str:
+    """A file as ``trtexec --exportOutput`` writes it (exportJSONOutput in NVIDIA/TensorRT
+    samples/common/sampleReporting.cpp, 8.5.2 to 10.3): the separators and line breaks are its own,
+    the values printed by a C++ ostream (so non-finite ones are the bare words nan/inf)."""
+    text, sep = "[\n", "  "
+    for name, dims, values in outputs:
+        text += f'{sep}{{ "name" : "{name}"\n'
+        sep = ", "
+        text += f'  {sep}"dimensions" : "{dims}"\n  {sep}"values" : [ {sep.join(values)} ]\n  }}\n'
+    return text + "]\n"
+
+
+def test_trtexec_output_is_read_as_trtexec_writes_it():
+    from segexport.deploy.selfcheck import read_trtexec_output
+
+    text = _trtexec_json([("aux", "1x1", ["3"]), ("logits", "1x2x1x2", ["0.5", "-1.25e-06", "2", "1e+06"])])
+    out = read_trtexec_output(text, "logits")
+    assert out.shape == (1, 2, 1, 2) and out.dtype == np.float32
+    np.testing.assert_allclose(out.ravel(), [0.5, -1.25e-06, 2, 1e6])
+
+
+def test_trtexec_non_finite_values_are_read_not_refused():
+    """An engine that outputs NaN must fail the check (exit 1), not look unreadable (exit 2)."""
+    from segexport.deploy.selfcheck import read_trtexec_output
+
+    out = read_trtexec_output(_trtexec_json([("nan-inf", "1x4", ["nan", "-nan", "inf", "-inf"])]), "nan-inf")
+    assert np.isnan(out[0, :2]).all() and out[0, 2] == np.inf and out[0, 3] == -np.inf

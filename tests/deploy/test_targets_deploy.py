@@ -60,6 +60,8 @@ def test_xavier_dla_bundle(exported, tmp_path):
     assert '"--useDLACore=${DLA_CORE:-0}"' in text and "--allowGPUFallback" in text and "--fp16" in text
     assert "--stronglyTyped" not in text and "--memPoolSize=workspace:1024 " in text + " "  # TensorRT 8: plain MiB
     assert "xavier-dla" in text and "TensorRT 8.5.2" in text
+    # TensorRT 8.5's trtexec has --buildOnly only: --skipInference would be an "Unknown option" there
+    assert "--buildOnly" in text and "--skipInference" not in text
     props = nvinfer_properties(ds.config)  # deploy also ran the nvinfer key checker on it
     assert props["enable-dla"] == "1" and props["use-dla-core"] == "0"
     assert ds.engine_name.endswith("_b1_dla0_fp16.engine") and props["model-engine-file"] == ds.engine_name
@@ -68,6 +70,17 @@ def test_xavier_dla_bundle(exported, tmp_path):
 def test_gpu_targets_keep_their_flags(exported, tmp_path):
     jp6 = _script(deploy_deepstream(exported("jetpack6"), tmp_path / "jp6", precision="fp16"))
     assert "--memPoolSize=workspace:1024M" in jp6 and "useDLACore" not in jp6 and "jetpack6" in jp6
+    assert "--skipInference" in jp6 and "--buildOnly" not in jp6  # TensorRT 10: --buildOnly is gone
     tr = deploy_triton(exported("jetpack5"), tmp_path / "tr")
     assert "TensorRT 8.5.2" in _script(tr) and "useDLACore" not in _script(tr)
     assert "enable-dla" not in (tmp_path / "jp6" / "nvinfer_config.txt").read_text()
+
+
+def test_build_only_flag_per_tensorrt():
+    """trtexec's own parsers (NVIDIA/TensorRT samples/common/sampleOptions.cpp): 8.5.2 has only
+    --buildOnly, 8.6 has both (--buildOnly deprecated), 10.3 only --skipInference."""
+    from segexport.core.targets import get_target
+    from segexport.deploy.trtexec import build_only_flag
+
+    assert [build_only_flag(get_target(t)) for t in ("jetpack5", "xavier-dla", "jetpack6.0", "jetpack6", "orin-dla")] \
+        == ["--buildOnly", "--buildOnly", "--skipInference", "--skipInference", "--skipInference"]
