@@ -51,10 +51,36 @@ class GuardLog:
             next(iter(self.guards), None)
 
 
+def _codes(cls) -> set:
+    """The code objects of the functions a module class defines (its MRO up to nn.Module)."""
+    import torch
+
+    out = set()
+    for klass in cls.__mro__:
+        if klass is torch.nn.Module:
+            break
+        for attr in vars(klass).values():
+            func = getattr(attr, "__func__", attr)
+            code = getattr(func, "__code__", None)
+            if code is not None:
+                out.add(code)
+    return out
+
+
 class _Recorder(logging.Handler):
+    """Each guard with the innermost module of the model running when it was added.
+
+    The module comes from forward hooks (a stack of the model's modules now in their forward), not
+    from the frames' ``f_locals``: reading a running frame's locals snapshots them on CPython 3.11,
+    and a trace of Hugging Face BEiT then found a stale fake tensor ("We found a fake tensor in the
+    exported program constant's list"). The line is the innermost frame running that module's code.
+    """
+
     def __init__(self, log: GuardLog, names: dict[int, str], root: str) -> None:
         super().__init__(logging.INFO)
         self.log, self.names, self.root = log, names, root
+        self.stack: list[Any] = []
+        self.codes: dict[type, set] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         if "[guard added]" not in record.msg:
@@ -64,15 +90,16 @@ class _Recorder(logging.Handler):
             return
         expr = str(args[1]) if len(args) > 1 else ""
         condition = module = line = None
+        owner = self.stack[-1] if self.stack else None
+        if owner is not None:
+            module = self.names.get(id(owner)) or self.root
+            codes = self.codes.setdefault(type(owner), _codes(type(owner)))
         frame: Any = sys._getframe()
         while frame is not None:
             if condition is None and frame.f_code.co_name == "_log_guard":  # ShapeEnv._log_guard(prefix, g, ...)
                 condition = frame.f_locals.get("g")
-            owner = frame.f_locals.get("self")
-            if owner is not None and id(owner) in self.names:
-                module = self.names[id(owner)] or self.root
-                if line is None:
-                    line = f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}"
+            if owner is not None and frame.f_code in codes:
+                line = f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno}"
                 break
             frame = frame.f_back
         self.log.guards.append(Guard(expr, module, line, condition))
@@ -80,12 +107,25 @@ class _Recorder(logging.Handler):
 
 @contextlib.contextmanager
 def recording_guards(model) -> Iterator[GuardLog]:
+    import torch
+
     log = GuardLog(model)
     from segexport.exporter.scopes import user_names
 
     names = user_names(model)
     logger = logging.getLogger(_SHAPES_LOGGER)
     handler = _Recorder(log, names, type(model).__name__)
+
+    def entered(module, args):
+        if id(module) in names:
+            handler.stack.append(module)
+
+    def left(module, args, output):
+        if handler.stack and handler.stack[-1] is module:
+            handler.stack.pop()
+
+    hooks = [torch.nn.modules.module.register_module_forward_pre_hook(entered),
+             torch.nn.modules.module.register_module_forward_hook(left)]
     level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # recorded, not printed (torch's own handlers are set aside meanwhile)
@@ -93,6 +133,8 @@ def recording_guards(model) -> Iterator[GuardLog]:
     try:
         yield log
     finally:
+        for hook in hooks:
+            hook.remove()
         logger.handlers[:] = handlers
         logger.setLevel(level)
         logger.propagate = propagate
