@@ -37,7 +37,8 @@ CASES = [
                  marks=_needs("transformers"), id="hf-upernet-dynamic"),
     pytest.param("real_hf_mobilevitv2", ["--input-size", "64x64", "--upsample-logits"], 4,
                  marks=_needs("transformers"), id="hf-mobilevitv2"),  # fold/unfold as Reshape + Transpose
-    pytest.param("real_hf_mobilevitv2", ["--input-size", "64x64", "--dynamic", "hw", "--upsample-logits"], 4,
+    pytest.param("real_hf_mobilevitv2", ["--input-size", "64x64", "--dynamic", "hw", "--hw-range", "64x64:128x128",
+                                         "--upsample-logits"], 4,
                  marks=_needs("transformers"), id="hf-mobilevitv2-dynamic"),
     pytest.param("real_hf_segformer", ["--input-size", "64x96", "--dynamic", "hw", "--upsample-logits"], 4,
                  marks=_needs("transformers"), id="hf-segformer-dynamic"),
