@@ -406,11 +406,12 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
 
         unpooling = functional_unpooling()
     from segexport.exporter.constant_resize import folded_constant_resizes
+    from segexport.exporter.patch_folds import patch_folds_as_reshapes
     from segexport.exporter.split_slices import splits_as_slices
 
     try:
         with torch.no_grad(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_warnings(), \
-                unpooling, pooling, splits_as_slices(), folded_constant_resizes(model, folds or []):
+                unpooling, pooling, splits_as_slices(), patch_folds_as_reshapes(), folded_constant_resizes(model, folds or []):
             source = model
             if dims:
                 from segexport.exporter.dynamic_capture import capture

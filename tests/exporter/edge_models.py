@@ -341,3 +341,55 @@ class SplitAttention(nn.Module):
 def split_attention(num_classes: int = 3) -> nn.Module:
     torch.manual_seed(0)
     return SplitAttention(num_classes).eval()
+
+
+# ---------------------------------------------------------------- feature map <-> patches with fold / unfold
+
+
+class _PatchFoldAttention(nn.Module):
+    """Hugging Face MobileViTV2's ``unfolding`` / ``folding``: ``F.unfold`` into non-overlapping
+    ``patch x patch`` patches (kernel == stride), mixing across the patches, ``F.fold`` back to the
+    map's size (lowered to Col2Im, which TensorRT does not parse). ``overlap`` makes the stride 1
+    (fold then sums overlapping windows: no reshape says that)."""
+
+    def __init__(self, d: int, patch: int = 2, overlap: bool = False) -> None:
+        super().__init__()
+        self.mix = nn.Conv2d(d, d, 1)
+        self.patch, self.stride = patch, 1 if overlap else patch
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        p = (self.patch, self.patch)
+        patches = F.unfold(x, kernel_size=p, stride=self.stride).reshape(n, c, self.patch * self.patch, -1)
+        attn = torch.softmax(patches.mean(dim=1, keepdim=True), dim=-1)  # over the patches, like linear attention
+        patches = self.mix(patches * attn + patches)
+        return F.fold(patches.reshape(n, c * self.patch * self.patch, -1), output_size=(h, w), kernel_size=p,
+                      stride=self.stride)
+
+
+class PatchFold(nn.Module):
+    def __init__(self, num_classes: int = 3, d: int = 8, patch: int = 2, overlap: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, d, 3, 2, 1)
+        self.attn = _PatchFoldAttention(d, patch, overlap)
+        self.head = nn.Conv2d(d, num_classes, 1)
+
+    def forward(self, x):
+        f = self.attn(self.stem(x))
+        return F.interpolate(self.head(f), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def patch_fold(num_classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return PatchFold(num_classes).eval()
+
+
+def patch_fold_3x3(num_classes: int = 3) -> nn.Module:
+    """3x3 patches: a map whose size is not a multiple of 3 leaves a margin that fold fills with zeros."""
+    torch.manual_seed(0)
+    return PatchFold(num_classes, patch=3).eval()
+
+
+def overlapping_fold(num_classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return PatchFold(num_classes, overlap=True).eval()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from segexport.exporter.metadata import read_record
-from tests.conftest import require_tensorrt_rtx
+from tests.conftest import assert_one_line_error, require_tensorrt_rtx
 
 FACTORIES = Path(__file__).with_name("real_third_party.py")
 
@@ -35,6 +35,11 @@ CASES = [
                  marks=_needs("segmentation_models_pytorch"), id="smp-pspnet-dynamic"),
     pytest.param("real_hf_upernet", ["--input-size", "64x96", "--dynamic", "hw"], 4,
                  marks=_needs("transformers"), id="hf-upernet-dynamic"),
+    pytest.param("real_hf_mobilevitv2", ["--input-size", "64x64", "--upsample-logits"], 4,
+                 marks=_needs("transformers"), id="hf-mobilevitv2"),  # fold/unfold as Reshape + Transpose
+    pytest.param("real_hf_mobilevitv2", ["--input-size", "64x64", "--dynamic", "hw", "--hw-range", "64x64:128x128",
+                                         "--upsample-logits"], 4,
+                 marks=_needs("transformers"), id="hf-mobilevitv2-dynamic"),
     pytest.param("real_hf_segformer", ["--input-size", "64x96", "--dynamic", "hw", "--upsample-logits"], 4,
                  marks=_needs("transformers"), id="hf-segformer-dynamic"),
 ]
@@ -75,3 +80,14 @@ def test_real_network_exports_builds_and_reduces(run_cli, tmp_path, factory, fla
     require_tensorrt_rtx()
     built = run_cli("lint", out, "--build")
     assert built.exit_code == 0 and "engine: built" in built.stdout, built.stdout
+
+
+@_needs("monai")
+def test_swinunetr_dynamic_is_refused_in_one_line(run_cli, tmp_path):
+    """SwinUNETR branches on each stage's size against its window: torch's solver used to fail inside
+    itself (``AssertionError: Cannot create Dim with inconsistent min=4, max=4``), passed on raw."""
+    out = tmp_path / "s.onnx"
+    result = run_cli("onnx", "--model", f"{FACTORIES}:real_monai_swinunetr", "--input-size", "64x64", "--dynamic", "hw",
+                     "--hw-range", "32x32:128x128", "--out", out)
+    assert_one_line_error(result, "--dynamic:")
+    assert "AssertionError" not in result.stderr and "inconsistent" not in result.stderr
