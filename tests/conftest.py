@@ -113,3 +113,25 @@ def exports(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+def assert_matches_pytorch_and_builds(run_cli, onnx_path, factory: str, shapes) -> None:
+    """The exported ``onnx_path`` gives PyTorch's output (``factory``'s model) at every input
+    shape of ``shapes`` in ONNX Runtime, then TensorRT-RTX parses and builds it (skipped
+    without TensorRT-RTX, after the ONNX Runtime check has run)."""
+    import numpy as np
+    import torch
+
+    from segexport.core.sessions import ort_session
+    from segexport.models.loading import load_model
+
+    model = load_model(factory).model
+    session = ort_session(onnx_path)
+    for shape in shapes:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        assert np.abs(session.run(None, {"input": x.numpy()})[0] - ref).max() <= 1e-5 * np.abs(ref).max(), shape
+    require_tensorrt_rtx()
+    built = run_cli("lint", onnx_path, "--build")
+    assert built.exit_code == 0 and "engine: built" in built.stdout, built.stdout

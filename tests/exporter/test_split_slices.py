@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from segexport.exporter.split_slices import splits_as_slices
-from tests.conftest import assert_one_line_error, require_tensorrt_rtx
+from tests.conftest import assert_matches_pytorch_and_builds, assert_one_line_error, require_tensorrt_rtx
 
 MODELS = Path(__file__).with_name("edge_models.py")
 
@@ -33,24 +33,13 @@ def test_pieces_are_pytorchs_own():
 def test_split_attention_exports_without_sequences(run_cli, tmp_path, dynamic):
     import onnx
 
-    from segexport.core.sessions import ort_session
-    from segexport.models.loading import load_model
-
     out = tmp_path / "s.onnx"
     result = run_cli("onnx", "--model", f"{MODELS}:split_attention", "--input-size", "32x32", *dynamic, "--out", out)
     assert result.exit_code == 0, result.stdout + result.stderr
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert not {o for o in ops if "Sequence" in o}, ops
-    model = load_model(f"{MODELS}:split_attention").model
-    session = ort_session(out)
-    for shape in [(1, 3, 40, 24), (1, 3, 63, 33)] if dynamic else [(1, 3, 32, 32)]:
-        x = torch.randn(*shape)
-        with torch.no_grad():
-            ref = model(x).numpy()
-        assert np.abs(session.run(None, {"input": x.numpy()})[0] - ref).max() <= 1e-5 * np.abs(ref).max()
-    require_tensorrt_rtx()
-    built = run_cli("lint", out, "--build")
-    assert built.exit_code == 0 and "engine: built" in built.stdout, built.stdout
+    assert_matches_pytorch_and_builds(run_cli, out, f"{MODELS}:split_attention",
+                                      [(1, 3, 40, 24), (1, 3, 63, 33)] if dynamic else [(1, 3, 32, 32)])
 
 
 def test_a_sequence_op_left_in_the_graph_names_its_module(run_cli, tmp_path, monkeypatch):
