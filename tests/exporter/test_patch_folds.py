@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,7 +44,6 @@ def _ops(path):
 
 @pytest.mark.parametrize("dynamic", [[], ["--dynamic", "hw"]], ids=["static", "dynamic"])
 def test_patch_fold_exports_without_col2im(run_cli, tmp_path, dynamic):
-
     out = tmp_path / "f.onnx"
     result = run_cli("onnx", "--model", f"{MODELS}:patch_fold_3x3", "--input-size", "36x36", *dynamic, "--out", out)
     assert result.exit_code == 0, result.stdout + result.stderr
