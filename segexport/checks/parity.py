@@ -195,10 +195,13 @@ def checkpoint_for(onnx: Path, record, given: Path | None) -> Path | None:
     fix = f"pass --weights PATH (the checkpoint with SHA-256 {want[:12]}...)"
     if recorded is None:
         raise UserError(f"{name} was exported from weights (SHA-256 {want[:12]}) but records no path to them: {fix}")
-    path = Path(recorded)
-    if not path.is_file():
+    # relative to where the export ran; that was often the ONNX's own folder, so parity run from
+    # elsewhere looks beside the ONNX too (either way the SHA-256 decides, not the path)
+    candidates = [Path(recorded)] + ([] if Path(recorded).is_absolute() else [onnx.parent / recorded])
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
         raise UserError(f"{name} was exported from weights at {recorded[:200]!r} (SHA-256 {want[:12]}), which is not a "
-                        f"file here (the path is relative to where it was exported): {fix}")
+                        f"file here nor beside {name} (the path is relative to where it was exported): {fix}")
     got = sha256_file(path)
     if got != want:
         raise UserError(f"{recorded[:200]!r}, the weights {name} was exported from, now has SHA-256 {got[:12]}, not the "

@@ -87,6 +87,19 @@ def test_a_missing_recorded_checkpoint_names_the_path_the_sha_and_the_fix(folder
     assert "recorded at export" not in ok.stdout  # the command line's checkpoint, said by the command line
 
 
+def test_the_recorded_checkpoint_is_found_beside_the_onnx_from_another_folder(folder, run_cli, monkeypatch):
+    """Exported in its own folder, checked from the parent: the recorded path resolves beside the
+    ONNX, and still only a file with the recorded SHA-256 is taken."""
+    (folder / "elsewhere").mkdir()
+    monkeypatch.chdir(folder / "elsewhere")
+    images = ["--images" if a == "--images" else (str(folder / a) if a.startswith("val") else a) for a in ON_IMAGES]
+    result = run_cli("parity", "--onnx", folder / "u.int8.onnx", *images)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "recorded at export, SHA-256 matches" in result.stdout
+    (folder / "w" / "unet.pt").write_bytes(b"not the checkpoint")
+    assert_one_line_error(run_cli("parity", "--onnx", folder / "u.int8.onnx", "--count", "1"), "now has SHA-256")
+
+
 def test_a_changed_recorded_checkpoint_is_refused_before_it_is_opened(folder, run_cli):
     """Not a checkpoint any more: the hash mismatch is the error, torch.load never sees the file."""
     sha = _sha(folder / "w" / "unet.pt")
