@@ -315,13 +315,6 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> tuple[Any, li
             failing_in_torch.append(guard)  # PyTorch fails there too: not a size the model supports
             continue
         where = "x".join(map(str, shape[2:] or shape))
-        runs = _branch_breaks_where_torch_runs(model, example, guard, symbols, ranges, log.guards)
-        if runs is not None:
-            valid = {axis: _valid_sizes(log.guards, sym, *ranges[axis]) for axis, sym in symbols.items()
-                     if axis in (2, 3)}
-            raise UserError(f"--dynamic: {_where(guard)} takes a branch on the size that holds only at some sizes "
-                            f"(guard {guard.expr[:80]}), and PyTorch runs at {runs} where the export would be wrong"
-                            + _valid_hint(valid))
         if _fixes_a_number(guard.condition):
             raise UserError(f"--dynamic: {_where(guard)} holds only at some sizes (guard {guard.expr[:100]}), and "
                             f"PyTorch runs at {where} where the export would be wrong: {_FIX}")
@@ -342,56 +335,6 @@ def _solver_failed(exc: BaseException) -> bool:
     return isinstance(exc, AssertionError) and any(
         f.name in ("produce_guards_and_solve_constraints", "prettify_results", "_process_derived_dim_roots")
         for f in traceback.extract_tb(exc.__traceback__))
-
-
-def _is_bound(condition) -> bool:
-    """``58 <= h`` / ``h <= 113`` (or both): the trace took a branch (``if size <= window``) that
-    holds over part of the range only; elsewhere the model computes something else."""
-    import sympy
-
-    if isinstance(condition, sympy.And):
-        return all(_is_bound(a) for a in condition.args)
-    return isinstance(condition, (sympy.Le, sympy.Lt, sympy.Ge, sympy.Gt)) and \
-        any(getattr(side, "is_number", False) for side in condition.args)
-
-
-def _branch_breaks_where_torch_runs(model, example, guard: Guard, symbols, ranges, guards) -> str | None:
-    """The size (``HxW``) where a bound guard breaks, every other guard on its axis holds and
-    PyTorch runs; None when there is none (or the guard is no bound)."""
-    import torch
-
-    if not _is_bound(guard.condition):
-        return None
-    free = list(guard.condition.free_symbols)
-    axis_of = {sym: axis for axis, sym in symbols.items()}
-    if len(free) != 1 or free[0] not in axis_of:
-        return None
-    sym, axis = free[0], axis_of[free[0]]
-    others = [g for g in guards if g is not guard and _judged(g) and getattr(g.condition, "free_symbols", None) == {sym}]
-    breaking = [v for v in _values(*ranges[axis], 1024) if not _holds(guard.condition, {sym: v})
-                and all(_holds(g.condition, {sym: v}) for g in others)]
-    for value in (breaking[:2] + breaking[-2:]) if len(breaking) > 4 else breaking:
-        shape = list(example.shape)
-        for a in (2, 3):  # the other spatial axis at its traced size
-            if a in ranges:
-                shape[a] = example.shape[a]
-        shape[axis] = value
-        try:
-            with torch.no_grad():
-                model(torch.randn(*shape, dtype=example.dtype))
-        except Exception:
-            continue
-        return "x".join(map(str, shape[2:]))
-    return None
-
-
-def _valid_hint(valid: dict[int, list[int]]) -> str:
-    """``; it is right at height a multiple of 32 in 64..96: pass --hw-range 64x64:96x96``."""
-    if not valid or not all(valid.values()) or set(valid) != {2, 3}:
-        return f": {_FIX}"
-    h, w = valid[2], valid[3]
-    said = ", ".join(f"{_pattern(_AXES[a], v)} in {v[0]}..{v[-1]}" for a, v in valid.items())
-    return f"; it is right at {said}: pass --hw-range {h[0]}x{w[0]}:{h[-1]}x{w[-1]}"
 
 
 @dataclass(frozen=True)
