@@ -98,6 +98,89 @@ def _rewrite(node: onnx.NodeProto, values: dict[str, np.ndarray], ranks: dict[st
         raise _Refused(f"{op} exists from opset 18")
 
 
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every typed value (inputs, initializers, inferred intermediates)."""
+    g = model.graph
+    types = {t.name: t.data_type for t in g.initializer}
+    for v in list(g.input) + list(g.value_info) + list(g.output):
+        if v.type.tensor_type.elem_type:
+            types[v.name] = v.type.tensor_type.elem_type
+    return types
+
+
+def _castlike_as_cast(node: onnx.NodeProto, types: dict[str, int]) -> None:
+    """``CastLike(x, like)`` (opset 15, what torch.onnx writes for a Python scalar in arithmetic)
+    -> ``Cast(x, to=dtype(like))``: the same op once ``like``'s type is known, and TensorRT 8.5's
+    parser has Cast but not CastLike (onnx-tensorrt 8.5-GA docs/operators.md). A ``like`` of no
+    known type is left alone for lint to name."""
+    to = types.get(node.input[1]) if len(node.input) > 1 else None
+    if not to:
+        return
+    del node.input[1:]
+    del node.attribute[:]  # saturate (opset 19) only matters for float8, which opset 17 has not
+    node.op_type = "Cast"
+    node.attribute.append(onnx.helper.make_attribute("to", to))
+
+
+def _missing_ops(target: str) -> frozenset[str]:
+    """Ops of opset 17 that the target's TensorRT parser lacks (its support matrix)."""
+    from segexport.core.targets import get_target
+    from segexport.exporter.support_matrix import EXTRA_UNSUPPORTED
+
+    try:
+        return EXTRA_UNSUPPORTED.get(get_target(target).matrix, frozenset())
+    except UserError:
+        return frozenset()
+
+
+def _decompose_layer_norms(model: onnx.ModelProto, types: dict[str, int], ranks: dict[str, int],
+                           new_inits: list) -> None:
+    """``LayerNormalization`` (opset 17) as ReduceMean/Sub/Mul/ReduceMean/Add/Sqrt/Div/Mul/Add, the
+    definition in the ONNX spec, for TensorRT 8.5, whose parser has no LayerNormalization
+    (onnx-tensorrt 8.5-GA docs/operators.md); 8.6 parses it and keeps its own node. Export
+    verification then runs the decomposed graph against PyTorch. A node whose Mean/InvStdDev
+    outputs are used, or whose rank is unknown for a positive axis, is left for lint to name."""
+    from onnx import helper, numpy_helper
+
+    nodes: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        if node.op_type != "LayerNormalization" or node.domain not in ("", "ai.onnx") or \
+                any(o for o in node.output[1:]):
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        axis, eps = int(attrs.get("axis", -1)), float(attrs.get("epsilon", 1e-5))
+        x = node.input[0]
+        if axis >= 0:
+            if x not in ranks:
+                nodes.append(node)
+                continue
+            axis -= ranks[x]
+        axes = list(range(axis, 0))
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(types.get(x, onnx.TensorProto.FLOAT))
+        stem = node.name or node.output[0]
+        new_inits.append(numpy_helper.from_array(np.asarray(eps, dtype=dtype), f"{stem}/epsilon"))
+        t = {k: f"{stem}/{k}" for k in ("mean", "centred", "square", "var", "var_eps", "std", "normed", "scaled")}
+        out = node.output[0]
+        has_bias = len(node.input) > 2 and bool(node.input[2])
+        parts = [("ReduceMean", [x], t["mean"], {"axes": axes, "keepdims": 1}),
+                 ("Sub", [x, t["mean"]], t["centred"], {}),
+                 ("Mul", [t["centred"], t["centred"]], t["square"], {}),
+                 ("ReduceMean", [t["square"]], t["var"], {"axes": axes, "keepdims": 1}),
+                 ("Add", [t["var"], f"{stem}/epsilon"], t["var_eps"], {}),
+                 ("Sqrt", [t["var_eps"]], t["std"], {}),
+                 ("Div", [t["centred"], t["std"]], t["normed"], {}),
+                 ("Mul", [t["normed"], node.input[1]], t["scaled"] if has_bias else out, {})]
+        if has_bias:
+            parts.append(("Add", [t["scaled"], node.input[2]], out, {}))
+        for i, (op, inputs, output, kw) in enumerate(parts):
+            made = helper.make_node(op, inputs, [output], name=f"{stem}/{op.lower()}_{i}", **kw)
+            made.metadata_props.extend(node.metadata_props)  # lint and debug keep naming the module
+            nodes.append(made)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
 def convert_to_opset(model: onnx.ModelProto, opset: int, *, target: str) -> onnx.ModelProto:
     """``model`` (opset 18) at ``opset`` (17); a UserError naming the node and PyTorch module
     that needs the newer opset."""
@@ -115,8 +198,12 @@ def convert_to_opset(model: onnx.ModelProto, opset: int, *, target: str) -> onnx
     converted.CopyFrom(model)
     new_inits: list = []
     refused: list[tuple[onnx.NodeProto, str]] = []
+    types = _elem_types(inferred)
     for node in converted.graph.node:
         if node.domain not in ("", "ai.onnx"):
+            continue
+        if node.op_type == "CastLike":
+            _castlike_as_cast(node, types)
             continue
         if onnx.defs.get_schema(node.op_type, current, "").since_version <= opset:
             continue  # the same definition holds at the target opset
@@ -130,6 +217,8 @@ def convert_to_opset(model: onnx.ModelProto, opset: int, *, target: str) -> onnx
         raise UserError(f"--target {target} parses opset <= {opset}, but node {first.name!r} ({first.op_type}) from "
                         f"module {module} needs a newer one: {why} ({len(refused)} such node(s)); replace that "
                         "module, or choose a target with TensorRT 10 (jetpack6, trt10)")
+    if "LayerNormalization" in _missing_ops(target):
+        _decompose_layer_norms(converted, types, ranks, new_inits)
     converted.graph.initializer.extend(new_inits)
     for o in converted.opset_import:
         if o.domain in ("", "ai.onnx"):

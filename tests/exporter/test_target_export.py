@@ -18,6 +18,8 @@ from segexport.exporter.opset import convert_to_opset
 from segexport.models.registry import list_models
 from tests.conftest import TINY_WIDTH, assert_one_line_error, small_size
 from tests.exporter.test_lint import const, graph, vi
+from tests.exporter.test_third_party import STATIC as THIRD_PARTY_STATIC
+from tests.exporter.test_third_party import ref
 
 ZOO = [s.name for s in list_models()]
 MISH = str(Path(__file__).with_name("mish_net.py")) + ":build"
@@ -107,3 +109,63 @@ def test_old_files_without_a_target_still_read(tmp_path):
     model.metadata_props.add(key=PREFIX + "target", value='"jetpack4"')
     with pytest.raises(UserError, match="damaged.*jetpack4"):
         read_record(model)
+
+
+# The third-party look-alikes (their output containers, upsampling and pooling idioms) for the
+# TensorRT 8.5 of JetPack 5, as the zoo above: opset 17, verified after conversion, linted for it.
+LOOK_ALIKES = [(f, flags) for f, flags, *_ in THIRD_PARTY_STATIC] + [
+    ("hf_upernet", ["--input-size", "64x64"]),
+    ("smp_dpt", ["--input-size", "48x40"]),
+    ("monai_basicunetplusplus", ["--input-size", "33x37", "--output", "0"]),
+]
+
+
+@pytest.mark.parametrize("factory, flags", LOOK_ALIKES, ids=[f for f, _ in LOOK_ALIKES])
+def test_third_party_look_alikes_export_for_jetpack5_at_opset_17(run_cli, tmp_path, factory, flags):
+    out = tmp_path / f"{factory}.onnx"
+    result = run_cli("onnx", "--model", ref(factory), *flags, "--target", "jetpack5", "--out", out)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "lint: 0 errors" in result.stdout  # linted against TensorRT 8.5's support matrix
+    model = onnx.load(str(out))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    assert (read_record(model).opset, read_record(model).target) == (17, "jetpack5")
+
+
+def test_castlike_becomes_cast_with_the_same_numbers():
+    """torch.onnx writes CastLike for a Python scalar in arithmetic; TensorRT 8.5 has only Cast."""
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    half = helper.make_tensor("half", onnx.TensorProto.DOUBLE, [], [0.5])
+    nodes = [helper.make_node("CastLike", ["half", "x"], ["h"], name="scalar"),
+             helper.make_node("Mul", ["x", "h"], ["y"], name="mul")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [half]), opset_imports=[helper.make_opsetid("", 18)])
+    converted = convert_to_opset(model, 17, target="jetpack5")
+    assert [n.op_type for n in converted.graph.node] == ["Cast", "Mul"]
+    assert helper.get_attribute_value(converted.graph.node[0].attribute[0]) == onnx.TensorProto.FLOAT
+    feed = {"x": np.arange(4, dtype=np.float32).reshape(1, 4)}
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]  # noqa: E731
+    assert np.array_equal(run(converted), run(model))
+
+
+@pytest.mark.parametrize("axis, bias", [(-1, True), (1, False)])
+def test_layer_norm_is_decomposed_for_tensorrt_85_only(axis, bias):
+    """TensorRT 8.5's parser has no LayerNormalization (8.6 has): for jetpack5 it becomes the
+    spec's own ReduceMean/Sub/Mul/.../Div formula, the same numbers to float rounding."""
+    rng = np.random.default_rng(0)
+    shape = [2, 3, 4, 5]
+    norm = shape[axis:]
+    inits = [onnx.numpy_helper.from_array(rng.standard_normal(norm).astype(np.float32), "scale")]
+    inputs = ["x", "scale"]
+    if bias:
+        inits.append(onnx.numpy_helper.from_array(rng.standard_normal(norm).astype(np.float32), "bias"))
+        inputs.append("bias")
+    node = helper.make_node("LayerNormalization", inputs, ["y"], name="ln", axis=axis, epsilon=1e-3)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, shape)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    old = convert_to_opset(model, 17, target="jetpack5")
+    assert "LayerNormalization" not in {n.op_type for n in old.graph.node}
+    assert {n.op_type for n in convert_to_opset(model, 17, target="jetpack6.0").graph.node} == {"LayerNormalization"}
+    feed = {"x": (rng.standard_normal(shape) * 3 + 1).astype(np.float32)}
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)[0]  # noqa: E731
+    assert np.allclose(run(old), run(model), rtol=1e-5, atol=1e-5)
