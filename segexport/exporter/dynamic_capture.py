@@ -273,9 +273,10 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> tuple[Any, li
         try:  # torch.export proves every guard over the range: nothing to check
             return torch.export.export(model, (example,), dynamic_shapes=(strict,), strict=False), [], []
         except Exception as exc:
-            # torch's solver can fail while it words its own suggested fixes (SwinUNETR's branches on
-            # the window size: "Cannot create Dim with inconsistent min=4, max=4"): judge the guards here
-            if not (_is_violation(exc) or _solver_failed(exc)):  # not about sizes: torch.onnx's own strategies
+            # torch's solver failing while it words its own fixes (SwinUNETR: "Cannot create Dim with
+            # inconsistent min=4, max=4") also goes to torch.onnx's strategies: judging those guards
+            # here refused a dynamic SegNet that torch.onnx exports right (its odd-size ceil guard)
+            if not _is_violation(exc):  # not about sizes (or torch's solver failed): torch.onnx's own strategies
                 return None, [], []
             violation, culprit = exc, log.first_equality()
     dims = {axis: Dim.DYNAMIC(min=lo, max=hi) for axis, (lo, hi) in ranges.items()}
@@ -325,16 +326,6 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> tuple[Any, li
                      "PyTorch fails at the others too): the export is right at every size the model runs at; give "
                      "--hw-range corners among them")
     return program, notes, probes
-
-
-def _solver_failed(exc: BaseException) -> bool:
-    """torch.export's constraint solver itself raised (an AssertionError while it builds a ``Dim``
-    for a suggested fix): the guards are about sizes, only torch's wording of them failed."""
-    import traceback
-
-    return isinstance(exc, AssertionError) and any(
-        f.name in ("produce_guards_and_solve_constraints", "prettify_results", "_process_derived_dim_roots")
-        for f in traceback.extract_tb(exc.__traceback__))
 
 
 @dataclass(frozen=True)

@@ -84,10 +84,11 @@ def test_real_network_exports_builds_and_reduces(run_cli, tmp_path, factory, fla
 
 @_needs("monai")
 def test_swinunetr_dynamic_is_refused_in_one_line(run_cli, tmp_path):
-    """SwinUNETR branches on each stage's size against its window: torch's solver used to fail inside
-    itself (``AssertionError: Cannot create Dim with inconsistent min=4, max=4``), passed on raw."""
+    """SwinUNETR branches on each stage's size against its window and torch's solver fails inside
+    itself (``Cannot create Dim with inconsistent min=4, max=4``): one line that says it is an
+    internal error of torch's exporter and what to do, never a traceback. (Judging its guards
+    ourselves refused a dynamic SegNet that torch.onnx exports right, so that was taken back.)"""
     out = tmp_path / "s.onnx"
     result = run_cli("onnx", "--model", f"{FACTORIES}:real_monai_swinunetr", "--input-size", "64x64", "--dynamic", "hw",
                      "--hw-range", "32x32:128x128", "--out", out)
-    assert_one_line_error(result, "--dynamic:")
-    assert "AssertionError" not in result.stderr and "inconsistent" not in result.stderr
+    assert_one_line_error(result, "internal error of torch's exporter", "without")
