@@ -63,8 +63,15 @@ def tensor_ranges(model: onnx.ModelProto, inputs: np.ndarray, input_name: str = 
             # float32 masks, no copies: every intermediate of every image passes through here, and
             # the float64 copy and fancy-indexed subsets this once made were most of fp16's time
             a = np.abs(np.asarray(value, dtype=np.float32))
-            usable = a < PADDING_MAGNITUDE  # False for NaN/inf; pool padding is intended (it becomes -inf in FP16)
             s = stats[name]
+            top = float(a.max(initial=0.0))
+            if top < PADDING_MAGNITUDE:  # the usual case, every value usable: four passes over the tensor, not nine
+                nonzero = np.count_nonzero(a)
+                s[0] = max(s[0], top)
+                s[1] += float(np.count_nonzero(a < FP16_MIN_NORMAL) - (a.size - nonzero))
+                s[2] += float(nonzero)
+                continue
+            usable = a < PADDING_MAGNITUDE  # False for NaN/inf; pool padding is intended (it becomes -inf in FP16)
             s[0] = max(s[0], float(np.max(a, where=usable, initial=0.0)))
             s[1] += float(np.count_nonzero((a > 0) & (a < FP16_MIN_NORMAL)))
             s[2] += float(np.count_nonzero((a > 0) & usable))

@@ -491,6 +491,8 @@ def summarize_trials(trials_ms: list[list[float]], reference_ms: list[list[float
     if reference_ms:
         ref = np.concatenate([np.asarray(t, dtype=np.float64) for t in reference_ms])
         out["reference_p50_ms"] = float(np.median(ref))
+        out["reference_best_ms"] = float(ref.min())
+        out["best_ratio_to_reference"] = float(flat.min() / ref.min()) if ref.min() > 0 else None
         out["ratio_to_reference"] = float(np.median(flat / ref)) if ref.size == flat.size else None
         out["speedup_vs_torch"] = float(np.median(ref) / np.median(flat))
     return out
@@ -500,24 +502,43 @@ def summarize_trials(trials_ms: list[list[float]], reference_ms: list[list[float
 class GateResult:
     backend: str
     batch: int
-    change_best: float  # fastest iteration now / the baseline's - 1: the gated figure
-    change_ratio: float | None  # (artefact / PyTorch now) / (same in the baseline) - 1: reported only
+    change_best: float  # fastest iteration now / the baseline's - 1 (judged where no PyTorch was timed)
+    change_ratio: float | None  # (artefact / PyTorch now, medians of pairs) / (same in the baseline) - 1: reported only
     noise: float | None  # spread of this run's trial medians (max / min - 1)
     baseline_noise: float | None
     passed: bool
     message: str
+    # (fastest artefact / fastest PyTorch, same trials) / (same in the baseline) - 1, the judged figure;
+    # None without a reference
+    change_best_ratio: float | None = None
 
 
 def judge_latency(now: dict, base: dict, *, backend: str, batch: int, max_regression: float) -> GateResult:
-    """Compare one backend's :func:`summarize_trials` figures with the baseline's: fail when the
-    fastest iteration got slower than ``max_regression``."""
+    """Compare one backend's :func:`summarize_trials` figures with the baseline's: fail when its
+    fastest iteration, relative to PyTorch's fastest in the same trials, got slower than
+    ``max_regression``; where either run timed no PyTorch, the fastest iteration alone decides.
+
+    Why the fastest iteration: load delays most iterations, rarely all. Why relative to PyTorch's:
+    this 2-core VM also moves between speeds up to ~50 % apart for minutes at a time, which moves
+    every iteration of every backend alike; the fastest iteration alone then failed 9 of 20
+    unchanged reruns and missed 5 of 10 real 1.5x slowdowns, the ratio 0 and 0
+    (benchmarks/results/latency_gate_cpu.json). Torch and the artefact run in alternation, one
+    inference each, so both see the same machine."""
     change_best = now["best_ms"] / base["best_ms"] - 1
     change_ratio = None
     if now.get("ratio_to_reference") and base.get("ratio_to_reference"):
         change_ratio = now["ratio_to_reference"] / base["ratio_to_reference"] - 1
-    passed = change_best <= max_regression
+    change_best_ratio = None
+    if now.get("best_ratio_to_reference") and base.get("best_ratio_to_reference"):
+        change_best_ratio = now["best_ratio_to_reference"] / base["best_ratio_to_reference"] - 1
+    passed = (change_best if change_best_ratio is None else change_best_ratio) <= max_regression
     noise = now.get("noise")
-    message = (f"{backend} batch {batch}: fastest iteration {now['best_ms']:.3g} ms vs baseline {base['best_ms']:.3g} ms "
-               f"({change_best:+.1%}, limit +{max_regression:.0%}); p50 {now['p50_ms']:.3g} ms; machine noise "
+    if change_best_ratio is None:
+        judged = f"fastest iteration {now['best_ms']:.3g} ms vs baseline {base['best_ms']:.3g} ms ({change_best:+.1%}, limit +{max_regression:.0%})"
+    else:
+        judged = (f"fastest iteration relative to PyTorch's {change_best_ratio:+.1%} vs baseline (limit +{max_regression:.0%}; "
+                  f"fastest {now['best_ms']:.3g} ms vs {base['best_ms']:.3g} ms, {change_best:+.1%})")
+    message = (f"{backend} batch {batch}: {judged}; p50 {now['p50_ms']:.3g} ms; machine noise "
                f"{'-' if noise is None else f'{noise:.0%}'}")
-    return GateResult(backend, batch, change_best, change_ratio, noise, base.get("noise"), passed, message)
+    return GateResult(backend, batch, change_best, change_ratio, noise, base.get("noise"), passed, message,
+                      change_best_ratio)

@@ -90,6 +90,7 @@ def latency_gate(entry: dict, base: dict | None, s: Settings, root: Path) -> dic
     if not results:
         return _skip("the baseline timed no backend and batch that this run timed")
     figures = {f"{r.backend} b{r.batch}": {"change_best": r.change_best, "change_ratio": r.change_ratio,
+                                           "change_best_ratio": r.change_best_ratio,
                                            "noise": r.noise, "baseline_noise": r.baseline_noise} for r in results}
     failed = [r for r in results if not r.passed]
     return {"verdict": "fail" if failed else "pass", "figures": figures, "key": None,

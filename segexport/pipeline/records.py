@@ -58,6 +58,8 @@ class _Latency(_Open):
     noise: NonNeg = None
     reference_p50_ms: Optional[Millis] = None
     ratio_to_reference: Optional[Annotated[float, Field(gt=0)]] = None
+    reference_best_ms: Optional[Millis] = None
+    best_ratio_to_reference: Optional[Annotated[float, Field(gt=0)]] = None
     speedup_vs_torch: Optional[Annotated[float, Field(gt=0)]] = None
 
 
@@ -127,6 +129,7 @@ class DeployFigures(_Open):
 class _GateLatency(_Open):
     change_best: float
     change_ratio: Optional[float] = None
+    change_best_ratio: Optional[float] = None
     noise: NonNeg = None
     baseline_noise: NonNeg = None
 

@@ -115,6 +115,28 @@ def test_fp16_overflow_analysis_blocks_the_node():
     assert [r.node for r in risks][:1] == ["scale_up"] and "overflow" in risks[0].reason
 
 
+@pytest.mark.parametrize("extra", [None, np.inf, np.nan, -3e38])
+def test_fp16_range_statistics_count_what_they_say(extra):
+    """max |x| and the fraction of non-zeros below FP16's smallest normal, with and without values
+    the analysis leaves out (inf, NaN, pool padding): both code paths of tensor_ranges."""
+    from onnx import TensorProto, helper
+
+    from segexport.calib.fp16 import tensor_ranges
+
+    values = [0.0, 0.0, 1e-6, -2e-6, 3.0, -700.0, 5e-5, 0.5]
+    if extra is not None:
+        values[0] = extra
+    g = helper.make_graph([helper.make_node("Neg", ["input"], ["n"], name="neg"),
+                           helper.make_node("Neg", ["n"], ["logits"], name="back")], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 2, 4])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, 2, 4])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    ranges = tensor_ranges(model, np.asarray(values, np.float32).reshape(1, 1, 2, 4))
+    # 3 of the 6 usable non-zeros are tiny; a left-out value (in place of a zero) is counted nowhere
+    assert ranges["n"] == pytest.approx((700.0, 3 / 6))
+    assert ranges["logits"] == ranges["n"]
+
+
 def test_bad_calibration_data(fp32, tmp_path, run_cli):
     (tmp_path / "empty").mkdir()
     assert_one_line_error(run_cli("calibrate", fp32, "--data", tmp_path / "empty", "--force"), "no PNG/JPEG images")

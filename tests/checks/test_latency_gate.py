@@ -58,7 +58,31 @@ def test_a_real_slowdown_fails():
     slower = summarize_trials([[15.0, 15.6, 18.0], [15.3, 16.5, 15.2]], [[20.0] * 3, [20.0] * 3])  # every iteration 1.5x
     gate = judge_latency(slower, base, backend="ort-cpu", batch=1, max_regression=0.25)
     assert not gate.passed and gate.change_best == pytest.approx(0.5) and gate.change_ratio == pytest.approx(0.5, abs=0.05)
-    assert "fastest iteration 15 ms vs baseline 10 ms (+50.0%" in gate.message
+    assert "relative to PyTorch's +50.0%" in gate.message and "fastest 15 ms vs 10 ms, +50.0%" in gate.message
+
+
+def test_a_machine_slower_as_a_whole_does_not_fail_the_gate():
+    # the VM's slow phase: every iteration of both backends 40 % slower, the artefact unchanged
+    base = summarize_trials([[10.0, 10.4, 12.0], [10.2, 11.0, 10.1]], [[20.0, 21.0, 20.5], [20.2, 20.0, 22.0]])
+    slow = summarize_trials([[14.0, 14.6, 16.8], [14.3, 15.4, 14.1]], [[28.0, 29.4, 28.7], [28.3, 28.0, 30.8]])
+    gate = judge_latency(slow, base, backend="ort-cpu", batch=1, max_regression=0.25)
+    assert gate.change_best == pytest.approx(0.4) and gate.change_best_ratio == pytest.approx(0.0, abs=1e-9)
+    assert gate.passed and "relative to PyTorch's +0.0%" in gate.message
+    # the same machine phase with an artefact 1.5x slower on top of it still fails
+    slower = summarize_trials([[21.0, 21.9, 25.2], [21.4, 23.1, 21.2]], [[28.0, 29.4, 28.7], [28.3, 28.0, 30.8]])
+    gate = judge_latency(slower, base, backend="ort-cpu", batch=1, max_regression=0.25)
+    assert not gate.passed and gate.change_best_ratio == pytest.approx(0.5)
+    # and a machine phase faster than the baseline's does not hide a 1.5x slower artefact
+    fast = summarize_trials([[10.5, 10.9], [10.7, 11.6]], [[14.0, 14.7], [14.1, 14.0]])
+    gate = judge_latency(fast, base, backend="ort-cpu", batch=1, max_regression=0.25)
+    assert gate.change_best == pytest.approx(0.05) and not gate.passed
+
+
+def test_without_a_pytorch_reference_the_fastest_iteration_alone_decides():
+    base = summarize_trials([[10.0, 10.4], [10.2, 11.0]])
+    slow = summarize_trials([[14.0, 14.6], [14.3, 15.4]])
+    gate = judge_latency(slow, base, backend="ort-cpu", batch=1, max_regression=0.25)
+    assert gate.change_best_ratio is None and not gate.passed
 
 
 def test_bench_junit_has_one_case_per_backend_and_batch(tmp_path):

@@ -142,9 +142,10 @@ def test_baseline_gates_accuracy_and_latency_and_refuse_other_work(tiny_run, tin
     assert fig8["pixel_agreement"] - 0.005 > json.loads((tmp / "ok" / "manifest.json").read_text())[
         "entries"][1]["steps"]["parity"]["figures"]["pixel_agreement"]
     for fig in fcn["steps"]["bench"]["figures"]["batches"]["1"].values():
-        fig["best_ms"] /= 2
-        if "ratio_to_reference" in fig:
-            fig["ratio_to_reference"] /= 2
+        fig["best_ms"] /= 2  # every backend 2x faster in the baseline, and the artefact 2x faster relative to PyTorch
+        for key in ("ratio_to_reference", "best_ratio_to_reference"):
+            if key in fig:
+                fig[key] /= 2
     next(a for a in unet32["artefacts"] if a["path"].endswith(".fp32.onnx"))["metadata"]["preprocess"]["input_size"] = [64, 64]
     (tmp / "better.json").write_text(json.dumps(release))
     bad = run_cli("pipeline", "run", config, "--out", tmp / "bad", "--cache-dir", cache, "--baseline", tmp / "better.json")
