@@ -161,6 +161,8 @@ def export_json(result) -> dict:
     """The export's checks as data (``schema`` bumps on an incompatible change)."""
     from dataclasses import asdict
 
+    from segexport.exporter.export import unchecked_shapes
+
     lint = result.lint
     return {
         "schema": 1, "onnx": str(result.path), "sha256": _sha(result.path), "record": asdict(result.record),
@@ -168,10 +170,12 @@ def export_json(result) -> dict:
         "lint": None if lint is None else {"errors": len(lint.errors), "warnings": len(lint.warnings),
                                            "parser": lint.parser, "findings": [asdict(f) for f in lint.findings]},
         "verify": None if result.verify is None else [
-            {"shape": list(r.shape), "input": r.input, "metrics": asdict(r.metrics), "passed": r.passed, "held_to_floor": r.held_to_floor,
+            {"shape": list(r.shape), "input": r.input, "metrics": asdict(r.metrics), "passed": r.passed,
+             "checks_nothing": r.checks_nothing, "held_to_floor": r.held_to_floor,
              "checks": [asdict(c) for c in r.checks],
              "noise_floor": None if r.noise_floor is None else asdict(r.noise_floor)} for r in result.verify],
-        "passed": all(r.passed for r in result.verify or []) and not (lint and lint.errors),
+        "passed": not any(r.failed for r in result.verify or []) and not unchecked_shapes(result.verify or [])
+        and not (lint and lint.errors),
     }
 
 
@@ -207,9 +211,13 @@ def _print_result(result) -> None:
             fmt = lambda v: "-" if v is None else f"{v:.2e}"  # noqa: E731 - argmax exports have no logits
             table.add_row("x".join(map(str, row.shape)) + f" {row.input}", fmt(m.max_abs), fmt(m.ref_max_abs),
                           f"{100 * m.pixel_agreement:.4f} %",
-                          ("[yellow]pass, held to floor[/]" if row.held_to_floor else "[green]pass[/]") if row.passed
-                          else "[red]FAIL[/]")
+                          "[red]FAIL[/]" if row.failed else "[yellow]checks nothing[/]" if row.checks_nothing
+                          else "[yellow]pass, held to floor[/]" if row.held_to_floor else "[green]pass[/]")
         print_table(console, table)
+        for why in dict.fromkeys(r.checks_nothing for r in result.verify if r.checks_nothing):
+            seen = ", ".join("x".join(map(str, r.shape)) + f" {r.input}" for r in result.verify if r.checks_nothing == why)
+            console.print(f"  [yellow]note:[/] {seen}: {why}, so a wrong graph would match it too; the other rows "
+                          "did the checking")
         for row in result.verify:
             if row.noise_floor is not None:
                 f = row.noise_floor

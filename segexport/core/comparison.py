@@ -47,6 +47,7 @@ def judge(reference: np.ndarray, candidate: np.ndarray, thresholds: Thresholds, 
 
 
 PROBE_KINDS = ("random", "flat", "constant")
+CONSTANT_PROBE = 0.5  # the value of every pixel of the ``constant`` probe (normalized space)
 
 
 def probe_inputs(shape: tuple[int, ...], rng: np.random.Generator,
@@ -57,8 +58,9 @@ def probe_inputs(shape: tuple[int, ...], rng: np.random.Generator,
     (a max pool or unpool that keeps the last maximum instead of the first, a ceil-mode pad that
     wins a max): noise never ties. ``flat``: the top half 0, the next quarter 1, the rest noise,
     what saturated or uniform areas of a real photo give; every pool window inside a flat area
-    ties exactly. ``constant``: all 0 (the dataset's mean colour), ties everywhere but at the
-    borders the padding touches. Comparisons on ``flat`` and ``constant`` measure the
+    ties exactly. ``constant``: all 0.5 (a flat image half a standard deviation off the dataset's
+    mean colour), ties everywhere but at the borders the padding touches. Not 0: a network whose
+    biases are 0, as at initialisation, maps 0 to exactly 0 and the row would compare zeros. Comparisons on ``flat`` and ``constant`` measure the
     reference's floor with a flatness-keeping jitter (:func:`segexport.core.noise_floor.measure_floor`).
     """
     made: list[tuple[str, np.ndarray]] = []
@@ -69,7 +71,7 @@ def probe_inputs(shape: tuple[int, ...], rng: np.random.Generator,
             x[..., : h // 2, :] = 0.0
             x[..., h // 2: h // 2 + max(1, h // 4), :] = 1.0
         elif kind == "constant":
-            x[...] = 0.0
+            x[...] = CONSTANT_PROBE
         elif kind != "random":
             raise ValueError(f"unknown probe input kind {kind!r}")
         made.append((kind, x))

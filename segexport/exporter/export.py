@@ -99,10 +99,48 @@ class VerifyRow:
     noise_floor: Any | None = None  # PyTorch vs itself under float32-size input jitter, when measured
     held_to_floor: bool = False  # PyTorch failed the contract against itself: checks held to its floor
     input: str = "random"  # which probe input (segexport.core.comparison.probe_inputs): random, flat, constant
+    # why this row proves nothing (PyTorch's output is 0 everywhere, or the same whatever the input), else None
+    checks_nothing: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return not all(c.passed for c in self.checks)
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        """Checked and right: a row that compares nothing it could get wrong has not passed."""
+        return not self.failed and self.checks_nothing is None
+
+
+def unchecked_shapes(rows: list[VerifyRow]) -> list[tuple[int, ...]]:
+    """Shapes at which every row checks nothing: the export is unverified there."""
+    shapes = list(dict.fromkeys(r.shape for r in rows))
+    return [s for s in shapes if all(r.checks_nothing for r in rows if r.shape == s)]
+
+
+def _mark_rows_that_check_nothing(rows: list[VerifyRow], refs: list[Any]) -> None:
+    """Flag rows whose comparison could not have failed a wrong export.
+
+    A random-init network whose activations vanish (normalization weights near 0 through a deep
+    stack, as Hugging Face initialises MobileViT) outputs exactly 0, and a network that ignores
+    its input (dead ReLUs, zero weights) outputs the same logits for noise and for flat regions:
+    an ONNX graph computing 0 or that constant everywhere would "pass" such a row. Label-map
+    exports (``--argmax``) are not judged this way: a trained network may well give one label to
+    every probe.
+    """
+    import numpy as np
+
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, (row, ref) in enumerate(zip(rows, refs)):
+        if ref.ndim != 4:
+            continue
+        by_shape.setdefault(row.shape, []).append(i)
+        if not np.any(ref):
+            row.checks_nothing = "PyTorch's output is 0 everywhere"
+    for idx in by_shape.values():
+        if len(idx) > 1 and all(np.array_equal(refs[idx[0]], refs[i]) for i in idx[1:]):
+            for i in idx:
+                rows[i].checks_nothing = rows[i].checks_nothing or "PyTorch's output is the same for every probe input"
 
 
 def export_onnx(options: ExportOptions, progress: Progress | None = None) -> ExportResult:
@@ -246,7 +284,14 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
             say("verifying ONNX Runtime against PyTorch")
             result.verify = verify_export(loaded.model, tmp, record, seed=options.seed, probes=probes)
             lap("verify")
-            failed = [row for row in result.verify if not row.passed]
+            failed = [row for row in result.verify if row.failed]
+            if not failed and (blind := unchecked_shapes(result.verify)):
+                why = next(r.checks_nothing for r in result.verify if r.shape == blind[0])
+                raise CheckFailed(
+                    f"verification checked nothing at input {list(blind[0])}: {why} (for noise, flat regions and a "
+                    "constant image), so a wrong graph would pass too; the network's activations vanish or it ignores "
+                    "its input (an untrained network?): export it with --weights, or initialise it so it responds to "
+                    "its input (--no-verify writes it unverified)", result=result)
             if failed:
                 bad = next(c for c in failed[0].checks if not c.passed)
                 why = next((f" -- {p.reason}: {_GUARD_HINT}" for p in probes if tuple(p.shape) == failed[0].shape),
@@ -793,13 +838,35 @@ def _op_histogram(model) -> dict[str, int]:
 
 
 def verification_shapes(record: ExportRecord) -> list[tuple[int, int, int, int]]:
-    """The export shape, plus the min and max corners of a dynamic profile."""
+    """The export shape, the min and max corners of a dynamic profile, and, when the export
+    shape is itself a corner of a dynamic H/W range (``--hw-range 64x64:128x128`` exported at
+    64x64), a size inside it: a graph right at both corners can still be wrong in between
+    (a size frozen at one corner, a pad computed for one parity)."""
     (lo, opt, hi) = record.profile_shapes()[record.input_name]
     shapes = [opt]
     for s in (lo, hi):
         if s not in shapes:
             shapes.append(s)
+    if len(shapes) > 1 and opt in (lo, hi):
+        inner = (*opt[:2], *(_inner_size(a, b) for a, b in zip(lo[2:], hi[2:])))
+        if inner not in shapes and inner[2:] != tuple(opt[2:]):
+            shapes.append(inner)
     return shapes
+
+
+def _inner_size(lo: int, hi: int) -> int:
+    """A size strictly inside ``lo..hi`` near its middle, on the coarsest power-of-two grid (up to
+    32) that has one, so a network that needs multiples of its stride still takes it; ``lo`` when
+    the range has no inside."""
+    if hi - lo < 2:
+        return lo
+    step = 32
+    while step > 1:
+        inside = [k * step for k in range(lo // step + 1, -(-hi // step)) if lo < k * step < hi]
+        if inside:
+            return min(inside, key=lambda v: abs(v - (lo + hi) / 2))
+        step //= 2
+    return (lo + hi) // 2
 
 
 def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: int = 0,
@@ -838,7 +905,7 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
         except Exception as exc:  # the model itself cannot take a corner of the dynamic profile
             from segexport.errors import exception_line
 
-            raise UserError(f"{record.model} fails in PyTorch itself at {'x'.join(map(str, x.shape))}, a corner of the "
+            raise UserError(f"{record.model} fails in PyTorch itself at {'x'.join(map(str, x.shape))}, a size of the "
                             f"dynamic profile ({exception_line(exc)[:160]}): give --hw-range sizes the model accepts "
                             f"(e.g. multiples of its total stride)") from exc
         return labels_of(out).astype(np.int32) if record.argmax else out
@@ -852,9 +919,11 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
         if tuple(extra.shape) not in probes_seen:
             probes_seen.add(tuple(extra.shape))
             probes_list.append((tuple(extra.shape), "random", rng.standard_normal(extra.shape, dtype=np.float32)))
+    refs = []
     with ort_runner(onnx_path) as runner:
         for shape, kind, x in probes_list:
             ref = reference(x)
+            refs.append(ref)
             try:
                 got = np.asarray(runner.infer({record.input_name: x})[record.output_name])
             except Exception as exc:  # onnxruntime's Fail/RuntimeException: the graph cannot run this shape
@@ -870,4 +939,5 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
                                                                            keep_flat=kind != "random"))
             rows.append(VerifyRow(shape=tuple(shape), metrics=verdict.metrics, checks=verdict.checks,
                                   noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor, input=kind))
+    _mark_rows_that_check_nothing(rows, refs)
     return rows

@@ -79,7 +79,8 @@ def export(entry: ModelEntry, s: Settings, out: Path, base: Path) -> Outcome:
     except CheckFailed as exc:
         return Outcome("fail", message=str(exc))
     rows = [{"shape": list(r.shape), "pixel_agreement": r.metrics.pixel_agreement,
-             "max_abs": _finite(r.metrics.max_abs), "held_to_floor": r.held_to_floor, "passed": r.passed}
+             "max_abs": _finite(r.metrics.max_abs), "held_to_floor": r.held_to_floor, "passed": r.passed,
+             "checks_nothing": r.checks_nothing}
             for r in result.verify or []]
     return Outcome("pass", {"nodes": sum(result.onnx_ops.values()), "verify": rows}, files={out.name: out})
 

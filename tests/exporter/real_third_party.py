@@ -12,6 +12,25 @@ benchmarks/bench_third_party.py run these too; CI runs the look-alikes of third_
 from __future__ import annotations
 
 
+def _norms_at_one(model):
+    """Set every normalization layer's scale to 1 and shift to 0, as training leaves them roughly.
+
+    transformers initialises MobileViT's, MobileViTV2's and DPT's norms so that at random
+    initialisation their outputs vanish through the depth (exactly 0 for MobileViT: measured),
+    and verification would compare zeros; the export's checks refuse that, so the test
+    networks are made to respond to their input."""
+    import torch
+
+    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, norms) and getattr(module, "weight", None) is not None:
+                module.weight.fill_(1.0)
+                if module.bias is not None:
+                    module.bias.zero_()
+    return model
+
+
 def real_monai_basicunet(out_channels: int = 2, upsample: str = "nontrainable"):
     """monai.networks.nets.BasicUNet, 2-D, tiny features; ``upsample`` deconv/pixelshuffle/nontrainable."""
     from monai.networks.nets import BasicUNet
@@ -116,24 +135,24 @@ def real_hf_mobilevit(num_labels: int = 4):
     """transformers MobileViTForSemanticSegmentation (xx-small widths): unfold to 2x2 patches with a ceil of H/2."""
     from transformers import MobileViTConfig, MobileViTForSemanticSegmentation
 
-    return MobileViTForSemanticSegmentation(MobileViTConfig(
+    return _norms_at_one(MobileViTForSemanticSegmentation(MobileViTConfig(
         num_labels=num_labels, hidden_sizes=[32, 48, 64], neck_hidden_sizes=[8, 8, 16, 16, 24, 32, 64],
-        aspp_out_channels=32))
+        aspp_out_channels=32)))
 
 
 def real_hf_mobilevitv2(num_labels: int = 4):
     """transformers MobileViTV2ForSemanticSegmentation, width 0.5: linear attention that splits q, k, v."""
     from transformers import MobileViTV2Config, MobileViTV2ForSemanticSegmentation
 
-    return MobileViTV2ForSemanticSegmentation(MobileViTV2Config(num_labels=num_labels, width_multiplier=0.5,
-                                                                aspp_out_channels=32))
+    return _norms_at_one(MobileViTV2ForSemanticSegmentation(MobileViTV2Config(
+        num_labels=num_labels, width_multiplier=0.5, aspp_out_channels=32)))
 
 
 def real_hf_dpt(num_labels: int = 4, image_size: int = 64):
     """transformers DPTForSemanticSegmentation, tiny ViT: position embedding resized to the patch grid."""
     from transformers import DPTConfig, DPTForSemanticSegmentation
 
-    return DPTForSemanticSegmentation(DPTConfig(
+    return _norms_at_one(DPTForSemanticSegmentation(DPTConfig(
         image_size=image_size, patch_size=16, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
         intermediate_size=64, neck_hidden_sizes=[16, 32, 64, 64], fusion_hidden_size=32, num_labels=num_labels,
-        use_auxiliary_head=False, backbone_out_indices=[0, 1, 2, 3]))
+        use_auxiliary_head=False, backbone_out_indices=[0, 1, 2, 3])))

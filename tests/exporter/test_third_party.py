@@ -200,7 +200,7 @@ def test_scale_factor_matrix_exports_exactly(run_cli, tmp_path, mode, dynamic):
      ("returned 2 class channels but --num-classes is 5", "pass --num-classes 2")),
     ("tv_fcn", ["--input-size", "32x32", "--upsample-logits", "--output", "0"], ("--output 0", "it has: out")),
     ("monai_segresnet", ["--input-size", "36x44", "--dynamic", "hw"],
-     ("fails in PyTorch itself at 1x3x18x22, a corner of the dynamic profile", "--hw-range")),
+     ("fails in PyTorch itself at 1x3x18x22, a size of the dynamic profile", "--hw-range")),
 ], ids=["hf-low-res", "smp-divisible", "missing-key", "classes-mismatch", "dict-index", "profile-corner"])
 def test_refusals_are_one_line(run_cli, tmp_path, factory, flags, fragments):
     out = tmp_path / "x.onnx"
