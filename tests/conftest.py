@@ -9,6 +9,37 @@ import pytest
 
 TINY_WIDTH = 0.0625  # the real architectures at 1/16 of their channels
 
+# Session fixtures that cost exports or pipeline runs: under pytest-xdist every test that uses one
+# runs on the same worker, so each is paid once per run, not once per worker.
+SHARED_SESSION_FIXTURES = ("exports", "tiny_run")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group tests for ``pytest -n N --dist loadgroup`` (the README's test command): a file stays
+    on one worker (its module-scoped fixtures are built once), and every file that uses a costly
+    session fixture joins that fixture's group. Without xdist the marks do nothing."""
+    shared: dict[str, str] = {}
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        used = [f for f in SHARED_SESSION_FIXTURES if f in getattr(item, "fixturenames", ())]
+        if used and path not in shared:
+            shared[path] = used[0]
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(shared.get(path, path)))
+
+
+def pytest_configure(config):
+    """One torch thread a worker when xdist runs several on the machine's cores: two workers of
+    two threads each on two cores only wait on each other."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
 
 @dataclass
 class CliResult:
