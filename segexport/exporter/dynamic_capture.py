@@ -249,11 +249,21 @@ def _readable(fix: str) -> str:
     return f"{found.group(1)} a multiple of {found.group(2)}" if found else fix.strip()
 
 
-def capture(model, example, ranges: dict[int, tuple[int, int]]) -> tuple[Any, list[str], list[Probe]]:
-    """``(ExportedProgram, notes, probes)`` for ``model`` with the axes of ``ranges`` (axis -> (min, max))
-    dynamic; raise UserError when the export would be wrong at a size PyTorch runs at. The program
-    is None when the failure is not about sizes (or torch's solver itself failed): the caller then
-    lets torch.onnx try its own strategies, and checks the graph's input dims afterwards.
+@dataclass
+class Captured:
+    program: Any  # the ExportedProgram, or None: let torch.onnx try its own strategies
+    notes: list[str] = field(default_factory=list)
+    probes: list[Probe] = field(default_factory=list)
+    # when torch's solver failed inside itself: the guard that first equated a size (with its module),
+    # which the caller names if torch.onnx then fails too (its traceback holds no frame of the model)
+    suspect: Guard | None = None
+
+
+def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
+    """The ExportedProgram (with notes and probes) of ``model`` with the axes of ``ranges`` (axis ->
+    (min, max)) dynamic; raise UserError when the export would be wrong at a size PyTorch runs at. The
+    program is None when the failure is not about sizes (or torch's solver itself failed): the caller
+    then lets torch.onnx try its own strategies, and checks the graph's input dims afterwards.
 
     Captured with ``Dim.DYNAMIC``, so torch.export keeps what it cannot prove as guards instead
     of failing (it cannot prove many true floor-division facts, e.g. that a transposed conv's
@@ -271,13 +281,13 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> tuple[Any, li
     strict = {axis: Dim(_AXES.get(axis, f"axis{axis}"), min=lo, max=hi) for axis, (lo, hi) in ranges.items()}
     with recording_guards(model) as log:
         try:  # torch.export proves every guard over the range: nothing to check
-            return torch.export.export(model, (example,), dynamic_shapes=(strict,), strict=False), [], []
+            return Captured(torch.export.export(model, (example,), dynamic_shapes=(strict,), strict=False))
         except Exception as exc:
             # torch's solver failing while it words its own fixes (SwinUNETR: "Cannot create Dim with
             # inconsistent min=4, max=4") also goes to torch.onnx's strategies: judging those guards
             # here refused a dynamic SegNet that torch.onnx exports right (its odd-size ceil guard)
             if not _is_violation(exc):  # not about sizes (or torch's solver failed): torch.onnx's own strategies
-                return None, [], []
+                return Captured(None, suspect=_first_size_equality(log))
             violation, culprit = exc, log.first_equality()
     dims = {axis: Dim.DYNAMIC(min=lo, max=hi) for axis, (lo, hi) in ranges.items()}
     with recording_guards(model) as log:
@@ -293,7 +303,7 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> tuple[Any, li
                                                                            frozen.items()) + f": {_FIX}")
     broken = _violations(log.guards, symbols, ranges)
     if not broken:
-        return program, [], []
+        return Captured(program)
     patterns = []
     for axis, sym in symbols.items():
         sizes = _valid_sizes(log.guards, sym, *ranges[axis])
@@ -325,7 +335,14 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> tuple[Any, li
         notes.append(f"{_where(failing_in_torch[0])} runs only at some sizes ({', '.join(patterns) or 'see its guards'}; "
                      "PyTorch fails at the others too): the export is right at every size the model runs at; give "
                      "--hw-range corners among them")
-    return program, notes, probes
+    return Captured(program, notes, probes)
+
+
+def _first_size_equality(log: GuardLog) -> Guard | None:
+    """The first guard equating a size expression to a number, from a module of the model: where a
+    size became one value, what torch's solver then cannot reconcile with the range."""
+    return next((g for g in log.guards if g.module and g.expr.startswith("Eq(") and g.condition is not None
+                 and _fixes_a_number(g.condition)), None)
 
 
 @dataclass(frozen=True)
@@ -336,7 +353,7 @@ class Probe:
     reason: str
 
 
-def _refined(model, example, dims: dict, violation: BaseException, culprit: Guard | None):
+def _refined(model, example, dims: dict, violation: BaseException, culprit: Guard | None) -> Captured:
     """torch.export's own suggested fixes (what torch.onnx retries with): a dimension that must be
     a multiple is exported as that multiple, said in a note; one fixed to a number is refused."""
     import torch
@@ -360,8 +377,8 @@ def _refined(model, example, dims: dict, violation: BaseException, culprit: Guar
     except Exception as exc:
         raise UserError(f"--dynamic: {_where(culprit)} keeps torch.export from making the size dynamic"
                         + (f" (guard {culprit.expr[:100]})" if culprit else "") + f": {_FIX}") from exc
-    return program, [f"{_where(culprit)} holds only at some sizes ({', '.join(fixes)}, torch.export's own "
-                     "finding): the export is dynamic over those; give --hw-range corners among them"], []
+    return Captured(program, [f"{_where(culprit)} holds only at some sizes ({', '.join(fixes)}, torch.export's own "
+                              "finding): the export is dynamic over those; give --hw-range corners among them"])
 
 
 _FIX = ("keep sizes as shapes there (no Python `if` on x.shape, no int() or math.ceil() of a size, no reshape "

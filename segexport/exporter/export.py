@@ -454,6 +454,7 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
     from segexport.exporter.patch_folds import patch_folds_as_reshapes
     from segexport.exporter.split_slices import splits_as_slices
 
+    suspect = None  # a module whose guard fixed a size before torch's solver failed (dynamic_capture.Captured)
     try:
         with torch.no_grad(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), _quiet_warnings(), \
                 _without_fake_tensor_cache(bool(dims)), unpooling, pooling, splits_as_slices(), patch_folds_as_reshapes(), folded_constant_resizes(model, folds or []):
@@ -462,13 +463,13 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
                 from segexport.exporter.dynamic_capture import capture
 
                 axes = {0: dynamic.get("batch"), 2: dynamic.get("height"), 3: dynamic.get("width")}
-                program_or_none, captured_notes, found = capture(model, example,
-                                                                 {a: (r.min, r.max) for a, r in axes.items() if r})
-                source = model if program_or_none is None else program_or_none
+                captured = capture(model, example, {a: (r.min, r.max) for a, r in axes.items() if r})
+                source = model if captured.program is None else captured.program
+                suspect = captured.suspect
                 if notes is not None:
-                    notes.extend(captured_notes)
+                    notes.extend(captured.notes)
                 if probes is not None:
-                    probes.extend(found)
+                    probes.extend(captured.probes)
             program = torch.onnx.export(
                 source,
                 (example,),
@@ -485,7 +486,7 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
     except UserError:
         raise
     except Exception as exc:  # torch.export / onnx translation failure
-        raise UserError(describe_export_failure(exc, model, example, dynamic=bool(dims))) from exc
+        raise UserError(describe_export_failure(exc, model, example, dynamic=bool(dims), suspect=suspect)) from exc
     if program is None:
         raise UserError("torch.onnx.export returned nothing: please report this with your torch version")
     check_dynamic_input(program.model_proto, dims)
@@ -548,10 +549,13 @@ _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 _INTERNAL = (KeyError, AssertionError, IndexError)
 
 
-def describe_export_failure(exc: BaseException, model, example=None, *, dynamic: bool = False) -> str:
+def describe_export_failure(exc: BaseException, model, example=None, *, dynamic: bool = False,
+                            suspect: Any = None) -> str:
     """One line: which PyTorch op failed, in which module, and what to try. An internal error of
     the exporter names the module being traced and the construct (symbolic sizes when dynamic),
-    never only torch's raw text."""
+    never only torch's raw text. ``suspect`` (a :class:`segexport.exporter.dynamic_capture.Guard`):
+    where a size was equated to a number before torch's solver failed, named when the traceback
+    holds no frame of the model (the solver runs after the trace)."""
     text = ""
     chain: list[BaseException] = []
     seen: BaseException | None = exc
@@ -576,6 +580,10 @@ def describe_export_failure(exc: BaseException, model, example=None, *, dynamic:
     if isinstance(cause, _INTERNAL) and not op:
         what = f"an internal error of torch's exporter ({type(cause).__name__})"
         where = f" while tracing module {module!r}" if module else where
+        if not module and suspect is not None and dynamic:
+            line = f" ({suspect.line})" if suspect.line else ""
+            where = (f" after module {suspect.module!r}{line} made a size one value (guard {suspect.expr[:80]}), "
+                     "which the range cannot hold")
         if dynamic:
             fix = ("the module's size arithmetic (sizes computed in Python from x.shape, a reshape to sizes of another "
                    "tensor) is more than torch.export's symbolic sizes handle: export without --dynamic hw, or "

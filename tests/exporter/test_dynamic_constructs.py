@@ -114,3 +114,19 @@ def test_an_internal_exporter_error_names_the_module_being_traced(run_cli, tmp_p
                           "while tracing module 'grid'", "True != False",
                           "export without --dynamic hw" if dynamic else "replace the construct in that module")
     assert not out.exists()
+
+
+def test_a_solver_failure_after_the_trace_names_the_module_that_fixed_a_size():
+    """torch's solver fails after tracing (MONAI SwinUNETR: ``Cannot create Dim with inconsistent
+    min=4, max=4``), so the traceback holds no frame of the model: the module whose guard first
+    equated a size to a number is named instead of nothing."""
+    from segexport.exporter.dynamic_capture import Guard
+    from segexport.exporter.export import describe_export_failure
+
+    exc = AssertionError("Cannot create Dim with inconsistent min=4, max=4")
+    guard = Guard("Eq((s1//32), 4)", "swinViT.layers1.0.blocks.0", "swin_unetr.py:510")
+    line = describe_export_failure(exc, torch.nn.Conv2d(3, 3, 1), dynamic=True, suspect=guard)
+    assert "internal error of torch's exporter (AssertionError) after module 'swinViT.layers1.0.blocks.0' " \
+           "(swin_unetr.py:510) made a size one value (guard Eq((s1//32), 4))" in line
+    assert "export without --dynamic hw" in line and "\n" not in line
+    assert "after module" not in describe_export_failure(exc, torch.nn.Conv2d(3, 3, 1), dynamic=True)
