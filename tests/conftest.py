@@ -9,26 +9,6 @@ import pytest
 
 TINY_WIDTH = 0.0625  # the real architectures at 1/16 of their channels
 
-# Session fixtures that cost exports or pipeline runs: under pytest-xdist every test that uses one
-# runs on the same worker, so each is paid once per run, not once per worker.
-SHARED_SESSION_FIXTURES = ("exports", "tiny_run")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Group tests for ``pytest -n N --dist loadgroup`` (the README's test command): a file stays
-    on one worker (its module-scoped fixtures are built once), and every file that uses a costly
-    session fixture joins that fixture's group. Without xdist the marks do nothing."""
-    shared: dict[str, str] = {}
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        used = [f for f in SHARED_SESSION_FIXTURES if f in getattr(item, "fixturenames", ())]
-        if used and path not in shared:
-            shared[path] = used[0]
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(shared.get(path, path)))
-
-
 def pytest_configure(config):
     """One torch thread a worker when xdist runs several on the machine's cores: two workers of
     two threads each on two cores only wait on each other."""
@@ -124,23 +104,43 @@ def small_size(name: str) -> tuple[int, int]:
 
 @pytest.fixture(scope="session")
 def exports(tmp_path_factory):
-    """Every zoo model exported once per session at TINY_WIDTH (static, or dynamic H/W), shared by
-    the exporter tests and the deployment tests so a full run pays each export once."""
+    """Every zoo model exported once per run at TINY_WIDTH (static, or dynamic H/W), shared by
+    the exporter tests and the deployment tests so a full run pays each export once.
+
+    Under pytest-xdist (``-n N --dist loadfile``, the README's command) the files that use this
+    fixture land on different workers, so the exports live in the run's shared temp folder: the
+    first worker to ask for one exports it under a lock, the others load its result (pickled by this
+    fixture, in this run's own temp folder, never read from anywhere else)."""
+    import fcntl
+    import os
+    import pickle
+
     from segexport.exporter.export import ExportOptions, export_onnx
 
     cache: dict[tuple[str, bool], object] = {}
-    root = tmp_path_factory.mktemp("zoo")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.getbasetemp().parent / "zoo-shared"  # .../pytest-N/, this run's, all workers
+        root.mkdir(exist_ok=True)
+    else:
+        root = tmp_path_factory.mktemp("zoo")
 
     def get(name: str, dynamic: bool):
         key = (name, dynamic)
         if key not in cache:
-            h, w = small_size(name)
-            opts = ExportOptions(
-                model=name, out=root / f"{name}{'-dyn' if dynamic else ''}.onnx", width=TINY_WIDTH,
-                input_size=(h, w), dynamic=("hw",) if dynamic else (),
-                hw_range=((h - 5, w - 13), (h + 24, w + 31)) if dynamic else None,
-            )
-            cache[key] = export_onnx(opts)
+            stem = f"{name}{'-dyn' if dynamic else ''}"
+            with open(root / f"{stem}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                done = root / f"{stem}.result.pickle"
+                if done.exists():
+                    cache[key] = pickle.loads(done.read_bytes())
+                else:
+                    h, w = small_size(name)
+                    cache[key] = export_onnx(ExportOptions(
+                        model=name, out=root / f"{stem}.onnx", width=TINY_WIDTH,
+                        input_size=(h, w), dynamic=("hw",) if dynamic else (),
+                        hw_range=((h - 5, w - 13), (h + 24, w + 31)) if dynamic else None,
+                    ))
+                    done.write_bytes(pickle.dumps(cache[key]))
         return cache[key]
 
     return get

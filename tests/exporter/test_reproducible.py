@@ -15,31 +15,34 @@ from pathlib import Path
 
 import onnx
 
-from segexport.exporter.export import ExportOptions, export_onnx, make_reproducible
-
-OPTIONS = dict(model="segnet", width=0.0625, num_classes=4, input_size=(32, 32), dynamic=("hw",), verify=False, lint=False)
-
+from segexport.exporter.export import make_reproducible
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_dynamic_segnet_export_is_byte_identical_across_processes(tmp_path):
-    here = tmp_path / "a" / "segnet.onnx"
-    there = tmp_path / "b" / "segnet.onnx"
-    here.parent.mkdir()
+def test_dynamic_segnet_export_is_byte_identical_across_processes(exports, tmp_path):
+    """The session's dynamic SegNet export (tests/conftest.py) against the same export in a fresh
+    interpreter (unverified: verification and lint read the file, they never change it)."""
+    from tests.conftest import TINY_WIDTH, small_size
+
+    h, w = small_size("segnet")
+    options = dict(model="segnet", width=TINY_WIDTH, input_size=(h, w), dynamic=("hw",),
+                   hw_range=((h - 5, w - 13), (h + 24, w + 31)), verify=False, lint=False)
+    here = exports("segnet", True).path
+    there = tmp_path / "b" / here.name
     there.parent.mkdir()
-    export_onnx(ExportOptions(out=here, **OPTIONS))
     code = ("import json,sys; from pathlib import Path; from segexport.exporter.export import ExportOptions, export_onnx; "
             "o=json.loads(sys.argv[1]); o['input_size']=tuple(o['input_size']); o['dynamic']=tuple(o['dynamic']); "
-            "export_onnx(ExportOptions(out=Path(sys.argv[2]), **o))")
-    subprocess.run([sys.executable, "-c", code, json.dumps(OPTIONS), str(there)], check=True, env=os.environ.copy(),
+            "o['hw_range']=tuple(map(tuple, o['hw_range'])); export_onnx(ExportOptions(out=Path(sys.argv[2]), **o))")
+    subprocess.run([sys.executable, "-c", code, json.dumps(options), str(there)], check=True, env=os.environ.copy(),
                    timeout=300)
     assert _sha(here) == _sha(there)
     model = onnx.load(str(here))
     text = str([(p.key, p.value) for n in model.graph.node for p in n.metadata_props])
     assert "sym_min" in text  # the scopes are kept (lint names modules with them)...
-    assert " at 0x" not in text and str(tmp_path) not in model.SerializeToString().decode("latin-1")  # ...scrubbed
+    data = model.SerializeToString().decode("latin-1")
+    assert " at 0x" not in text and str(here.parent) not in data and str(tmp_path) not in data  # ...scrubbed
 
 
 def test_make_reproducible_scrubs_addresses_paths_and_doc_strings():

@@ -71,7 +71,8 @@ def test_metadata_round_trip(exports):
 
 
 def test_argmax_head_outputs_int32_labels(tmp_path):
-    result = export_onnx(ExportOptions(model="segnet", out=tmp_path / "s.onnx", width=TINY_WIDTH,
+    # the head does not depend on the network: DeepLab v1 traces dynamic in a quarter of SegNet's time
+    result = export_onnx(ExportOptions(model="deeplabv1", out=tmp_path / "s.onnx", width=TINY_WIDTH,
                                        input_size=(37, 45), argmax=True, dynamic=("batch", "hw"),
                                        batch=2, batch_range=(1, 3), hw_range=((32, 32), (64, 64))))
     model = onnx.load(str(result.path))
