@@ -32,6 +32,10 @@ def forward_error(name: str, example: torch.Tensor, exc: BaseException) -> UserE
     is reported as the model's constraint, with the nearest sizes that satisfy it.
     """
     text = str(exc)
+    missing = _missing_module(exc)
+    if missing:
+        return UserError(f"{name} needs the Python module {missing!r} in its forward, which is not installed "
+                         f"({exception_line(exc)}): install it (pip install {missing.split('.')[0]}) and run again")
     m = _DIVISIBLE.search(text)
     if m and int(m.group(1)) > 1 and re.search(r"height|width|size|shape", text, re.IGNORECASE):
         k = int(m.group(1))
@@ -44,6 +48,25 @@ def forward_error(name: str, example: torch.Tensor, exc: BaseException) -> UserE
         f"{name} failed on a {_shape(example)} float image batch ({exception_line(exc)}): "
         "segexport feeds N x 3 x H x W RGB tensors; make the model's forward take that (or fix its --model-arg values)"
     )
+
+
+def _missing_module(exc: BaseException) -> str | None:
+    """The module an import inside the forward could not find, or None.
+
+    Libraries import optional dependencies lazily (MONAI's SwinUNETR imports einops on its first
+    forward and raises ``OptionalImportError``, an ImportError), so a missing package shows up
+    here, not when the factory runs; telling the user to change the model's input would be wrong.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ImportError):
+            if getattr(exc, "name", None):
+                return str(exc.name)
+            m = re.search(r"No module named '([\w.]+)'", str(exc))
+            return m.group(1) if m else None
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None
 
 
 class OutputAdapter(torch.nn.Module):

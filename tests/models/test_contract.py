@@ -67,6 +67,14 @@ BROKEN_MODELS = textwrap.dedent(
 
     def five_classes():
         return Plain(num_classes=5)
+
+    class LazyImport(Plain):  # MONAI's SwinUNETR imports einops on its first forward
+        def forward(self, x):
+            import segexport_absent_dependency  # noqa: F401
+            return self.head(x)
+
+    def lazy_import():
+        return LazyImport()
     """
 )
 
@@ -78,6 +86,7 @@ CASES = [  # what `segexport onnx` refuses (a dict with "out" it exports: test_d
     ("grayscale", ("failed on a 1x3x16x16", "RuntimeError", "N x 3 x H x W")),
     ("stride2", ("returned 1x4x8x8 for a 1x3x16x16 input (1/2 of the input)", "F.interpolate", "--upsample-logits")),
     ("five_classes", ("returned 5 class channels", "pass --num-classes 5")),
+    ("lazy_import", ("needs the Python module 'segexport_absent_dependency'", "pip install segexport_absent_dependency")),
 ]
 
 
