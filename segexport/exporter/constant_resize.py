@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from segexport.errors import UserError
+from segexport.exporter.scopes import name_of, user_names
 
 SAFE_MODES = ("nearest", "bilinear", "linear")
 _SIGNATURE = inspect.signature(F.interpolate)
@@ -87,8 +88,9 @@ def _calling_module(names: dict[int, str]) -> str:
     frame: Any = sys._getframe(2)
     while frame is not None:
         owner = frame.f_locals.get("self")
-        if owner is not None and id(owner) in names:
-            return names[id(owner)]
+        name = name_of(names, owner) if owner is not None else None
+        if name is not None:
+            return name
         frame = frame.f_back
     return "<model>"
 
@@ -100,8 +102,6 @@ def folded_constant_resizes(model: torch.nn.Module, folds: list[Fold]) -> Iterat
     it is and refused when the block ends: raised inside the trace, torch would wrap it and log
     its own error line first."""
     original = F.interpolate
-    from segexport.exporter.scopes import user_names
-
     names = user_names(model)
     count = [0]
     refusals: list[str] = []

@@ -77,7 +77,10 @@ class _Recorder(logging.Handler):
     """
 
     def __init__(self, log: GuardLog, names: dict[int, str], root: str) -> None:
+        from segexport.exporter.scopes import name_of
+
         super().__init__(logging.INFO)
+        self.name_of = name_of
         self.log, self.names, self.root = log, names, root
         self.stack: list[Any] = []
         self.codes: dict[type, set] = {}
@@ -92,7 +95,7 @@ class _Recorder(logging.Handler):
         condition = module = line = None
         owner = self.stack[-1] if self.stack else None
         if owner is not None:
-            module = self.names.get(id(owner)) or self.root
+            module = self.name_of(self.names, owner) or self.root
             codes = self.codes.setdefault(type(owner), _codes(type(owner)))
         frame: Any = sys._getframe()
         while frame is not None:
@@ -110,14 +113,14 @@ def recording_guards(model) -> Iterator[GuardLog]:
     import torch
 
     log = GuardLog(model)
-    from segexport.exporter.scopes import user_names
+    from segexport.exporter.scopes import name_of, user_names
 
     names = user_names(model)
     logger = logging.getLogger(_SHAPES_LOGGER)
     handler = _Recorder(log, names, type(model).__name__)
 
     def entered(module, args):
-        if id(module) in names:
+        if name_of(names, module) is not None:
             handler.stack.append(module)
 
     def left(module, args, output):
@@ -287,7 +290,9 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
             # inconsistent min=4, max=4") also goes to torch.onnx's strategies: judging those guards
             # here refused a dynamic SegNet that torch.onnx exports right (its odd-size ceil guard)
             if not _is_violation(exc):  # not about sizes (or torch's solver failed): torch.onnx's own strategies
-                return Captured(None, suspect=_first_size_equality(log))
+                hull = (min(lo for lo, _ in ranges.values()), max(hi for _, hi in ranges.values()))
+                return Captured(None, suspect=_narrowing_guard(log.guards, lambda _symbol: hull)
+                                or _first_size_equality(log))
             violation, culprit = exc, log.first_equality()
     dims = {axis: Dim.DYNAMIC(min=lo, max=hi) for axis, (lo, hi) in ranges.items()}
     with recording_guards(model) as log:
@@ -308,7 +313,8 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
     for axis, sym in symbols.items():
         sizes = _valid_sizes(log.guards, sym, *ranges[axis])
         if len(sizes) <= 1:
-            guard = next((g for g, at in broken if axis in at), broken[0][0])
+            guard = _narrowing_guard(log.guards, lambda symbol: ranges[axis] if symbol == sym else None) or \
+                next((g for g, at in broken if axis in at), broken[0][0])
             raise UserError(f"--dynamic: {_where(guard)} fixes {_AXES.get(axis, axis)} to "
                             f"{sizes[0] if sizes else example.shape[axis]} (guard {guard.expr[:100]}): {_FIX}")
         if len(sizes) < ranges[axis][1] - ranges[axis][0] + 1:
@@ -336,6 +342,35 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
                      "PyTorch fails at the others too): the export is right at every size the model runs at; give "
                      "--hw-range corners among them")
     return Captured(program, notes, probes)
+
+
+def _narrowing_guard(guards: list[Guard], range_of) -> Guard | None:
+    """The guard that leaves a size one value (or none) of its range, taking the guards in the order
+    the trace added them: the one that froze the axis, not the first one to restrict it.
+
+    Why not the first restricting guard: MONAI's SwinUNETR first checks that H is a multiple of 32
+    (a restriction the range can keep: 32, 64, 96, 128), then a BasicLayer computes
+    ``int(np.ceil(h / window))`` and the trace fixes that ceil to one number; only the second
+    makes the export static, and its module is the one to change. ``range_of(symbol)`` gives the
+    (min, max) of a size symbol, or None for a symbol not judged.
+    """
+    left: dict[Any, list[int]] = {}
+    for guard in guards:
+        if guard.module is None or not _judged(guard):
+            continue
+        free = getattr(guard.condition, "free_symbols", set())
+        if len(free) != 1:
+            continue
+        (symbol,) = free
+        bounds = range_of(symbol)
+        if bounds is None:
+            continue
+        sizes = left.get(symbol) or _values(*bounds, 1024)
+        kept = [v for v in sizes if _holds(guard.condition, {symbol: v})]
+        if len(kept) <= 1 < len(sizes):
+            return guard
+        left[symbol] = kept or sizes
+    return None
 
 
 def _first_size_equality(log: GuardLog) -> Guard | None:

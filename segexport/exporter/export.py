@@ -601,7 +601,7 @@ def describe_export_failure(exc: BaseException, model, example=None, *, dynamic:
 
 def _failing_module(exc: BaseException, model) -> str | None:
     """The innermost module of ``model`` on the failing traceback, by its qualified name."""
-    from segexport.exporter.scopes import user_names
+    from segexport.exporter.scopes import name_of, user_names
 
     names = user_names(model)
     found = None
@@ -610,8 +610,9 @@ def _failing_module(exc: BaseException, model) -> str | None:
         tb = seen.__traceback__
         while tb is not None:
             self_obj = tb.tb_frame.f_locals.get("self")
-            if self_obj is not None and id(self_obj) in names:
-                found = names[id(self_obj)] or type(self_obj).__name__
+            name = name_of(names, self_obj) if self_obj is not None else None
+            if name is not None:
+                found = name or type(self_obj).__name__
             tb = tb.tb_next
         seen = seen.__cause__ or seen.__context__
     return found

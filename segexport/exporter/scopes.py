@@ -20,10 +20,27 @@ def user_names(model: nn.Module) -> dict[int, str]:
     while getattr(type(inner), "wraps_user_model", False):
         prefix, inner = prefix + "model.", inner.model
     root = type(inner).__name__
-    names = {id(m): root for _, m in model.named_modules()}  # the wrappers themselves: the user's root
+    names: dict[int, str] = {}
+    for module in model.modules():  # the wrappers themselves: the user's root
+        names[id(module)] = names[id(vars(module))] = root
     for name, module in inner.named_modules():
-        names[id(module)] = name or root
+        names[id(module)] = names[id(vars(module))] = name or root
     return names
+
+
+def name_of(names: dict[int, str], module: object) -> str | None:
+    """The user's name of ``module`` in a :func:`user_names` map, or None when it is not the model's.
+
+    Why the ``__dict__`` key: torch.export's non-strict trace runs submodules through proxies
+    (``_ModuleStackTracer``'s AttrProxy: another object of a made-up subclass that shares the
+    module's ``__dict__``), so a global forward hook sees objects whose ids the model never had;
+    MONAI's SwinUNETR traced that way was named nowhere. The shared ``__dict__`` is the module's.
+    """
+    found = names.get(id(module))
+    if found is None:
+        state = getattr(module, "__dict__", None)
+        found = names.get(id(state)) if state is not None else None
+    return found
 
 
 @contextmanager

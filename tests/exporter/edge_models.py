@@ -9,6 +9,7 @@ way their public PyTorch ports write them: the constructs that broke ``segexport
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -393,3 +394,46 @@ def patch_fold_3x3(num_classes: int = 3) -> nn.Module:
 def overlapping_fold(num_classes: int = 3) -> nn.Module:
     torch.manual_seed(0)
     return PatchFold(num_classes, overlap=True).eval()
+
+
+# ---------------------------------------------------------------- a size checked, then frozen
+
+
+class _CeilWindows(nn.Module):
+    """MONAI SwinUNETR's BasicLayer: pads H and W up to whole windows with ``int(np.ceil(h / w))``,
+    which a trace fixes to the one number it saw, then attends within each window."""
+
+    def __init__(self, channels: int, window: int = 7) -> None:
+        super().__init__()
+        self.window = window
+        self.mix = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        hp = int(np.ceil(h / self.window)) * self.window
+        wp = int(np.ceil(w / self.window)) * self.window
+        y = F.pad(x, (0, wp - w, 0, hp - h))
+        y = y.view(n, c, hp // self.window, self.window, wp // self.window, self.window)
+        y = y.softmax(dim=3).reshape(n, c, hp, wp)[:, :, :h, :w]
+        return self.mix(y) + x
+
+
+class CheckedThenCeiled(nn.Module):
+    """Checks that H and W are multiples of 32 (a restriction a dynamic range can keep), then a
+    window stage freezes the size: the refusal must name the window stage, not the check."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.windows = _CeilWindows(8)
+        self.head = nn.Conv2d(8, num_classes, 1)
+
+    def forward(self, x):
+        if (np.array(x.shape[2:]) % 32).any():
+            raise ValueError(f"spatial sizes must be multiples of 32, got {tuple(x.shape[2:])}")
+        return self.head(self.windows(self.stem(x)))
+
+
+def checked_then_ceiled(num_classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return CheckedThenCeiled(num_classes).eval()

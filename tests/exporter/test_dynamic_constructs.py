@@ -130,3 +130,15 @@ def test_a_solver_failure_after_the_trace_names_the_module_that_fixed_a_size():
            "(swin_unetr.py:510) made a size one value (guard Eq((s1//32), 4))" in line
     assert "export without --dynamic hw" in line and "\n" not in line
     assert "after module" not in describe_export_failure(exc, torch.nn.Conv2d(3, 3, 1), dynamic=True)
+
+
+def test_a_frozen_size_names_the_module_that_froze_it_not_the_first_check(run_cli, tmp_path):
+    """The model first checks H % 32 (a restriction the range keeps: 32, 64, 96, 128), then a window
+    stage freezes H with ``int(np.ceil(h / 7))`` (MONAI SwinUNETR's BasicLayer): the refusal names
+    the window stage and its line, not the check that came first."""
+    out = tmp_path / "c.onnx"
+    result = run_cli("onnx", "--model", f"{MODELS}:checked_then_ceiled", "--input-size", "64x64", "--dynamic", "hw",
+                     "--hw-range", "32x32:128x128", "--out", out)
+    assert_one_line_error(result, "module 'windows' (edge_models.py:", "CeilToInt", "export without --dynamic hw")
+    assert "CheckedThenCeiled" not in result.stderr
+    assert not out.exists()
