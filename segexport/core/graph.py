@@ -105,3 +105,23 @@ def folded_constants(model) -> set[str]:
         if node.op_type == "Constant" or (ins and all(i in constants and i not in graph_inputs for i in ins)):
             constants.update(o for o in node.output if o)
     return constants
+
+
+def size_only_tensors(model) -> set[str]:
+    """Tensors whose value depends on the input's *size* at most, never on its pixels: the folded
+    constants, the outputs of ``Shape``/``Size``, and (transitively) of any deterministic node whose
+    inputs are all such tensors.
+
+    Why: a dynamic export of a transformer builds per-size index tables in the graph (Hugging Face
+    BEiT's relative position index is written with in-place index assignments, lowered to
+    ScatterND / ScatterElements). Those scatters are not the unpooling lowering lint warns about:
+    their work is set by the size, whatever the image holds.
+    """
+    known = folded_constants(model)
+    for node in model.graph.node:
+        if node.op_type in _NOT_FOLDABLE or node.domain not in ("", "ai.onnx"):
+            continue
+        ins = [i for i in node.input if i]
+        if node.op_type in ("Shape", "Size") or (ins and all(i in known for i in ins)):
+            known.update(o for o in node.output if o)
+    return known

@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from segexport.core.graph import as_text, attribute, folded_constants, module_of  # noqa: F401  (module_of re-exported)
+from segexport.core.graph import as_text, attribute, folded_constants, module_of, size_only_tensors  # noqa: F401  (module_of re-exported)
 from segexport.core.targets import Target
 from segexport.errors import UserError
 
@@ -161,6 +161,8 @@ def static_findings(model: onnx.ModelProto, target: Target | None = None) -> lis
     const_tensors = {n.output[0]: a.t for n in model.graph.node if n.op_type == "Constant"
                      for a in n.attribute if a.name == "value"}
     constants = folded_constants(model)
+    size_only = size_only_tensors(model)
+    size_scatters: list[onnx.NodeProto] = []  # scatters of index tables built from the input's size alone
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in model.graph.node:
         for i in n.input:
@@ -203,6 +205,8 @@ def static_findings(model: onnx.ModelProto, target: Target | None = None) -> lis
             add("error", "scatter-reduction", node, f"ScatterElements reduction={as_text(_attr(node, 'reduction'))!r} "
                 "needs TensorRT's ScatterElements plugin (libnvinfer_plugin; TensorRT-RTX has none): scatter "
                 "without a reduction, or for MaxUnpool export with --unpool mask")
+        elif op in ("ScatterND", "ScatterElements", "Scatter") and all(i in size_only for i in node.input if i):
+            size_scatters.append(node)
         elif op in ("ScatterND", "ScatterElements", "Scatter"):
             add("warning", "scatter", node, f"{op} runs in TensorRT but is slow and often an exporter's lowering of "
                                             "unpooling/indexing; for MaxUnpool export with --unpool mask")
@@ -255,6 +259,11 @@ def static_findings(model: onnx.ModelProto, target: Target | None = None) -> lis
                 "sizes within INT32 in the model")
         else:
             narrowed += 1
+    if size_scatters:
+        modules = sorted({module_of(n) for n in size_scatters if module_of(n)})
+        add("info", "scatter-size", size_scatters[0], f"{len(size_scatters)} scatter(s) build tables from the input's "
+            f"size alone, never its pixels ({', '.join(modules[:3]) + (', ...' if len(modules) > 3 else '') or 'the graph'}"
+            "): index bookkeeping, not an unpooling lowering; TensorRT runs them")
     if narrowed:
         add("info", "int64", None, f"{narrowed} INT64 constant(s) may be cast to INT32 by TensorRT; all their values "
                                    "fit, so nothing changes")

@@ -104,6 +104,12 @@ CASES = {
     "scatterelements": (lambda: one_node("ScatterElements", ("x", "i", "u"), shape=(4, 4),
                                          inits=[const("i", np.zeros((1, 4)), np.int64), const("u", np.ones((1, 4)))]),
                         ("warning", "scatter")),
+    # an index table built from the input's size alone (HF BEiT's relative position index, dynamic)
+    "scatter-of-size": (lambda: graph([helper.make_node("Shape", ["x"], ["s"]),
+                                       helper.make_node("ScatterND", ["s", "i", "u"], ["y"], name="scatter_size")],
+                                      [vi("x", [1, 3, "H", "W"])], [vi("y", None, TensorProto.INT64)],
+                                      [const("i", [[1]], np.int64), const("u", [7], np.int64)]),
+                        ("info", "scatter-size")),
     "qdq-zero-point": (lambda: qdq_conv(zp=5), ("error", "qdq-zero-point")),
     "qdq-uint8": (lambda: qdq_conv(zp=0, zp_dtype=np.uint8), ("error", "qdq-type")),
     "topk-unsorted": (lambda: one_node("TopK", ("x", "k"), ("y", "i"), shape=(1, 8), sorted=0,
@@ -242,3 +248,13 @@ def test_cli_build_reports_engine(tmp_path, run_cli):
     assert result.exit_code == 0, result.stdout
     doc = json.loads(result.stdout)
     assert doc["engine_bytes"] > 0 and doc["parser"].startswith("TensorRT-RTX")
+
+
+def test_a_scatter_of_the_size_is_not_warned_as_unpooling_but_one_of_pixels_is():
+    """BEiT's per-size index tables are bookkeeping (info); a scatter of the image's values stays a warning."""
+    size_only = lint_model(CASES["scatter-of-size"][0](), parser="none")
+    assert ("warning", "scatter") not in codes(size_only)  # (its one warning: H, W dynamic with no profile)
+    assert "1 scatter(s) build tables from the input's size alone" in \
+        next(f.message for f in size_only.findings if f.code == "scatter-size")
+    pixels = lint_model(CASES["scatterelements"][0](), parser="none")
+    assert ("warning", "scatter") in codes(pixels) and ("info", "scatter-size") not in codes(pixels)

@@ -62,7 +62,8 @@ def test_real_hf_size_constructs_export_dynamic(run_cli, tmp_path, factory, flag
     out = tmp_path / f"{factory}.onnx"
     result = run_cli("onnx", "--model", f"{FACTORIES}:{factory}", *flags, "--out", out)
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert "lint: 0 errors" in result.stdout  # BEiT's dynamic graph draws lint warnings (74 measured): not yet sorted
+    # BEiT's per-size relative position index (74 scatters) is an info of lint, not an unpooling warning
+    assert "lint: 0 errors, 0 warnings" in result.stdout
     assert result.stdout.count("pass") >= 7 and "fail" not in result.stdout
 
 
