@@ -93,7 +93,7 @@ REAL = [
     ("monai", "monai UNETR dynamic (real; expected: refused, fixed patch grid)", "real_monai_unetr",
      dict(input_size=(64, 64), dynamic=("hw",))),
     ("monai", "monai SwinUNETR (real)", "real_monai_swinunetr", dict(input_size=(64, 64))),
-    ("monai", "monai SwinUNETR dynamic (real; expected: refused, branches on each stage size vs its window)", "real_monai_swinunetr",
+    ("monai", "monai SwinUNETR dynamic (real; expected: refused, np.ceil of each stage's size to whole windows)", "real_monai_swinunetr",
      dict(input_size=(64, 64), dynamic=("hw",), hw_range=((32, 32), (128, 128)))),
     ("transformers", "transformers BEiT (real)", "real_hf_beit", dict(input_size=(64, 64), upsample_logits=True)),
     ("transformers", "transformers BEiT dynamic (real)", "real_hf_beit",
@@ -106,7 +106,8 @@ REAL = [
     ("transformers", "transformers MobileViTV2 dynamic (real)", "real_hf_mobilevitv2",  # PyTorch fails at 32x32
      dict(input_size=(64, 64), upsample_logits=True, dynamic=("hw",), hw_range=((64, 64), (128, 128)))),
     ("transformers", "transformers DPT (real)", "real_hf_dpt", dict(input_size=(64, 64))),
-    ("transformers", "transformers DPT dynamic (real)", "real_hf_dpt", dict(input_size=(64, 64), dynamic=("hw",))),
+    ("transformers", "transformers DPT dynamic (real; expected: refused, tokens folded to a square grid)", "real_hf_dpt",
+     dict(input_size=(64, 64), dynamic=("hw",))),
 ]
 
 

@@ -54,6 +54,16 @@ def assert_one_line_error(result: CliResult, *fragments: str, code: int = 2) -> 
         assert fragment in lines[0], (fragment, lines[0])
 
 
+def verified_rows(onnx_path) -> int:
+    """The rows `segexport onnx` verifies for this export: noise, flat and constant at the export
+    shape, noise and flat at every other shape of :func:`verification_shapes` (profile corners, a
+    size inside, a shape with H != W when the rest are square)."""
+    from segexport.exporter.export import verification_shapes
+    from segexport.exporter.metadata import read_record
+
+    return 3 + 2 * (len(verification_shapes(read_record(onnx_path))) - 1)
+
+
 def require_tensorrt_rtx() -> None:
     """Skip locally without tensorrt-rtx (with how to get it); in CI its absence is a failure.
 

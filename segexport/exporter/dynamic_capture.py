@@ -283,8 +283,12 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
 
     strict = {axis: Dim(_AXES.get(axis, f"axis{axis}"), min=lo, max=hi) for axis, (lo, hi) in ranges.items()}
     with recording_guards(model) as log:
-        try:  # torch.export proves every guard over the range: nothing to check
-            return Captured(torch.export.export(model, (example,), dynamic_shapes=(strict,), strict=False))
+        try:  # torch.export proves every guard on one size over the range (not those on several: below)
+            program = torch.export.export(model, (example,), dynamic_shapes=(strict,), strict=False)
+            _refuse_joint_numbers(model, example, program, log.guards, ranges)
+            return Captured(program)
+        except UserError:
+            raise
         except Exception as exc:
             # torch's solver failing while it words its own fixes (SwinUNETR: "Cannot create Dim with
             # inconsistent min=4, max=4") also goes to torch.onnx's strategies: judging those guards
@@ -342,6 +346,34 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
                      "PyTorch fails at the others too): the export is right at every size the model runs at; give "
                      "--hw-range corners among them")
     return Captured(program, notes, probes)
+
+
+def _refuse_joint_numbers(model, example, program, guards: list[Guard], ranges) -> None:
+    """Refuse a guard that fixes an expression of *several* sizes to a number where PyTorch runs.
+
+    Why: torch.export's solver turns a guard on one size into a constraint violation, but lets one
+    on several pass unsaid. ``int(sqrt((h // 8) * (w // 8)))`` (a ViT folding its tokens back to a
+    square grid) guards ``Eq(TruncToInt(...), 8)``; the named-``Dim`` export succeeds and its
+    reshapes hold the traced grid, so the graph fails or is wrong at every other size.
+    """
+    import torch
+
+    symbols = _input_symbols(program, ranges)
+    inputs = {sym for sym in symbols.values() if not isinstance(sym, int)}
+    joint = [g for g in guards if g.condition is not None and _fixes_a_number(g.condition)
+             and len(inputs & set(getattr(g.condition, "free_symbols", ()))) >= 2]
+    for guard, at in _violations(joint, symbols, ranges)[:4]:
+        shape = list(example.shape)
+        for axis, value in at.items():
+            shape[axis] = value
+        try:
+            with torch.no_grad():
+                model(torch.randn(*shape, dtype=example.dtype))
+        except Exception:
+            continue  # PyTorch fails there too: not a size the model runs at
+        where = "x".join(map(str, shape[2:] or shape))
+        raise UserError(f"--dynamic: {_where(guard)} holds only at some sizes (guard {guard.expr[:100]}), and PyTorch "
+                        f"runs at {where} where the export would be wrong: {_FIX}")
 
 
 def _narrowing_guard(guards: list[Guard], range_of) -> Guard | None:

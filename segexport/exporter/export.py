@@ -876,7 +876,21 @@ def verification_shapes(record: ExportRecord) -> list[tuple[int, int, int, int]]
         inner = (*opt[:2], *(_inner_size(a, b) for a, b in zip(lo[2:], hi[2:])))
         if inner not in shapes and inner[2:] != tuple(opt[2:]):
             shapes.append(inner)
+    if lo[2] < hi[2] and lo[3] < hi[3] and all(s[2] == s[3] for s in shapes):
+        shapes.append(off_diagonal(lo, opt, hi))
     return shapes
+
+
+def off_diagonal(lo, opt, hi) -> tuple[int, int, int, int]:
+    """The profile corner of least height and most width, checked when every other shape is square.
+
+    A TensorRT profile is a box: an engine with dynamic H and W takes 32x128 as readily as
+    128x128. A network that reshapes its tokens to a square grid (``int(sqrt(n))``: Hugging Face
+    DPT's reassemble stage) is right at every square size and wrong, or failing, at every other;
+    corners that are all square would never show it. The width is inside the range, not its end:
+    at 32x128 the grid of 2x8 patches still has a square number of cells, so DPT runs there."""
+    w = _inner_size(lo[3], hi[3])
+    return (opt[0], opt[1], lo[2], w if w != lo[2] else hi[3])
 
 
 def _inner_size(lo: int, hi: int) -> int:
@@ -930,9 +944,20 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
         except Exception as exc:  # the model itself cannot take a corner of the dynamic profile
             from segexport.errors import exception_line
 
+            (lo, opt, hi) = record.profile_shapes()[record.input_name]
+            if tuple(x.shape) == off_diagonal(lo, opt, hi) and x.shape[2] != x.shape[3]:
+                raise UserError(f"{record.model} runs at the square sizes of the profile but fails in PyTorch itself "
+                                f"at {'x'.join(map(str, x.shape))} ({exception_line(exc)[:120]}): it takes only H = W "
+                                "(a reshape to a square grid), and a TensorRT profile is a box of H and W; export "
+                                "without --dynamic hw at the size you deploy") from exc
             raise UserError(f"{record.model} fails in PyTorch itself at {'x'.join(map(str, x.shape))}, a size of the "
                             f"dynamic profile ({exception_line(exc)[:160]}): give --hw-range sizes the model accepts "
                             f"(e.g. multiples of its total stride)") from exc
+        if tuple(out.shape[-2:]) != tuple(x.shape[-2:]):  # the contract held at the export size only
+            raise UserError(f"{record.model} returns {'x'.join(map(str, out.shape))} for a {'x'.join(map(str, x.shape))} "
+                            "input, a size of the dynamic profile: its output does not follow the input size there "
+                            "(a reshape to a fixed or square grid): export without --dynamic hw, or give --hw-range "
+                            "sizes it follows")
         return labels_of(out).astype(np.int32) if record.argmax else out
 
     probes_list = [(shape, kind, x) for k, shape in enumerate(verification_shapes(record))

@@ -437,3 +437,36 @@ class CheckedThenCeiled(nn.Module):
 def checked_then_ceiled(num_classes: int = 3) -> nn.Module:
     torch.manual_seed(0)
     return CheckedThenCeiled(num_classes).eval()
+
+
+# ---------------------------------------------------------------- tokens back to a square grid
+
+
+def torch_int(x):
+    """transformers.utils.torch_int, as its modules define it (segexport swaps it while a dynamic export traces)."""
+    return x.to(torch.int64) if torch.jit.is_tracing() and isinstance(x, torch.Tensor) else int(x)
+
+
+class SquareGrid(nn.Module):
+    """A ViT decoder that folds its tokens back with ``int(sqrt(n))`` (Hugging Face DPT's
+    reassemble stage, which writes ``torch_int``): right at every square size, failing or wrong
+    at every other."""
+
+    def __init__(self, num_classes: int = 3, patch: int = 8, cast: str = "int") -> None:
+        super().__init__()
+        self.cast = cast
+        self.embed = nn.Conv2d(3, 16, patch, stride=patch)
+        self.mix = nn.Linear(16, 16)
+        self.head = nn.Conv2d(16, num_classes, 1)
+
+    def forward(self, x):
+        tokens = self.embed(x).flatten(2).transpose(1, 2)  # N x n x C
+        n = tokens.shape[1]
+        side = (torch_int if self.cast == "torch_int" else int)(n ** 0.5)
+        grid = self.mix(tokens).transpose(1, 2).reshape(x.shape[0], 16, side, side)
+        return F.interpolate(self.head(grid), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def square_grid(num_classes: int = 3, cast: str = "int") -> nn.Module:
+    torch.manual_seed(0)
+    return SquareGrid(num_classes, cast=cast).eval()

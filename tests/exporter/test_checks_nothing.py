@@ -124,7 +124,17 @@ def test_a_dynamic_export_made_at_a_corner_is_verified_inside_its_range(run_cli,
                      "--hw-range", "64x64:128x128", "--out", tmp_path / "s.onnx", "--json", report)
     assert result.exit_code == 0, result.stdout + result.stderr
     shapes = {tuple(r["shape"]) for r in json.loads(report.read_text())["verify"]}
-    assert shapes == {(1, 3, 64, 64), (1, 3, 128, 128), (1, 3, 96, 96)}
+    # the corners, a size inside, and H != W (every other shape is square; a profile is a box of H and W)
+    assert shapes == {(1, 3, 64, 64), (1, 3, 128, 128), (1, 3, 96, 96), (1, 3, 64, 96)}
+
+
+def test_a_non_square_profile_adds_no_off_diagonal_shape(run_cli, tmp_path):
+    report = tmp_path / "r.json"
+    result = run_cli("onnx", "--model", f"{HERE}:small_convnet", "--input-size", "48x64", "--dynamic", "hw",
+                     "--hw-range", "32x32:96x96", "--out", tmp_path / "s.onnx", "--json", report)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    shapes = {tuple(r["shape"]) for r in json.loads(report.read_text())["verify"]}
+    assert shapes == {(1, 3, 48, 64), (1, 3, 32, 32), (1, 3, 96, 96)}
 
 
 def test_the_inner_size_is_inside_and_on_the_coarsest_grid():

@@ -142,3 +142,23 @@ def test_a_frozen_size_names_the_module_that_froze_it_not_the_first_check(run_cl
     assert_one_line_error(result, "module 'windows' (edge_models.py:", "CeilToInt", "export without --dynamic hw")
     assert "CheckedThenCeiled" not in result.stderr
     assert not out.exists()
+
+
+def test_a_square_token_grid_is_refused_dynamic_with_its_reason(run_cli, tmp_path):
+    """A ViT that folds tokens back with ``int(sqrt(n))`` runs only at H = W: written with ``int()``
+    the trace freezes the grid (a guard on H and W together, which torch.export lets pass: refused
+    at export time naming the module); written with transformers' ``torch_int`` (HF DPT) the grid
+    stays symbolic and is right at every square size, so verification's off-diagonal corner of the
+    profile (a box of H and W) is what shows the engine would take sizes the model cannot run."""
+    out = tmp_path / "g.onnx"
+    frozen = run_cli("onnx", "--model", f"{MODELS}:square_grid", "--input-size", "64x64", "--dynamic", "hw", "--out", out)
+    assert_one_line_error(frozen, "module 'SquareGrid' (edge_models.py:", "holds only at some sizes", "TruncToInt",
+                          "export without --dynamic hw")
+    square = run_cli("onnx", "--model", f"{MODELS}:square_grid", "--model-arg", "cast=torch_int", "--input-size", "64x64",
+                     "--dynamic", "hw", "--out", out)
+    assert_one_line_error(square, "runs at the square sizes of the profile", "at 1x3x32x64", "takes only H = W",
+                          "export without --dynamic hw")
+    assert not out.exists()
+    static = run_cli("onnx", "--model", f"{MODELS}:square_grid", "--model-arg", "cast=torch_int", "--input-size",
+                     "64x64", "--out", out)
+    assert static.exit_code == 0 and static.stdout.count("pass") == 3, static.stdout + static.stderr

@@ -1,9 +1,10 @@
 """Issue 23: the Hugging Face size constructs that froze ``--dynamic hw`` (BEiT's ``torch_int`` of
-the patch grid, DPT's ``torch_int(sqrt(seq_len))`` reshape, MobileViT's ``math.ceil`` unfolding
-that resizes only off the patch multiple), reproduced by plain-torch look-alikes
-(tests/exporter/hf_dynamic_models.py), export dynamic through ``segexport onnx``, verified by the
-CLI at the profile's corners, and agree with PyTorch at further sizes of the range run here
-with ONNX Runtime (odd patch maps included). Runs without transformers."""
+the patch grid, MobileViT's ``math.ceil`` unfolding that resizes only off the patch multiple),
+reproduced by plain-torch look-alikes (tests/exporter/hf_dynamic_models.py), export dynamic
+through ``segexport onnx``, verified by the CLI at the profile's corners, and agree with PyTorch
+at further sizes of the range run here with ONNX Runtime (odd patch maps included); DPT's
+``torch_int(sqrt(seq_len))`` square grid runs only at H = W and is refused dynamic with that
+reason. Runs without transformers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from segexport.exporter.size_casts import symbolic_size_casts
+from tests.conftest import assert_one_line_error
 
 MODELS = Path(__file__).with_name("hf_dynamic_models.py")
 
@@ -45,8 +47,6 @@ CASES = [
     ("hf_beit_like", ["--input-size", "64x64"], [(48, 80), (96, 64), (112, 128), (33, 47)]),
     # MobileViT's stem is /8: 40, 56, 72 make odd maps (the resize path), 64 and 128 even ones
     ("hf_mobilevit_like", ["--input-size", "64x64", "--hw-range", "40x40:136x136"], [(56, 72), (72, 40), (128, 88)]),
-    # square patch grids only, as transformers' DPT (PyTorch fails on the others too)
-    ("hf_dpt_like", ["--input-size", "64x64"], [(48, 48), (96, 96), (112, 127), (80, 95)]),
 ]
 
 
@@ -62,6 +62,19 @@ def test_hf_size_constructs_export_dynamic_and_right_at_other_sizes(run_cli, tmp
     assert "lint: 0 errors, 0 warnings" in result.stdout
     assert "fail" not in result.stdout
     _ort_vs_torch(out, model, sizes)
+
+
+def test_a_square_grid_is_refused_dynamic_and_exports_static(run_cli, tmp_path):
+    """transformers' DPT neck (no patch_height/width) folds tokens back with ``torch_int(sqrt(n))``:
+    the symbolic cast keeps the grid right at every square size, but PyTorch itself fails at 32x64,
+    and a TensorRT profile is a box of H and W; refused dynamic saying so, exported static."""
+    out = tmp_path / "dpt.onnx"
+    dynamic = run_cli("onnx", "--model", f"{MODELS}:hf_dpt_like", "--input-size", "64x64", "--dynamic", "hw",
+                      "--out", out)
+    assert_one_line_error(dynamic, "runs at the square sizes of the profile", "1x3x32x64", "takes only H = W")
+    assert not out.exists()
+    static = run_cli("onnx", "--model", f"{MODELS}:hf_dpt_like", "--input-size", "64x64", "--out", out)
+    assert static.exit_code == 0 and "fail" not in static.stdout, static.stdout + static.stderr
 
 
 def test_casts_are_swapped_only_while_active():
