@@ -329,10 +329,7 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
         shape = [lo for lo, _ in (ranges.get(a, (example.shape[a], 0)) for a in range(example.dim()))]
         for axis, value in at.items():
             shape[axis] = value
-        try:
-            with torch.no_grad():
-                model(torch.randn(*shape, dtype=example.dtype))
-        except Exception:
+        if not _torch_runs_at(model, example, shape):
             failing_in_torch.append(guard)  # PyTorch fails there too: not a size the model supports
             continue
         where = "x".join(map(str, shape[2:] or shape))
@@ -348,6 +345,18 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
     return Captured(program, notes, probes)
 
 
+def _torch_runs_at(model, example, shape: list[int]) -> bool:
+    """Whether the model's own forward runs on a random batch of ``shape``."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(torch.randn(*shape, dtype=example.dtype))
+    except Exception:
+        return False
+    return True
+
+
 def _refuse_joint_numbers(model, example, program, guards: list[Guard], ranges) -> None:
     """Refuse a guard that fixes an expression of *several* sizes to a number where PyTorch runs.
 
@@ -356,8 +365,6 @@ def _refuse_joint_numbers(model, example, program, guards: list[Guard], ranges) 
     square grid) guards ``Eq(TruncToInt(...), 8)``; the named-``Dim`` export succeeds and its
     reshapes hold the traced grid, so the graph fails or is wrong at every other size.
     """
-    import torch
-
     symbols = _input_symbols(program, ranges)
     inputs = {sym for sym in symbols.values() if not isinstance(sym, int)}
     joint = [g for g in guards if g.condition is not None and _fixes_a_number(g.condition)
@@ -366,10 +373,7 @@ def _refuse_joint_numbers(model, example, program, guards: list[Guard], ranges) 
         shape = list(example.shape)
         for axis, value in at.items():
             shape[axis] = value
-        try:
-            with torch.no_grad():
-                model(torch.randn(*shape, dtype=example.dtype))
-        except Exception:
+        if not _torch_runs_at(model, example, shape):
             continue  # PyTorch fails there too: not a size the model runs at
         where = "x".join(map(str, shape[2:] or shape))
         raise UserError(f"--dynamic: {_where(guard)} holds only at some sizes (guard {guard.expr[:100]}), and PyTorch "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -118,23 +119,18 @@ def test_the_constant_probe_is_not_zero_so_zero_biases_still_compare_values(run_
     assert all(r["passed"] and r["metrics"]["ref_max_abs"] > 0 for r in rows), rows
 
 
-def test_a_dynamic_export_made_at_a_corner_is_verified_inside_its_range(run_cli, tmp_path):
+@pytest.mark.parametrize("size, hw_range, expected", [
+    # at a corner: the corners, a size inside, and H != W (every other shape is square; a profile is a box of H and W)
+    ("64x64", "64x64:128x128", {(1, 3, 64, 64), (1, 3, 128, 128), (1, 3, 96, 96), (1, 3, 64, 96)}),
+    ("48x64", "32x32:96x96", {(1, 3, 48, 64), (1, 3, 32, 32), (1, 3, 96, 96)}),  # not square: no shape added
+], ids=["corner-square", "inside-not-square"])
+def test_a_dynamic_export_is_verified_inside_its_range_and_off_its_diagonal(run_cli, tmp_path, size, hw_range,
+                                                                             expected):
     report = tmp_path / "r.json"
-    result = run_cli("onnx", "--model", f"{HERE}:small_convnet", "--input-size", "64x64", "--dynamic", "hw",
-                     "--hw-range", "64x64:128x128", "--out", tmp_path / "s.onnx", "--json", report)
+    result = run_cli("onnx", "--model", f"{HERE}:small_convnet", "--input-size", size, "--dynamic", "hw",
+                     "--hw-range", hw_range, "--out", tmp_path / "s.onnx", "--json", report)
     assert result.exit_code == 0, result.stdout + result.stderr
-    shapes = {tuple(r["shape"]) for r in json.loads(report.read_text())["verify"]}
-    # the corners, a size inside, and H != W (every other shape is square; a profile is a box of H and W)
-    assert shapes == {(1, 3, 64, 64), (1, 3, 128, 128), (1, 3, 96, 96), (1, 3, 64, 96)}
-
-
-def test_a_non_square_profile_adds_no_off_diagonal_shape(run_cli, tmp_path):
-    report = tmp_path / "r.json"
-    result = run_cli("onnx", "--model", f"{HERE}:small_convnet", "--input-size", "48x64", "--dynamic", "hw",
-                     "--hw-range", "32x32:96x96", "--out", tmp_path / "s.onnx", "--json", report)
-    assert result.exit_code == 0, result.stdout + result.stderr
-    shapes = {tuple(r["shape"]) for r in json.loads(report.read_text())["verify"]}
-    assert shapes == {(1, 3, 48, 64), (1, 3, 32, 32), (1, 3, 96, 96)}
+    assert {tuple(r["shape"]) for r in json.loads(report.read_text())["verify"]} == expected
 
 
 def test_the_inner_size_is_inside_and_on_the_coarsest_grid():
