@@ -20,7 +20,7 @@ import io
 import re
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -305,7 +305,8 @@ def export_onnx(options: ExportOptions, progress: Progress | None = None) -> Exp
 
 
 _TIE_HINT = (" -- on an input with flat regions only: a max pool, unpool or padding of the export breaks ties"
-             " unlike PyTorch (first maximum in row-major window order wins)")
+             " unlike PyTorch (first maximum in row-major window order wins), or a normalization over H x W of a"
+             " channel the flat input made constant divides rounding by sqrt(eps)")
 
 
 _GUARD_HINT = ("the dynamic export follows one branch there; export static, or give --hw-range sizes the model "
@@ -924,7 +925,7 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     import numpy as np
     import torch
 
-    from segexport.core.comparison import PROBE_KINDS, judge, probe_inputs
+    from segexport.core.comparison import CONSTANT_MAX_ABS_REL, PROBE_KINDS, judge, probe_inputs
     from segexport.core.metrics import EXPORT_THRESHOLDS, labels_of
     from segexport.core.noise_floor import measure_floor
     from segexport.core.sessions import ort_runner
@@ -985,7 +986,9 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
                        "(e.g. multiples of its stride)" if record.dynamic else "please report this with the model")
                 raise CheckFailed(f"ONNX Runtime cannot run the export at input {'x'.join(map(str, shape))} "
                                   f"({detail}): {fix}") from exc
-            verdict = judge(ref, got, strict, floors=lambda: measure_floor(reference, x, ref, rng,
+            held = strict if kind != "constant" else replace(
+                strict, max_abs_rel=max(strict.max_abs_rel or 0.0, CONSTANT_MAX_ABS_REL))
+            verdict = judge(ref, got, held, floors=lambda: measure_floor(reference, x, ref, rng,
                                                                            keep_flat=kind != "random"))
             rows.append(VerifyRow(shape=tuple(shape), metrics=verdict.metrics, checks=verdict.checks,
                                   noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor, input=kind))
