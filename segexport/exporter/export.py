@@ -882,6 +882,18 @@ def verification_shapes(record: ExportRecord) -> list[tuple[int, int, int, int]]
     return shapes
 
 
+def _runs_square(model, shape) -> bool:
+    """Whether PyTorch runs at the square of ``shape``'s width (the low corner, also square, already ran)."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(torch.zeros(*shape[:2], shape[3], shape[3]))
+    except Exception:
+        return False
+    return True
+
+
 def off_diagonal(lo, opt, hi) -> tuple[int, int, int, int]:
     """The profile corner of least height and most width, checked when every other shape is square.
 
@@ -946,7 +958,8 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
             from segexport.errors import exception_line
 
             (lo, opt, hi) = record.profile_shapes()[record.input_name]
-            if tuple(x.shape) == off_diagonal(lo, opt, hi) and x.shape[2] != x.shape[3]:
+            if tuple(x.shape) == off_diagonal(lo, opt, hi) and x.shape[2] != x.shape[3] and \
+                    _runs_square(torch_model, x.shape):  # H = W at that width runs: the shape is the cause
                 raise UserError(f"{record.model} runs at the square sizes of the profile but fails in PyTorch itself "
                                 f"at {'x'.join(map(str, x.shape))} ({exception_line(exc)[:120]}): it takes only H = W "
                                 "(a reshape to a square grid), and a TensorRT profile is a box of H and W; export "
