@@ -958,14 +958,16 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
             from segexport.errors import exception_line
 
             (lo, opt, hi) = record.profile_shapes()[record.input_name]
+            module = _failing_module(exc, torch_model)
+            where = f" in module {module!r}" if module else ""
             if tuple(x.shape) == off_diagonal(lo, opt, hi) and x.shape[2] != x.shape[3] and \
                     _runs_square(torch_model, x.shape):  # H = W at that width runs: the shape is the cause
                 raise UserError(f"{record.model} runs at the square sizes of the profile but fails in PyTorch itself "
-                                f"at {'x'.join(map(str, x.shape))} ({exception_line(exc)[:120]}): it takes only H = W "
+                                f"at {'x'.join(map(str, x.shape))}{where} ({exception_line(exc)[:120]}): it takes only H = W "
                                 "(a reshape to a square grid), and a TensorRT profile is a box of H and W; export "
                                 "without --dynamic hw at the size you deploy") from exc
             raise UserError(f"{record.model} fails in PyTorch itself at {'x'.join(map(str, x.shape))}, a size of the "
-                            f"dynamic profile ({exception_line(exc)[:160]}): give --hw-range sizes the model accepts "
+                            f"dynamic profile{where} ({exception_line(exc)[:160]}): give --hw-range sizes the model accepts "
                             f"(e.g. multiples of its total stride)") from exc
         if tuple(out.shape[-2:]) != tuple(x.shape[-2:]):  # the contract held at the export size only
             raise UserError(f"{record.model} returns {'x'.join(map(str, out.shape))} for a {'x'.join(map(str, x.shape))} "

@@ -156,7 +156,8 @@ def test_a_square_token_grid_is_refused_dynamic_with_its_reason(run_cli, tmp_pat
                           "export without --dynamic hw")
     square = run_cli("onnx", "--model", f"{MODELS}:square_grid", "--model-arg", "cast=torch_int", "--input-size", "64x64",
                      "--dynamic", "hw", "--out", out)
-    assert_one_line_error(square, "runs at the square sizes of the profile", "at 1x3x32x64", "takes only H = W",
+    assert_one_line_error(square, "runs at the square sizes of the profile", "at 1x3x32x64 in module 'SquareGrid'",
+                          "takes only H = W",
                           "export without --dynamic hw")
     assert not out.exists()
     static = run_cli("onnx", "--model", f"{MODELS}:square_grid", "--model-arg", "cast=torch_int", "--input-size",
