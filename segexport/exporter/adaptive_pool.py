@@ -21,7 +21,8 @@ lowering, which is right at the one size they run at), by swapping the two funct
 ``torch.nn.functional`` that ``nn.AdaptiveAvgPool2d`` / ``nn.AdaptiveMaxPool2d`` and model code
 call, and restoring them afterwards. Swapping the function rather than the modules also covers
 models that keep their pooling layers in plain Python lists (Hugging Face's UperNet), which a
-module swap would miss. Global pooling (output 1x1) is left to PyTorch: it exports as a
+module swap would miss. An axis asked as ``None`` (strip pooling, coordinate attention:
+``(None, 1)``, ``(1, None)``) is kept as it is, pooled along the other axis only. Global pooling (output 1x1) is left to PyTorch: it exports as a
 ``ReduceMean`` over the whole map, right at every size. A model that imported the function
 under its own name before export is not reached; verification at the profile's corners then
 refuses the export with a one-line reason.
@@ -41,15 +42,19 @@ def _bins(n, o: int) -> list[tuple]:
     return [((i * n) // o, ((i + 1) * n + o - 1) // o) for i in range(o)]
 
 
-def _sizes(x: torch.Tensor, output_size) -> tuple[int, int]:
+def _sizes(output_size) -> tuple[int | None, int | None]:
+    """The asked (rows, columns); None keeps that axis as it is (``AdaptiveAvgPool2d((None, 1))``)."""
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-    return (x.shape[-2] if oh is None else int(oh)), (x.shape[-1] if ow is None else int(ow))
+    return (None if oh is None else int(oh)), (None if ow is None else int(ow))
 
 
 def _pooled(x: torch.Tensor, output_size, reduce) -> torch.Tensor:
-    oh, ow = _sizes(x, output_size)
-    rows = torch.cat([reduce(x[..., s:e, :], -2) for s, e in _bins(x.shape[-2], oh)], dim=-2)
-    return torch.cat([reduce(rows[..., s:e], -1) for s, e in _bins(x.shape[-1], ow)], dim=-1)
+    """Row bins, then column bins. An axis asked as None is left alone: its bins would be one per
+    input row, and their number is the symbolic size itself, which a Python loop would freeze
+    (strip pooling and coordinate attention pool ``(None, 1)`` and ``(1, None)``)."""
+    oh, ow = _sizes(output_size)
+    rows = x if oh is None else torch.cat([reduce(x[..., s:e, :], -2) for s, e in _bins(x.shape[-2], oh)], dim=-2)
+    return rows if ow is None else torch.cat([reduce(rows[..., s:e], -1) for s, e in _bins(x.shape[-1], ow)], dim=-1)
 
 
 def _is_global(output_size) -> bool:

@@ -5,8 +5,9 @@ tensors) to ``SplitToSequence`` + ``SequenceAt``; TensorRT has no sequences, so 
 block that splits its ``qkv`` projection (Hugging Face MobileViTV2: 78 such nodes) failed lint.
 When the split sizes are known at trace time (the usual case: channel splits), each piece is a
 ``Slice`` of the input along the axis -- the same elements, copied, so exact -- and TensorRT runs
-Slice natively. A split along a dynamic axis (sizes that depend on H or W) keeps PyTorch's own
-lowering.
+Slice natively. Sections that are sizes of a dynamic input (``[h, w]``) are pieces too; a split
+into pieces of a fixed size along a dynamic axis (their number depends on H or W) keeps PyTorch's
+own lowering.
 
 Applied by swapping ``torch.split``, ``torch.chunk`` and the ``Tensor`` methods of the same names
 during the trace, and restoring them after.
@@ -33,8 +34,18 @@ def _length(x: torch.Tensor, dim: int):
     return n if isinstance(n, int) else None
 
 
-def split_sizes(x: torch.Tensor, split_size_or_sections, dim: int = 0) -> list[int] | None:
-    """PyTorch's piece sizes for ``split``, or None when they are not plain numbers."""
+def split_sizes(x: torch.Tensor, split_size_or_sections, dim: int = 0) -> list | None:
+    """PyTorch's piece sizes for ``split``, or None when they are not plain numbers.
+
+    Sections given as sizes of the input (coordinate attention: ``torch.split(y, [h, w], dim=2)``
+    with ``h, w = x.shape[2:]`` of a dynamic export) are pieces too: their number is fixed, each
+    ``narrow`` keeps its symbolic bounds, and eager PyTorch (what verification runs) still
+    refuses sections that do not add up."""
+    if not isinstance(split_size_or_sections, int):
+        sections = list(split_size_or_sections)
+        if any(isinstance(s, torch.SymInt) for s in sections) and all(isinstance(s, (int, torch.SymInt))
+                                                                      for s in sections):
+            return sections
     n = _length(x, dim)
     if n is None:
         return None

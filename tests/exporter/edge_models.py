@@ -470,3 +470,58 @@ class SquareGrid(nn.Module):
 def square_grid(num_classes: int = 3, cast: str = "int") -> nn.Module:
     torch.manual_seed(0)
     return SquareGrid(num_classes, cast=cast).eval()
+
+
+# ---------------------------------------------------------------- strip pooling, coordinate attention
+
+
+class _StripPool(nn.Module):
+    """SPNet's strip pooling: ``AdaptiveAvgPool2d((None, 1))`` and ``((1, None))``, a band conv on
+    each, broadcast back over the map."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.rows, self.cols = nn.AdaptiveAvgPool2d((None, 1)), nn.AdaptiveAvgPool2d((1, None))
+        self.conv_rows = nn.Conv2d(c, c, (3, 1), padding=(1, 0))
+        self.conv_cols = nn.Conv2d(c, c, (1, 3), padding=(0, 1))
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        rows = self.conv_rows(self.rows(x)).expand(-1, -1, h, w)
+        cols = self.conv_cols(self.cols(x)).expand(-1, -1, h, w)
+        return x * torch.sigmoid(rows + cols)
+
+
+class _CoordAttention(nn.Module):
+    """Coordinate attention (Hou et al. 2021): pool to ``(None, 1)`` and ``(1, None)``, concatenate
+    along H, one shared conv, ``torch.split`` back into the two sizes the input has."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.pool_h, self.pool_w = nn.AdaptiveAvgPool2d((None, 1)), nn.AdaptiveMaxPool2d((1, None))
+        self.shared = nn.Conv2d(c, c, 1)
+        self.gate_h, self.gate_w = nn.Conv2d(c, c, 1), nn.Conv2d(c, c, 1)
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        y = torch.cat([self.pool_h(x), self.pool_w(x).permute(0, 1, 3, 2)], dim=2)
+        a, b = torch.split(torch.relu(self.shared(y)), [h, w], dim=2)
+        return x * torch.sigmoid(self.gate_h(a)) * torch.sigmoid(self.gate_w(b.permute(0, 1, 3, 2)))
+
+
+class StripPoolNet(nn.Module):
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.strip = _StripPool(16)
+        self.coord = _CoordAttention(16)
+        self.head = nn.Conv2d(16, num_classes, 1)
+
+    def forward(self, x):
+        y = self.coord(self.strip(torch.relu(self.stem(x))))
+        return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def strip_pool(num_classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return StripPoolNet(num_classes).eval()

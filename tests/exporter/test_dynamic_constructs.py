@@ -1,5 +1,6 @@
 """Dynamic H/W for the constructs of classic real-time segmenters (tests/exporter/edge_models.py):
-global pooling by the input's size, ``ConvTranspose2d(output_size=...)``, unpooling at odd sizes,
+global pooling by the input's size, strip pooling and coordinate attention (``AdaptiveAvgPool2d((None, 1))``,
+``torch.split(y, [h, w])``), ``ConvTranspose2d(output_size=...)``, unpooling at odd sizes,
 and models that run only at multiples of a stride are right at every size of the profile (checked
 against PyTorch at sizes the CLI's verification never sees), linted and built; a construct that
 freezes the size is refused at export time with the module named, never shipped static."""
@@ -22,6 +23,8 @@ CASES = [
     ("enet", "33x47", "hw", [(1, 3, 17, 24), (1, 3, 40, 61), (1, 3, 65, 93)], None),
     ("transposed_to_size", "33x47", "batch,hw", [(2, 3, 18, 31), (1, 3, 51, 60), (3, 3, 65, 94)], None),
     ("erfnet", "64x64", "hw", [(1, 3, 36, 44), (1, 3, 100, 76), (1, 3, 128, 32)], "a multiple of 4"),
+    # AdaptiveAvgPool2d((None, 1)) / ((1, None)) and torch.split(y, [h, w]): strip pooling, coordinate attention
+    ("strip_pool", "33x47", "hw", [(1, 3, 17, 25), (1, 3, 40, 61), (1, 3, 65, 93)], None),
 ]
 
 
@@ -51,7 +54,7 @@ def test_dynamic_export_is_right_at_every_size(run_cli, tmp_path, factory, size,
     assert built.exit_code == 0 and "engine: built" in built.stdout, built.stdout
 
 
-@pytest.mark.parametrize("factory", ["bisenet", "enet", "erfnet"])
+@pytest.mark.parametrize("factory", ["bisenet", "enet", "erfnet", "strip_pool"])
 def test_static_exports_of_the_same_networks(run_cli, tmp_path, factory):
     out = tmp_path / f"{factory}.onnx"
     result = run_cli("onnx", "--model", f"{MODELS}:{factory}", "--input-size", "64x64", "--out", out)
