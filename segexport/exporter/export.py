@@ -441,11 +441,13 @@ def _torch_export(model, example, options: ExportOptions, dynamic: dict[str, Dyn
 
         from segexport.exporter.dynamic_sizes import shape_following_sizes
         from segexport.exporter.size_casts import symbolic_size_casts
+        from segexport.exporter.size_tensors import tensors_of_sizes
 
         pooling = contextlib.ExitStack()
         pooling.enter_context(shape_following_adaptive_pooling())
         pooling.enter_context(shape_following_sizes())
         pooling.enter_context(symbolic_size_casts(model))
+        pooling.enter_context(tensors_of_sizes())
     unpooling: contextlib.AbstractContextManager = contextlib.nullcontext()
     if options.unpool == "mask":  # F.max_pool2d(return_indices=True) / F.max_unpool2d written as functions
         from segexport.exporter.functional_unpool import functional_unpooling

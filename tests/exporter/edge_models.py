@@ -525,3 +525,43 @@ class StripPoolNet(nn.Module):
 def strip_pool(num_classes: int = 3) -> nn.Module:
     torch.manual_seed(0)
     return StripPoolNet(num_classes).eval()
+
+
+# ---------------------------------------------------------------- flow alignment (SFNet)
+
+
+class _FlowAlign(nn.Module):
+    """SFNet's flow alignment module as its code writes it: a sampling grid from
+    ``torch.linspace(-1, 1, size)`` and a ``torch.tensor([[[[w, h]]]])`` norm, then ``grid_sample``."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.flow = nn.Conv2d(2 * c, 2, 3, padding=1)
+
+    def forward(self, low, high):
+        n, _, out_h, out_w = low.shape
+        high_up = F.interpolate(high, size=(out_h, out_w), mode="bilinear", align_corners=False)
+        flow = self.flow(torch.cat([low, high_up], 1))
+        norm = torch.tensor([[[[out_w, out_h]]]]).type_as(low).to(low.device)
+        ys = torch.linspace(-1.0, 1.0, out_h).view(-1, 1).repeat(1, out_w)
+        xs = torch.linspace(-1.0, 1.0, out_w).repeat(out_h, 1)
+        grid = torch.cat((xs.unsqueeze(2), ys.unsqueeze(2)), 2).repeat(n, 1, 1, 1).type_as(low)
+        return F.grid_sample(high, grid + flow.permute(0, 2, 3, 1) / norm, align_corners=False)
+
+
+class FlowAlignNet(nn.Module):
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.low = nn.Conv2d(3, 8, 3, padding=1)
+        self.high = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.fam = _FlowAlign(8)
+        self.head = nn.Conv2d(8, num_classes, 1)
+
+    def forward(self, x):
+        low = torch.relu(self.low(x))
+        return self.head(self.fam(low, torch.relu(self.high(low))))
+
+
+def flow_align(num_classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return FlowAlignNet(num_classes).eval()

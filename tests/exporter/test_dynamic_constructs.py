@@ -1,6 +1,7 @@
 """Dynamic H/W for the constructs of classic real-time segmenters (tests/exporter/edge_models.py):
 global pooling by the input's size, strip pooling and coordinate attention (``AdaptiveAvgPool2d((None, 1))``,
-``torch.split(y, [h, w])``), ``ConvTranspose2d(output_size=...)``, unpooling at odd sizes,
+``torch.split(y, [h, w])``), SFNet's flow alignment (a grid from ``torch.linspace`` of the size),
+``ConvTranspose2d(output_size=...)``, unpooling at odd sizes,
 and models that run only at multiples of a stride are right at every size of the profile (checked
 against PyTorch at sizes the CLI's verification never sees), linted and built; a construct that
 freezes the size is refused at export time with the module named, never shipped static."""
@@ -25,6 +26,8 @@ CASES = [
     ("erfnet", "64x64", "hw", [(1, 3, 36, 44), (1, 3, 100, 76), (1, 3, 128, 32)], "a multiple of 4"),
     # AdaptiveAvgPool2d((None, 1)) / ((1, None)) and torch.split(y, [h, w]): strip pooling, coordinate attention
     ("strip_pool", "33x47", "hw", [(1, 3, 17, 25), (1, 3, 40, 61), (1, 3, 65, 93)], None),
+    # torch.tensor([[[[w, h]]]]) and torch.linspace(-1, 1, h) of sizes, then grid_sample: SFNet's flow alignment
+    ("flow_align", "33x47", "hw", [(1, 3, 17, 25), (1, 3, 40, 61), (1, 3, 65, 93)], None),
 ]
 
 
@@ -54,7 +57,7 @@ def test_dynamic_export_is_right_at_every_size(run_cli, tmp_path, factory, size,
     assert built.exit_code == 0 and "engine: built" in built.stdout, built.stdout
 
 
-@pytest.mark.parametrize("factory", ["bisenet", "enet", "erfnet", "strip_pool"])
+@pytest.mark.parametrize("factory", ["bisenet", "enet", "erfnet", "strip_pool", "flow_align"])
 def test_static_exports_of_the_same_networks(run_cli, tmp_path, factory):
     out = tmp_path / f"{factory}.onnx"
     result = run_cli("onnx", "--model", f"{MODELS}:{factory}", "--input-size", "64x64", "--out", out)
