@@ -96,15 +96,7 @@ def folded_constants(model) -> set[str]:
     folding; only a value that depends on the input (e.g. through ``Shape`` of a dynamic tensor)
     is reported.
     """
-    constants = {i.name for i in model.graph.initializer}
-    graph_inputs = {i.name for i in model.graph.input} - constants
-    for node in model.graph.node:  # ONNX graphs are topologically sorted
-        if node.op_type in _NOT_FOLDABLE or node.domain not in ("", "ai.onnx"):
-            continue
-        ins = [i for i in node.input if i]
-        if node.op_type == "Constant" or (ins and all(i in constants and i not in graph_inputs for i in ins)):
-            constants.update(o for o in node.output if o)
-    return constants
+    return _closure(model, {i.name for i in model.graph.initializer}, sources=("Constant",))
 
 
 def size_only_tensors(model) -> set[str]:
@@ -117,11 +109,16 @@ def size_only_tensors(model) -> set[str]:
     ScatterND / ScatterElements). Those scatters are not the unpooling lowering lint warns about:
     their work is set by the size, whatever the image holds.
     """
-    known = folded_constants(model)
+    return _closure(model, {i.name for i in model.graph.initializer}, sources=("Constant", "Shape", "Size"))
+
+
+def _closure(model, known: set[str], sources: tuple[str, ...]) -> set[str]:
+    """``known`` grown, in graph order (ONNX graphs are topologically sorted), by the outputs of every
+    ``sources`` node and of every deterministic node whose inputs are all known."""
     for node in model.graph.node:
         if node.op_type in _NOT_FOLDABLE or node.domain not in ("", "ai.onnx"):
             continue
         ins = [i for i in node.input if i]
-        if node.op_type in ("Shape", "Size") or (ins and all(i in known for i in ins)):
+        if node.op_type in sources or (ins and all(i in known for i in ins)):
             known.update(o for o in node.output if o)
     return known

@@ -22,7 +22,7 @@ import logging
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from segexport.errors import UserError
 
@@ -76,12 +76,9 @@ class _Recorder(logging.Handler):
     exported program constant's list"). The line is the innermost frame running that module's code.
     """
 
-    def __init__(self, log: GuardLog, names: dict[int, str], root: str) -> None:
-        from segexport.exporter.scopes import name_of
-
+    def __init__(self, log: GuardLog, name_of: Callable[[Any], str | None], root: str) -> None:
         super().__init__(logging.INFO)
-        self.name_of = name_of
-        self.log, self.names, self.root = log, names, root
+        self.log, self.name_of, self.root = log, name_of, root
         self.stack: list[Any] = []
         self.codes: dict[type, set] = {}
 
@@ -95,7 +92,7 @@ class _Recorder(logging.Handler):
         condition = module = line = None
         owner = self.stack[-1] if self.stack else None
         if owner is not None:
-            module = self.name_of(self.names, owner) or self.root
+            module = self.name_of(owner) or self.root
             codes = self.codes.setdefault(type(owner), _codes(type(owner)))
         frame: Any = sys._getframe()
         while frame is not None:
@@ -117,7 +114,7 @@ def recording_guards(model) -> Iterator[GuardLog]:
 
     names = user_names(model)
     logger = logging.getLogger(_SHAPES_LOGGER)
-    handler = _Recorder(log, names, type(model).__name__)
+    handler = _Recorder(log, lambda module: name_of(names, module), type(model).__name__)
 
     def entered(module, args):
         if name_of(names, module) is not None:
@@ -283,12 +280,8 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
 
     strict = {axis: Dim(_AXES.get(axis, f"axis{axis}"), min=lo, max=hi) for axis, (lo, hi) in ranges.items()}
     with recording_guards(model) as log:
-        try:  # torch.export proves every guard on one size over the range (not those on several: below)
+        try:  # torch.export proves every guard on one size over the range (not those on several: else)
             program = torch.export.export(model, (example,), dynamic_shapes=(strict,), strict=False)
-            _refuse_joint_numbers(model, example, program, log.guards, ranges)
-            return Captured(program)
-        except UserError:
-            raise
         except Exception as exc:
             # torch's solver failing while it words its own fixes (SwinUNETR: "Cannot create Dim with
             # inconsistent min=4, max=4") also goes to torch.onnx's strategies: judging those guards
@@ -298,6 +291,9 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
                 return Captured(None, suspect=_narrowing_guard(log.guards, lambda _symbol: hull)
                                 or _first_size_equality(log))
             violation, culprit = exc, log.first_equality()
+        else:
+            _refuse_joint_numbers(model, example, program, log.guards, ranges)
+            return Captured(program)
     dims = {axis: Dim.DYNAMIC(min=lo, max=hi) for axis, (lo, hi) in ranges.items()}
     with recording_guards(model) as log:
         try:
@@ -329,7 +325,7 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
         shape = [lo for lo, _ in (ranges.get(a, (example.shape[a], 0)) for a in range(example.dim()))]
         for axis, value in at.items():
             shape[axis] = value
-        if not _torch_runs_at(model, example, shape):
+        if not torch_runs_at(model, shape, example.dtype):
             failing_in_torch.append(guard)  # PyTorch fails there too: not a size the model supports
             continue
         where = "x".join(map(str, shape[2:] or shape))
@@ -345,13 +341,13 @@ def capture(model, example, ranges: dict[int, tuple[int, int]]) -> Captured:
     return Captured(program, notes, probes)
 
 
-def _torch_runs_at(model, example, shape: list[int]) -> bool:
+def torch_runs_at(model, shape, dtype=None) -> bool:
     """Whether the model's own forward runs on a random batch of ``shape``."""
     import torch
 
     try:
         with torch.no_grad():
-            model(torch.randn(*shape, dtype=example.dtype))
+            model(torch.randn(*shape, dtype=dtype))
     except Exception:
         return False
     return True
@@ -373,7 +369,7 @@ def _refuse_joint_numbers(model, example, program, guards: list[Guard], ranges) 
         shape = list(example.shape)
         for axis, value in at.items():
             shape[axis] = value
-        if not _torch_runs_at(model, example, shape):
+        if not torch_runs_at(model, shape, example.dtype):
             continue  # PyTorch fails there too: not a size the model runs at
         where = "x".join(map(str, shape[2:] or shape))
         raise UserError(f"--dynamic: {_where(guard)} holds only at some sizes (guard {guard.expr[:100]}), and PyTorch "

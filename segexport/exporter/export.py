@@ -884,18 +884,6 @@ def verification_shapes(record: ExportRecord) -> list[tuple[int, int, int, int]]
     return shapes
 
 
-def _runs_square(model, shape) -> bool:
-    """Whether PyTorch runs at the square of ``shape``'s width (the low corner, also square, already ran)."""
-    import torch
-
-    try:
-        with torch.no_grad():
-            model(torch.zeros(*shape[:2], shape[3], shape[3]))
-    except Exception:
-        return False
-    return True
-
-
 def off_diagonal(lo, opt, hi) -> tuple[int, int, int, int]:
     """The profile corner of least height and most width, checked when every other shape is square.
 
@@ -949,6 +937,7 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
     # A shape the graph cannot run becomes one CheckFailed line below; ORT would also log it.
     onnxruntime.set_default_logger_severity(4)
     strict = EXPORT_THRESHOLDS["fp32"]
+    constant = replace(strict, max_abs_rel=max(strict.max_abs_rel or 0.0, CONSTANT_MAX_ABS_REL))
     rows: list[VerifyRow] = []
     rng = np.random.default_rng(seed)
 
@@ -958,12 +947,13 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
                 out = torch_model(torch.from_numpy(x)).numpy()
         except Exception as exc:  # the model itself cannot take a corner of the dynamic profile
             from segexport.errors import exception_line
+            from segexport.exporter.dynamic_capture import torch_runs_at
 
             (lo, opt, hi) = record.profile_shapes()[record.input_name]
             module = _failing_module(exc, torch_model)
             where = f" in module {module!r}" if module else ""
-            if tuple(x.shape) == off_diagonal(lo, opt, hi) and x.shape[2] != x.shape[3] and \
-                    _runs_square(torch_model, x.shape):  # H = W at that width runs: the shape is the cause
+            n, c, h, w = x.shape  # H = W at that width runs (the low corner, also square, ran): the shape is the cause
+            if tuple(x.shape) == off_diagonal(lo, opt, hi) and h != w and torch_runs_at(torch_model, (n, c, w, w)):
                 raise UserError(f"{record.model} runs at the square sizes of the profile but fails in PyTorch itself "
                                 f"at {'x'.join(map(str, x.shape))}{where} ({exception_line(exc)[:120]}): it takes only H = W "
                                 "(a reshape to a square grid), and a TensorRT profile is a box of H and W; export "
@@ -1003,10 +993,8 @@ def verify_export(torch_model, onnx_path: Path, record: ExportRecord, *, seed: i
                        "(e.g. multiples of its stride)" if record.dynamic else "please report this with the model")
                 raise CheckFailed(f"ONNX Runtime cannot run the export at input {'x'.join(map(str, shape))} "
                                   f"({detail}): {fix}") from exc
-            held = strict if kind != "constant" else replace(
-                strict, max_abs_rel=max(strict.max_abs_rel or 0.0, CONSTANT_MAX_ABS_REL))
-            verdict = judge(ref, got, held, floors=lambda: measure_floor(reference, x, ref, rng,
-                                                                           keep_flat=kind != "random"))
+            verdict = judge(ref, got, constant if kind == "constant" else strict,
+                            floors=lambda: measure_floor(reference, x, ref, rng, keep_flat=kind != "random"))
             rows.append(VerifyRow(shape=tuple(shape), metrics=verdict.metrics, checks=verdict.checks,
                                   noise_floor=verdict.noise_floor, held_to_floor=verdict.held_to_floor, input=kind))
     _mark_rows_that_check_nothing(rows, refs)

@@ -29,16 +29,11 @@ import torch
 _SYMBOLIC = (torch.SymInt, torch.SymFloat)
 
 
-def _has_symbolic(data: Any) -> bool:
-    if isinstance(data, _SYMBOLIC):
-        return True
-    return isinstance(data, (list, tuple)) and any(_has_symbolic(d) for d in data)
-
-
-def _has_float(data: Any) -> bool:
-    if isinstance(data, (float, torch.SymFloat)):
-        return True
-    return isinstance(data, (list, tuple)) and any(_has_float(d) for d in data)
+def _any_leaf(data: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether some leaf of the nested lists/tuples ``data`` is one of ``kinds``."""
+    if isinstance(data, (list, tuple)):
+        return any(_any_leaf(d, kinds) for d in data)
+    return isinstance(data, kinds)
 
 
 def _stacked(data: Any, dtype: torch.dtype, device) -> torch.Tensor:
@@ -59,9 +54,9 @@ def tensors_of_sizes() -> Iterator[None]:
     tensor_fn, linspace_fn = torch.tensor, torch.linspace
 
     def tensor(data, *args, dtype=None, device=None, requires_grad=False, **kwargs):
-        if args or kwargs or requires_grad or not _has_symbolic(data):
+        if args or kwargs or requires_grad or not _any_leaf(data, _SYMBOLIC):
             return tensor_fn(data, *args, dtype=dtype, device=device, requires_grad=requires_grad, **kwargs)
-        inferred = torch.get_default_dtype() if _has_float(data) else torch.int64
+        inferred = torch.get_default_dtype() if _any_leaf(data, (float, torch.SymFloat)) else torch.int64
         return _stacked(data, dtype or inferred, device)
 
     def linspace(start, end, steps, *args, dtype=None, device=None, **kwargs):
